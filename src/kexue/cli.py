@@ -1,0 +1,61 @@
+"""The ``kexue`` command: ``kexue reproduce``, and the other tools as subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+
+def _cmd_reproduce(args: argparse.Namespace) -> int:
+    from . import reproduce
+    from .env import set_threads
+
+    if args.list:
+        print("\n".join(reproduce.available()))
+        return 0
+    names = args.names or reproduce.available()
+    unknown = [n for n in names if n not in reproduce.available()]
+    if unknown:
+        print(f"kexue reproduce: unknown reproduction(s) {', '.join(unknown)}; "
+              f"available: {', '.join(reproduce.available())}", file=sys.stderr)
+        return 2
+    if args.out is None:
+        print("kexue reproduce: --out DIR is required (where index.html and results.json go)", file=sys.stderr)
+        return 2
+    from .reproduce.report import run_all, write_report
+
+    set_threads()
+    outcomes = run_all(names, quick=args.quick, log=lambda s: print(s, flush=True))
+    index = write_report(outcomes, args.out)
+    counts: dict[str, int] = {}
+    for o in outcomes:
+        counts[o.verdict] = counts.get(o.verdict, 0) + 1
+    print(f"report: {index} ({', '.join(f'{v}: {n}' for v, n in sorted(counts.items()))})")
+    return 1 if counts.get("error") else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kexue", description=__doc__)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("reproduce", help="re-measure the posts' claims and write an HTML report",
+                       description="Run reproductions (all by default) and write DIR/index.html and DIR/results.json.")
+    p.add_argument("names", nargs="*", metavar="NAME", help="reproductions to run (default: all; see --list)")
+    p.add_argument("--quick", action="store_true", help="quick mode: seconds to a minute each on one CPU thread")
+    p.add_argument("--out", metavar="DIR", help="output folder for index.html, results.json and figures")
+    p.add_argument("--list", action="store_true", help="print the available reproductions, one per line")
+    p.set_defaults(func=_cmd_reproduce)
+
+    # Further subcommands register here: each module exposes add_parser(sub).
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,17 @@
+"""The kexue Transformer, its configuration, Hugging Face checkpoint I/O and the tokenizer wrapper."""
+
+from .config import TransformerConfig
+from .hf import CheckpointError, LoadReport, load_pretrained, save_pretrained
+from .tokenizer import Tokenizer
+from .transformer import Transformer, TransformerOutput
+
+__all__ = [
+    "CheckpointError",
+    "LoadReport",
+    "Tokenizer",
+    "Transformer",
+    "TransformerConfig",
+    "TransformerOutput",
+    "load_pretrained",
+    "save_pretrained",
+]

@@ -1,0 +1,203 @@
+"""TransformerConfig: every architecture switch of the kexue Transformer, named once and checked once."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Literal
+
+from ..nn.activations import ACTIVATIONS
+
+Family = Literal["bert", "roberta"]
+NormPlacement = Literal["post", "pre"]
+MaskType = Literal["bidirectional", "lm", "unilm"]
+PositionStyle = Literal["bert", "roberta"]
+
+_FAMILIES = ("bert", "roberta")
+_NORMS = ("post", "pre")
+_MASKS = ("bidirectional", "lm", "unilm")
+_POSITIONS = ("bert", "roberta")
+
+
+@dataclass
+class TransformerConfig:
+    """Architecture of a BERT-family encoder.
+
+    The defaults are BERT-base. Hugging Face ``config.json`` names map onto these through :meth:`from_hf`.
+    """
+
+    vocab_size: int = 30522
+    hidden_size: int = 768
+    num_layers: int = 12
+    num_heads: int = 12
+    intermediate_size: int = 3072
+    #: A Hugging Face ``hidden_act`` name, see :data:`kexue.nn.activations.ACTIVATIONS`.
+    hidden_act: str = "gelu"
+    hidden_dropout: float = 0.1
+    attention_dropout: float = 0.1
+    max_position_embeddings: int = 512
+    #: Number of segment (token type) embeddings; 0 means the model has none.
+    type_vocab_size: int = 2
+    layer_norm_eps: float = 1e-12
+    #: Standard deviation of the normal initialisation (BERT's 0.02; not truncated, as HF BERT does).
+    initializer_range: float = 0.02
+    pad_token_id: int = 0
+    #: Checkpoint family: decides the Hugging Face key table and position-id convention on save.
+    family: Family = "bert"
+    #: "bert": positions 0..T-1. "roberta": positions counted over non-padding tokens from pad_token_id + 1.
+    position_style: PositionStyle = "bert"
+    #: "post": x + f(x) then LayerNorm (BERT). "pre": x + f(LayerNorm(x)), with a final LayerNorm.
+    norm: NormPlacement = "post"
+    #: "bidirectional" (BERT), "lm" (causal), "unilm" (prefix from segment ids: segment 0 source, 1 target).
+    mask_type: MaskType = "bidirectional"
+    with_pooler: bool = True
+    with_mlm: bool = False
+    with_nsp: bool = False
+    #: Activation of the MLM head's transform; None means ``hidden_act`` (RoBERTa's head always uses exact gelu).
+    mlm_hidden_act: str | None = None
+    #: The MLM decoder reuses the word-embedding matrix.
+    tie_word_embeddings: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size",
+                     "max_position_embeddings"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"expected {name} to be a positive integer, got {value!r}")
+        if not isinstance(self.type_vocab_size, int) or self.type_vocab_size < 0:
+            raise ValueError(f"expected type_vocab_size >= 0, got {self.type_vocab_size!r}")
+        if self.hidden_size % self.num_heads != 0:
+            raise ValueError(
+                f"expected hidden_size divisible by num_heads "
+                f"({self.hidden_size} % {self.num_heads} = {self.hidden_size % self.num_heads})"
+            )
+        for name in ("hidden_dropout", "attention_dropout"):
+            p = getattr(self, name)
+            if not 0.0 <= p < 1.0:
+                raise ValueError(f"expected {name} in [0, 1), got {p!r}")
+        if not self.layer_norm_eps > 0:
+            raise ValueError(f"expected layer_norm_eps > 0, got {self.layer_norm_eps!r}")
+        if not self.initializer_range > 0:
+            raise ValueError(f"expected initializer_range > 0, got {self.initializer_range!r}")
+        for name in ("hidden_act", "mlm_hidden_act"):
+            act = getattr(self, name)
+            if act is not None and act not in ACTIVATIONS:
+                raise ValueError(f"unknown {name} {act!r}; expected one of {sorted(ACTIVATIONS)}")
+        for name, allowed in (("family", _FAMILIES), ("norm", _NORMS), ("mask_type", _MASKS),
+                              ("position_style", _POSITIONS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"unknown {name} {getattr(self, name)!r}; expected one of {list(allowed)}")
+        if not 0 <= self.pad_token_id < self.vocab_size:
+            raise ValueError(f"expected 0 <= pad_token_id < vocab_size ({self.vocab_size}), got {self.pad_token_id}")
+        if self.position_style == "roberta" and self.pad_token_id + 1 >= self.max_position_embeddings:
+            raise ValueError(
+                f"roberta positions start at pad_token_id + 1 = {self.pad_token_id + 1}, "
+                f"beyond max_position_embeddings = {self.max_position_embeddings}"
+            )
+        if self.mask_type == "unilm" and self.type_vocab_size < 2:
+            raise ValueError(f"mask_type 'unilm' needs segment ids 0 and 1, but type_vocab_size = {self.type_vocab_size}")
+        if self.with_nsp and not self.with_pooler:
+            raise ValueError("with_nsp=True needs with_pooler=True: the NSP head reads the pooled [CLS] vector")
+
+    @property
+    def head_size(self) -> int:
+        return self.hidden_size // self.num_heads
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> "TransformerConfig":
+        """A copy with ``changes`` applied (and checked)."""
+        return dataclasses.replace(self, **changes)
+
+    # -- Hugging Face config.json -------------------------------------------------------------------------------
+
+    @classmethod
+    def from_hf(cls, path_or_dict: str | Path | dict[str, Any], **overrides: Any) -> "TransformerConfig":
+        """Build from a Hugging Face ``config.json`` (a folder, the file, or its parsed dict).
+
+        Supported: ``model_type`` "bert" and "roberta" (and ones built like them: "xlm-roberta", "camembert")
+        with absolute position embeddings, encoder only. Anything else raises ``ValueError`` naming it.
+        ``overrides`` replace fields afterwards (e.g. ``hidden_dropout=0.0``).
+        """
+        if isinstance(path_or_dict, dict):
+            hf = dict(path_or_dict)
+        else:
+            p = Path(path_or_dict)
+            if p.is_dir():
+                p = p / "config.json"
+            if not p.exists():
+                raise FileNotFoundError(f"no config.json at {p}")
+            hf = json.loads(p.read_text(encoding="utf-8"))
+        model_type = hf.get("model_type")
+        if model_type == "bert":
+            family: Family = "bert"
+        elif model_type in ("roberta", "xlm-roberta", "camembert"):
+            family = "roberta"
+        else:
+            raise ValueError(
+                f"unsupported architecture: model_type={model_type!r} "
+                f"(architectures={hf.get('architectures')}); kexue loads bert and roberta checkpoints"
+            )
+        pos = hf.get("position_embedding_type", "absolute")
+        if pos != "absolute":
+            raise ValueError(f"unsupported position_embedding_type={pos!r}; only 'absolute' is supported")
+        if hf.get("is_decoder") or hf.get("add_cross_attention"):
+            raise ValueError("unsupported: is_decoder/add_cross_attention (cross-attention decoders) are not built")
+        kw: dict[str, Any] = dict(
+            vocab_size=hf["vocab_size"],
+            hidden_size=hf["hidden_size"],
+            num_layers=hf["num_hidden_layers"],
+            num_heads=hf["num_attention_heads"],
+            intermediate_size=hf["intermediate_size"],
+            hidden_act=hf.get("hidden_act", "gelu"),
+            hidden_dropout=hf.get("hidden_dropout_prob", 0.1),
+            attention_dropout=hf.get("attention_probs_dropout_prob", 0.1),
+            max_position_embeddings=hf.get("max_position_embeddings", 512),
+            type_vocab_size=hf.get("type_vocab_size", 2),
+            layer_norm_eps=hf.get("layer_norm_eps", 1e-12),
+            initializer_range=hf.get("initializer_range", 0.02),
+            pad_token_id=hf.get("pad_token_id") if hf.get("pad_token_id") is not None else (1 if family == "roberta" else 0),
+            family=family,
+            position_style="roberta" if family == "roberta" else "bert",
+            mlm_hidden_act="gelu" if family == "roberta" else None,
+            tie_word_embeddings=hf.get("tie_word_embeddings", True),
+        )
+        if not isinstance(kw["hidden_act"], str):
+            raise ValueError(f"unsupported hidden_act {kw['hidden_act']!r}: expected a Hugging Face activation name")
+        kw.update(overrides)
+        return cls(**kw)
+
+    def to_hf(self) -> dict[str, Any]:
+        """The Hugging Face ``config.json`` dict for this architecture (``architectures`` is set by the saver)."""
+        if self.norm != "post" or self.mask_type != "bidirectional":
+            raise ValueError(
+                f"Hugging Face BERT/RoBERTa has post-norm bidirectional encoders; this config has "
+                f"norm={self.norm!r}, mask_type={self.mask_type!r}"
+            )
+        if self.family == "roberta" and self.with_nsp:
+            raise ValueError("RoBERTa checkpoints have no NSP head; with_nsp=True cannot be saved as roberta")
+        return {
+            "model_type": self.family,
+            "vocab_size": self.vocab_size,
+            "hidden_size": self.hidden_size,
+            "num_hidden_layers": self.num_layers,
+            "num_attention_heads": self.num_heads,
+            "intermediate_size": self.intermediate_size,
+            "hidden_act": self.hidden_act,
+            "hidden_dropout_prob": self.hidden_dropout,
+            "attention_probs_dropout_prob": self.attention_dropout,
+            "max_position_embeddings": self.max_position_embeddings,
+            "type_vocab_size": self.type_vocab_size,
+            "layer_norm_eps": self.layer_norm_eps,
+            "initializer_range": self.initializer_range,
+            "pad_token_id": self.pad_token_id,
+            "position_embedding_type": "absolute",
+            "tie_word_embeddings": self.tie_word_embeddings,
+        }
+
+
+def config_field_names() -> list[str]:
+    return [f.name for f in fields(TransformerConfig)]

@@ -1,0 +1,224 @@
+"""The kexue Transformer: a BERT-family encoder built from one :class:`TransformerConfig`.
+
+Embeddings (word + position + segment, LayerNorm, dropout) -> ``num_layers`` blocks -> optional heads:
+the pooler (tanh Dense on [CLS]), the MLM head (Dense, activation, LayerNorm, decoder tied to the word embeddings)
+and the NSP head (Dense to 2 on the pooled vector).
+
+Post-norm block (BERT):  h = LN(x + Attn(x));  y = LN(h + FFN(h)).
+Pre-norm block:          h = x + Attn(LN(x));  y = h + FFN(LN(h)); a final LN follows the last block.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..nn.activations import get_activation
+from ..nn.attention import Attention
+from ..nn.masks import causal_mask, padding_mask, unilm_mask
+from .config import TransformerConfig
+
+
+@dataclass
+class TransformerOutput:
+    """What :class:`Transformer` returns; a head that the model lacks gives None."""
+
+    last_hidden_state: Tensor
+    #: Embedding output first, then each block's output (as transformers orders them), when asked for.
+    hidden_states: tuple[Tensor, ...] | None = None
+    pooler_output: Tensor | None = None
+    mlm_logits: Tensor | None = None
+    nsp_logits: Tensor | None = None
+
+
+class Embeddings(nn.Module):
+    def __init__(self, config: TransformerConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.word = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
+        self.position = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        self.segment = nn.Embedding(config.type_vocab_size, config.hidden_size) if config.type_vocab_size else None
+        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout)
+
+    def position_ids(self, input_ids: Tensor) -> Tensor:
+        c = self.config
+        if c.position_style == "roberta":
+            # RoBERTa counts positions over non-padding tokens, starting after the padding index.
+            keep = input_ids.ne(c.pad_token_id).long()
+            return keep.cumsum(dim=1) * keep + c.pad_token_id
+        return torch.arange(input_ids.shape[1], device=input_ids.device)[None]
+
+    def forward(self, input_ids: Tensor, token_type_ids: Tensor | None, position_ids: Tensor | None) -> Tensor:
+        seq_len = input_ids.shape[1]
+        if position_ids is None:
+            position_ids = self.position_ids(input_ids)
+        if int(position_ids.max()) >= self.config.max_position_embeddings:
+            raise ValueError(
+                f"sequence of length {seq_len} needs position {int(position_ids.max())}, beyond "
+                f"max_position_embeddings = {self.config.max_position_embeddings}"
+            )
+        # (word + segment) + position: the order transformers sums them in, so rounding matches it too.
+        x = self.word(input_ids)
+        if self.segment is not None:
+            x = x + (self.segment.weight[0] if token_type_ids is None else self.segment(token_type_ids))
+        x = x + self.position(position_ids)
+        return self.dropout(self.norm(x))
+
+
+class FeedForward(nn.Module):
+    def __init__(self, config: TransformerConfig) -> None:
+        super().__init__()
+        self.up = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.act = get_activation(config.hidden_act)
+        self.down = nn.Linear(config.intermediate_size, config.hidden_size)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.down(self.act(self.up(x)))
+
+
+class Block(nn.Module):
+    """One encoder block, post- or pre-norm as ``config.norm`` says."""
+
+    def __init__(self, config: TransformerConfig) -> None:
+        super().__init__()
+        self.pre_norm = config.norm == "pre"
+        self.attn = Attention(config.hidden_size, config.num_heads, config.attention_dropout)
+        self.attn_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.ffn = FeedForward(config)
+        self.ffn_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout)
+
+    def forward(self, x: Tensor, mask: Tensor | None) -> Tensor:
+        if self.pre_norm:
+            x = x + self.dropout(self.attn(self.attn_norm(x), mask))
+            return x + self.dropout(self.ffn(self.ffn_norm(x)))
+        x = self.attn_norm(x + self.dropout(self.attn(x, mask)))
+        return self.ffn_norm(x + self.dropout(self.ffn(x)))
+
+
+class Pooler(nn.Module):
+    def __init__(self, config: TransformerConfig) -> None:
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+
+    def forward(self, hidden: Tensor) -> Tensor:
+        return torch.tanh(self.dense(hidden[:, 0]))
+
+
+class MLMHead(nn.Module):
+    """Dense -> activation -> LayerNorm -> logits over the vocabulary (decoder tied to the word embeddings)."""
+
+    def __init__(self, config: TransformerConfig) -> None:
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.act = get_activation(config.mlm_hidden_act or config.hidden_act)
+        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.decoder = None if config.tie_word_embeddings else nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+
+    def forward(self, hidden: Tensor, word_embeddings: Tensor) -> Tensor:
+        h = self.norm(self.act(self.dense(hidden)))
+        weight = word_embeddings if self.decoder is None else self.decoder.weight
+        return F.linear(h, weight, self.bias)
+
+
+class Transformer(nn.Module):
+    """A BERT-family encoder. See :class:`TransformerConfig` for the switches.
+
+    ``model(input_ids, attention_mask=None, token_type_ids=None, output_hidden_states=False)`` returns a
+    :class:`TransformerOutput`.
+    """
+
+    def __init__(self, config: TransformerConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.embeddings = Embeddings(config)
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.num_layers))
+        self.final_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps) if config.norm == "pre" else None
+        self.pooler = Pooler(config) if config.with_pooler else None
+        self.mlm = MLMHead(config) if config.with_mlm else None
+        self.nsp = nn.Linear(config.hidden_size, 2) if config.with_nsp else None
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """BERT's initialisation: weights ~ N(0, initializer_range²) (not truncated, as HF BERT does), biases 0,
+        LayerNorm 1 and 0, the padding row of the word embeddings 0."""
+        std = self.config.initializer_range
+        for m in self.modules():
+            if isinstance(m, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(m.weight, 0.0, std)
+                if isinstance(m, nn.Linear) and m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.LayerNorm):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        self.embeddings.word.weight[self.config.pad_token_id].zero_()
+        if self.mlm is not None:
+            nn.init.zeros_(self.mlm.bias)
+
+    def attention_mask(
+        self, input_ids: Tensor, attention_mask: Tensor | None, token_type_ids: Tensor | None
+    ) -> Tensor | None:
+        """The boolean attention mask (True = may attend) for this batch, or None when all positions see all."""
+        mask: Tensor | None = None
+        if attention_mask is not None:
+            if attention_mask.shape != input_ids.shape:
+                raise ValueError(
+                    f"attention_mask shape {tuple(attention_mask.shape)} != input_ids shape {tuple(input_ids.shape)}"
+                )
+            if not bool(attention_mask.all()):
+                mask = padding_mask(attention_mask)
+        kind = self.config.mask_type
+        if kind == "lm":
+            c = causal_mask(input_ids.shape[1], input_ids.device)
+            mask = c if mask is None else mask & c
+        elif kind == "unilm":
+            if token_type_ids is None:
+                raise ValueError("mask_type 'unilm' needs token_type_ids (0 = source, 1 = target)")
+            u = unilm_mask(token_type_ids)
+            mask = u if mask is None else mask & u
+        # A boolean mask (True = attend), as transformers passes it: SDPA then takes the same kernel, so outputs
+        # match transformers to float rounding at padded positions too. Every row keeps at least one key
+        # (position 0 is never padding), so no row is fully masked.
+        return mask
+
+    def forward(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor | None = None,
+        token_type_ids: Tensor | None = None,
+        output_hidden_states: bool = False,
+        position_ids: Tensor | None = None,
+    ) -> TransformerOutput:
+        if input_ids.dim() != 2:
+            raise ValueError(f"expected input_ids of shape (batch, seq), got {tuple(input_ids.shape)}")
+        if token_type_ids is not None and token_type_ids.shape != input_ids.shape:
+            raise ValueError(
+                f"token_type_ids shape {tuple(token_type_ids.shape)} != input_ids shape {tuple(input_ids.shape)}"
+            )
+        x = self.embeddings(input_ids, token_type_ids, position_ids)
+        mask = self.attention_mask(input_ids, attention_mask, token_type_ids)
+        hidden: list[Tensor] | None = [x] if output_hidden_states else None
+        for block in self.blocks:
+            x = block(x, mask)
+            if hidden is not None:
+                hidden.append(x)
+        if self.final_norm is not None:
+            x = self.final_norm(x)
+            if hidden is not None:
+                hidden[-1] = x
+        pooled = self.pooler(x) if self.pooler is not None else None
+        mlm = self.mlm(x, self.embeddings.word.weight) if self.mlm is not None else None
+        nsp = self.nsp(pooled) if self.nsp is not None and pooled is not None else None
+        return TransformerOutput(
+            last_hidden_state=x,
+            hidden_states=tuple(hidden) if hidden is not None else None,
+            pooler_output=pooled,
+            mlm_logits=mlm,
+            nsp_logits=nsp,
+        )

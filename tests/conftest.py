@@ -1,0 +1,43 @@
+"""Shared test set-up: one torch thread (KEXUE_THREADS raises it), offline Hugging Face, data and model fixtures."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+
+from kexue.env import data_dir, minilm_path, set_threads  # noqa: E402
+
+set_threads(1)
+
+
+@pytest.fixture(scope="session")
+def data_root():
+    """The shared data folder; tests that need it skip, naming the folder, when it is absent."""
+    root = data_dir()
+    if not root.is_dir():
+        pytest.skip(f"shared data folder not found at {root} (set KEXUE_DATA)")
+    return root
+
+
+@pytest.fixture(scope="session")
+def minilm_dir():
+    return minilm_path()
+
+
+@pytest.fixture(scope="session")
+def minilm(minilm_dir):
+    from kexue.models import load_pretrained
+
+    return load_pretrained(minilm_dir)
+
+
+@pytest.fixture(scope="session")
+def minilm_tokenizer(minilm_dir):
+    from kexue.models import Tokenizer
+
+    return Tokenizer.from_pretrained(minilm_dir)
