@@ -1,0 +1,1 @@
+"""Data: data-set loaders (``datasets``) and the out-of-core shuffle (``shuffle``)."""

@@ -1,0 +1,1 @@
+"""Sentence embeddings: pooling, encoding, STS evaluation, whitening."""
