@@ -33,14 +33,25 @@ def gelu(x: Tensor) -> Tensor:
     return F.gelu(x)
 
 
+def gelu_python(x: Tensor) -> Tensor:
+    """Exact GELU written out: x·½[1 + erf(x/√2)] (HF ``gelu_python``)."""
+    return x * 0.5 * (1.0 + torch.erf(x / math.sqrt(2.0)))
+
+
 def gelu_tanh(x: Tensor) -> Tensor:
-    """Tanh approximation: ½x[1 + tanh(√(2/π)(x + 0.044715x³))] (HF ``gelu_new``, ``gelu_pytorch_tanh``)."""
+    """Tanh approximation through torch's kernel: ½x[1 + tanh(√(2/π)(x + 0.044715x³))] (HF ``gelu_pytorch_tanh``)."""
     return F.gelu(x, approximate="tanh")
 
 
+def gelu_new(x: Tensor) -> Tensor:
+    """The same tanh form written out as HF's ``gelu_new`` (and ``gelu_accurate``) computes it; equal to
+    :func:`gelu_tanh` up to float rounding, and bit-identical to transformers."""
+    return 0.5 * x * (1.0 + torch.tanh(SQRT_2_OVER_PI * (x + TANH_RATIO * torch.pow(x, 3.0))))
+
+
 def gelu_fast(x: Tensor) -> Tensor:
-    """The tanh form written as HF's ``gelu_fast`` writes it: ½x[1 + tanh(√(2/π)·x·(1 + 0.044715x²))]."""
-    return 0.5 * x * (1.0 + torch.tanh(x * SQRT_2_OVER_PI * (1.0 + TANH_RATIO * x * x)))
+    """The tanh form as HF's ``gelu_fast`` writes it: ½x[1 + tanh(0.7978845608·x·(1 + 0.044715x²))]."""
+    return 0.5 * x * (1.0 + torch.tanh(x * 0.7978845608 * (1.0 + TANH_RATIO * x * x)))
 
 
 def gelu_sigmoid(x: Tensor) -> Tensor:
@@ -48,13 +59,31 @@ def gelu_sigmoid(x: Tensor) -> Tensor:
     return x * torch.sigmoid(SIGMOID_LAMBDA * x)
 
 
+def gelu_10(x: Tensor) -> Tensor:
+    """Exact GELU clipped to [−10, 10] (HF ``gelu_10``)."""
+    return torch.clip(F.gelu(x), -10.0, 10.0)
+
+
 def relu(x: Tensor) -> Tensor:
     return F.relu(x)
+
+
+def relu6(x: Tensor) -> Tensor:
+    return F.relu6(x)
 
 
 def silu(x: Tensor) -> Tensor:
     """x·σ(x) (HF ``silu`` and ``swish``)."""
     return F.silu(x)
+
+
+def mish(x: Tensor) -> Tensor:
+    """x·tanh(softplus(x)) (HF ``mish``)."""
+    return F.mish(x)
+
+
+def sigmoid(x: Tensor) -> Tensor:
+    return torch.sigmoid(x)
 
 
 def tanh(x: Tensor) -> Tensor:
@@ -65,17 +94,22 @@ def linear(x: Tensor) -> Tensor:
     return x
 
 
-#: Hugging Face ``hidden_act`` name -> function, one to one with ``transformers.activations.ACT2FN``.
+#: Hugging Face ``hidden_act`` name -> function, each computed as ``transformers.activations.ACT2FN[name]`` does.
 ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
     "gelu": gelu,
-    "gelu_new": gelu_tanh,
+    "gelu_python": gelu_python,
+    "gelu_new": gelu_new,
+    "gelu_accurate": gelu_new,
     "gelu_pytorch_tanh": gelu_tanh,
-    "gelu_accurate": gelu_tanh,
     "gelu_fast": gelu_fast,
+    "gelu_10": gelu_10,
     "quick_gelu": gelu_sigmoid,
     "relu": relu,
+    "relu6": relu6,
     "silu": silu,
     "swish": silu,
+    "mish": mish,
+    "sigmoid": sigmoid,
     "tanh": tanh,
     "linear": linear,
 }
