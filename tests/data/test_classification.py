@@ -1,0 +1,68 @@
+"""Classification loaders: row counts and label sets as the data README lists them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from kexue.data import classification as C
+
+
+@pytest.mark.parametrize("name,split,rows,classes", [
+    ("sst2", "train", 60614, 2), ("sst2", "dev", 6735, 2), ("sst2", "test", 872, 2),
+    ("agnews", "dev", 10001, 4), ("agnews", "test", 7600, 4),
+    ("chnsenticorp", "train", 9600, 2), ("chnsenticorp", "test", 1200, 2),
+    ("smp2020_ewect", "train", 27766, 6), ("smp2020_ewect", "test", 5000, 6),
+    ("tnews", "train", 1185, 15), ("tnews", "test", 2010, 15),
+    ("iflytek", "train", 3024, None), ("eprstmt", "test", 610, 2),
+])
+def test_counts(data_root, name, split, rows, classes):
+    d = C.load(name, split)
+    assert len(d) == rows == len(d.labels)
+    if classes is not None:
+        assert d.num_classes == classes
+    assert d.labels.min() >= 0 and d.labels.max() < d.num_classes
+    assert all(isinstance(t, str) and t for t in d.texts[:100])
+
+
+def test_sst2_test_balance(data_root):
+    assert np.bincount(C.sst2("test").labels).tolist() == [428, 444]
+
+
+def test_agnews_test_balanced(data_root):
+    assert np.bincount(C.agnews("test").labels).tolist() == [1900] * 4
+
+
+def test_goemotions_multilabel(data_root):
+    d = C.goemotions("train")
+    assert d.labels.shape == (43410, 28) and d.label_names[27] == "neutral"
+    per_row = d.labels.sum(1)
+    assert np.bincount(per_row).tolist() == [0, 36308, 6541, 532, 28, 1]
+
+
+def test_subsample_is_seeded(data_root):
+    d = C.sst2("dev")
+    a, b = d.subsample(50, seed=3), d.subsample(50, seed=3)
+    assert a.texts == b.texts and len(a) == 50
+    assert d.subsample(10**6) is d
+
+
+def test_bad_names():
+    with pytest.raises(ValueError, match="unknown data set 'imdb'"):
+        C.load("imdb", "train")
+    with pytest.raises(ValueError, match=r"agnews has splits \['dev', 'test'\], not 'train'"):
+        C.agnews("train")
+
+
+def test_malformed_row_names_file_and_line(tmp_path, monkeypatch):
+    (tmp_path / "sst2").mkdir()
+    (tmp_path / "sst2" / "dev.tsv").write_text("sentence\tlabel\ngood\t1\nbad row without tab\n")
+    monkeypatch.setenv("KEXUE_DATA", str(tmp_path))
+    with pytest.raises(ValueError, match=r"dev.tsv:3: expected 2 tab-separated fields, got 1"):
+        C.sst2("dev")
+
+
+def test_missing_folder_names_variable(tmp_path, monkeypatch):
+    monkeypatch.setenv("KEXUE_DATA", str(tmp_path / "none"))
+    with pytest.raises(FileNotFoundError, match="KEXUE_DATA"):
+        C.sst2("dev")
