@@ -1,0 +1,1 @@
+"""Analysis tools: FLOP counts, Gaussian divergences, the JL lemma, hubness, leaderboard means."""

@@ -1,0 +1,78 @@
+"""FLOP counts against torch's FlopCounterMode on an explicit attention path, and the post's crossovers."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from kexue.stats.flops import crossover_lengths, linear_attention_macs, transformer_layer_macs
+
+
+def _explicit_layer(x, heads, d, ffn_mult, glu=False):
+    """One BERT-like layer with q@kᵀ, softmax, p@v written out (never SDPA, which the counter may not see)."""
+    n, hd = x.shape[1], heads * d
+    W = lambda i, o: torch.empty(o, i, device=x.device)  # noqa: E731
+    q, k, v = (torch.nn.functional.linear(x, W(hd, hd)) for _ in range(3))
+    q, k, v = (t.view(1, n, heads, d).transpose(1, 2) for t in (q, k, v))
+    p = torch.softmax(q @ k.transpose(-1, -2) / d**0.5, dim=-1)
+    o = (p @ v).transpose(1, 2).reshape(1, n, hd)
+    h = torch.nn.functional.linear(o, W(hd, hd)) + x
+    inner = int(ffn_mult * hd)
+    u = torch.nn.functional.linear(h, W(hd, inner))
+    if glu:
+        u = u * torch.nn.functional.linear(h, W(hd, inner))
+    return torch.nn.functional.linear(torch.nn.functional.gelu(u), W(inner, hd)) + h
+
+
+@pytest.mark.parametrize("n", [128, 512, 1536, 4608])
+def test_counts_equal_flop_counter_bert_base(n):
+    x = torch.empty(1, n, 768, device="meta")
+    with FlopCounterMode(display=False) as counter:
+        _explicit_layer(x, 12, 64, 4)
+    macs = transformer_layer_macs(n, 12, 64)
+    assert counter.get_total_flops() == 2 * macs["total"] == 2 * (12 * n * 12**2 * 64**2 + 2 * n * n * 12 * 64)
+
+
+@pytest.mark.parametrize("heads,d,mult,glu", [(3, 32, 2, False), (5, 16, 4, True), (8, 8, 3, False)])
+def test_counts_equal_flop_counter_odd_sizes(heads, d, mult, glu):
+    x = torch.empty(1, 200, heads * d, device="meta")
+    with FlopCounterMode(display=False) as counter:
+        _explicit_layer(x, heads, d, mult, glu=glu)
+    assert counter.get_total_flops() == 2 * transformer_layer_macs(200, heads, d, mult, "glu" if glu else "mlp")["total"]
+
+
+def test_crossovers_are_the_posts_numbers_and_balance_points():
+    x = crossover_lengths(12, 64)
+    assert x == {"attention_over_ffn": 1536, "quadratic_over_linear": 4608, "linear_attention": 1024}
+    at = transformer_layer_macs(4608, 12, 64)
+    assert at["quadratic"] == pytest.approx(at["total"] - at["quadratic"])  # equal at the crossover
+    sa = lambda c: c["qkv"] + c["scores"] + c["weighted_sum"] + c["out_proj"]  # noqa: E731
+    c = transformer_layer_macs(1536, 12, 64)
+    assert sa(c) == c["ffn"]
+    lin = linear_attention_macs(1024, 64)
+    assert lin["softmax"] == lin["linear"]
+
+
+def test_quadratic_share_closed_form():
+    for n in (100, 1000, 5000):
+        assert transformer_layer_macs(n)["quadratic_share"] == pytest.approx(n / (n + 6 * 768))
+
+
+def test_bad_values():
+    with pytest.raises(ValueError, match="n to be a positive integer, got 0"):
+        transformer_layer_macs(0)
+    with pytest.raises(ValueError, match="unknown ffn_kind 'moe'"):
+        transformer_layer_macs(10, ffn_kind="moe")  # type: ignore[arg-type]
+
+
+def test_cli(capsys):
+    from kexue.stats.flops import add_parser
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["flops", "--hidden", "768", "--heads", "12", "--layers", "12", "--seq", "512"])
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    assert "past n = 4608" in out and "past n = 1536" in out and "past n = 1024" in out
