@@ -1,0 +1,74 @@
+"""Helpers shared by the kexue optimizers: state precision, state size, argument checks."""
+
+from __future__ import annotations
+
+from itertools import chain
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.optim import Optimizer
+
+
+def state_dtype(param: Tensor) -> torch.dtype:
+    """The dtype optimizer state is kept in: fp32 for fp32 and lower-precision parameters, fp64 for fp64 ones."""
+    return torch.float64 if param.dtype == torch.float64 else torch.float32
+
+
+def restore_state_precision(optimizer: Optimizer, state_dict: dict[str, Any]) -> None:
+    """Undo the cast that :meth:`torch.optim.Optimizer.load_state_dict` applies to floating state.
+
+    torch casts every floating state tensor to its parameter's dtype; our state is fp32 (fp64 for fp64 parameters)
+    whatever the parameter dtype, so a bf16 model's state would lose precision on a round trip. Call this right after
+    ``super().load_state_dict(state_dict)`` with the same ``state_dict``: it re-reads the saved tensors.
+    """
+    saved_ids = chain.from_iterable(g["params"] for g in state_dict["param_groups"])
+    params = chain.from_iterable(g["params"] for g in optimizer.param_groups)
+    for saved_id, p in zip(saved_ids, params):
+        saved = state_dict["state"].get(saved_id)
+        if not saved:
+            continue
+        for key, value in saved.items():
+            if isinstance(value, Tensor) and value.is_floating_point() and value.dim() > 0:
+                optimizer.state[p][key] = value.detach().to(device=p.device, dtype=state_dtype(p), copy=True)
+
+
+def state_nbytes(optimizer: Optimizer) -> int:
+    """Bytes held in tensors of ``optimizer.state`` (the per-parameter state; scalars such as step counts count too)."""
+    total = 0
+    for st in optimizer.state.values():
+        for v in st.values():
+            if isinstance(v, Tensor):
+                total += v.numel() * v.element_size()
+    return total
+
+
+def state_numel(optimizer: Optimizer) -> int:
+    """Number of tensor elements in ``optimizer.state`` that have at least one dimension (0-d step counters excluded)."""
+    return sum(v.numel() for st in optimizer.state.values() for v in st.values()
+               if isinstance(v, Tensor) and v.dim() > 0)
+
+
+def check_float(name: str, value: Any, *, low: float | None = None, high: float | None = None,
+                low_open: bool = False, high_open: bool = False, allow_none: bool = False) -> None:
+    """Raise ``ValueError`` naming ``name`` and ``value`` unless ``value`` is a real number in the stated range."""
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"expected {name} to be a number, got {value!r}")
+    lo_ok = low is None or (value > low if low_open else value >= low)
+    hi_ok = high is None or (value < high if high_open else value <= high)
+    if lo_ok and hi_ok:
+        return
+    if low is not None and high is not None:
+        rng = f"in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+    elif low is not None:
+        rng = f"{'>' if low_open else '>='} {low}"
+    else:
+        rng = f"{'<' if high_open else '<='} {high}"
+    raise ValueError(f"expected {name} {rng}, got {value!r}")
+
+
+def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"expected {name} to be one of {choices}, got {value!r}")

@@ -1,0 +1,479 @@
+"""AdaFactor with named presets.
+
+Su Jianlin, "AdaFactor优化器浅析（附开源实现）" (A brief analysis of the AdaFactor optimizer), 2020-03-23,
+https://kexue.fm/archives/7302; Shazeer & Stern, arXiv 1804.04235.
+
+The reference is the post's corrected equations. For an m×n parameter θ with gradient g at step t = 1, 2, …::
+
+    β̂₂,t = 1 − t^(−c)
+    v^r_t = β̂₂,t·v^r_{t−1} + (1 − β̂₂,t)·mean_j(g² + ε₁)        (one value per row)
+    v^c_t = β̂₂,t·v^c_{t−1} + (1 − β̂₂,t)·mean_i(g² + ε₁)        (one value per column)
+    v̂_t  = v^r_t·v^c_t / mean(v^r_t)
+    u_t  = g / √v̂_t
+    û_t  = u_t / max(1, RMS(u_t)/d) × max(ε₂, RMS(θ_{t−1}))
+    θ_t  = θ_{t−1} − α_t·û_t
+
+Vectors (and tensors too small to factor) keep a full v_t = β̂₂,t·v_{t−1} + (1 − β̂₂,t)·(g² + ε₁). Means and the
+post's sums give the same v̂ because the normalisation cancels the factor n (or m).
+
+Presets (``AdaFactor.preset(name, params, **overrides)``) reproduce the well-known variants; each is parity-tested
+against its anchor (see ``tests/optim/test_adafactor.py``):
+
+- ``"bert4keras"`` (the default; Su's final code): explicit lr = 1e−3; ε₁ added to g² and again inside the root;
+  the two *largest* axes are factored when the second largest has at least 128 entries; optional momentum is an EMA
+  of the clipped u, before parameter scaling; no weight decay.
+- ``"paper"``: as bert4keras but with the relative step α_t = min(1e−2, 1/√t) and ε₁ added to g² only.
+- ``"transformers"``: ``transformers.Adafactor()`` defaults: relative step, every ≥ 2-D tensor factored over its
+  last two axes, momentum (if any) an EMA of the final lr-scaled update, weight decay θ ← θ − λ·α_t·scale·θ.
+- ``"t5"``: ``transformers.Adafactor(lr=1e-3, relative_step=False, scale_parameter=False, warmup_init=False)``.
+- ``"torch"``: ``torch.optim.Adafactor()`` defaults: α_t = min(lr, 1/√t) with lr = 1e−2, ε₁ = finfo(dtype).eps used
+  as a floor (not added to g²), last two axes factored, weight decay θ ← θ(1 − lr·λ).
+
+Which step size is active: ``lr`` when ``relative_step=False`` and ``lr`` is a number; otherwise the relative step
+α_t = min(cap, 1/√t) with cap = ``lr`` (or 1e−2 when ``lr`` is None), or min(1e−6·t, 1/√t) with ``warmup_init``; the
+relative step is multiplied by ``unscaled_relative_factor`` (0.05, as Mesh-TF and bert4keras do) when parameter
+scaling is off.
+
+State is fp32 whatever the parameter dtype (fp64 for fp64 parameters): ε₁ = 1e−30 underflows in fp16.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+from torch.optim import Optimizer
+
+from ._common import check_choice, check_float, restore_state_precision, state_dtype
+
+FactorDims = Literal["largest", "last"]
+Eps1Mode = Literal["add", "add_and_root", "floor"]
+MomentumOn = Literal["clipped", "scaled_update"]
+WeightDecayOn = Literal["lr", "step"]
+
+_FACTOR_DIMS = ("largest", "last")
+_EPS1_MODES = ("add", "add_and_root", "floor")
+_MOMENTUM_ON = ("clipped", "scaled_update")
+_WEIGHT_DECAY_ON = ("lr", "step")
+
+#: The named presets: overrides of the class defaults (which are the ``"bert4keras"`` preset).
+PRESETS: dict[str, dict[str, Any]] = {
+    "bert4keras": {},
+    "paper": {"lr": None, "relative_step": True, "eps1_mode": "add"},
+    "transformers": {"lr": None, "relative_step": True, "eps1_mode": "add", "factor_dims": "last",
+                     "min_dim_size_to_factor": 0, "momentum_on": "scaled_update", "weight_decay_on": "step",
+                     "unscaled_relative_factor": 1.0},
+    "t5": {"lr": 1e-3, "relative_step": False, "scale_parameter": False, "eps1_mode": "add", "factor_dims": "last",
+           "min_dim_size_to_factor": 0, "momentum_on": "scaled_update", "weight_decay_on": "step"},
+    "torch": {"lr": 1e-2, "relative_step": True, "eps1": None, "eps1_mode": "floor", "factor_dims": "last",
+              "min_dim_size_to_factor": 0, "weight_decay_on": "lr", "unscaled_relative_factor": 1.0},
+}
+
+
+def factored_axes(shape: tuple[int, ...] | torch.Size, min_dim_size_to_factor: int,
+                  factor_dims: str) -> tuple[int, int] | None:
+    """The axes (reduced for the row statistic, reduced for the column statistic), or None when not factored.
+
+    ``"largest"`` (bert4keras, Mesh-TF): the largest axis and the second largest (ties: the later axis counts as
+    larger), factored only if the second largest has at least ``min_dim_size_to_factor`` entries. ``"last"``
+    (torch, transformers): the last axis and the one before it, under the same size threshold.
+    """
+    if len(shape) < 2:
+        return None
+    if factor_dims == "last":
+        ax_r, ax_c = len(shape) - 1, len(shape) - 2
+    else:
+        order = sorted(range(len(shape)), key=lambda i: (shape[i], i))
+        ax_r, ax_c = order[-1], order[-2]
+    if min(shape[ax_r], shape[ax_c]) < min_dim_size_to_factor:
+        return None
+    return ax_r, ax_c
+
+
+class AdaFactor(Optimizer):
+    """AdaFactor (Shazeer & Stern 2018) as the post "AdaFactor优化器浅析" (kexue.fm/archives/7302) corrects it.
+
+    The defaults are Su's bert4keras settings (the ``"bert4keras"`` preset); :meth:`preset` gives the others. See the
+    module docstring for the equations and which step size is active.
+
+    Args:
+        params: parameters or parameter groups (named parameters are accepted, as for any torch optimizer; names are
+            needed only when ``exclude_from_parameter_scale`` holds patterns).
+        lr: the step size α. None means the relative step min(1e−2, 1/√t).
+        beta1: momentum on the update (0: none, the paper's choice).
+        decay_exponent: c in β̂₂,t = 1 − t^(−c); the post requires 0 < c < 1.
+        beta2: a constant β₂ instead of the schedule (bert4keras' ``beta2``; no bias correction then).
+        eps1: ε₁ (None: ``torch.finfo(param.dtype).eps``, as torch does).
+        eps2: ε₂, the floor of the parameter scale RMS(θ).
+        clip_threshold: d in the update clipping max(1, RMS(u)/d); None switches clipping off.
+        scale_parameter: multiply the step by max(ε₂, RMS(θ_{t−1})).
+        relative_step: use α_t = min(lr or 1e−2, 1/√t) instead of a constant lr.
+        warmup_init: with the relative step, α_t = min(1e−6·t, 1/√t) (transformers' option).
+        min_dim_size_to_factor: factor only when both factored axes have at least this many entries.
+        factor_dims: ``"largest"`` or ``"last"`` (see :func:`factored_axes`).
+        eps1_mode: ``"add"`` (ε₁ added to g²), ``"add_and_root"`` (also u = g/√(v̂ + ε₁), bert4keras), ``"floor"``
+            (torch: g² without ε₁; mean(v^r) floored at ε₁ and v̂ at ε₁²).
+        momentum_on: ``"clipped"`` (EMA of the clipped u before parameter scaling, bert4keras) or
+            ``"scaled_update"`` (EMA of the final lr-scaled update, transformers).
+        exclude_from_parameter_scale: parameters (tensors) or regular expressions searched in parameter names that
+            skip the parameter scale (zero-initialised biases would otherwise move at ε₂·α per step).
+        weight_decay: decoupled weight decay λ.
+        weight_decay_on: ``"lr"``: θ ← θ(1 − lr·λ) (torch; with lr None, the relative step) or ``"step"``:
+            θ ← θ(1 − α_t·scale·λ) (transformers).
+        unscaled_relative_factor: multiplies the relative step when parameter scaling is off (0.05 in Mesh-TF and
+            bert4keras; transformers uses 1).
+        foreach: use the multi-tensor (``torch._foreach_*``) implementation (default) or a per-tensor loop.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Tensor] | Iterable[dict[str, Any]] | Iterable[tuple[str, Tensor]],
+        lr: float | None = 1e-3,
+        beta1: float = 0.0,
+        decay_exponent: float = 0.8,
+        beta2: float | None = None,
+        eps1: float | None = 1e-30,
+        eps2: float = 1e-3,
+        clip_threshold: float | None = 1.0,
+        scale_parameter: bool = True,
+        relative_step: bool = False,
+        warmup_init: bool = False,
+        min_dim_size_to_factor: int = 128,
+        factor_dims: FactorDims = "largest",
+        eps1_mode: Eps1Mode = "add_and_root",
+        momentum_on: MomentumOn = "clipped",
+        exclude_from_parameter_scale: Iterable[str | Tensor] = (),
+        weight_decay: float = 0.0,
+        weight_decay_on: WeightDecayOn = "lr",
+        unscaled_relative_factor: float = 0.05,
+        foreach: bool | None = None,
+    ) -> None:
+        defaults = dict(lr=lr, beta1=beta1, decay_exponent=decay_exponent, beta2=beta2, eps1=eps1, eps2=eps2,
+                        clip_threshold=clip_threshold, scale_parameter=scale_parameter, relative_step=relative_step,
+                        warmup_init=warmup_init, min_dim_size_to_factor=min_dim_size_to_factor,
+                        factor_dims=factor_dims, eps1_mode=eps1_mode, momentum_on=momentum_on,
+                        weight_decay=weight_decay, weight_decay_on=weight_decay_on,
+                        unscaled_relative_factor=unscaled_relative_factor, foreach=foreach)
+        _check_group(defaults)
+        excl = list(exclude_from_parameter_scale)
+        for e in excl:
+            if not isinstance(e, (str, Tensor)):
+                raise ValueError(f"exclude_from_parameter_scale takes parameters or name patterns, got {e!r}")
+        self._exclude_patterns = [re.compile(e) for e in excl if isinstance(e, str)]
+        self._exclude_tensors = [e for e in excl if isinstance(e, Tensor)]
+        self._unscaled: set[int] = set()  # ids of parameters excluded from the parameter scale
+        super().__init__(params, defaults)
+
+    # ----------------------------------------------------------------------------------------------- construction
+    @classmethod
+    def preset(cls, name: str, params: Any, **overrides: Any) -> "AdaFactor":
+        """An AdaFactor configured as the named variant (see :data:`PRESETS`); ``overrides`` take precedence.
+
+        ``"bert4keras"`` (the post, the default), ``"paper"``, ``"transformers"``, ``"t5"``, ``"torch"``.
+        """
+        if name not in PRESETS:
+            raise ValueError(f"unknown AdaFactor preset {name!r}; expected one of {sorted(PRESETS)}")
+        return cls(params, **{**PRESETS[name], **overrides})
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        super().add_param_group(param_group)
+        group = self.param_groups[-1]
+        _check_group(group)
+        names = group.get("param_names")
+        for i, p in enumerate(group["params"]):
+            name = names[i] if names is not None else None
+            if any(p is q for q in self._exclude_tensors):
+                self._unscaled.add(id(p))
+            elif self._exclude_patterns:
+                if name is None:
+                    raise ValueError("exclude_from_parameter_scale holds name patterns but the parameters have no "
+                                     "names: pass model.named_parameters() (or the tensors themselves)")
+                if any(pat.search(name) for pat in self._exclude_patterns):
+                    self._unscaled.add(id(p))
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
+        restore_state_precision(self, state_dict)
+
+    # ----------------------------------------------------------------------------------------------- the step
+    @staticmethod
+    def step_size(group: dict[str, Any], t: int) -> float:
+        """α_t for a group at step t (t ≥ 1): ``lr``, or the relative step (see the module docstring)."""
+        lr = group["lr"]
+        if lr is None or group["relative_step"]:
+            if group["warmup_init"]:
+                cap = 1e-6 * t
+            else:
+                cap = 1e-2 if lr is None else lr
+            alpha = min(cap, 1.0 / math.sqrt(t))
+            if not group["scale_parameter"]:
+                alpha *= group["unscaled_relative_factor"]
+            return alpha
+        return lr
+
+    def _uses_scale(self, group: dict[str, Any], p: Tensor) -> bool:
+        return bool(group["scale_parameter"]) and id(p) not in self._unscaled
+
+    def _init_state(self, group: dict[str, Any], p: Tensor) -> dict[str, Any]:
+        state = self.state[p]
+        dtype = state_dtype(p)
+        axes = factored_axes(p.shape, group["min_dim_size_to_factor"], group["factor_dims"])
+        if len(state) == 0:
+            state["step"] = 0
+            if axes is None:
+                state["exp_avg_sq"] = torch.zeros(p.shape, dtype=dtype, device=p.device)
+            else:
+                ax_r, ax_c = axes
+                row, col = list(p.shape), list(p.shape)
+                row[ax_r] = 1
+                col[ax_c] = 1
+                state["exp_avg_sq_row"] = torch.zeros(row, dtype=dtype, device=p.device)
+                state["exp_avg_sq_col"] = torch.zeros(col, dtype=dtype, device=p.device)
+        if group["beta1"] > 0 and "exp_avg" not in state:
+            state["exp_avg"] = torch.zeros(p.shape, dtype=dtype, device=p.device)
+        expected = "exp_avg_sq" if axes is None else "exp_avg_sq_row"
+        if expected not in state:
+            raise RuntimeError(f"AdaFactor state of a {tuple(p.shape)} parameter lacks {expected!r}: the factoring "
+                               f"settings changed after the state was created")
+        return state
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> Any:
+        """One AdaFactor step for every parameter with a gradient."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            params = []
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if p.grad.is_sparse:
+                    raise RuntimeError("AdaFactor does not support sparse gradients (the factored statistics need "
+                                       "the dense gradient)")
+                if torch.is_complex(p):
+                    raise RuntimeError("AdaFactor does not support complex parameters")
+                if p.numel() == 0:
+                    continue
+                params.append(p)
+            if not params:
+                continue
+            if group["foreach"] is False:
+                for p in params:
+                    self._single(group, p)
+            else:
+                self._multi(group, params)
+        return loss
+
+    # One tensor at a time: the equations as written.
+    def _single(self, group: dict[str, Any], p: Tensor) -> None:
+        state = self._init_state(group, p)
+        cdtype = state_dtype(p)
+        g = p.grad.to(cdtype)
+        theta = p if p.dtype == cdtype else p.to(cdtype)
+        state["step"] += 1
+        t = state["step"]
+        beta2t = group["beta2"] if group["beta2"] is not None else 1.0 - t ** (-group["decay_exponent"])
+        alpha = self.step_size(group, t)
+        eps1 = group["eps1"] if group["eps1"] is not None else torch.finfo(p.dtype).eps
+        mode = group["eps1_mode"]
+        scale = max(group["eps2"], _rms(theta).item()) if self._uses_scale(group, p) else 1.0
+
+        add = 0.0 if mode == "floor" else eps1
+        axes = factored_axes(p.shape, group["min_dim_size_to_factor"], group["factor_dims"])
+        if axes is not None:
+            ax_r, ax_c = axes
+            r, c = state["exp_avg_sq_row"], state["exp_avg_sq_col"]
+            g2 = g.square()
+            r.mul_(beta2t).add_(g2.mean(dim=ax_r, keepdim=True) + add, alpha=1.0 - beta2t)
+            c.mul_(beta2t).add_(g2.mean(dim=ax_c, keepdim=True) + add, alpha=1.0 - beta2t)
+            r_mean = r.mean(dim=ax_c, keepdim=True)
+            if mode == "floor":
+                r_mean = r_mean.clamp(min=eps1)
+            v_hat = r * c / r_mean
+        else:
+            v = state["exp_avg_sq"]
+            v.mul_(beta2t).add_(g.square() + add, alpha=1.0 - beta2t)
+            v_hat = v
+        if mode == "add_and_root":
+            u = g / (v_hat + eps1).sqrt()
+        elif mode == "floor":
+            u = g / v_hat.clamp(min=eps1 * eps1).sqrt()
+        else:
+            u = g / v_hat.sqrt()
+        if group["clip_threshold"] is not None:
+            u = u / max(1.0, _rms(u).item() / group["clip_threshold"])
+        beta1 = group["beta1"]
+        if beta1 > 0:
+            m = state["exp_avg"]
+            if group["momentum_on"] == "clipped":
+                m.mul_(beta1).add_(u, alpha=1.0 - beta1)
+                update = alpha * scale * m
+            else:
+                m.mul_(beta1).add_(alpha * scale * u, alpha=1.0 - beta1)
+                update = m
+        else:
+            update = alpha * scale * u
+        if group["weight_decay"] != 0:
+            theta.mul_(1.0 - group["weight_decay"] * self._decay_rate(group, alpha, scale))
+        theta.sub_(update)
+        if theta is not p:
+            p.copy_(theta)
+
+    @staticmethod
+    def _decay_rate(group: dict[str, Any], alpha: float, scale: float) -> float:
+        if group["weight_decay_on"] == "step":
+            return alpha * scale
+        return group["lr"] if group["lr"] is not None else alpha
+
+    # All tensors of a group at once with torch._foreach_* (per-tensor reductions stay per tensor).
+    def _multi(self, group: dict[str, Any], params: list[Tensor]) -> None:
+        buckets: dict[tuple[torch.device, torch.dtype], list[Tensor]] = {}
+        for p in params:
+            buckets.setdefault((p.device, state_dtype(p)), []).append(p)
+        for (_, cdtype), ps in buckets.items():
+            self._multi_bucket(group, ps, cdtype)
+
+    def _multi_bucket(self, group: dict[str, Any], ps: list[Tensor], cdtype: torch.dtype) -> None:
+        mode = group["eps1_mode"]
+        states = [self._init_state(group, p) for p in ps]
+        alphas, one_minus_b2, eps1s = [], [], []
+        for p, st in zip(ps, states):
+            st["step"] += 1
+            t = st["step"]
+            b2 = group["beta2"] if group["beta2"] is not None else 1.0 - t ** (-group["decay_exponent"])
+            one_minus_b2.append(1.0 - b2)
+            alphas.append(self.step_size(group, t))
+            eps1s.append(group["eps1"] if group["eps1"] is not None else torch.finfo(p.dtype).eps)
+        grads = [p.grad if p.grad.dtype == cdtype else p.grad.to(cdtype) for p in ps]
+        thetas = [p if p.dtype == cdtype else p.to(cdtype) for p in ps]
+
+        # Parameter scale max(ε₂, RMS(θ_{t−1})): one host transfer for the whole bucket.
+        scales = [1.0] * len(ps)
+        scaled = [i for i, p in enumerate(ps) if self._uses_scale(group, p)]
+        if scaled:
+            norms = torch.stack(torch._foreach_norm([thetas[i] for i in scaled])).tolist()
+            for i, n in zip(scaled, norms):
+                scales[i] = max(group["eps2"], n / math.sqrt(ps[i].numel()))
+
+        updates: list[Tensor] = [None] * len(ps)  # type: ignore[list-item]
+        fac = [i for i, p in enumerate(ps) if "exp_avg_sq_row" in states[i]]
+        unf = [i for i in range(len(ps)) if i not in set(fac)]
+        if fac:
+            axes = [factored_axes(ps[i].shape, group["min_dim_size_to_factor"], group["factor_dims"]) for i in fac]
+            rows = [states[i]["exp_avg_sq_row"] for i in fac]
+            cols = [states[i]["exp_avg_sq_col"] for i in fac]
+            g_f = [grads[i] for i in fac]
+            # mean(g²) over an axis as ‖g‖²/n: no full-size g² is materialised.
+            r_new = [torch.linalg.vector_norm(g, dim=a[0], keepdim=True) for g, a in zip(g_f, axes)]
+            c_new = [torch.linalg.vector_norm(g, dim=a[1], keepdim=True) for g, a in zip(g_f, axes)]
+            torch._foreach_mul_(r_new, r_new)
+            torch._foreach_mul_(c_new, c_new)
+            torch._foreach_div_(r_new, [float(g.shape[a[0]]) for g, a in zip(g_f, axes)])
+            torch._foreach_div_(c_new, [float(g.shape[a[1]]) for g, a in zip(g_f, axes)])
+            if mode != "floor":
+                torch._foreach_add_(r_new, [eps1s[i] for i in fac])
+                torch._foreach_add_(c_new, [eps1s[i] for i in fac])
+            torch._foreach_lerp_(rows, r_new, [one_minus_b2[i] for i in fac])
+            torch._foreach_lerp_(cols, c_new, [one_minus_b2[i] for i in fac])
+            del r_new, c_new
+            r_means = [r.mean(dim=a[1], keepdim=True) for r, a in zip(rows, axes)]
+            if mode == "floor":
+                torch._foreach_clamp_min_(r_means, [eps1s[i] for i in fac])
+            r_norm = torch._foreach_div(rows, r_means)
+            if mode == "add":
+                # u = g·(v^r/mean v^r)^(−1/2)·(v^c)^(−1/2): two full-size passes instead of forming v̂.
+                torch._foreach_rsqrt_(r_norm)
+                c_rsqrt = torch._foreach_rsqrt(cols)
+                u_f = torch._foreach_mul(g_f, r_norm)
+                torch._foreach_mul_(u_f, c_rsqrt)
+            else:
+                u_f = torch._foreach_mul(r_norm, cols)  # v̂, full size
+                if mode == "add_and_root":
+                    torch._foreach_add_(u_f, [eps1s[i] for i in fac])
+                else:
+                    torch._foreach_clamp_min_(u_f, [eps1s[i] ** 2 for i in fac])
+                torch._foreach_rsqrt_(u_f)
+                torch._foreach_mul_(u_f, g_f)
+            for i, u in zip(fac, u_f):
+                updates[i] = u
+        if unf:
+            vs = [states[i]["exp_avg_sq"] for i in unf]
+            g_u = [grads[i] for i in unf]
+            g2 = torch._foreach_mul(g_u, g_u)
+            if mode != "floor":
+                torch._foreach_add_(g2, [eps1s[i] for i in unf])
+            torch._foreach_lerp_(vs, g2, [one_minus_b2[i] for i in unf])
+            torch._foreach_copy_(g2, vs)  # reuse the buffer for v̂
+            if mode == "add_and_root":
+                torch._foreach_add_(g2, [eps1s[i] for i in unf])
+            elif mode == "floor":
+                torch._foreach_clamp_min_(g2, [eps1s[i] ** 2 for i in unf])
+            torch._foreach_rsqrt_(g2)
+            torch._foreach_mul_(g2, g_u)
+            for i, u in zip(unf, g2):
+                updates[i] = u
+
+        # Update clipping by RMS: one host transfer for the whole bucket.
+        denoms = [1.0] * len(ps)
+        if group["clip_threshold"] is not None:
+            norms = torch.stack(torch._foreach_norm(updates)).tolist()
+            d = group["clip_threshold"]
+            denoms = [max(1.0, n / math.sqrt(p.numel()) / d) for n, p in zip(norms, ps)]
+
+        beta1 = group["beta1"]
+        if beta1 > 0:
+            ms = [st["exp_avg"] for st in states]
+            if group["momentum_on"] == "clipped":
+                torch._foreach_mul_(updates, [1.0 / dn for dn in denoms])
+                torch._foreach_lerp_(ms, updates, 1.0 - beta1)
+                torch._foreach_copy_(updates, ms)
+                torch._foreach_mul_(updates, [-a * s for a, s in zip(alphas, scales)])
+            else:
+                torch._foreach_mul_(updates, [a * s / dn for a, s, dn in zip(alphas, scales, denoms)])
+                torch._foreach_lerp_(ms, updates, 1.0 - beta1)
+                torch._foreach_copy_(updates, ms)
+                torch._foreach_neg_(updates)
+        else:
+            torch._foreach_mul_(updates, [-a * s / dn for a, s, dn in zip(alphas, scales, denoms)])
+        if group["weight_decay"] != 0:
+            wd = group["weight_decay"]
+            torch._foreach_mul_(thetas, [1.0 - wd * self._decay_rate(group, a, s) for a, s in zip(alphas, scales)])
+        torch._foreach_add_(thetas, updates)
+        for p, th in zip(ps, thetas):
+            if th is not p:
+                p.copy_(th)
+
+
+def _rms(x: Tensor) -> Tensor:
+    return torch.linalg.vector_norm(x) / math.sqrt(x.numel())
+
+
+def _check_group(group: dict[str, Any]) -> None:
+    check_float("lr", group["lr"], low=0.0, allow_none=True)
+    check_float("beta1", group["beta1"], low=0.0, high=1.0, high_open=True)
+    # The post requires 0 < c < 1 (c = 1 would be the plain mean of all squared gradients).
+    check_float("decay_exponent", group["decay_exponent"], low=0.0, high=1.0, low_open=True, high_open=True)
+    check_float("beta2", group["beta2"], low=0.0, high=1.0, high_open=True, allow_none=True)
+    check_float("eps1", group["eps1"], low=0.0, allow_none=True)
+    check_float("eps2", group["eps2"], low=0.0)
+    check_float("clip_threshold", group["clip_threshold"], low=0.0, low_open=True, allow_none=True)
+    check_float("weight_decay", group["weight_decay"], low=0.0)
+    check_float("unscaled_relative_factor", group["unscaled_relative_factor"], low=0.0, low_open=True)
+    m = group["min_dim_size_to_factor"]
+    if isinstance(m, bool) or not isinstance(m, int) or m < 0:
+        raise ValueError(f"expected min_dim_size_to_factor to be an integer >= 0, got {m!r}")
+    check_choice("factor_dims", group["factor_dims"], _FACTOR_DIMS)
+    check_choice("eps1_mode", group["eps1_mode"], _EPS1_MODES)
+    check_choice("momentum_on", group["momentum_on"], _MOMENTUM_ON)
+    check_choice("weight_decay_on", group["weight_decay_on"], _WEIGHT_DECAY_ON)
+    if group["warmup_init"] and not (group["relative_step"] or group["lr"] is None):
+        raise ValueError("warmup_init=True needs the relative step (relative_step=True or lr=None)")
+    if group["warmup_init"] and group["lr"] is not None:
+        raise ValueError(f"warmup_init=True sets the step to min(1e-6·t, 1/√t) and would ignore lr={group['lr']!r}; "
+                         f"pass lr=None")
