@@ -101,11 +101,13 @@ def test_performer_stabiliser_cancels(causal):
     torch.testing.assert_close(stable, plain, atol=1e-9, rtol=1e-9)
 
 
-def test_performer_kernel_is_unbiased():
+@pytest.mark.parametrize("orthogonal", [False, True])
+def test_performer_kernel_is_unbiased(orthogonal):
     q, k, _ = _qkv(b=1, h=1, n=3, d=3, scale=0.4)
-    omega = L.performer_omega(200000, 3, torch.Generator().manual_seed(1), orthogonal=False, dtype=torch.float64)
+    omega = L.performer_omega(200000, 3, torch.Generator().manual_seed(1), orthogonal=orthogonal,
+                              dtype=torch.float64)
     est = L.performer_features(q, omega) @ L.performer_features(k, omega).transpose(-1, -2)
-    torch.testing.assert_close(est, torch.exp(q @ k.transpose(-1, -2)), rtol=2e-2, atol=0)
+    torch.testing.assert_close(est, torch.exp(q @ k.transpose(-1, -2)), rtol=1e-2, atol=0)
 
 
 def test_rank_of_linear_attention_is_bounded():
@@ -124,3 +126,11 @@ def test_odd_orders_refused():
     with pytest.raises(ValueError, match=r"key mask of shape \(batch, keys\) = \(2, 17\), got \(2, 5\)"):
         q, k, v = _qkv()
         L.linear_attention(q, k, v, mask=torch.ones(2, 5))
+
+
+def test_orthogonal_omega_rows_are_isotropic():
+    # Haar-distributed directions: the mean of ω ωᵀ is the identity (a QR without the sign fix is biased)
+    om = L.performer_omega(40000, 4, torch.Generator().manual_seed(3), dtype=torch.float64)
+    torch.testing.assert_close(om.T @ om / len(om), torch.eye(4, dtype=torch.float64), atol=0.03, rtol=0)
+    u = om / om.norm(dim=-1, keepdim=True)
+    torch.testing.assert_close(u.mean(0), torch.zeros(4, dtype=torch.float64), atol=0.02, rtol=0)

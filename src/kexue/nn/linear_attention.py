@@ -75,13 +75,13 @@ def performer_omega(num_features: int, dim: int, generator: torch.Generator | No
     ``dim`` rows and rescales them to chi-distributed norms (Performer's variance reduction; still unbiased)."""
     if num_features < 1 or dim < 1:
         raise ValueError(f"expected positive num_features and dim, got {num_features}, {dim}")
-    g = torch.randn(num_features, dim, generator=generator, dtype=torch.float64)
     if not orthogonal:
-        return g.to(dtype)
+        return torch.randn(num_features, dim, generator=generator, dtype=torch.float64).to(dtype)
     blocks = []
     for start in range(0, num_features, dim):
         rows = min(dim, num_features - start)
-        q, _ = torch.linalg.qr(torch.randn(dim, dim, generator=generator, dtype=torch.float64))
+        q, r = torch.linalg.qr(torch.randn(dim, dim, generator=generator, dtype=torch.float64))
+        q = q * torch.sign(torch.diagonal(r))  # without this sign fix Q is not uniformly (Haar) distributed
         norms = torch.randn(rows, dim, generator=generator, dtype=torch.float64).norm(dim=-1, keepdim=True)
         blocks.append(q.T[:rows] * norms)
     return torch.cat(blocks).to(dtype)
