@@ -2,6 +2,9 @@
 (also inside backward), ChildTuning, and learning-rate schedules that count update steps."""
 
 from ._common import state_nbytes, state_numel
+from .accumulate import AccumAdam, AccumAdamW, AccumSGDM, GradientRelease
 from .adafactor import PRESETS, AdaFactor, factored_axes
+from .schedules import piecewise_linear, warmup_linear
 
-__all__ = ["PRESETS", "AdaFactor", "factored_axes", "state_nbytes", "state_numel"]
+__all__ = ["PRESETS", "AccumAdam", "AccumAdamW", "AccumSGDM", "AdaFactor", "GradientRelease", "factored_axes",
+           "piecewise_linear", "state_nbytes", "state_numel", "warmup_linear"]

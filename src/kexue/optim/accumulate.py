@@ -1,0 +1,366 @@
+"""Gradient accumulation hidden in momentum, also inside backward (gradient release).
+
+Su Jianlin, "隐藏在动量中的梯度累积：少更新几步，效果反而更好？" (Gradient accumulation hidden in momentum: update less
+often and do better?), 2021-08-24, https://kexue.fm/archives/8634.
+
+A momentum optimizer already keeps a running average of gradients, so k-step accumulation can be folded into it with
+no gradient buffer. Micro-steps are counted t = 1, 2, …; χ_{t/k} = 1 when k divides t, else 0::
+
+    m_t = [(β − 1)·χ_{(t−1)/k} + 1]·m_{t−1} + ((1 − β)/k)·g_t      (decay once, at the first micro-step of a cycle)
+    θ_t = θ_{t−1} − χ_{t/k}·α_t·m_t                                 (move only at the last micro-step of a cycle)
+
+This is exact for SGD with momentum. For Adam the second moment is folded the same way from micro-batch squares,
+v_t = [(β₂ − 1)·χ_{(t−1)/k} + 1]·v_{t−1} + ((1 − β₂)/k)·g_t², which overestimates the square of the mean gradient
+(the step is smaller than true large-batch Adam's); bias corrections use the number of updates, 1 − β^{t/k}.
+
+Modes (``mode=``):
+
+- ``"exact_m"``: the rule above (the post's);
+- ``"tilde_beta"``: an ordinary EMA at every micro-step with β̃ = 1 − (1 − β)/k (β̃^k ≈ β), bias correction
+  1 − β̃^t over micro-steps;
+- ``"plain"``: the unchanged β at every micro-step, bias correction 1 − β^t.
+
+With ``update_every_k=True`` (the default) the parameters move every k-th micro-step (the lr is multiplied by
+χ_{t/k}); ``"tilde_beta"`` and ``"plain"`` may also update every micro-step. Su's observation: when a small batch is
+the bottleneck, updating every k steps matters more than the β substitution.
+
+How to drive them: call ``step()`` (and ``zero_grad()``) after **every** micro-batch, and do not divide the loss by
+k; the optimizer divides. It keeps the micro-step counter (``micro_step``, saved in ``state_dict``), exposes
+``is_update_step`` (the last ``step()`` moved the parameters), ``will_update`` (the next one will) and
+``update_count``. Learning-rate schedules count *updates*: the factories in :mod:`kexue.optim.schedules` read
+``update_count``, so their ``step()`` may be called after every micro-step. Decoupled weight decay and
+``max_update_norm`` act on update steps only.
+
+**Gradient release** (:meth:`~_Accumulating.release_gradients`): each parameter's gradient is folded into its state
+by a ``register_post_accumulate_grad_hook`` the moment backward produces it, and ``.grad`` is freed, so a training
+step never holds a full set of gradients, and accumulation still works; ``step()`` after ``backward()`` advances the
+counter and, on update steps, moves the parameters. Under ``DistributedDataParallel`` use the ordinary path: DDP
+averages gradients in its buckets after the hooks would have consumed the local ones, and its buckets hold a full
+set of gradients anyway, so release would save nothing.
+
+Gradient *clipping* of the accumulated gradient needs that gradient, which this design never forms; clipping each
+micro-batch is a different thing. ``max_update_norm`` instead clips, per tensor and on update steps, the step
+direction (m for SGDM, m̂/(√v̂ + ε) for Adam) to that L2 norm.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+from torch.optim import Optimizer
+from torch.utils.hooks import RemovableHandle
+
+from ._common import check_choice, check_float, restore_state_precision, state_dtype
+
+Mode = Literal["exact_m", "tilde_beta", "plain"]
+_MODES = ("exact_m", "tilde_beta", "plain")
+
+
+class GradientRelease:
+    """The hooks :meth:`_Accumulating.release_gradients` registered; ``remove()`` (or leaving a ``with`` block)
+    returns the optimizer to the ordinary path."""
+
+    def __init__(self, optimizer: "_Accumulating", handles: list[RemovableHandle]) -> None:
+        self.optimizer = optimizer
+        self._handles = handles
+
+    def remove(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+        self.optimizer._release = None
+
+    def __enter__(self) -> "GradientRelease":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.remove()
+
+
+class _Accumulating(Optimizer):
+    """What the accumulating optimizers share: the micro-step counter, folding, updates, gradient release."""
+
+    #: (state key, index of its β in the group's betas, squared gradient?) for each moment.
+    _moments: tuple[tuple[str, int, bool], ...] = ()
+
+    def __init__(self, params: Any, defaults: dict[str, Any], k: int, mode: Mode, update_every_k: bool) -> None:
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"expected k (micro-batches per update) to be a positive integer, got {k!r}")
+        check_choice("mode", mode, _MODES)
+        if not isinstance(update_every_k, bool):
+            raise ValueError(f"expected update_every_k to be a bool, got {update_every_k!r}")
+        if mode == "exact_m" and not update_every_k and k > 1:
+            raise ValueError("mode='exact_m' folds k micro-batches into one update, so it updates every k "
+                             "micro-steps; update_every_k=False needs mode='tilde_beta' or 'plain'")
+        self.k = k
+        self.mode: Mode = mode
+        self.update_every_k = update_every_k
+        #: Micro-steps completed (t in the post).
+        self.micro_step = 0
+        self._release: GradientRelease | None = None
+        super().__init__(params, defaults)
+
+    # ------------------------------------------------------------------------------------------ counting
+    def _updates_at(self, t: int) -> bool:
+        return t % self.k == 0 if self.update_every_k else True
+
+    @property
+    def is_update_step(self) -> bool:
+        """Whether the last ``step()`` moved the parameters."""
+        return self.micro_step > 0 and self._updates_at(self.micro_step)
+
+    @property
+    def will_update(self) -> bool:
+        """Whether the next ``step()`` will move the parameters."""
+        return self._updates_at(self.micro_step + 1)
+
+    @property
+    def update_count(self) -> int:
+        """Parameter updates so far (what learning-rate schedules count)."""
+        return self.micro_step // self.k if self.update_every_k else self.micro_step
+
+    # ------------------------------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        sd = super().state_dict()
+        sd["accumulate"] = {"micro_step": self.micro_step, "k": self.k, "mode": self.mode,
+                            "update_every_k": self.update_every_k}
+        return sd
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        state_dict = dict(state_dict)
+        acc = state_dict.pop("accumulate", None)
+        if acc is None:
+            raise ValueError("state dict lacks the 'accumulate' entry (micro-step counter): it was not saved by an "
+                             f"accumulating optimizer, so {type(self).__name__} cannot resume it")
+        mine = {"k": self.k, "mode": self.mode, "update_every_k": self.update_every_k}
+        theirs = {key: acc[key] for key in mine}
+        if theirs != mine:
+            raise ValueError(f"state dict was saved with {theirs}, this optimizer has {mine}")
+        super().load_state_dict(state_dict)
+        restore_state_precision(self, state_dict)
+        self.micro_step = int(acc["micro_step"])
+
+    # ------------------------------------------------------------------------------------------ folding
+    def _betas(self, group: dict[str, Any]) -> tuple[float, ...]:
+        raise NotImplementedError
+
+    def _fold(self, group: dict[str, Any], p: Tensor, grad: Tensor) -> None:
+        """Fold one micro-batch gradient of ``p`` into its moments, at micro-step ``micro_step + 1``."""
+        if grad.is_sparse:
+            raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
+        state = self.state[p]
+        dtype = state_dtype(p)
+        if len(state) == 0:
+            for key, _, _ in self._moments:
+                state[key] = torch.zeros(p.shape, dtype=dtype, device=p.device)
+            state["cycle"] = -1  # the last cycle whose decay was applied
+            state["micro"] = 0  # micro-batches folded
+            state["updates"] = 0  # updates applied
+            state["pending"] = False  # folded since the last update
+        g = grad.to(dtype)
+        wd = group.get("weight_decay", 0.0)
+        if wd and not group["decoupled_weight_decay"]:
+            # L2 (Adam's coupled decay): θ is constant within a cycle, so adding λθ to every micro-batch gradient
+            # adds exactly λθ to their mean.
+            g = g.add(p.to(dtype), alpha=wd)
+        betas = self._betas(group)
+        k = self.k
+        if self.mode == "exact_m":
+            cycle = self.micro_step // k  # = (t − 1) // k for the micro-step t = micro_step + 1
+            first = state["cycle"] != cycle
+            for key, bi, sq in self._moments:
+                beta = betas[bi]
+                buf = state[key]
+                if first:
+                    buf.mul_(beta)
+                if sq:
+                    buf.addcmul_(g, g, value=(1.0 - beta) / k)
+                else:
+                    buf.add_(g, alpha=(1.0 - beta) / k)
+            state["cycle"] = cycle
+        else:
+            for key, bi, sq in self._moments:
+                beta = betas[bi] if self.mode == "plain" else 1.0 - (1.0 - betas[bi]) / k
+                buf = state[key]
+                if sq:  # the forms torch.optim.Adam uses, so that k = 1 reproduces it to the last bit
+                    buf.mul_(beta).addcmul_(g, g, value=1.0 - beta)
+                else:
+                    buf.lerp_(g, 1.0 - beta)
+        state["micro"] += 1
+        state["pending"] = True
+
+    def _update(self, group: dict[str, Any], p: Tensor, state: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def _clip(self, group: dict[str, Any], direction: Tensor) -> Tensor:
+        c = group["max_update_norm"]
+        norm = torch.linalg.vector_norm(direction)
+        return direction * torch.clamp(c / (norm + 1e-12), max=1.0)
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> Any:
+        """Finish one micro-step: fold the gradients present, advance the counter, move parameters on update steps."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    self._fold(group, p, p.grad)
+        self.micro_step += 1
+        if self._updates_at(self.micro_step):
+            for group in self.param_groups:
+                for p in group["params"]:
+                    state = self.state.get(p)
+                    if state and state["pending"]:
+                        self._update(group, p, state)
+                        state["pending"] = False
+                        state["updates"] += 1
+        return loss
+
+    # ------------------------------------------------------------------------------------------ release
+    def release_gradients(self) -> GradientRelease:
+        """Fold every parameter's gradient into the optimizer state inside backward, then free ``.grad``.
+
+        Registers a ``Tensor.register_post_accumulate_grad_hook`` on each parameter: as soon as backward has
+        accumulated a parameter's gradient it is folded (decay at the first micro-step of a cycle, (1 − β)/k·g
+        added) and ``p.grad`` is set to None. Keep calling ``step()`` after each ``backward()``: it advances the
+        micro-step counter and moves the parameters on update steps. Returns a handle; ``remove()`` undoes it.
+        Not for ``DistributedDataParallel`` (see the module docstring).
+        """
+        if self._release is not None:
+            raise RuntimeError("gradient release is already on for this optimizer")
+        handles = []
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.requires_grad:
+                    handles.append(p.register_post_accumulate_grad_hook(self._make_hook(group)))
+        self._release = GradientRelease(self, handles)
+        return self._release
+
+    def _make_hook(self, group: dict[str, Any]):
+        def hook(p: Tensor) -> None:
+            with torch.no_grad():
+                self._fold(group, p, p.grad)
+            p.grad = None
+
+        return hook
+
+
+def _check_common(lr: float, max_update_norm: float | None, weight_decay: float) -> None:
+    check_float("lr", lr, low=0.0)
+    check_float("weight_decay", weight_decay, low=0.0)
+    check_float("max_update_norm", max_update_norm, low=0.0, low_open=True, allow_none=True)
+
+
+class AccumSGDM(_Accumulating):
+    """SGD with momentum (m = βm + (1 − β)g, θ ← θ − α·m) that accumulates k micro-batches inside its momentum.
+
+    The post "隐藏在动量中的梯度累积" (kexue.fm/archives/8634, 2021-08-24); see the module docstring. In ``"exact_m"``
+    mode, k micro-batches give exactly SGDM on their mean gradient. ``weight_decay`` is decoupled,
+    θ ← θ(1 − α·λ), on update steps.
+    """
+
+    _moments = (("exp_avg", 0, False),)
+
+    def __init__(self, params: Iterable[Tensor] | Iterable[dict[str, Any]], lr: float, momentum: float = 0.9,
+                 k: int = 1, mode: Mode = "exact_m", update_every_k: bool = True, weight_decay: float = 0.0,
+                 max_update_norm: float | None = None) -> None:
+        _check_common(lr, max_update_norm, weight_decay)
+        check_float("momentum", momentum, low=0.0, high=1.0, high_open=True)
+        defaults = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, max_update_norm=max_update_norm,
+                        decoupled_weight_decay=True)
+        super().__init__(params, defaults, k, mode, update_every_k)
+
+    def _betas(self, group: dict[str, Any]) -> tuple[float, ...]:
+        return (group["momentum"],)
+
+    def _update(self, group: dict[str, Any], p: Tensor, state: dict[str, Any]) -> None:
+        dtype = state_dtype(p)
+        theta = p if p.dtype == dtype else p.to(dtype)
+        lr = group["lr"]
+        if group["weight_decay"]:
+            theta.mul_(1.0 - lr * group["weight_decay"])
+        m = state["exp_avg"]
+        theta.add_(m if group["max_update_norm"] is None else self._clip(group, m), alpha=-lr)
+        if theta is not p:
+            p.copy_(theta)
+
+
+class AccumAdam(_Accumulating):
+    """Adam that accumulates k micro-batches inside its moments (the post's "built-in Adam", approximate).
+
+    The post "隐藏在动量中的梯度累积" (kexue.fm/archives/8634, 2021-08-24); see the module docstring. The update is
+    torch's, θ ← θ − α·m̂/(√v̂ + ε) (``eps_inside_root=True``: Su's √(v̂ + ε)), so with k = 1 this is
+    ``torch.optim.Adam``. ``weight_decay`` is L2 (added to each micro-batch gradient), as in ``torch.optim.Adam``;
+    :class:`AccumAdamW` decouples it.
+    """
+
+    _moments = (("exp_avg", 0, False), ("exp_avg_sq", 1, True))
+    _decoupled = False
+
+    def __init__(self, params: Iterable[Tensor] | Iterable[dict[str, Any]], lr: float = 1e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0,
+                 k: int = 1, mode: Mode = "exact_m", update_every_k: bool = True, eps_inside_root: bool = False,
+                 max_update_norm: float | None = None) -> None:
+        _check_common(lr, max_update_norm, weight_decay)
+        if not (isinstance(betas, (tuple, list)) and len(betas) == 2):
+            raise ValueError(f"expected betas to be a pair (beta1, beta2), got {betas!r}")
+        check_float("betas[0]", betas[0], low=0.0, high=1.0, high_open=True)
+        check_float("betas[1]", betas[1], low=0.0, high=1.0, high_open=True)
+        check_float("eps", eps, low=0.0)
+        defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
+                        eps_inside_root=eps_inside_root, max_update_norm=max_update_norm,
+                        decoupled_weight_decay=self._decoupled)
+        super().__init__(params, defaults, k, mode, update_every_k)
+
+    def _betas(self, group: dict[str, Any]) -> tuple[float, ...]:
+        return tuple(group["betas"])
+
+    def _bias_corrections(self, group: dict[str, Any], state: dict[str, Any]) -> tuple[float, float]:
+        b1, b2 = group["betas"]
+        if self.mode == "exact_m":
+            n = state["updates"] + 1  # 1 − β^{t/k}: the number of updates, with the original β
+        else:
+            n = state["micro"]  # micro-steps: β̃ (tilde_beta) or β (plain) at every one
+            if self.mode == "tilde_beta":
+                b1, b2 = 1.0 - (1.0 - b1) / self.k, 1.0 - (1.0 - b2) / self.k
+        return 1.0 - b1 ** n, 1.0 - b2 ** n
+
+    def _update(self, group: dict[str, Any], p: Tensor, state: dict[str, Any]) -> None:
+        dtype = state_dtype(p)
+        theta = p if p.dtype == dtype else p.to(dtype)
+        lr, eps = group["lr"], group["eps"]
+        if group["weight_decay"] and group["decoupled_weight_decay"]:
+            theta.mul_(1.0 - lr * group["weight_decay"])
+        bc1, bc2 = self._bias_corrections(group, state)
+        m, v = state["exp_avg"], state["exp_avg_sq"]
+        if group["eps_inside_root"]:
+            denom = (v / bc2).add_(eps).sqrt_()
+        else:
+            denom = (v.sqrt() / bc2**0.5).add_(eps)  # bc2**0.5 as torch.optim.Adam writes it
+        if group["max_update_norm"] is None:
+            theta.addcdiv_(m, denom, value=-lr / bc1)
+        else:
+            theta.add_(self._clip(group, m / bc1 / denom), alpha=-lr)
+        if theta is not p:
+            p.copy_(theta)
+
+
+class AccumAdamW(AccumAdam):
+    """:class:`AccumAdam` with decoupled weight decay θ ← θ(1 − α·λ) on update steps (``torch.optim.AdamW``'s)."""
+
+    _decoupled = True
+
+    def __init__(self, params: Iterable[Tensor] | Iterable[dict[str, Any]], lr: float = 1e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 1e-2,
+                 k: int = 1, mode: Mode = "exact_m", update_every_k: bool = True, eps_inside_root: bool = False,
+                 max_update_norm: float | None = None) -> None:
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, k=k, mode=mode,
+                         update_every_k=update_every_k, eps_inside_root=eps_inside_root,
+                         max_update_norm=max_update_norm)

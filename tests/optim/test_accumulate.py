@@ -1,0 +1,345 @@
+"""Accumulation hidden in momentum: exactness for SGDM, Adam's modes against torch.optim.Adam, the counter,
+state_dict, weight decay on update steps, and gradient release inside backward."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from kexue.optim import AccumAdam, AccumAdamW, AccumSGDM, warmup_linear
+from kexue.optim.schedules import warmup_linear_factor
+
+
+def _mlp(dtype=torch.float64, seed=0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 3)).to(dtype)
+
+
+def _batches(n: int, seed: int = 1, dtype=torch.float64, size: int = 4):
+    g = torch.Generator().manual_seed(seed)
+    return [(torch.randn(size, 8, generator=g, dtype=dtype), torch.randint(0, 3, (size,), generator=g))
+            for _ in range(n)]
+
+
+def _loss(model, batch):
+    x, y = batch
+    return nn.functional.cross_entropy(model(x), y)
+
+
+def _grads(model, batch):
+    model.zero_grad()
+    _loss(model, batch).backward()
+    return [p.grad.detach().clone() for p in model.parameters()]
+
+
+def _run_micro(model, opt, batches, sched=None):
+    for b in batches:
+        opt.zero_grad()
+        _loss(model, b).backward()
+        opt.step()
+        if sched is not None:
+            sched.step()  # every micro-step: the schedule reads the optimizer's update count
+    return model
+
+
+def _max_diff(a, b):
+    return max((p - q).abs().max().item() for p, q in zip(a.parameters(), b.parameters()))
+
+
+# ------------------------------------------------------------------------------------------------- SGDM: exact
+K, CYCLES, BETA, LR = 4, 40, 0.9, 0.1
+
+
+def test_sgdm_equals_torch_sgd_on_the_accumulated_gradient_with_a_schedule():
+    from transformers import get_linear_schedule_with_warmup
+
+    batches = _batches(K * CYCLES)
+    ours = _mlp()
+    ref = copy.deepcopy(ours)
+    opt = AccumSGDM(ours.parameters(), lr=LR, momentum=BETA, k=K)
+    _run_micro(ours, opt, batches, warmup_linear(opt, 5, CYCLES))
+    assert opt.update_count == CYCLES
+
+    # Reference: explicit accumulation, torch.optim.SGD(momentum=β, dampening=β) (m = βm + (1 − β)g), the schedule
+    # from transformers. torch starts its buffer at the raw first gradient, not at (1 − β)g: feed (1 − β)ḡ once.
+    ref_opt = torch.optim.SGD(ref.parameters(), lr=LR, momentum=BETA, dampening=BETA)
+    ref_sched = get_linear_schedule_with_warmup(ref_opt, 5, CYCLES)
+    for c in range(CYCLES):
+        gs = [_grads(ref, b) for b in batches[c * K:(c + 1) * K]]
+        for i, p in enumerate(ref.parameters()):
+            p.grad = sum(g[i] for g in gs) / K * ((1 - BETA) if c == 0 else 1.0)
+        ref_opt.step()
+        ref_sched.step()
+    assert _max_diff(ours, _mlp()) > 1e-2
+    assert _max_diff(ours, ref) <= 1e-12
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 0.05])
+def test_sgdm_equals_a_hand_written_reference_with_decoupled_decay(weight_decay):
+    batches = _batches(K * 10, seed=2)
+    ours = _mlp(seed=3)
+    ref = copy.deepcopy(ours)
+    opt = AccumSGDM(ours.parameters(), lr=LR, momentum=BETA, k=K, weight_decay=weight_decay)
+    _run_micro(ours, opt, batches)
+    m = [torch.zeros_like(p) for p in ref.parameters()]
+    for c in range(10):
+        gs = [_grads(ref, b) for b in batches[c * K:(c + 1) * K]]
+        with torch.no_grad():
+            for i, p in enumerate(ref.parameters()):
+                m[i] = BETA * m[i] + (1 - BETA) * sum(g[i] for g in gs) / K
+                p.mul_(1 - LR * weight_decay).sub_(LR * m[i])
+    assert _max_diff(ours, ref) <= 1e-12
+
+
+# ------------------------------------------------------------------------------------------------- Adam
+@pytest.mark.parametrize("cls,ref_cls,wd", [(AccumAdam, torch.optim.Adam, 0.0), (AccumAdam, torch.optim.Adam, 0.1),
+                                            (AccumAdamW, torch.optim.AdamW, 0.1)])
+@pytest.mark.parametrize("mode", ["exact_m", "tilde_beta", "plain"])
+def test_k1_is_torch_adam(cls, ref_cls, wd, mode):
+    batches = _batches(30, seed=4)
+    ours = _mlp(seed=5)
+    ref = copy.deepcopy(ours)
+    _run_micro(ours, cls(ours.parameters(), lr=1e-2, weight_decay=wd, k=1, mode=mode), batches)
+    _run_micro(ref, ref_cls(ref.parameters(), lr=1e-2, weight_decay=wd, foreach=False), batches)
+    assert _max_diff(ours, ref) <= (0.0 if mode != "exact_m" else 1e-14)
+
+
+@pytest.mark.parametrize("mode", ["tilde_beta", "plain"])
+def test_update_every_step_modes_are_adam_with_their_beta(mode):
+    batches = _batches(24, seed=6)
+    ours = _mlp(seed=7)
+    ref = copy.deepcopy(ours)
+    _run_micro(ours, AccumAdamW(ours.parameters(), lr=1e-2, k=4, mode=mode, update_every_k=False), batches)
+    b1, b2 = (0.9, 0.999) if mode == "plain" else (1 - 0.1 / 4, 1 - 0.001 / 4)
+    _run_micro(ref, torch.optim.AdamW(ref.parameters(), lr=1e-2, betas=(b1, b2), foreach=False), batches)
+    assert _max_diff(ours, ref) == 0.0
+
+
+def _adam_reference(model, batches, k, *, mode, lr=1e-2, betas=(0.9, 0.999), eps=1e-8, inside=False):
+    """Float64 transcription of the post's built-in Adam (exact_m) and of the β̃ / plain variants updating every k."""
+    b1, b2 = betas
+    if mode == "tilde_beta":
+        b1, b2 = 1 - (1 - b1) / k, 1 - (1 - b2) / k
+    ps = list(model.parameters())
+    m = [torch.zeros_like(p) for p in ps]
+    v = [torch.zeros_like(p) for p in ps]
+    for t, b in enumerate(batches, start=1):
+        gs = _grads(model, b)
+        with torch.no_grad():
+            for i, g in enumerate(gs):
+                if mode == "exact_m":
+                    chi_prev = 1.0 if (t - 1) % k == 0 else 0.0
+                    m[i] = ((b1 - 1) * chi_prev + 1) * m[i] + (1 - b1) / k * g
+                    v[i] = ((b2 - 1) * chi_prev + 1) * v[i] + (1 - b2) / k * g * g
+                else:
+                    m[i] = b1 * m[i] + (1 - b1) * g
+                    v[i] = b2 * v[i] + (1 - b2) * g * g
+            if t % k == 0:
+                n = t // k if mode == "exact_m" else t
+                for i, p in enumerate(ps):
+                    mh, vh = m[i] / (1 - b1 ** n), v[i] / (1 - b2 ** n)
+                    p -= lr * mh / ((vh + eps).sqrt() if inside else vh.sqrt() + eps)
+    return model
+
+
+@pytest.mark.parametrize("mode", ["exact_m", "tilde_beta", "plain"])
+@pytest.mark.parametrize("inside", [False, True])
+def test_adam_modes_match_their_transcription(mode, inside):
+    batches = _batches(32, seed=8)
+    ours = _mlp(seed=9)
+    ref = copy.deepcopy(ours)
+    opt = AccumAdam(ours.parameters(), lr=1e-2, k=4, mode=mode, eps_inside_root=inside)
+    _run_micro(ours, opt, batches)
+    _adam_reference(ref, batches, 4, mode=mode, inside=inside)
+    assert _max_diff(ours, _mlp(seed=9)) > 1e-3
+    assert _max_diff(ours, ref) <= 1e-12
+
+
+def test_exact_m_first_moment_is_exact_second_moment_overestimates():
+    batches = _batches(4, seed=10)
+    ours = _mlp(seed=11)
+    ref = copy.deepcopy(ours)
+    opt = AccumAdam(ours.parameters(), lr=1e-2, k=4)
+    _run_micro(ours, opt, batches)
+    ref_opt = torch.optim.Adam(ref.parameters(), lr=1e-2, foreach=False)
+    gs = [_grads(ref, b) for b in batches]
+    for i, p in enumerate(ref.parameters()):
+        p.grad = sum(g[i] for g in gs) / 4
+    ref_opt.step()
+    for p, q in zip(ours.parameters(), ref.parameters()):
+        a, b = opt.state[p], ref_opt.state[q]
+        torch.testing.assert_close(a["exp_avg"], b["exp_avg"], rtol=1e-13, atol=1e-16)
+        assert (a["exp_avg_sq"] >= b["exp_avg_sq"] * (1 - 1e-12)).all()  # mean of squares >= square of mean
+        assert (a["exp_avg_sq"] > b["exp_avg_sq"] * 1.01).any()
+
+
+# ------------------------------------------------------------------------------------------------- counting, state
+def test_counter_and_update_flags():
+    p = nn.Parameter(torch.zeros(3))
+    opt = AccumSGDM([p], lr=0.1, k=3)
+    seen = []
+    for _ in range(7):
+        will = opt.will_update
+        p.grad = torch.ones(3)
+        opt.step()
+        seen.append((will, opt.is_update_step, opt.update_count, opt.micro_step))
+    assert seen == [(False, False, 0, 1), (False, False, 0, 2), (True, True, 1, 3), (False, False, 1, 4),
+                    (False, False, 1, 5), (True, True, 2, 6), (False, False, 2, 7)]
+    assert not AccumSGDM([nn.Parameter(torch.zeros(1))], lr=0.1, k=3).is_update_step
+
+
+def test_parameters_move_only_on_update_steps_and_decay_applies_there():
+    p = nn.Parameter(torch.ones(5, dtype=torch.float64))
+    opt = AccumAdamW([p], lr=0.1, weight_decay=0.5, k=4)
+    values = []
+    for _ in range(8):
+        p.grad = torch.zeros_like(p)  # zero gradients: only the decay moves p
+        opt.step()
+        values.append(p.detach()[0].item())
+    assert values == [1.0, 1.0, 1.0, 0.95, 0.95, 0.95, 0.95, 0.95 * 0.95]
+
+
+@pytest.mark.parametrize("cls", [AccumSGDM, AccumAdamW])
+def test_state_dict_round_trip_mid_cycle(cls):
+    batches = _batches(20, seed=12)
+    kw = {"lr": 1e-2, "k": 4}
+    a = _mlp(seed=13)
+    _run_micro(a, cls(a.parameters(), **kw), batches)
+    b = _mlp(seed=13)
+    opt_b = cls(b.parameters(), **kw)
+    _run_micro(b, opt_b, batches[:6])  # stop in the middle of the second cycle
+    saved = copy.deepcopy(opt_b.state_dict())
+    assert saved["accumulate"]["micro_step"] == 6
+    c = copy.deepcopy(b)
+    opt_c = cls(c.parameters(), **kw)
+    opt_c.load_state_dict(saved)
+    assert opt_c.micro_step == 6 and opt_c.update_count == 1
+    _run_micro(c, opt_c, batches[6:])
+    assert _max_diff(a, c) == 0.0
+    with pytest.raises(ValueError, match="saved with .*'k': 4.* this optimizer has .*'k': 2"):
+        cls(_mlp().parameters(), lr=1e-2, k=2).load_state_dict(saved)
+    with pytest.raises(ValueError, match="lacks the 'accumulate' entry"):
+        ref = torch.optim.SGD(_mlp().parameters(), lr=1e-2)
+        cls(_mlp().parameters(), **kw).load_state_dict(ref.state_dict())
+
+
+def test_bf16_parameters_keep_fp32_state_through_a_round_trip():
+    p = nn.Parameter(torch.randn(4, 4).bfloat16())
+    opt = AccumAdamW([p], k=2)
+    for _ in range(3):
+        p.grad = torch.randn(4, 4).bfloat16()
+        opt.step()
+    q = nn.Parameter(p.detach().clone())
+    opt2 = AccumAdamW([q], k=2)
+    opt2.load_state_dict(opt.state_dict())
+    for key in ("exp_avg", "exp_avg_sq"):
+        assert opt2.state[q][key].dtype == torch.float32
+        assert torch.equal(opt2.state[q][key], opt.state[p][key])
+
+
+def test_max_update_norm_clips_the_step_direction():
+    p = nn.Parameter(torch.zeros(10, dtype=torch.float64))
+    opt = AccumSGDM([p], lr=0.5, momentum=0.0, k=2, max_update_norm=0.1)
+    for _ in range(2):
+        p.grad = torch.full_like(p, 100.0)
+        opt.step()
+    assert torch.linalg.vector_norm(p.detach()).item() == pytest.approx(0.5 * 0.1, rel=1e-9)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"k": 0}, "k \\(micro-batches per update\\) to be a positive integer, got 0"),
+    ({"k": 2.0}, "got 2.0"),
+    ({"mode": "exact"}, "mode to be one of .* got 'exact'"),
+    ({"k": 2, "update_every_k": False}, "update_every_k=False needs mode='tilde_beta' or 'plain'"),
+    ({"lr": -1.0}, "lr >= 0.0, got -1.0"),
+    ({"betas": (0.9, 1.0)}, "betas\\[1\\] in \\[0.0, 1.0\\), got 1.0"),
+    ({"betas": 0.9}, "betas to be a pair"),
+    ({"max_update_norm": 0.0}, "max_update_norm > 0.0, got 0.0"),
+])
+def test_bad_arguments_are_named(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        AccumAdamW([nn.Parameter(torch.zeros(2))], **kwargs)
+
+
+def test_sgdm_momentum_is_checked():
+    with pytest.raises(ValueError, match="momentum in \\[0.0, 1.0\\), got 1.5"):
+        AccumSGDM([nn.Parameter(torch.zeros(2))], lr=0.1, momentum=1.5)
+
+
+# ------------------------------------------------------------------------------------------------- gradient release
+def _kexue_model():
+    from kexue.models import Transformer, TransformerConfig
+
+    torch.manual_seed(0)
+    cfg = TransformerConfig(vocab_size=100, hidden_size=32, num_layers=2, num_heads=4, intermediate_size=64,
+                            max_position_embeddings=16, with_mlm=True, hidden_dropout=0.0, attention_dropout=0.0)
+    return Transformer(cfg)
+
+
+def _kexue_loss(model, ids):
+    out = model(ids)  # MLM logits through the decoder tied to the word embeddings
+    return nn.functional.cross_entropy(out.mlm_logits.flatten(0, 1), ids.flatten())
+
+
+def _hf_model():
+    from transformers import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                     intermediate_size=64, max_position_embeddings=16, num_labels=3, hidden_dropout_prob=0.0,
+                     attention_probs_dropout_prob=0.0)
+    return BertForSequenceClassification(cfg)
+
+
+def _hf_loss(model, ids):
+    return model(input_ids=ids, labels=ids[:, 0] % 3).loss
+
+
+@pytest.mark.parametrize("which", ["kexue", "transformers"])
+@pytest.mark.parametrize("cls,kw", [(AccumAdamW, {"lr": 1e-3}), (AccumSGDM, {"lr": 0.1, "weight_decay": 0.01})])
+def test_gradient_release_matches_the_ordinary_path(which, cls, kw):
+    make, loss_fn = (_kexue_model, _kexue_loss) if which == "kexue" else (_hf_model, _hf_loss)
+    g = torch.Generator().manual_seed(0)
+    data = [torch.randint(1, 100, (2, 10), generator=g) for _ in range(12)]
+
+    ordinary = make()
+    opt = cls(ordinary.parameters(), k=4, **kw)
+    for ids in data:
+        opt.zero_grad()
+        loss_fn(ordinary, ids).backward()
+        opt.step()
+
+    released = make()
+    params = [p for p in released.parameters() if p.requires_grad]
+    opt_r = cls(released.parameters(), k=4, **kw)
+    live_max = 0
+
+    def count_live(_p):  # registered after the release hooks: sees the grads still alive at each moment
+        nonlocal live_max
+        live_max = max(live_max, sum(q.grad is not None for q in params))
+
+    with opt_r.release_gradients():
+        for p in params:
+            p.register_post_accumulate_grad_hook(count_live)
+        for ids in data:
+            loss_fn(released, ids).backward()
+            assert all(p.grad is None for p in params)
+            opt_r.step()
+    assert live_max == 0  # each gradient was folded and freed before the next hook ran
+    assert opt_r.update_count == 3
+    assert _max_diff(released, make()) > 1e-4
+    assert _max_diff(ordinary, released) == 0.0
+
+
+def test_release_handle_removes_the_hooks():
+    model = _mlp()
+    opt = AccumSGDM(model.parameters(), lr=0.1, k=2)
+    handle = opt.release_gradients()
+    with pytest.raises(RuntimeError, match="already on"):
+        opt.release_gradients()
+    handle.remove()
+    _loss(model, _batches(1)[0]).backward()
+    assert all(p.grad is not None for p in model.parameters())
