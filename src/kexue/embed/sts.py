@@ -1,0 +1,127 @@
+"""STS evaluation: Spearman correlation between the cosine similarity of sentence vectors and gold scores.
+
+The metric of BERT-whitening ("你可能不需要BERT-flow：一个线性变换媲美BERT-flow", You may not need BERT-flow,
+2021-01-11, https://kexue.fm/archives/8069) and of sentence-transformers' ``EmbeddingSimilarityEvaluator``:
+
+    ρ = Pearson(rank(cos(u_i, v_i)), rank(gold_i)),
+
+with tied values given the mean of the ranks they span (what ``scipy.stats.spearmanr`` does).
+The data loaders live in :mod:`kexue.data.datasets` and are re-exported here.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..data.datasets import STS_SPLITS, STSPairs, load_sts, sts_sets
+from .encode import encode
+
+
+def _as_numpy(x: Any) -> np.ndarray:
+    if isinstance(x, Tensor):
+        x = x.detach().cpu().double().numpy()
+    return np.asarray(x, dtype=np.float64)
+
+
+def rankdata(x: Any) -> np.ndarray:
+    """Ranks 1..n of a 1-D array, ties given the average of the ranks they span (scipy's ``method="average"``)."""
+    a = _as_numpy(x)
+    if a.ndim != 1:
+        raise ValueError(f"expected a 1-D array, got shape {a.shape}")
+    if np.isnan(a).any():
+        raise ValueError("cannot rank values containing NaN")
+    n = a.shape[0]
+    order = np.argsort(a, kind="mergesort")
+    sorted_a = a[order]
+    # Start of each run of equal values in sorted order; the run [s, e) gets the mean rank (s + 1 + e) / 2.
+    starts = np.flatnonzero(np.r_[True, sorted_a[1:] != sorted_a[:-1]])
+    ends = np.r_[starts[1:], n]
+    run_rank = (starts + 1 + ends) / 2.0
+    ranks = np.empty(n, dtype=np.float64)
+    ranks[order] = np.repeat(run_rank, ends - starts)
+    return ranks
+
+
+def spearman(x: Any, y: Any) -> float:
+    """Spearman's ρ of two equally long 1-D sequences: the Pearson correlation of their tie-averaged ranks.
+
+    NaN when either side is constant (as scipy returns).
+    """
+    rx, ry = rankdata(x), rankdata(y)
+    if rx.shape != ry.shape:
+        raise ValueError(f"x and y differ in length: {rx.shape[0]} != {ry.shape[0]}")
+    if rx.shape[0] < 2:
+        raise ValueError(f"Spearman's correlation needs at least 2 pairs, got {rx.shape[0]}")
+    rx -= rx.mean()
+    ry -= ry.mean()
+    denom = np.sqrt((rx * rx).sum() * (ry * ry).sum())
+    if denom == 0.0:
+        return float("nan")
+    return float((rx * ry).sum() / denom)
+
+
+def cosine_scores(a: Tensor, b: Tensor) -> Tensor:
+    """Row-wise cosine similarity of two (n, d) tensors, computed in float64."""
+    if a.shape != b.shape:
+        raise ValueError(f"embedding shapes differ: {tuple(a.shape)} != {tuple(b.shape)}")
+    return (F.normalize(a.double(), dim=-1) * F.normalize(b.double(), dim=-1)).sum(-1)
+
+
+def spearman_eval(
+    encode_fn: Callable[[list[str]], Tensor | np.ndarray], pairs: STSPairs | tuple[Sequence[str], Sequence[str]],
+    gold: Any = None,
+) -> float:
+    """Spearman ρ of cos(encode_fn(s1), encode_fn(s2)) against the gold scores, encoding each distinct sentence once.
+
+    ``pairs`` is an :class:`STSPairs` (gold taken from it) or ``(sentences1, sentences2)`` with ``gold`` given.
+    ``encode_fn`` maps a list of texts to an (n, d) array or tensor, e.g. a whitened encoder.
+    """
+    if isinstance(pairs, STSPairs):
+        s1, s2 = pairs.sentences1, pairs.sentences2
+        gold = pairs.scores if gold is None else gold
+    else:
+        s1, s2 = pairs
+        if gold is None:
+            raise ValueError("gold scores are needed when pairs is a (sentences1, sentences2) tuple")
+    if len(s1) != len(s2):
+        raise ValueError(f"got {len(s1)} first sentences and {len(s2)} second sentences")
+    unique = list(dict.fromkeys([*s1, *s2]))
+    index = {s: i for i, s in enumerate(unique)}
+    vecs = encode_fn(unique)
+    vecs = torch.as_tensor(np.asarray(vecs)) if not isinstance(vecs, Tensor) else vecs
+    if vecs.shape[0] != len(unique):
+        raise ValueError(f"encode_fn returned {vecs.shape[0]} vectors for {len(unique)} sentences")
+    i1 = torch.tensor([index[s] for s in s1])
+    i2 = torch.tensor([index[s] for s in s2])
+    return spearman(cosine_scores(vecs[i1], vecs[i2]), gold)
+
+
+def evaluate(
+    model: nn.Module, tokenizer: Any, dataset: STSPairs, pooling: str = "mean", **encode_kwargs: Any
+) -> float:
+    """Spearman ρ of the cosine similarity of ``model``'s sentence vectors against ``dataset``'s gold scores.
+
+    Each distinct sentence is encoded once with :func:`kexue.embed.encode` (``pooling`` and ``encode_kwargs``
+    passed on, e.g. ``layers=(1, -1)``, ``batch_size=32``).
+    """
+    if not isinstance(dataset, STSPairs):
+        raise TypeError(f"expected an STSPairs (see kexue.data.datasets.load_sts), got {type(dataset).__name__}")
+    return spearman_eval(lambda texts: encode(texts, model, tokenizer, pooling=pooling, **encode_kwargs), dataset)
+
+
+__all__ = [
+    "STSPairs",
+    "STS_SPLITS",
+    "cosine_scores",
+    "evaluate",
+    "load_sts",
+    "rankdata",
+    "spearman",
+    "spearman_eval",
+    "sts_sets",
+]
