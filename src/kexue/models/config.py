@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..nn.activations import ACTIVATIONS
+from ..nn.attention import ATTENTION_KINDS
+from ..nn.init import INIT_SCHEMES
 
 Family = Literal["bert", "roberta"]
 NormPlacement = Literal["post", "pre"]
@@ -59,6 +61,32 @@ class TransformerConfig:
     mlm_hidden_act: str | None = None
     #: The MLM decoder reuses the word-embedding matrix.
     tie_word_embeddings: bool = True
+    # -- attention variants (see kexue.nn.attention) -----------------------------------------------------------
+    #: "softmax", or a linear-attention kernel: "linear" (elu+1), "performer", "taylor", "exp_limit".
+    attention: str = "softmax"
+    #: Q/K size per head; None means head_size (hidden_size / num_heads). Scale is 1/√attention_key_size.
+    attention_key_size: int | None = None
+    #: Divide the logits by √key_size (BERT). False is T5's convention: pair it with qk_init="t5_hf" or "t5_sym".
+    attention_scale: bool = True
+    #: Talking-heads attention: learned head mixing of the logits before the softmax (identity at init).
+    talking_heads: bool = False
+    #: Also mix the probabilities after the softmax (the paper's second matrix; identity at init).
+    talking_heads_post_softmax: bool = False
+    #: RealFormer: carry the running sum of pre-softmax scores from layer to layer (the paper's form).
+    residual_attention: bool = False
+    #: "auto" (SDPA where no score matrix is needed), "sdpa" (refused when one is), "math" (always explicit).
+    attn_impl: str = "auto"
+    #: Order of the "taylor" and "exp_limit" feature maps (even).
+    linear_attention_order: int = 2
+    #: Number of Performer random features.
+    performer_features: int = 256
+    # -- initialisation (see kexue.nn.init) --------------------------------------------------------------------
+    #: "bert_hf" (normal(initializer_range), as transformers), "bert_tf" (TF's uncorrected truncated normal),
+    #: "trunc_normal" (variance-corrected), or a fan mode: "fan_in", "fan_out", "fan_avg", "fan_geo", "fan_ch".
+    init: str = "bert_hf"
+    #: Q/K projections for unscaled attention: "default" (as ``init``), "t5_hf" (W_q std (d·d_k)^−½, W_k and W_v
+    #: std d^−½, as transformers' T5), "t5_sym" (W_q and W_k std (d·√d_k)^−½ each, Su's symmetric form).
+    qk_init: str = "default"
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size",
@@ -98,8 +126,53 @@ class TransformerConfig:
             )
         if self.mask_type == "unilm" and self.type_vocab_size < 2:
             raise ValueError(f"mask_type 'unilm' needs segment ids 0 and 1, but type_vocab_size = {self.type_vocab_size}")
+        self._check_attention()
+        if self.init not in INIT_SCHEMES:
+            raise ValueError(f"unknown init {self.init!r}; expected one of {list(INIT_SCHEMES)}")
+        if self.qk_init not in ("default", "t5_hf", "t5_sym"):
+            raise ValueError(f"unknown qk_init {self.qk_init!r}; expected 'default', 't5_hf' or 't5_sym'")
         if self.with_nsp and not self.with_pooler:
             raise ValueError("with_nsp=True needs with_pooler=True: the NSP head reads the pooled [CLS] vector")
+
+    def _check_attention(self) -> None:
+        if self.attention not in ATTENTION_KINDS:
+            raise ValueError(f"unknown attention {self.attention!r}; expected one of {list(ATTENTION_KINDS)}")
+        if self.attn_impl not in ("auto", "sdpa", "math"):
+            raise ValueError(f"unknown attn_impl {self.attn_impl!r}; expected 'auto', 'sdpa' or 'math'")
+        ks = self.attention_key_size
+        if ks is not None and (not isinstance(ks, int) or isinstance(ks, bool) or ks < 1):
+            raise ValueError(f"expected attention_key_size to be a positive integer or None, got {ks!r}")
+        needs_scores = self.talking_heads or self.residual_attention
+        if needs_scores and self.attn_impl == "sdpa":
+            raise ValueError("talking_heads and residual_attention need the score matrix, which fused SDPA does not "
+                             "expose: use attn_impl='auto' or 'math'")
+        if self.attention != "softmax":
+            if needs_scores:
+                raise ValueError(f"attention={self.attention!r} has no score matrix: talking_heads and "
+                                 "residual_attention need softmax attention")
+            if self.mask_type == "unilm":
+                raise ValueError(f"attention={self.attention!r} supports padding and causal (lm) masks, not unilm")
+        if self.talking_heads_post_softmax and not self.talking_heads:
+            raise ValueError("talking_heads_post_softmax=True needs talking_heads=True")
+        if self.attention in ("taylor", "exp_limit") and (self.linear_attention_order < 1
+                                                          or self.linear_attention_order % 2):
+            raise ValueError(f"linear_attention_order must be a positive even integer (odd orders make the kernel "
+                             f"negative), got {self.linear_attention_order}")
+        if self.performer_features < 1:
+            raise ValueError(f"expected performer_features >= 1, got {self.performer_features}")
+        if self.qk_init != "default" and self.attention_scale:
+            raise ValueError(f"qk_init={self.qk_init!r} folds the attention scale into the init; it needs "
+                             "attention_scale=False")
+
+    @property
+    def is_standard_attention(self) -> bool:
+        """Softmax attention with key_size = head_size and the 1/√d scale: what Hugging Face BERT computes."""
+        return (self.attention == "softmax" and self.attention_key_size in (None, self.head_size)
+                and self.attention_scale and not self.talking_heads and not self.residual_attention)
+
+    @property
+    def key_size(self) -> int:
+        return self.attention_key_size if self.attention_key_size is not None else self.head_size
 
     @property
     def head_size(self) -> int:
@@ -172,6 +245,13 @@ class TransformerConfig:
 
     def to_hf(self) -> dict[str, Any]:
         """The Hugging Face ``config.json`` dict for this architecture (``architectures`` is set by the saver)."""
+        if not self.is_standard_attention:
+            raise ValueError(
+                "Hugging Face BERT/RoBERTa has standard softmax attention; this config has "
+                f"attention={self.attention!r}, attention_key_size={self.attention_key_size}, "
+                f"attention_scale={self.attention_scale}, talking_heads={self.talking_heads}, "
+                f"residual_attention={self.residual_attention}"
+            )
         if self.norm != "post" or self.mask_type != "bidirectional":
             raise ValueError(
                 f"Hugging Face BERT/RoBERTa has post-norm bidirectional encoders; this config has "

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from ..nn.activations import get_activation
 from ..nn.attention import Attention
 from ..nn.frozen_linear import KERNELS, FrozenLinear, Kernel, onednn_available
+from ..nn.init import init_weight_
 from ..nn.masks import causal_mask, padding_mask, unilm_mask
 from .config import TransformerConfig
 
@@ -94,23 +95,38 @@ class FeedForward(nn.Module):
 
 
 class Block(nn.Module):
-    """One encoder block, post- or pre-norm as ``config.norm`` says."""
+    """One encoder block, post- or pre-norm as ``config.norm`` says.
+
+    ``forward(x, mask, scores=None, key_padding=None, causal=False) -> (x, scores)``: ``scores`` are the carried
+    pre-softmax scores of residual attention (None otherwise).
+    """
 
     def __init__(self, config: TransformerConfig) -> None:
         super().__init__()
         self.pre_norm = config.norm == "pre"
-        self.attn = Attention(config.hidden_size, config.num_heads, config.attention_dropout)
+        self.attn = Attention(
+            config.hidden_size, config.num_heads, config.attention_dropout,
+            key_size=config.attention_key_size, scale=config.attention_scale, talking_heads=config.talking_heads,
+            talking_heads_post_softmax=config.talking_heads_post_softmax,
+            residual_attention=config.residual_attention, kind=config.attention,  # type: ignore[arg-type]
+            impl=config.attn_impl, feature_order=config.linear_attention_order,  # type: ignore[arg-type]
+            num_features=config.performer_features,
+        )
         self.attn_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.ffn = FeedForward(config)
         self.ffn_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout)
 
-    def forward(self, x: Tensor, mask: Tensor | None) -> Tensor:
+    def forward(self, x: Tensor, mask: Tensor | None, scores: Tensor | None = None, key_padding: Tensor | None = None,
+                causal: bool = False) -> tuple[Tensor, Tensor | None]:
+        h = self.attn_norm(x) if self.pre_norm else x
+        a, scores = self.attn(h, mask, prev_scores=scores, key_padding=key_padding, causal=causal,
+                              return_scores=True)
         if self.pre_norm:
-            x = x + self.dropout(self.attn(self.attn_norm(x), mask))
-            return x + self.dropout(self.ffn(self.ffn_norm(x)))
-        x = self.attn_norm(x + self.dropout(self.attn(x, mask)))
-        return self.ffn_norm(x + self.dropout(self.ffn(x)))
+            x = x + self.dropout(a)
+            return x + self.dropout(self.ffn(self.ffn_norm(x))), scores
+        x = self.attn_norm(x + self.dropout(a))
+        return self.ffn_norm(x + self.dropout(self.ffn(x))), scores
 
 
 class Pooler(nn.Module):
@@ -159,26 +175,55 @@ class Transformer(nn.Module):
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
-        """BERT's initialisation: weights ~ N(0, initializer_range²) (not truncated, as HF BERT does), biases 0,
-        LayerNorm 1 and 0, the padding row of the word embeddings 0."""
-        std = self.config.initializer_range
+        """Initialise as ``config.init`` says (default ``bert_hf``: weights ~ N(0, initializer_range²), not truncated,
+        as transformers' BERT); biases 0, LayerNorm 1 and 0, the padding row of the word embeddings 0, talking-heads
+        mixing matrices the identity. Embeddings use the normal (or, for ``bert_tf``/``trunc_normal``, the truncated)
+        form at ``initializer_range``; fan modes apply to the Linear layers. ``qk_init`` then re-draws W_q, W_k (and
+        for ``t5_hf`` W_v) for unscaled attention."""
+        c = self.config
+        std = c.initializer_range
+        emb_scheme = c.init if c.init in ("bert_tf", "trunc_normal") else "bert_hf"
         for m in self.modules():
-            if isinstance(m, (nn.Linear, nn.Embedding)):
-                nn.init.normal_(m.weight, 0.0, std)
-                if isinstance(m, nn.Linear) and m.bias is not None:
+            if isinstance(m, nn.Linear):
+                init_weight_(m.weight, c.init, std)
+                if m.bias is not None:
                     nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Embedding):
+                init_weight_(m.weight, emb_scheme, std)
             elif isinstance(m, nn.LayerNorm):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
-        self.embeddings.word.weight[self.config.pad_token_id].zero_()
+            elif isinstance(m, Attention):
+                for mix in (m.pre_mix, m.post_mix):
+                    if mix is not None:
+                        mix.copy_(torch.eye(mix.shape[0]))
+        if c.qk_init != "default":
+            d, dk = c.hidden_size, c.key_size
+            for block in self.blocks:
+                a = block.attn
+                if c.qk_init == "t5_hf":  # transformers' T5: the whole extra factor on W_q
+                    nn.init.normal_(a.q.weight, 0.0, (d * dk) ** -0.5)
+                    nn.init.normal_(a.k.weight, 0.0, d**-0.5)
+                    nn.init.normal_(a.v.weight, 0.0, d**-0.5)
+                else:  # Su's symmetric form: Var(q·k) ≈ dk·(1/√dk)² = 1
+                    nn.init.normal_(a.q.weight, 0.0, (d * dk**0.5) ** -0.5)
+                    nn.init.normal_(a.k.weight, 0.0, (d * dk**0.5) ** -0.5)
+        self.embeddings.word.weight[c.pad_token_id].zero_()
         if self.mlm is not None:
             nn.init.zeros_(self.mlm.bias)
 
     def attention_mask(
         self, input_ids: Tensor, attention_mask: Tensor | None, token_type_ids: Tensor | None
     ) -> Tensor | None:
-        """The boolean attention mask (True = may attend) for this batch, or None when all positions see all."""
+        """The boolean attention mask (True = may attend) for this batch, or None when all positions see all.
+        Linear attention builds no n×n mask (it takes the padding mask and a causal flag instead): None."""
         mask: Tensor | None = None
+        if self.config.attention != "softmax":
+            if attention_mask is not None and attention_mask.shape != input_ids.shape:
+                raise ValueError(
+                    f"attention_mask shape {tuple(attention_mask.shape)} != input_ids shape {tuple(input_ids.shape)}"
+                )
+            return None
         if attention_mask is not None:
             if attention_mask.shape != input_ids.shape:
                 raise ValueError(
@@ -246,8 +291,13 @@ class Transformer(nn.Module):
         x = self.embeddings(input_ids, token_type_ids, position_ids)
         mask = self.attention_mask(input_ids, attention_mask, token_type_ids)
         hidden: list[Tensor] | None = [x] if output_hidden_states else None
+        c = self.config
+        # linear attention takes the padding mask as a key mask and the LM mask as a causal flag
+        key_padding = attention_mask if c.attention != "softmax" else None
+        causal = c.mask_type == "lm" and c.attention != "softmax"
+        scores: Tensor | None = None
         for block in self.blocks:
-            x = block(x, mask)
+            x, scores = block(x, mask, scores if c.residual_attention else None, key_padding, causal)
             if hidden is not None:
                 hidden.append(x)
         if self.final_norm is not None:

@@ -1,72 +1,207 @@
-"""Multi-head self-attention through ``torch.nn.functional.scaled_dot_product_attention``.
+"""Multi-head self-attention with the posts' switches: key_size, talking heads, residual attention (RealFormer),
+and linear-attention kernels.
 
-softmax(QKᵀ/√d_k + M)V per head, M = 0 where the mask allows and −∞ where it does not. The mask is boolean
-(True = may attend) or an additive float bias (see :mod:`kexue.nn.masks`).
+Standard: per head P = softmax(QKᵀ·s + M), O = PV, with s = 1/√key_size (or 1 without the scale) and M = 0 where the
+mask allows, −∞ where not. Variants:
 
-For inference, :meth:`Attention.freeze` takes a snapshot of the projections with Q, K and V fused into one matrix
-product (:class:`kexue.nn.frozen_linear.FrozenLinear`); the forward uses it while autograd is off and the snapshot
-is set. :meth:`kexue.models.Transformer.fast_inference` sets and drops it.
+- ``key_size`` (post "突破瓶颈，打造更强大的Transformer", 2020-04-13, https://kexue.fm/archives/7325): Q and K
+  have ``key_size`` dims per head, V keeps ``head_size``; the scale is 1/√key_size (not the V size).
+- ``talking_heads`` (same post; Shazeer et al. 2020): the pre-softmax logits are mixed across heads,
+  J^{(i)} = Σ_j λ_ij Ĵ^{(j)}, λ initialised to the identity; the mask is added *after* mixing (mixing −∞ gives NaN),
+  in float32. ``talking_heads_post_softmax`` adds the paper's second mixing of the probabilities (also identity).
+- ``residual_attention`` (post "RealFormer：把残差转移到Attention矩阵上面去", 2020-12-24,
+  https://kexue.fm/archives/8027): A_n = Q_nK_nᵀ·s + A_{n−1}, the running sum over layers of the *pre-mask* scores
+  (the mask is added afresh in each layer), as the paper defines it. bert4keras passes only the previous layer's own
+  scores; we follow the paper (the specs' decision). With talking heads as well, the carried sum is taken before mixing.
+- ``kind`` ∈ {"linear", "performer", "taylor", "exp_limit"}: linear attention (see :mod:`kexue.nn.linear_attention`),
+  with padding masks and a causal form; no score matrix exists, so none of the variants above combine with it.
+
+SDPA (``torch.nn.functional.scaled_dot_product_attention``) serves every case that needs no score matrix (standard
+attention at any key_size, with or without the scale); talking heads and residual attention run an explicit path,
+chosen automatically, and ``impl="sdpa"`` with them is refused.
+
+For inference, :meth:`Attention.freeze` snapshots the projections with Q, K and V fused into one matrix product
+(:class:`kexue.nn.frozen_linear.FrozenLinear`); it applies to standard softmax attention with key_size = head_size and
+is a no-op otherwise. :meth:`kexue.models.Transformer.fast_inference` sets and drops it.
 """
 
 from __future__ import annotations
+
+import math
+from functools import partial
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import linear_attention as LA
 from .frozen_linear import FrozenLinear, Kernel
+
+AttentionKind = Literal["softmax", "linear", "performer", "taylor", "exp_limit"]
+AttentionImpl = Literal["auto", "sdpa", "math"]
+ATTENTION_KINDS: tuple[str, ...] = ("softmax", "linear", "performer", "taylor", "exp_limit")
 
 
 class Attention(nn.Module):
-    """Self-attention with separate Q, K, V projections (as BERT's checkpoints store them) and an output projection."""
+    """Self-attention with separate Q, K, V projections (as BERT's checkpoints store them) and an output projection.
 
-    def __init__(self, hidden_size: int, num_heads: int, dropout: float = 0.0) -> None:
+    ``forward(x, mask=None, prev_scores=None, key_padding=None, causal=False, return_scores=False)``: ``mask`` is a
+    bool (True = attend) or additive float mask broadcastable to (batch, heads, seq, seq) for softmax attention;
+    linear kinds take ``key_padding`` (batch, seq) and ``causal`` instead. With ``residual_attention``, pass the
+    previous layer's carried scores as ``prev_scores`` and ask for ``return_scores=True`` to get ``(out, scores)``.
+    """
+
+    def __init__(
+        self,
+        hidden_size: int,
+        num_heads: int,
+        dropout: float = 0.0,
+        *,
+        key_size: int | None = None,
+        scale: bool = True,
+        talking_heads: bool = False,
+        talking_heads_post_softmax: bool = False,
+        residual_attention: bool = False,
+        kind: AttentionKind = "softmax",
+        impl: AttentionImpl = "auto",
+        feature_order: int = 2,
+        num_features: int = 256,
+        feature_seed: int = 0,
+    ) -> None:
         super().__init__()
         if hidden_size % num_heads != 0:
             raise ValueError(
                 f"expected hidden_size divisible by num_heads ({hidden_size} % {num_heads} = {hidden_size % num_heads})"
             )
+        if kind not in ATTENTION_KINDS:
+            raise ValueError(f"unknown attention kind {kind!r}; expected one of {list(ATTENTION_KINDS)}")
+        if impl not in ("auto", "sdpa", "math"):
+            raise ValueError(f"unknown attention impl {impl!r}; expected 'auto', 'sdpa' or 'math'")
+        needs_scores = talking_heads or residual_attention
+        if needs_scores and impl == "sdpa":
+            raise ValueError("talking heads and residual attention need the score matrix, which fused SDPA does not "
+                             "expose: use impl='auto' or 'math'")
+        if kind != "softmax" and needs_scores:
+            raise ValueError(f"attention kind {kind!r} has no score matrix: talking heads and residual attention "
+                             "need softmax attention")
+        if talking_heads_post_softmax and not talking_heads:
+            raise ValueError("talking_heads_post_softmax=True needs talking_heads=True")
         self.num_heads = num_heads
         self.head_size = hidden_size // num_heads
+        self.key_size = key_size if key_size is not None else self.head_size
+        if self.key_size < 1:
+            raise ValueError(f"expected key_size >= 1, got {self.key_size}")
+        self.scale = scale
         self.dropout = dropout
-        self.q = nn.Linear(hidden_size, hidden_size)
-        self.k = nn.Linear(hidden_size, hidden_size)
+        self.kind = kind
+        self.impl = impl
+        self.residual_attention = residual_attention
+        self.q = nn.Linear(hidden_size, num_heads * self.key_size)
+        self.k = nn.Linear(hidden_size, num_heads * self.key_size)
         self.v = nn.Linear(hidden_size, hidden_size)
         self.o = nn.Linear(hidden_size, hidden_size)
+        eye = torch.eye(num_heads)
+        self.pre_mix = nn.Parameter(eye.clone()) if talking_heads else None
+        self.post_mix = nn.Parameter(eye.clone()) if talking_heads_post_softmax else None
+        self.feature_map = None
+        if kind == "linear":
+            self.feature_map = LA.elu_features
+        elif kind == "taylor":
+            LA.taylor_features(torch.zeros(1, 1), feature_order)  # refuses odd orders here, not mid-forward
+            self.feature_map = partial(LA.taylor_features, order=feature_order)
+        elif kind == "exp_limit":
+            LA.exp_limit_features(torch.zeros(1, 1), feature_order)
+            self.feature_map = partial(LA.exp_limit_features, n=feature_order)
+        if kind == "performer":
+            omega = LA.performer_omega(num_features, self.key_size, torch.Generator().manual_seed(feature_seed))
+            self.register_buffer("omega", omega)  # fixed random features, saved with the state_dict
+        else:
+            self.omega = None
         # (fused q/k/v, o) snapshot for inference, or None; see freeze().
         self._frozen: tuple[FrozenLinear, FrozenLinear | nn.Linear] | None = None
+
+    @property
+    def standard(self) -> bool:
+        """Plain softmax attention with key_size = head_size: what Hugging Face BERT computes."""
+        return (self.kind == "softmax" and self.pre_mix is None and not self.residual_attention
+                and self.key_size == self.head_size and self.scale)
+
+    @property
+    def uses_sdpa(self) -> bool:
+        return self.kind == "softmax" and self.impl != "math" and self.pre_mix is None and not self.residual_attention
 
     def freeze(self, kernel: Kernel | None = "torch") -> None:
         """Snapshot the projections for inference (Q, K, V fused into one product), or drop it (``None``).
 
         While a snapshot is set and autograd is off, the forward uses it; changing the weights afterwards does not
-        reach it until ``freeze`` is called again.
+        reach it until ``freeze`` is called again. Only standard attention has a fused form; for the variants this
+        leaves the snapshot unset.
         """
-        if kernel is None:
+        if kernel is None or not self.standard:
             self._frozen = None
             return
         o = FrozenLinear([self.o], kernel) if kernel != "torch" else self.o
         self._frozen = (FrozenLinear([self.q, self.k, self.v], kernel), o)
 
-    def _heads(self, x: Tensor) -> Tensor:
+    def _heads(self, x: Tensor, size: int) -> Tensor:
         b, t, _ = x.shape
-        return x.view(b, t, self.num_heads, self.head_size).transpose(1, 2)
+        return x.view(b, t, self.num_heads, size).transpose(1, 2)
 
-    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
-        """x: (batch, seq, hidden); mask: bool (True = attend) or additive float, broadcastable to
-        (batch, heads, seq, seq), or None."""
+    def forward(
+        self,
+        x: Tensor,
+        mask: Tensor | None = None,
+        prev_scores: Tensor | None = None,
+        key_padding: Tensor | None = None,
+        causal: bool = False,
+        return_scores: bool = False,
+    ) -> Tensor | tuple[Tensor, Tensor | None]:
+        b, t, _ = x.shape
+        drop = self.dropout if self.training else 0.0
         frozen = self._frozen
         if frozen is not None and not torch.is_grad_enabled():
-            b, t, _ = x.shape
             qkv = frozen[0](x).view(b, t, 3, self.num_heads, self.head_size)
             q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
-            out = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0
-            )
-            return frozen[1](out.transpose(1, 2).reshape(b, t, self.num_heads * self.head_size))
-        q, k, v = self._heads(self.q(x)), self._heads(self.k(x)), self._heads(self.v(x))
-        out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0
-        )
-        b, h, t, d = out.shape
-        return self.o(out.transpose(1, 2).reshape(b, t, h * d))
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop)
+            res = frozen[1](out.transpose(1, 2).reshape(b, t, self.num_heads * self.head_size))
+            return (res, None) if return_scores else res
+        q, k = self._heads(self.q(x), self.key_size), self._heads(self.k(x), self.key_size)
+        v = self._heads(self.v(x), self.head_size)
+        scores: Tensor | None = None
+        if self.kind != "softmax":
+            out = self._linear(q, k, v, key_padding, causal)
+        elif self.uses_sdpa:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop,
+                                                 scale=None if self.scale else 1.0)
+        else:
+            out, scores = self._explicit(q, k, v, mask, prev_scores, drop)
+        res = self.o(out.transpose(1, 2).reshape(b, t, self.num_heads * self.head_size))
+        return (res, scores) if return_scores else res
+
+    def _explicit(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, prev: Tensor | None,
+                  drop: float) -> tuple[Tensor, Tensor]:
+        logits = q @ k.transpose(-1, -2)
+        if self.scale:
+            logits = logits * (1.0 / math.sqrt(self.key_size))
+        if prev is not None:
+            logits = logits + prev  # RealFormer: A_n = QKᵀ·s + A_{n−1} (pre-mask, carried to the next layer)
+        carried = logits
+        if self.pre_mix is not None:  # talking heads, mixed in float32 before the mask
+            logits = torch.einsum("bhij,gh->bgij", logits.float(), self.pre_mix.float())
+        logits = logits.float()
+        if mask is not None:
+            if mask.dtype == torch.bool:
+                logits = logits.masked_fill(~mask, torch.finfo(logits.dtype).min)
+            else:
+                logits = logits + mask.float()
+        p = torch.softmax(logits, dim=-1)
+        if self.post_mix is not None:
+            p = torch.einsum("bhij,gh->bgij", p, self.post_mix.float())
+        p = F.dropout(p.to(v.dtype), drop, training=drop > 0)
+        return p @ v, carried
+
+    def _linear(self, q: Tensor, k: Tensor, v: Tensor, key_padding: Tensor | None, causal: bool) -> Tensor:
+        if self.kind == "performer":
+            return LA.performer_attention(q, k, v, self.omega, mask=key_padding, causal=causal, scale=self.scale)
+        return LA.linear_attention(q, k, v, self.feature_map, mask=key_padding, causal=causal, scale=self.scale)
