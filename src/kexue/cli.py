@@ -48,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_reproduce)
 
     # Further subcommands register here: each module exposes add_parser(sub).
+    from .data.shuffle import add_parser as add_shuffle_parser
+
+    add_shuffle_parser(sub)
     from .stats import flops
 
     flops.add_parser(sub)
