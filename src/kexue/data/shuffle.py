@@ -149,7 +149,7 @@ class Budget:
         # memory / 16 more is left as slack for the allocator (freed arrays are not always returned at once)
         capacity = memory - 3 * staging - block - memory // 16
         window_min = min(max(memory // 64, 16), 64 << 10)
-        return cls(memory, staging, block, capacity, window_min, max(1, staging // 128))
+        return cls(memory, staging, block, capacity, window_min, max(1, staging // 256))
 
     @property
     def max_record(self) -> int:
@@ -375,6 +375,19 @@ class _Ctx:
         perm = np.arange(n, dtype=np.int32 if n < 2**31 else np.int64)
         self.rng(*key).shuffle(perm)
         emit(sink, chunk.data, chunk.bounds, perm, self.staging, self.budget.max_batch)
+
+
+def peak_rss() -> int:
+    """This process's peak resident set in bytes: VmHWM (Linux; since the last exec), else ``ru_maxrss``, which
+    also counts the parent's footprint from before ``exec``."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def _ignore(n: int) -> None:
@@ -837,7 +850,7 @@ def external_shuffle(
         method=method, seed=seed, memory=budget.memory, records=sink.records, bytes_in=reader.bytes_read,
         bytes_out=sink.nbytes, added_separators=reader.added_separators, chunks=ctx.chunks, levels=ctx.levels,
         outputs=outputs, seconds=time.perf_counter() - t0,
-        peak_rss=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, max_open=limit,
+        peak_rss=peak_rss(), max_open=limit,
         verified=(True if verify else None), checksum=(sink.hash if verify else None), notes=notes,
     )
 
