@@ -343,7 +343,7 @@ class AccumAdam(_Accumulating):
         if group["eps_inside_root"]:
             denom = (v / bc2).add_(eps).sqrt_()
         else:
-            denom = (v.sqrt() / bc2**0.5).add_(eps)  # bc2**0.5 as torch.optim.Adam writes it
+            denom = v.sqrt().div_(bc2**0.5).add_(eps)  # torch.optim.Adam's arithmetic, with one temporary
         if group["max_update_norm"] is None:
             theta.addcdiv_(m, denom, value=-lr / bc1)
         else:
