@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 import pytest
 import torch
@@ -9,6 +11,9 @@ import torch
 from kexue.data.datasets import load_sts
 from kexue.embed import encode
 from kexue.embed.sts import evaluate
+from kexue.nn.frozen_linear import onednn_available
+
+encode_module = importlib.import_module("kexue.embed.encode")  # kexue.embed.encode is the function
 
 SENTENCES = [
     "A man is playing a guitar.",
@@ -121,9 +126,29 @@ def test_normalize_and_kernels_agree(minilm, minilm_tokenizer):
     raw = encode(SENTENCES, minilm, minilm_tokenizer, kernel="torch")
     unit = encode(SENTENCES, minilm, minilm_tokenizer, normalize=True, kernel="torch")
     torch.testing.assert_close(unit, raw / raw.norm(dim=1, keepdim=True), atol=1e-7, rtol=0)
-    fast = encode(SENTENCES, minilm, minilm_tokenizer, normalize=True)
-    torch.testing.assert_close(fast, unit, atol=2e-6, rtol=0)
+    if onednn_available():
+        fast = encode(SENTENCES, minilm, minilm_tokenizer, normalize=True, kernel="onednn")
+        torch.testing.assert_close(fast, unit, atol=2e-6, rtol=0)
     assert all(b.attn._frozen is None for b in minilm.blocks)  # the snapshot is gone afterwards
+
+
+def test_auto_kernel_packs_only_for_large_inputs(minilm, minilm_tokenizer, monkeypatch):
+    kernels = []
+    real = minilm.fast_inference
+
+    def spy(kernel="auto"):
+        kernels.append(kernel)
+        return real(kernel)
+
+    minilm.fast_inference = spy
+    try:
+        small = encode(SENTENCES, minilm, minilm_tokenizer)
+        monkeypatch.setattr(encode_module, "AUTO_ONEDNN_MIN_TOKENS", 10)
+        encode(SENTENCES, minilm, minilm_tokenizer)
+    finally:
+        del minilm.fast_inference
+    assert kernels == ["torch", "auto"]
+    assert torch.equal(small, encode(SENTENCES, minilm, minilm_tokenizer, kernel="torch"))
 
 
 def test_progress_bar_only_when_asked(minilm, minilm_tokenizer, capsys):

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from kexue.embed import encode
 from kexue.embed.pooling import POOLINGS, masked_mean, needs_hidden_states, normalize_pooling, pool, pooling_layers
+from kexue.nn.frozen_linear import onednn_available
 
 SENTENCES = [
     "A man is playing a guitar.",
@@ -152,14 +153,15 @@ def _hf_mean(h, mask):
         ("pooler", None, lambda hs, m, out: out.pooler_output),
     ],
 )
-@pytest.mark.parametrize("kernel", ["torch", "auto"])
+@pytest.mark.parametrize("kernel", ["torch", pytest.param("onednn", marks=pytest.mark.skipif(
+    not onednn_available(), reason="this torch build has no oneDNN linear kernel"))])
 def test_encode_poolings_match_transformers(minilm, minilm_tokenizer, hf_outputs, pooling, layers, reference, kernel):
     out, mask = hf_outputs
     assert len(out.hidden_states) == 7  # embeddings + 6 blocks
     want = reference(out.hidden_states, mask, out)
     got = encode(SENTENCES, minilm, minilm_tokenizer, pooling=pooling, layers=layers, batch_size=2, kernel=kernel)
     assert got.dtype == torch.float32 and got.shape == (len(SENTENCES), 384)
-    # 'torch': float rounding from batching alone; 'auto' (oneDNN): a few more ulps of the hidden states.
+    # 'torch': float rounding from batching alone; 'onednn': a few more ulps of the hidden states.
     torch.testing.assert_close(got, want, atol=1e-5 if kernel == "torch" else 5e-5, rtol=0)
 
 
