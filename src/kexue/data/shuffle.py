@@ -451,21 +451,29 @@ def _merge(ctx: _Ctx, chunks: list[tuple[str, int, int]], sink: FileSink | Shard
         short = rank >= avail[pending]
         p = int(np.argmax(short)) if short.any() else pending.size
         if p == 0:
-            windows[int(pending[0])].stream_one(sink)  # longer than its window: copied through in pieces
+            j = int(pending[0])
+            windows[j].stream_one(sink)  # longer than its window: copied through in pieces
             pending, left = pending[1:], left - 1
+            _retire(windows[j])
             continue
         lab, pending = pending[:p], pending[p:]
-        _emit_interleaved(windows, lab, np.bincount(lab, minlength=m), sink, staging, ctx.budget.max_batch)
+        counts = np.bincount(lab, minlength=m)
+        _emit_interleaved(windows, lab, counts, sink, staging, ctx.budget.max_batch)
         left -= p
-    for w in windows:
-        if w.remaining or w.avail or w.fill > w.start() or not _at_eof(w):
-            raise ShuffleError(f"internal error: chunk file {w.path} was not consumed exactly")
-        w.close()
-        _remove(w.path)
+        for j in np.flatnonzero(counts).tolist():
+            _retire(windows[j])
+    if any(w.fd >= 0 for w in windows):
+        raise ShuffleError("internal error: a chunk file was not consumed")
 
 
-def _at_eof(w: Window) -> bool:
-    return w.eof or os.read(w.fd, 1) == b""
+def _retire(w: Window) -> None:
+    """Delete a chunk file as soon as its last record is out (after checking nothing is left in it)."""
+    if w.remaining or w.fd < 0:
+        return
+    if w.avail or w.fill > w.start() or not (w.eof or os.read(w.fd, 1) == b""):
+        raise ShuffleError(f"internal error: chunk file {w.path} was not consumed exactly")
+    w.close()
+    _remove(w.path)
 
 
 def _emit_interleaved(windows: list[Window], lab: np.ndarray, counts: np.ndarray, sink: FileSink | ShardSink,
