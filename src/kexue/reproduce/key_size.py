@@ -3,7 +3,7 @@
 Quick: fit a full-rank 64×64 row-stochastic target P* = softmax(G/0.5) by softmax(QKᵀ) with free Q, K ∈ ℝ^{64×k},
 minimising KL(P*‖softmax(QKᵀ)) with Adam 1e-2, for k ∈ {4, 8, 16, 32, 64}; and 8 heads of k = 8 mixed before the
 softmax into one output head (talking heads). Full: also a 2-layer model on synthetic associative recall, key_size 8
-against 32, with and without talking heads, 3 seeds.
+against 32, with and without talking heads, 2 seeds.
 """
 
 from __future__ import annotations
@@ -76,9 +76,11 @@ def run(quick: bool = True) -> Result:
         rec_rows = []
         for ks in (8, 32):
             for th_on in (False, True):
-                accs = [recall_accuracy(seed=s, attention_key_size=ks, talking_heads=th_on) for s in range(3)]
-                rec_rows.append([ks, "yes" if th_on else "no", sum(accs) / 3, min(accs), max(accs)])
-        tables.append(Table("Associative recall, 2 layers, d = 64, 8 heads, 3 seeds: final accuracy",
+                accs = [recall_accuracy(seed=s, pairs=4, steps=1500, lr=2e-3, attention_key_size=ks,
+                                        talking_heads=th_on) for s in range(2)]
+                rec_rows.append([ks, "yes" if th_on else "no", sum(accs) / 2, min(accs), max(accs)])
+        tables.append(Table("Associative recall (4 pairs, 16 keys), 2 layers, d = 64, 8 heads, 1,500 Adam steps, "
+                            "2 seeds: accuracy (chance 1/16; guessing among the 4 values present 1/4)",
                             ["key_size", "talking heads", "mean", "min", "max"], rec_rows))
         numbers["recall"] = rec_rows
     return Result(
