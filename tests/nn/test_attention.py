@@ -242,3 +242,20 @@ def test_t5_qk_init_gives_unit_logit_variance(qk_init):
     q, k = a.q(x).view(-1, 4, 64), a.k(x).view(-1, 4, 64)
     logits = (q[:2048] * k[2048:]).sum(-1)  # q·k of independent tokens
     assert logits.var().item() == pytest.approx(1.0, rel=0.15)
+
+
+@pytest.mark.parametrize("kw,uses_sdpa", [
+    (dict(), True), (dict(key_size=20), True), (dict(scale=False), True), (dict(impl="math"), False),
+    (dict(talking_heads=True), False), (dict(residual_attention=True), False),
+])
+def test_sdpa_fast_path_is_taken_when_no_scores_are_needed(monkeypatch, kw, uses_sdpa):
+    calls = []
+    real = torch.nn.functional.scaled_dot_product_attention
+
+    def spy(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", spy)
+    Attention(H, NH, **kw)(_x())
+    assert bool(calls) == uses_sdpa
