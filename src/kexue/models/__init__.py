@@ -3,10 +3,11 @@
 from .config import TransformerConfig
 from .hf import CheckpointError, LoadReport, load_pretrained, save_pretrained
 from .tokenizer import Tokenizer
-from .transformer import Transformer, TransformerOutput
+from .transformer import KVCache, Transformer, TransformerOutput
 
 __all__ = [
     "CheckpointError",
+    "KVCache",
     "LoadReport",
     "Tokenizer",
     "Transformer",

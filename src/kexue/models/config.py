@@ -61,6 +61,8 @@ class TransformerConfig:
     mlm_hidden_act: str | None = None
     #: The MLM decoder reuses the word-embedding matrix.
     tie_word_embeddings: bool = True
+    #: Recompute each block in backward instead of keeping its activations (kexue.fm/archives/7367); training only.
+    gradient_checkpointing: bool = False
     # -- attention variants (see kexue.nn.attention) -----------------------------------------------------------
     #: "softmax", or a linear-attention kernel: "linear" (elu+1), "performer", "taylor", "exp_limit".
     attention: str = "softmax"

@@ -17,6 +17,7 @@ from typing import Iterator
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from ..nn.activations import get_activation
 from ..nn.attention import Attention
@@ -118,10 +119,10 @@ class Block(nn.Module):
         self.dropout = nn.Dropout(config.hidden_dropout)
 
     def forward(self, x: Tensor, mask: Tensor | None, scores: Tensor | None = None, key_padding: Tensor | None = None,
-                causal: bool = False) -> tuple[Tensor, Tensor | None]:
+                causal: bool = False, cache: dict[str, Tensor] | None = None) -> tuple[Tensor, Tensor | None]:
         h = self.attn_norm(x) if self.pre_norm else x
         a, scores = self.attn(h, mask, prev_scores=scores, key_padding=key_padding, causal=causal,
-                              return_scores=True)
+                              return_scores=True, cache=cache)
         if self.pre_norm:
             x = x + self.dropout(a)
             return x + self.dropout(self.ffn(self.ffn_norm(x))), scores
@@ -155,12 +156,45 @@ class MLMHead(nn.Module):
         return F.linear(h, weight, self.bias)
 
 
+class KVCache:
+    """Keys and values of every layer for incremental decoding with an ``lm`` or ``unilm`` mask.
+
+    Pass the same cache to successive calls of :class:`Transformer`: each call appends its tokens' keys and values,
+    and its tokens attend to everything cached plus themselves (causally). Positions continue from the cached length.
+    For ``unilm`` the cache keeps the running segment index (cumsum of segment ids), so a call's new tokens see the
+    whole source and the target up to themselves. :meth:`reorder` selects batch rows (beam search).
+    """
+
+    def __init__(self, num_layers: int) -> None:
+        self.layers: list[dict[str, Tensor]] = [{} for _ in range(num_layers)]
+        self.segment_index: Tensor | None = None  # (batch, cached) cumsum of segment ids (unilm)
+        self.padding: Tensor | None = None  # (batch, cached) 1 = real token
+
+    @property
+    def length(self) -> int:
+        return 0 if not self.layers or "k" not in self.layers[0] else self.layers[0]["k"].shape[2]
+
+    def reorder(self, index: Tensor) -> None:
+        """Keep batch rows ``index`` (in that order) of every cached tensor."""
+        for layer in self.layers:
+            for key in list(layer):
+                layer[key] = layer[key].index_select(0, index)
+        if self.segment_index is not None:
+            self.segment_index = self.segment_index.index_select(0, index)
+        if self.padding is not None:
+            self.padding = self.padding.index_select(0, index)
+
+
 class Transformer(nn.Module):
     """A BERT-family encoder. See :class:`TransformerConfig` for the switches.
 
     ``model(input_ids, attention_mask=None, token_type_ids=None, output_hidden_states=False)`` returns a
     :class:`TransformerOutput`.
     """
+
+    def new_cache(self) -> KVCache:
+        """An empty :class:`KVCache` for incremental decoding with this model."""
+        return KVCache(self.config.num_layers)
 
     def __init__(self, config: TransformerConfig) -> None:
         super().__init__()
@@ -213,33 +247,48 @@ class Transformer(nn.Module):
             nn.init.zeros_(self.mlm.bias)
 
     def attention_mask(
-        self, input_ids: Tensor, attention_mask: Tensor | None, token_type_ids: Tensor | None
+        self, input_ids: Tensor, attention_mask: Tensor | None, token_type_ids: Tensor | None,
+        cache: KVCache | None = None,
     ) -> Tensor | None:
         """The boolean attention mask (True = may attend) for this batch, or None when all positions see all.
-        Linear attention builds no n×n mask (it takes the padding mask and a causal flag instead): None."""
-        mask: Tensor | None = None
+        Linear attention builds no n×n mask (it takes the padding mask and a causal flag instead): None.
+        With a ``cache`` the mask covers (new tokens, cached + new tokens) and the cache's bookkeeping is updated."""
+        if attention_mask is not None and attention_mask.shape != input_ids.shape:
+            raise ValueError(
+                f"attention_mask shape {tuple(attention_mask.shape)} != input_ids shape {tuple(input_ids.shape)}"
+            )
         if self.config.attention != "softmax":
-            if attention_mask is not None and attention_mask.shape != input_ids.shape:
-                raise ValueError(
-                    f"attention_mask shape {tuple(attention_mask.shape)} != input_ids shape {tuple(input_ids.shape)}"
-                )
             return None
-        if attention_mask is not None:
-            if attention_mask.shape != input_ids.shape:
-                raise ValueError(
-                    f"attention_mask shape {tuple(attention_mask.shape)} != input_ids shape {tuple(input_ids.shape)}"
-                )
-            if not bool(attention_mask.all()):
-                mask = padding_mask(attention_mask)
+        past = cache.length if cache is not None else 0
+        b, t = input_ids.shape
+        mask: Tensor | None = None
+        keep = attention_mask
+        if cache is not None:
+            new = attention_mask if attention_mask is not None else torch.ones_like(input_ids)
+            keep = new if cache.padding is None else torch.cat([cache.padding, new.to(cache.padding.dtype)], dim=1)
+            cache.padding = keep
+        if keep is not None and not bool(keep.all()):
+            mask = padding_mask(keep)
         kind = self.config.mask_type
         if kind == "lm":
-            c = causal_mask(input_ids.shape[1], input_ids.device)
+            c = torch.ones(t, past + t, dtype=torch.bool, device=input_ids.device).tril(diagonal=past)[None, None]
             mask = c if mask is None else mask & c
         elif kind == "unilm":
             if token_type_ids is None:
                 raise ValueError("mask_type 'unilm' needs token_type_ids (0 = source, 1 = target)")
-            u = unilm_mask(token_type_ids)
-            mask = u if mask is None else mask & u
+            if cache is None:
+                mask_u = unilm_mask(token_type_ids)
+            else:
+                start = cache.segment_index[:, -1:] if cache.segment_index is not None else 0
+                idx_new = token_type_ids.long().cumsum(dim=1) + start
+                idx_all = idx_new if cache.segment_index is None else torch.cat([cache.segment_index, idx_new], 1)
+                cache.segment_index = idx_all
+                # as unilm_mask: key j visible from query i iff idx[j] <= idx[i]
+                mask_u = (idx_all[:, None, :] <= idx_new[:, :, None])[:, None]
+            mask = mask_u if mask is None else mask & mask_u
+        elif kind == "bidirectional" and cache is not None:
+            raise ValueError("a key/value cache needs mask_type 'lm' or 'unilm' (a bidirectional encoder cannot "
+                             "decode incrementally)")
         # A boolean mask (True = attend), as transformers passes it: SDPA then takes the same kernel, so outputs
         # match transformers to float rounding at padded positions too. Every row keeps at least one key
         # (position 0 is never padding), so no row is fully masked.
@@ -279,6 +328,7 @@ class Transformer(nn.Module):
         token_type_ids: Tensor | None = None,
         output_hidden_states: bool = False,
         position_ids: Tensor | None = None,
+        cache: KVCache | None = None,
     ) -> tuple[Tensor, tuple[Tensor, ...] | None]:
         """Embeddings and blocks (and a pre-norm model's final LayerNorm) without any head:
         ``(last_hidden_state, hidden_states or None)``, exactly as :meth:`forward` computes them."""
@@ -288,16 +338,35 @@ class Transformer(nn.Module):
             raise ValueError(
                 f"token_type_ids shape {tuple(token_type_ids.shape)} != input_ids shape {tuple(input_ids.shape)}"
             )
-        x = self.embeddings(input_ids, token_type_ids, position_ids)
-        mask = self.attention_mask(input_ids, attention_mask, token_type_ids)
-        hidden: list[Tensor] | None = [x] if output_hidden_states else None
         c = self.config
+        past = 0
+        if cache is not None:
+            if len(cache.layers) != c.num_layers:
+                raise ValueError(f"cache has {len(cache.layers)} layers, the model {c.num_layers}")
+            past = cache.length
+        mask = self.attention_mask(input_ids, attention_mask, token_type_ids, cache)
+        if cache is not None and position_ids is None:
+            if c.position_style == "roberta":
+                keep = cache.padding.long()
+                position_ids = (keep.cumsum(dim=1) * keep + c.pad_token_id)[:, past:]
+            else:
+                position_ids = torch.arange(past, past + input_ids.shape[1], device=input_ids.device)[None]
+        x = self.embeddings(input_ids, token_type_ids, position_ids)
+        hidden: list[Tensor] | None = [x] if output_hidden_states else None
         # linear attention takes the padding mask as a key mask and the LM mask as a causal flag
         key_padding = attention_mask if c.attention != "softmax" else None
         causal = c.mask_type == "lm" and c.attention != "softmax"
         scores: Tensor | None = None
-        for block in self.blocks:
-            x, scores = block(x, mask, scores if c.residual_attention else None, key_padding, causal)
+        recompute = c.gradient_checkpointing and self.training and torch.is_grad_enabled()
+        for i, block in enumerate(self.blocks):
+            carried = scores if c.residual_attention else None
+            if recompute:
+                # activation checkpointing (kexue.fm/archives/7367): keep only the block's input, recompute the
+                # block in backward; non-reentrant, with the RNG state restored so dropout masks match
+                x, scores = checkpoint(block, x, mask, carried, key_padding, causal, use_reentrant=False,
+                                       preserve_rng_state=True)
+            else:
+                x, scores = block(x, mask, carried, key_padding, causal, cache.layers[i] if cache else None)
             if hidden is not None:
                 hidden.append(x)
         if self.final_norm is not None:
@@ -313,8 +382,12 @@ class Transformer(nn.Module):
         token_type_ids: Tensor | None = None,
         output_hidden_states: bool = False,
         position_ids: Tensor | None = None,
+        cache: KVCache | None = None,
     ) -> TransformerOutput:
-        x, hidden = self.run_encoder(input_ids, attention_mask, token_type_ids, output_hidden_states, position_ids)
+        """``cache`` (a :class:`KVCache`, for ``lm``/``unilm`` models): decode incrementally; pass only the new
+        tokens, with ``attention_mask``/``token_type_ids`` for them."""
+        x, hidden = self.run_encoder(input_ids, attention_mask, token_type_ids, output_hidden_states, position_ids,
+                                     cache)
         pooled = self.pooler(x) if self.pooler is not None else None
         mlm = self.mlm(x, self.embeddings.word.weight) if self.mlm is not None else None
         nsp = self.nsp(pooled) if self.nsp is not None and pooled is not None else None

@@ -156,18 +156,28 @@ class Attention(nn.Module):
         key_padding: Tensor | None = None,
         causal: bool = False,
         return_scores: bool = False,
+        cache: dict[str, Tensor] | None = None,
     ) -> Tensor | tuple[Tensor, Tensor | None]:
+        """``cache``: a dict this layer keeps its keys and values in for incremental decoding; the new tokens' K and
+        V are appended to what it holds, and the queries (the new tokens only) attend over all of them. The mask
+        must then cover (new queries, cached + new keys)."""
         b, t, _ = x.shape
         drop = self.dropout if self.training else 0.0
         frozen = self._frozen
         if frozen is not None and not torch.is_grad_enabled():
             qkv = frozen[0](x).view(b, t, 3, self.num_heads, self.head_size)
             q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop)
-            res = frozen[1](out.transpose(1, 2).reshape(b, t, self.num_heads * self.head_size))
-            return (res, None) if return_scores else res
-        q, k = self._heads(self.q(x), self.key_size), self._heads(self.k(x), self.key_size)
-        v = self._heads(self.v(x), self.head_size)
+        else:
+            frozen = None
+            q, k = self._heads(self.q(x), self.key_size), self._heads(self.k(x), self.key_size)
+            v = self._heads(self.v(x), self.head_size)
+        if cache is not None:
+            if self.kind != "softmax":
+                raise ValueError(f"the key/value cache serves softmax attention, not attention kind {self.kind!r}")
+            if "k" in cache:
+                k = torch.cat([cache["k"], k], dim=2)
+                v = torch.cat([cache["v"], v], dim=2)
+            cache["k"], cache["v"] = k, v
         scores: Tensor | None = None
         if self.kind != "softmax":
             out = self._linear(q, k, v, key_padding, causal)
@@ -176,7 +186,8 @@ class Attention(nn.Module):
                                                  scale=None if self.scale else 1.0)
         else:
             out, scores = self._explicit(q, k, v, mask, prev_scores, drop)
-        res = self.o(out.transpose(1, 2).reshape(b, t, self.num_heads * self.head_size))
+        out = out.transpose(1, 2).reshape(b, t, self.num_heads * self.head_size)
+        res = frozen[1](out) if frozen is not None else self.o(out)
         return (res, scores) if return_scores else res
 
     def _explicit(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, prev: Tensor | None,
