@@ -83,12 +83,14 @@ def test_stdin_to_stdout(tmp_path):
     assert again.stdout == r.stdout
 
 
-def test_bounded_memory(corpus, tmp_path):
+@pytest.mark.parametrize("method", ["merge", "scatter"])
+def test_bounded_memory(corpus, tmp_path, method):
     """Peak RSS of a 200 MB shuffle at --memory 32M stays within 32 MiB of the same command on a one-record file
-    (the interpreter, numpy and the code's own footprint)."""
+    (the interpreter, numpy and the code's own footprint). --max-open 8 forces a hierarchical merge (merge) and
+    re-scattered buckets (scatter)."""
     one = tmp_path / "one.txt"
     one.write_bytes(b"x\n")
-    args = ["--memory", "32M", "--seed", "3", "-q", "--force"]
+    args = ["--memory", "32M", "--max-open", "8", "--method", method, "--seed", "3", "-q", "--force"]
     _, base, rc = run_measured([*KEXUE, str(one), "-o", str(tmp_path / "one.out"), *args])
     assert rc == 0
     out = tmp_path / "out.txt"
@@ -96,7 +98,7 @@ def test_bounded_memory(corpus, tmp_path):
     assert rc == 0
     if base is None or peak is None:
         pytest.skip("peak RSS needs /proc/<pid>/status (Linux)")
-    print(f"200 MB at --memory 32M: {secs:.1f}s, peak RSS {peak / MiB:.1f} MiB, one-record run {base / MiB:.1f} MiB")
+    print(f"200 MB, {method} at --memory 32M: {secs:.1f}s, peak RSS {peak / MiB:.1f} MiB, one-record run {base / MiB:.1f} MiB")
     assert peak - base <= 32 * MiB, f"peak {peak / MiB:.1f} MiB - footprint {base / MiB:.1f} MiB > 32 MiB"
     assert out.stat().st_size == corpus.stat().st_size + 1  # the last line got its newline
     assert leftovers(tmp_path) == []

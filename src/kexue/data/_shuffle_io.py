@@ -203,14 +203,19 @@ class ChunkReader:
     def exhausted(self) -> bool:
         return self._eof and self.fill == self._taken
 
-    def close(self) -> None:
+    def _close_fd(self) -> None:
         if self._fd is not None:
             if self._fd != 0:
                 os.close(self._fd)
             self._fd = None
 
+    def close(self) -> None:
+        """Close the current input and drop this reader's reference to the buffer (done with the stream)."""
+        self._close_fd()
+        self.buf = None
+
     def _open_next(self) -> bool:
-        self.close()
+        self._close_fd()
         if self._next_source >= len(self.sources):
             return False
         src = self.sources[self._next_source]
@@ -700,6 +705,10 @@ class Window:
         self.remaining -= 1
 
     def close(self) -> None:
+        """Close the file and drop the buffers (cleanup callbacks may keep a closed window referenced)."""
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+        self.buf = np.empty(0, np.uint8)
+        self.ends = np.empty(0, np.int64)
+        self.lo = self.fill = self.head = self.scanned = 0

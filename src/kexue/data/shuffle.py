@@ -441,7 +441,7 @@ def _merge(ctx: _Ctx, chunks: list[tuple[str, int, int]], sink: FileSink | Shard
         need = np.bincount(pending, minlength=m)
         for j in np.flatnonzero(need > np.fromiter((w.avail for w in windows), np.int64, m)).tolist():
             w = windows[j]
-            if not w.eof or w.scanned < w.fill:
+            if w.fd >= 0 and (not w.eof or w.scanned < w.fill):
                 w.refill()
         avail = np.fromiter((w.avail for w in windows), np.int64, m)
         order = np.argsort(pending, kind="stable")
@@ -817,7 +817,6 @@ def external_shuffle(
                 chunks = _split(ctx, reader, first)
                 del first  # the chunk buffer is freed before the merge, whose windows use that memory
                 reader.close()
-                reader.buf = None
                 ctx.free_buffer()
                 ctx.chunks = len(chunks)
                 fan_in = min(limit - 1, budget.max_fan_in)
