@@ -150,3 +150,40 @@ def test_frozen_linear_rejects_bad_input():
     if onednn_available():
         with pytest.raises(ValueError, match="fp32 CPU weights, got torch.float64"):
             FrozenLinear([nn.Linear(4, 2).double()], "onednn")
+
+
+@needs_onednn
+@pytest.mark.parametrize("act,approximate", [("gelu", "none"), ("gelu_new", "tanh"), ("gelu_pytorch_tanh", "tanh")])
+def test_frozen_linear_fuses_gelu(act, approximate):
+    torch.manual_seed(3)
+    lin = nn.Linear(48, 96)
+    x = 2 * torch.randn(4, 7, 48)
+    with torch.no_grad():
+        plain = FrozenLinear([lin], "onednn")(x)
+        fused = FrozenLinear([lin], "onednn", gelu=act)(x)
+    want = torch.nn.functional.gelu(plain, approximate=approximate)
+    if approximate == "none":
+        assert torch.equal(fused, want)  # oneDNN's erf GELU gives torch's bits
+    else:
+        torch.testing.assert_close(fused, want, atol=1e-6, rtol=1e-6)
+    with pytest.raises(ValueError, match="fused only with kernel='onednn'"):
+        FrozenLinear([lin], "torch", gelu="gelu")
+    with pytest.raises(ValueError, match="fused only with kernel='onednn'"):
+        FrozenLinear([lin], "onednn", gelu="relu")
+
+
+@needs_onednn
+@pytest.mark.parametrize("act", ["gelu_new", "relu"])
+def test_onednn_fast_path_other_activations(act):
+    """Fused (gelu_new) and unfused (relu) activations on the oneDNN path agree with the plain forward."""
+    torch.manual_seed(4)
+    model = Transformer(TransformerConfig(vocab_size=200, hidden_size=64, num_layers=2, num_heads=4,
+                                          intermediate_size=128, hidden_act=act)).eval()
+    ids = torch.randint(1, 200, (3, 10))
+    mask = torch.ones_like(ids)
+    mask[2, 6:] = 0
+    with torch.inference_mode():
+        plain = model(ids, mask).last_hidden_state
+        with model.fast_inference("onednn"):
+            fast = model(ids, mask).last_hidden_state
+    torch.testing.assert_close(fast, plain, atol=1e-5, rtol=0)

@@ -21,7 +21,7 @@ from torch.utils.checkpoint import checkpoint
 
 from ..nn.activations import get_activation
 from ..nn.attention import Attention
-from ..nn.frozen_linear import KERNELS, FrozenLinear, Kernel, onednn_available
+from ..nn.frozen_linear import KERNELS, ONEDNN_GELU, FrozenLinear, Kernel, onednn_available
 from ..nn.init import init_weight_
 from ..nn.masks import causal_mask, padding_mask, unilm_mask
 from .config import TransformerConfig
@@ -78,20 +78,27 @@ class FeedForward(nn.Module):
     def __init__(self, config: TransformerConfig) -> None:
         super().__init__()
         self.up = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.act_name = config.hidden_act
         self.act = get_activation(config.hidden_act)
         self.down = nn.Linear(config.intermediate_size, config.hidden_size)
-        # (up, down) inference snapshot, or None; see freeze().
-        self._frozen: tuple[FrozenLinear, FrozenLinear] | None = None
+        # (up, down, activation fused into up) inference snapshot, or None; see freeze().
+        self._frozen: tuple[FrozenLinear, FrozenLinear, bool] | None = None
 
     def freeze(self, kernel: Kernel | None) -> None:
-        """Snapshot the two projections for inference on ``kernel`` (only "onednn" changes anything), or drop it."""
-        self._frozen = None if kernel in (None, "torch") else (FrozenLinear([self.up], kernel),
-                                                                FrozenLinear([self.down], kernel))
+        """Snapshot the two projections for inference on ``kernel`` (only "onednn" changes anything; it also fuses
+        a GELU activation into the up-projection), or drop it."""
+        if kernel in (None, "torch"):
+            self._frozen = None
+            return
+        fuse = self.act_name in ONEDNN_GELU
+        up = FrozenLinear([self.up], kernel, gelu=self.act_name if fuse else None)
+        self._frozen = (up, FrozenLinear([self.down], kernel), fuse)
 
     def forward(self, x: Tensor) -> Tensor:
         frozen = self._frozen
         if frozen is not None and not torch.is_grad_enabled():
-            return frozen[1](self.act(frozen[0](x)))
+            up, down, fused = frozen
+            return down(up(x) if fused else self.act(up(x)))
         return self.down(self.act(self.up(x)))
 
 
