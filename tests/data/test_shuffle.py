@@ -6,6 +6,7 @@ import io
 import itertools
 import math
 import os
+import shutil
 import tempfile
 from collections import Counter
 from pathlib import Path
@@ -17,8 +18,9 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from kexue.data import shuffle as S
-from kexue.data._records import gather, gather_reference
-from kexue.data._shuffle_io import RECORD_COST
+from kexue.data.shuffle import passes, records
+from kexue.data.shuffle.reader import RECORD_COST
+from kexue.data.shuffle.records import gather, gather_reference
 
 ALPHA = 1e-3  # significance of every chi-square test here; seeds are fixed, so each outcome is reproducible
 
@@ -266,8 +268,8 @@ def test_refuses_what_would_lose_data(tmp_path):
 def test_preflight_refuses_without_space(tmp_path, monkeypatch):
     src = tmp_path / "in.txt"
     src.write_bytes(b"x" * 99 + b"\n" * 1000)
-    real = S.shutil.disk_usage
-    monkeypatch.setattr(S.shutil, "disk_usage", lambda p: real(p)._replace(free=1500))
+    real = shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: real(p)._replace(free=1500))
     with pytest.raises(S.InsufficientSpace, match="not enough free space") as e:
         S.external_shuffle(str(src), str(tmp_path / "out.txt"), memory=256, seed=0)
     assert e.value.exit_code == 3
@@ -276,8 +278,6 @@ def test_preflight_refuses_without_space(tmp_path, monkeypatch):
 
 def test_disk_full_mid_run_leaves_nothing(tmp_path, monkeypatch):
     """ENOSPC from a write (simulated after 3000 bytes) is a clear error; no output and no temporary files."""
-    from kexue.data import _records
-
     src = tmp_path / "in.txt"
     src.write_bytes(b"".join(b"record %d\n" % i for i in range(1000)))
     real_write = os.write
@@ -289,7 +289,7 @@ def test_disk_full_mid_run_leaves_nothing(tmp_path, monkeypatch):
         written[0] += len(data)
         return real_write(fd, data)
 
-    monkeypatch.setattr(_records.os, "write", write)
+    monkeypatch.setattr(records.os, "write", write)
     for method in S.METHODS:
         written[0] = 0
         with pytest.raises(S.InsufficientSpace, match="no space left on the device while writing"):
@@ -363,7 +363,7 @@ def test_draw_composition_large_population_path(monkeypatch):
     remaining = np.array([3, 2, 4])
     b, runs = 4, 20000
     rng = np.random.default_rng(0)
-    monkeypatch.setattr(S, "_HYPERGEOM_MAX", 0)
+    monkeypatch.setattr(passes, "_HYPERGEOM_MAX", 0)
     got = Counter(tuple(S.draw_composition(rng, remaining, b)) for _ in range(runs))
     support = [c for c in itertools.product(*(range(r + 1) for r in remaining)) if sum(c) == b]
     expected = np.array([stats.multivariate_hypergeom.pmf(c, remaining, b) for c in support]) * runs

@@ -44,6 +44,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..data import shuffle as S
+from ..data.shuffle.passes import ProportionalLabels, RowwiseLabels
 from .result import Post, Result, Table
 
 POST = Post(title="有限内存下全局打乱几百G文件（Python）",
@@ -202,7 +203,7 @@ def short_chunk_positions(runs: int, sizes: tuple[int, ...] = (100, 100, 30), se
                 order = np.array(S.scatter_shuffle(list(range(n)), 4, rng))
                 pos = np.flatnonzero(order >= n - sizes[-1])
             else:
-                src = S._ProportionalLabels(counts, rng) if name == "merge" else S._RowwiseLabels(counts, rng)
+                src = ProportionalLabels(counts, rng) if name == "merge" else RowwiseLabels(counts, rng)
                 parts = []
                 while sum(x.size for x in parts) < n:
                     parts.append(src.draw(64))

@@ -1,0 +1,339 @@
+"""``external_shuffle``: validation, refusals, the preflight, signals, and the run of the chosen method."""
+
+from __future__ import annotations
+
+import os
+import resource
+import secrets
+import shutil
+import signal
+import stat
+import sys
+import threading
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from typing import IO, Any, Literal, Sequence
+
+import numpy as np
+
+from .budget import Budget, parse_size
+from .errors import InputError, InsufficientSpace, Interrupted, ShuffleError, VerifyError
+from .passes import (
+    Context,
+    Progress,
+    ProgressHook,
+    RowwiseLabels,
+    count_input,
+    merge,
+    merge_tree,
+    scatter,
+    shuffle_buckets,
+    split_chunks,
+)
+from .reader import Source, open_sources
+from .sinks import FileSink, ShardSink
+
+Method = Literal["merge", "scatter", "naive"]
+METHODS: tuple[str, ...] = ("merge", "scatter", "naive")
+
+
+@dataclass
+class ShuffleReport:
+    """What :func:`external_shuffle` did."""
+
+    method: str
+    seed: int
+    memory: int
+    records: int
+    bytes_in: int
+    bytes_out: int
+    added_separators: int
+    chunks: int  # in-memory chunks (merge, naive) or first-level buckets (scatter); 1 when it all fit in memory
+    levels: int  # extra merge levels (merge) or re-scattered buckets (scatter)
+    outputs: list[str]
+    seconds: float
+    peak_rss: int  # bytes, the process's high-water mark so far
+    max_open: int
+    verified: bool | None = None
+    checksum: int | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def mb_per_s(self) -> float:
+        return self.bytes_in / 1e6 / self.seconds if self.seconds > 0 else float("inf")
+
+
+def peak_rss() -> int:
+    """This process's peak resident set in bytes: VmHWM (Linux; since the last exec), else ``ru_maxrss``, which
+    also counts the parent's footprint from before ``exec``."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+class _Signals:
+    """SIGINT and SIGTERM raise :class:`Interrupted` while active (main thread only); :meth:`ignore` mutes them
+    while cleaning up, and leaving the context restores the previous handlers."""
+
+    def __init__(self) -> None:
+        self.active = threading.current_thread() is threading.main_thread()
+        self.old: dict[int, Any] = {}
+
+    def __enter__(self) -> "_Signals":
+        if self.active:
+            for s in (signal.SIGINT, signal.SIGTERM):
+                self.old[s] = signal.signal(s, self._raise)
+        return self
+
+    @staticmethod
+    def _raise(signum: int, frame: Any) -> None:
+        raise Interrupted(f"interrupted by {signal.Signals(signum).name}: temporary files removed, no output written")
+
+    def ignore(self) -> None:
+        if self.active:
+            for s in self.old:
+                signal.signal(s, signal.SIG_IGN)
+
+    def resume(self) -> None:
+        if self.active:
+            for s in self.old:
+                signal.signal(s, self._raise)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.active:
+            for s, h in self.old.items():
+                signal.signal(s, h)
+
+
+def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+def _free(path: str) -> int | None:
+    try:
+        return shutil.disk_usage(path).free
+    except OSError:
+        return None
+
+
+def _preflight_space(sources: list[Source], budget: Budget, tmp_parent: str, out_dir: str | None,
+                     notes: list[str]) -> None:
+    """Free space: temp >= 1.1 S when the input may not fit in memory; output >= S; 2.1 S if one device holds both."""
+    known = sum(s.size or 0 for s in sources)
+    if any(s.size is None for s in sources):
+        notes.append("input size unknown (a stream): free disk space was not checked before starting")
+        return
+    need_tmp = int(1.1 * known) if known > budget.capacity // 2 else 0
+    need_out = known if out_dir is not None else 0
+    if out_dir is not None and os.stat(tmp_parent).st_dev == os.stat(out_dir).st_dev:
+        checks = [(tmp_parent, need_tmp + need_out, "temporary files and output")]
+    else:
+        checks = [(tmp_parent, need_tmp, "temporary files")] + ([(out_dir, need_out, "output")] if out_dir else [])
+    for path, need, what in checks:
+        free = _free(path)
+        if need and free is not None and free < need:
+            raise InsufficientSpace(
+                f"not enough free space for the {what} in {path}: need about {need} bytes for {known} bytes of "
+                f"input, {free} free (use tmp_dir / --tmp-dir on another device, or free some space)"
+            )
+
+
+def external_shuffle(
+    inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    output: str | os.PathLike[str] | IO[bytes] | None = None,
+    memory: str | int = "1G",
+    method: Method = "merge",
+    seed: int | None = None,
+    tmp_dir: str | os.PathLike[str] | None = None,
+    max_open: int = 256,
+    sep: bytes = b"\n",
+    records_per_output: int | None = None,
+    bytes_per_output: int | str | None = None,
+    final_newline: str = "add",
+    verify: bool = False,
+    progress: bool | ProgressHook | None = None,
+    *,
+    split: int | None = None,
+    force: bool = False,
+    keep_tmp: bool = False,
+) -> ShuffleReport:
+    """Shuffle the records of ``inputs`` (paths, ``"-"`` for standard input; one stream in the given order).
+
+    ``output``: a path (created atomically), ``"-"`` or ``None`` for standard output (not atomic), or a binary
+    file object; with ``split`` (N shards of near-equal record counts), ``records_per_output`` or
+    ``bytes_per_output`` it is the folder that receives ``part-00000``, ... (created atomically). ``memory`` bounds
+    the data buffers; ``method`` is ``"merge"`` (exact, default), ``"scatter"`` (exact) or ``"naive"`` (the
+    post's scheme, not uniform). ``seed=None`` draws one from ``os.urandom``; the report holds it. ``progress``:
+    ``True`` for a tqdm bar per pass on stderr, or a callable ``(phase, bytes_done, bytes_total)``. ``verify``
+    compares the record count and an order-independent checksum of input and output before committing. See the
+    module docstring for the algorithms and guarantees; errors are :class:`ShuffleError` subclasses.
+    """
+    t0 = time.perf_counter()
+    paths = [os.fspath(inputs)] if isinstance(inputs, (str, os.PathLike)) else [os.fspath(p) for p in inputs]
+    if not paths:
+        raise InputError("no input given")
+    if method not in METHODS:
+        raise InputError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    if not isinstance(sep, bytes) or len(sep) != 1:
+        raise InputError(f"sep must be a single byte such as b'\\n' or b'\\0', got {sep!r}")
+    if final_newline not in ("add", "error"):
+        raise InputError(f"final_newline must be 'add' or 'error', got {final_newline!r}")
+    if seed is not None and (not isinstance(seed, (int, np.integer)) or seed < 0):
+        raise InputError(f"seed must be a non-negative integer, got {seed!r}")
+    sharding = [(k, v) for k, v in (("split", split), ("records_per_output", records_per_output),
+                                     ("bytes_per_output", bytes_per_output)) if v is not None]
+    if len(sharding) > 1:
+        raise InputError(f"give at most one of split, records_per_output, bytes_per_output, got {dict(sharding)}")
+    bytes_per = parse_size(bytes_per_output) if bytes_per_output is not None else None
+    for k, v in (("split", split), ("records_per_output", records_per_output)):
+        if v is not None and (not isinstance(v, (int, np.integer)) or v < 1):
+            raise InputError(f"{k} must be a positive integer, got {v!r}")
+    budget = Budget.of(parse_size(memory))
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    limit = min(max_open, soft - 16 if soft != resource.RLIM_INFINITY else max_open)
+    if limit < 4:
+        raise InputError(f"need at least 4 open files, max_open={max_open} and RLIMIT_NOFILE={soft} allow {limit}")
+    seed = int(seed) if seed is not None else secrets.randbits(63)
+    sources = open_sources(paths)
+    in_stats = [os.stat(s.path) for s in sources if s.path != "-"]
+    notes: list[str] = []
+
+    # Resolve the output and refuse what would lose data.
+    stream: IO[bytes] | None = None
+    out_path: str | None = None
+    if sharding:
+        if output is None or not isinstance(output, (str, os.PathLike)) or os.fspath(output) == "-":
+            raise InputError("sharded output needs a folder path as output (--output-dir DIR)")
+    if output is None or (isinstance(output, (str, os.PathLike)) and os.fspath(output) == "-"):
+        stream = sys.stdout.buffer
+    elif isinstance(output, (str, os.PathLike)):
+        out_path = os.path.abspath(os.fspath(output))
+    else:
+        stream = output
+    if stream is not None:
+        try:
+            st = os.fstat(stream.fileno())
+            if stat.S_ISREG(st.st_mode) and any(_same_file(st, s) for s in in_stats):
+                raise InputError("standard output is the same file as an input; refusing to overwrite the input")
+        except (OSError, AttributeError, ValueError) as e:  # no real file descriptor: nothing to compare
+            if isinstance(e, InputError):
+                raise
+    out_dir = os.path.dirname(out_path) if out_path else None
+    if out_path is not None:
+        assert out_dir is not None
+        if not os.path.isdir(out_dir):
+            raise InputError(f"output folder does not exist: {out_dir}")
+        if os.path.lexists(out_path):
+            st = os.stat(out_path)
+            if any(_same_file(st, s) for s in in_stats):
+                raise InputError(f"output {out_path} is the same file as an input; refusing to overwrite the input")
+            if sharding and stat.S_ISDIR(st.st_mode):
+                inside = [s.path for s in sources if s.path != "-" and
+                          os.path.commonpath([os.path.realpath(s.path), os.path.realpath(out_path)])
+                          == os.path.realpath(out_path)]
+                if inside:
+                    raise InputError(f"input {inside[0]} is inside the output folder {out_path}; refusing to replace it")
+            if not force:
+                raise InputError(f"output exists: {out_path} (pass force=True / --force to replace it)")
+            is_dir = stat.S_ISDIR(st.st_mode)
+            if bool(sharding) != is_dir:
+                raise InputError(f"output {out_path} exists and is a {'folder' if is_dir else 'file'}, but the "
+                                 f"output is {'shards' if sharding else 'one file'}; refusing to replace it")
+    tmp_parent = os.path.abspath(os.fspath(tmp_dir)) if tmp_dir is not None else (out_dir or os.getcwd())
+    if not os.path.isdir(tmp_parent):
+        raise InputError(f"temporary folder does not exist: {tmp_parent}")
+    _preflight_space(sources, budget, tmp_parent, out_dir, notes)
+
+    sink: FileSink | ShardSink | None = None
+    with _Signals() as signals, ExitStack() as stack:
+        prog = Progress(progress)
+        stack.callback(prog.stop)
+        ctx = Context(budget, sep[0], seed, method, limit, tmp_parent, keep_tmp, verify, prog, final_newline, stack)
+
+        def final_sink(total: int) -> FileSink | ShardSink:
+            nonlocal sink
+            tag = f".tmp-{os.getpid()}-{secrets.token_hex(4)}"
+            if sharding:
+                assert out_path is not None and out_dir is not None
+                tmp = os.path.join(out_dir, f".{os.path.basename(out_path)}{tag}")
+                os.mkdir(tmp)
+                shard_records = None
+                if split is not None:
+                    q, r = divmod(total, int(split))
+                    shard_records = [q + (i < r) for i in range(int(split))]
+                sink = ShardSink(out_path, tmp, shard_records=shard_records, records_per=records_per_output,
+                                 bytes_per=bytes_per, hashing=verify, on_write=prog.update)
+            elif out_path is not None:
+                tmp = os.path.join(os.path.dirname(out_path), f".{os.path.basename(out_path)}{tag}")
+                sink = FileSink(out_path, tmp_path=tmp, hashing=verify, on_write=prog.update)
+            else:
+                assert stream is not None
+                name = "<stream>" if out_path is None and output not in (None, "-") else "-"
+                sink = FileSink(name, stream=stream, hashing=verify, on_write=prog.update)
+            return sink
+
+        try:
+            reader = ctx.reader(sources)
+            known = None if any(s.size is None for s in sources) else sum(s.size or 0 for s in sources)
+            prog.start("read", known)
+            first = reader.next_chunk()
+            if first is None:
+                final_sink(0)
+            elif reader.exhausted:  # it all fits in memory: one pass, no temporary files
+                count_input(ctx, first)
+                s = final_sink(first.records)
+                prog.start("write", first.nbytes)
+                ctx.shuffle_chunk(first, s, (1, 0))
+            elif method in ("merge", "naive"):
+                chunks = split_chunks(ctx, reader, first)
+                del first  # the chunk buffer is freed before the merge, whose windows use that memory
+                reader.close()
+                ctx.free_buffer()
+                ctx.chunks = len(chunks)
+                fan_in = min(limit - 1, budget.max_fan_in)
+                s = final_sink(sum(n for _, n, _ in chunks))
+                if method == "merge":
+                    merge_tree(ctx, chunks, s, fan_in)
+                else:
+                    if len(chunks) > fan_in:
+                        raise ShuffleError(
+                            f"the naive method reads all {len(chunks)} chunks at once, more than the {fan_in} that "
+                            "max_open and memory allow; raise --memory or --max-open (or use an exact method)")
+                    prog.start("interleave", sum(b for _, _, b in chunks))
+                    merge(ctx, chunks, s, RowwiseLabels(np.array([n for _, n, _ in chunks]), ctx.rng(5)))
+            else:
+                buckets = scatter(ctx, reader, first, known, (), counting=True)
+                reader.close()
+                ctx.chunks = len(buckets)
+                s = final_sink(sum(n for _, n, _ in buckets))
+                prog.start("shuffle buckets", sum(b for _, _, b in buckets))
+                shuffle_buckets(ctx, buckets, s, ())
+            prog.stop()
+            assert sink is not None
+            if sink.records != reader.records:
+                raise ShuffleError(f"internal error: read {reader.records} records but wrote {sink.records}")
+            if verify and sink.hash != ctx.input_hash:
+                raise VerifyError(f"checksum mismatch: input {ctx.input_hash:#018x}, output {sink.hash:#018x}")
+            signals.ignore()
+            outputs = sink.commit()
+        except BaseException as e:
+            signals.ignore()
+            prog.stop()
+            if sink is not None:
+                sink.abort()
+            if isinstance(e, KeyboardInterrupt):
+                raise Interrupted("interrupted (SIGINT): temporary files removed, no output written") from None
+            raise
+    return ShuffleReport(
+        method=method, seed=seed, memory=budget.memory, records=sink.records, bytes_in=reader.bytes_read,
+        bytes_out=sink.nbytes, added_separators=reader.added_separators, chunks=ctx.chunks, levels=ctx.levels,
+        outputs=outputs, seconds=time.perf_counter() - t0,
+        peak_rss=peak_rss(), max_open=limit,
+        verified=(True if verify else None), checksum=(sink.hash if verify else None), notes=notes,
+    )

@@ -1,0 +1,71 @@
+"""Sizes: ``parse_size`` for ``--memory``-style strings, and :class:`Budget`, how a memory budget is spent."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import InputError
+from .reader import RECORD_COST
+
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+_MIN_MEMORY = 128
+
+
+def parse_size(value: str | int) -> int:
+    """Bytes from ``"512M"``, ``"1G"``, ``"1.5G"``, ``"64KiB"`` or an int (binary units: 1K = 1024)."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        n = int(value)
+    else:
+        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*", str(value), re.IGNORECASE)
+        if not m:
+            raise InputError(f"expected a size such as 512M, 1G or 1048576, got {value!r}")
+        n = int(float(m.group(1)) * _UNITS[m.group(2).upper()])
+    if n <= 0:
+        raise InputError(f"expected a positive size, got {value!r}")
+    return n
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How a memory budget is spent.
+
+    ``staging``: the output gather buffer; ``block``: bytes read per call, also reserved for the separator
+    scan's temporaries; ``capacity``: one in-memory chunk, its bytes plus ``RECORD_COST`` per record. A further
+    2 ``staging`` bytes are reserved for per-batch index temporaries (:func:`emit` batches at most ``max_batch``
+    records, about 130 bytes of temporaries each), and memory / 16 as slack. Merge read windows and their indexes take at most half of
+    ``capacity`` (the chunk buffer is freed before the merge).
+    """
+
+    memory: int
+    staging: int
+    block: int
+    capacity: int
+    window_min: int
+    max_batch: int
+
+    @classmethod
+    def of(cls, memory: int) -> "Budget":
+        if memory < _MIN_MEMORY:
+            raise InputError(f"memory must be at least {_MIN_MEMORY} bytes, got {memory}")
+        staging = min(max(memory // 16, 16), 8 << 20)
+        block = min(max(memory // 16, 16), 16 << 20)
+        # memory / 16 more is left as slack for the allocator (freed arrays are not always returned at once)
+        capacity = memory - 3 * staging - block - memory // 16
+        window_min = min(max(memory // 64, 16), 64 << 10)
+        return cls(memory, staging, block, capacity, window_min, max(1, staging // 256))
+
+    @property
+    def max_record(self) -> int:
+        return self.capacity - RECORD_COST
+
+    def window(self, m: int) -> int:
+        """Read buffer per chunk when merging ``m`` chunks: clamp(capacity / (3 m), window_min, 4 MiB)."""
+        return max(self.window_min, min(self.capacity // (3 * m), 4 << 20))
+
+    @property
+    def max_fan_in(self) -> int:
+        """The most chunks one merge can read at once with windows of at least ``window_min`` bytes."""
+        return max(2, self.capacity // (3 * self.window_min))

@@ -1,0 +1,111 @@
+"""``kexue shuffle``: the command-line front end of :func:`kexue.data.shuffle.external_shuffle`."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import stat
+import sys
+from typing import Any
+
+from .api import METHODS, external_shuffle
+from .errors import ShuffleError
+
+
+def add_parser(sub: Any) -> None:
+    """Register ``kexue shuffle`` on an argparse sub-parser collection."""
+    import argparse
+
+    p = sub.add_parser(
+        "shuffle",
+        help="globally shuffle the lines of files far larger than memory (exact, crash-safe)",
+        description="Shuffle the records (lines, or NUL-terminated records with -z) of INPUT files, read as one "
+        "stream, into a uniformly random order using bounded memory and temporary files. Lines are bytes, never "
+        "decoded; a last line without a newline gets one. Output is written to a temporary name and renamed when "
+        "complete. The same inputs, --memory, --method and --seed give the same output. Exit codes: 2 bad input, "
+        "3 not enough disk space, 4 record longer than memory allows, 5 --verify failed, 130 interrupted.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="files to shuffle, in this order; - for standard input")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("-o", "--output", metavar="OUTPUT", help="output file; default or '-': standard output")
+    out.add_argument("--output-dir", metavar="DIR", help="folder for shards part-00000, ... (needs a shard option)")
+    shard = p.add_mutually_exclusive_group()
+    shard.add_argument("--split", type=int, metavar="N", help="N shards with near-equal record counts")
+    shard.add_argument("--records-per-output", type=int, metavar="N", help="shards of N records")
+    shard.add_argument("--bytes-per-output", metavar="SIZE", help="shards of at most SIZE bytes (e.g. 1G)")
+    p.add_argument("--memory", default="1G", metavar="SIZE", help="memory budget for data buffers (K, M, G: 1024)")
+    p.add_argument("--seed", type=int, help="random seed (default: drawn from os.urandom and printed)")
+    p.add_argument("--tmp-dir", "--tmpdir", dest="tmp_dir", metavar="DIR",
+                   help="where temporary files go (default: the output's folder, not /tmp)")
+    p.add_argument("--mode", choices=["exact", "blog"],
+                   help="exact (default): a uniformly random permutation; blog: the post's chunk-and-interleave scheme, "
+                   "kept for comparison, NOT uniform over permutations")
+    p.add_argument("--method", choices=METHODS, help="algorithm: merge (exact, default), scatter (exact), "
+                   "naive (= --mode blog)")
+    p.add_argument("-z", "--zero-terminated", action="store_true", help="records end with NUL, not newline")
+    p.add_argument("--sep", choices=["LF", "NUL"], help="record separator (NUL is the same as -z)")
+    p.add_argument("--max-open", type=int, default=256, metavar="N", help="most files open at once")
+    p.add_argument("--final-newline", choices=["add", "error"], default="add",
+                   help="a last record without a separator: add one, or refuse the input")
+    p.add_argument("--force", action="store_true", help="replace an existing output")
+    p.add_argument("--keep-tmp", action="store_true", help="keep the temporary files (debugging)")
+    p.add_argument("--verify", action="store_true", help="check record count and checksum before committing")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars, no summary")
+    p.set_defaults(func=_cmd)
+
+
+def _cmd(args: Any) -> int:
+    say = (lambda msg: None) if args.quiet else (lambda msg: print(f"kexue shuffle: {msg}", file=sys.stderr))
+
+    def fail(msg: str, code: int) -> int:
+        print(f"kexue shuffle: error: {msg}", file=sys.stderr)
+        return code
+
+    method = args.method or ("naive" if args.mode == "blog" else "merge")
+    if args.mode is not None and (args.mode == "blog") != (method == "naive"):
+        return fail(f"--mode {args.mode} conflicts with --method {method}", 2)
+    if args.zero_terminated and args.sep == "LF":
+        return fail("-z conflicts with --sep LF", 2)
+    sep = b"\0" if args.zero_terminated or args.sep == "NUL" else b"\n"
+    sharded = args.split is not None or args.records_per_output is not None or args.bytes_per_output is not None
+    if sharded and not args.output_dir:
+        return fail("--split, --records-per-output and --bytes-per-output need --output-dir DIR", 2)
+    if args.output_dir and not sharded:
+        return fail("--output-dir needs --split N, --records-per-output N or --bytes-per-output SIZE", 2)
+    output = args.output_dir if sharded else args.output
+    seed = args.seed if args.seed is not None else secrets.randbits(63)
+    if args.seed is None:
+        say(f"seed {seed} (pass --seed {seed} to repeat this shuffle)")
+    if method == "naive":
+        print("kexue shuffle: warning: --mode blog (method naive) is the post's chunk-and-interleave scheme; its "
+              "output is NOT a uniformly random permutation", file=sys.stderr)
+    if output in (None, "-"):
+        try:
+            if stat.S_ISREG(os.fstat(sys.stdout.fileno()).st_mode):
+                say("writing to standard output is not atomic: an interrupted run leaves partial output "
+                    "(use -o FILE for an atomic write)")
+        except (OSError, ValueError, AttributeError):
+            pass
+    try:
+        report = external_shuffle(
+            args.inputs, output, memory=args.memory, method=method, seed=seed, tmp_dir=args.tmp_dir,
+            max_open=args.max_open, sep=sep, records_per_output=args.records_per_output,
+            bytes_per_output=args.bytes_per_output, final_newline=args.final_newline, verify=args.verify,
+            progress=not args.quiet, split=args.split, force=args.force, keep_tmp=args.keep_tmp,
+        )
+    except ShuffleError as e:
+        return fail(str(e), e.exit_code)
+    except BrokenPipeError:  # e.g. `kexue shuffle big.txt | head`: the reader left, which is not an error
+        try:
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the interpreter's flush at exit
+        except OSError:
+            pass
+        return 0
+    for note in report.notes:
+        say(f"note: {note}")
+    say(f"{report.records} records, {report.bytes_out} bytes, {report.method}, {report.chunks} chunk(s)"
+        f"{f', {report.levels} extra level(s)' if report.levels else ''} in {report.seconds:.1f}s "
+        f"({report.mb_per_s:.0f} MB/s), peak RSS {report.peak_rss / 2**20:.0f} MiB"
+        f"{', verified' if report.verified else ''}")
+    return 0
