@@ -390,3 +390,35 @@ def test_in_memory_references_match_exact_distributions():
         observed = np.array([got.get(p, 0) for p in support])
         expected = np.array([float(exact[p]) for p in support]) * runs
         assert stats.chisquare(observed, expected).pvalue > ALPHA, name
+
+
+def test_long_records_into_byte_limited_shards(tmp_path):
+    """Records streamed through a merge window land whole in shards of at most bytes_per_output bytes (a record
+    longer than that gets a shard of its own)."""
+    rng = np.random.default_rng(3)
+    recs = [bytes(rng.integers(97, 123, int(n), dtype=np.uint8)) + b"\n" for n in rng.integers(1, 12000, 60)]
+    src = tmp_path / "in.txt"
+    src.write_bytes(b"".join(recs))
+    limit = 8000
+    r = S.external_shuffle(str(src), str(tmp_path / "shards"), memory=64 << 10, seed=4, bytes_per_output=limit,
+                           verify=True)
+    assert r.chunks > 3
+    got = []
+    for p in r.outputs:
+        shard = records_of(Path(p).read_bytes())
+        assert shard and (sum(map(len, shard)) <= limit or len(shard) == 1)
+        got += shard
+    assert sorted(got) == sorted(recs)
+
+
+def test_verify_catches_a_mismatch(tmp_path, monkeypatch):
+    """verify=True compares counts and checksums before committing: a corrupted checksum is an error, no output."""
+    from kexue.data.shuffle import sinks
+
+    src = tmp_path / "in.txt"
+    src.write_bytes(b"".join(b"%d\n" % i for i in range(100)))
+    monkeypatch.setattr(sinks, "checksum", lambda data, lengths: 12345)
+    with pytest.raises(S.VerifyError, match="checksum mismatch") as e:
+        S.external_shuffle(str(src), str(tmp_path / "out.txt"), memory=1024, seed=0, verify=True)
+    assert e.value.exit_code == 5
+    assert sorted(os.listdir(tmp_path)) == ["in.txt"]
