@@ -1,0 +1,6 @@
+"""Things that change how a training step is taken: adversarial training, gradient penalties, recompute."""
+
+from ._embedding import Recorded, autocast_for, find_input_embedding, record_output, unwrap
+from .penalty import (batch_param_grad_penalty, cross_entropy_readout, double_backward_attention,
+                      embedding_gradient_penalty, gp_inequality, gradient_penalty_loss, input_grad_penalty,
+                      input_gradients, param_grad_penalty)

@@ -1,0 +1,123 @@
+"""Finding a model's input embedding by module reference, recording a module's output, autocast by model device."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import torch
+from torch import Tensor, nn
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The module inside ``DistributedDataParallel`` / ``DataParallel`` (``.module``) and ``torch.compile``
+    (``._orig_mod``) wrappers."""
+    from torch.nn.parallel import DataParallel, DistributedDataParallel
+
+    while True:
+        if isinstance(model, (DistributedDataParallel, DataParallel)):
+            model = model.module
+        elif hasattr(model, "_orig_mod") and isinstance(getattr(model, "_orig_mod"), nn.Module):
+            model = model._orig_mod  # torch.compile's OptimizedModule
+        else:
+            return model
+
+
+def _kexue_word(model: nn.Module) -> nn.Embedding | None:
+    from ..models.transformer import Transformer
+
+    return model.embeddings.word if isinstance(model, Transformer) else None
+
+
+def _hf_input_embedding(model: nn.Module) -> nn.Module | None:
+    try:
+        from transformers import PreTrainedModel
+    except ImportError:  # transformers is optional
+        return None
+    if isinstance(model, PreTrainedModel):
+        emb = model.get_input_embeddings()
+        return emb if isinstance(emb, nn.Module) else None
+    return None
+
+
+def find_input_embedding(model: nn.Module) -> nn.Embedding:
+    """The token (word) embedding module of ``model``, found by module reference, never by parameter names.
+
+    ``model`` may be a kexue :class:`~kexue.models.Transformer` (its ``embeddings.word``), a ``transformers``
+    ``PreTrainedModel`` (``get_input_embeddings()``), an ``nn.Embedding`` itself, a DDP / ``torch.compile``
+    wrapper of one of these, or any module that contains exactly one kexue Transformer or ``PreTrainedModel`` (the
+    outermost one found), or else exactly one ``nn.Embedding``. Anything else is refused: pass the embedding
+    explicitly.
+    """
+    model = unwrap(model)
+    if isinstance(model, nn.Embedding):
+        return model
+    for finder in (_kexue_word, _hf_input_embedding):
+        emb = finder(model)
+        if emb is not None:
+            return emb  # type: ignore[return-value]
+    from ..models.transformer import Transformer
+
+    backbones: list[nn.Module] = []
+    skip: set[int] = set()
+    for m in model.modules():
+        if id(m) in skip:
+            continue
+        if isinstance(m, Transformer) or _hf_input_embedding(m) is not None:
+            backbones.append(m)
+            skip.update(id(s) for s in m.modules())
+    if len(backbones) == 1:
+        return find_input_embedding(backbones[0])
+    if len(backbones) > 1:
+        raise ValueError(f"{type(model).__name__} holds {len(backbones)} backbones "
+                         f"({', '.join(type(b).__name__ for b in backbones)}): pass the embedding module explicitly")
+    embeddings = [m for m in model.modules() if isinstance(m, nn.Embedding)]
+    if len(embeddings) == 1:
+        return embeddings[0]
+    raise ValueError(f"cannot tell the input embedding of {type(model).__name__}: it holds {len(embeddings)} "
+                     f"nn.Embedding modules and no kexue Transformer or transformers model; pass the embedding "
+                     f"module explicitly")
+
+
+@dataclass
+class Recorded:
+    """Outputs of a module, in call order (see :func:`record_output`)."""
+
+    outputs: list[Tensor] = field(default_factory=list)
+
+    @property
+    def output(self) -> Tensor:
+        """The single recorded output; an error when the module ran zero or several times."""
+        if len(self.outputs) != 1:
+            raise RuntimeError(f"expected the module to run once inside record_output(), it ran {len(self.outputs)} "
+                               f"times")
+        return self.outputs[0]
+
+
+@contextlib.contextmanager
+def record_output(module: nn.Module) -> Iterator[Recorded]:
+    """Inside the block, every output of ``module`` (e.g. the embedding outputs e for the gradient penalty) is kept
+    in ``.outputs`` (``.output`` when it ran once). The forward hook is removed on exit."""
+    rec = Recorded()
+
+    def hook(_module: nn.Module, _inputs: tuple, output: Tensor) -> None:
+        if not isinstance(output, Tensor):
+            raise TypeError(f"record_output expects a module returning a tensor, {type(_module).__name__} returned "
+                            f"{type(output).__name__}")
+        rec.outputs.append(output)
+
+    handle = module.register_forward_hook(hook)
+    try:
+        yield rec
+    finally:
+        handle.remove()
+
+
+def autocast_for(model: nn.Module, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    """``torch.autocast`` on the device of ``model``'s parameters with ``dtype`` (None: no autocast)."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    p = next(iter(model.parameters()), None)
+    device = p.device.type if p is not None else "cpu"
+    return torch.autocast(device_type=device, dtype=dtype)
