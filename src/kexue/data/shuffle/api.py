@@ -230,7 +230,10 @@ def external_shuffle(
         if not os.path.isdir(out_dir):
             raise InputError(f"output folder does not exist: {out_dir}")
         if os.path.lexists(out_path):
-            st = os.stat(out_path)
+            try:
+                st = os.stat(out_path)
+            except OSError:  # a dangling symbolic link: replaced like a file, with force
+                st = os.lstat(out_path)
             if any(_same_file(st, s) for s in in_stats):
                 raise InputError(f"output {out_path} is the same file as an input; refusing to overwrite the input")
             if sharding and stat.S_ISDIR(st.st_mode):

@@ -32,11 +32,13 @@ def parse_size(value: str | int) -> int:
 class Budget:
     """How a memory budget is spent.
 
-    ``staging``: the output gather buffer; ``block``: bytes read per call, also reserved for the separator
-    scan's temporaries; ``capacity``: one in-memory chunk, its bytes plus ``RECORD_COST`` per record. A further
-    2 ``staging`` bytes are reserved for per-batch index temporaries (:func:`emit` batches at most ``max_batch``
-    records, about 130 bytes of temporaries each), and memory / 16 as slack. Merge read windows and their indexes take at most half of
-    ``capacity`` (the chunk buffer is freed before the merge).
+    ``staging``: the output gather buffer (memory / 16, at most 8 MiB); ``block``: bytes read per call, also
+    reserved for the separator scan's temporaries (memory / 16, at most 16 MiB); ``capacity``: one in-memory
+    chunk, its bytes plus ``RECORD_COST`` per record, so the longest record is ``capacity - RECORD_COST``. A
+    further 2 ``staging`` bytes are reserved for per-batch index temporaries (:func:`~.sinks.emit` batches at most
+    ``max_batch`` records, about 130 bytes of temporaries each) and memory / 16 as slack for the allocator. Merge
+    read windows and their indexes take at most half of ``capacity`` (the chunk buffer is freed before the
+    merge). Budgets down to 128 bytes are accepted so that tests can force many chunks with a few records.
     """
 
     memory: int
@@ -62,7 +64,12 @@ class Budget:
         return self.capacity - RECORD_COST
 
     def window(self, m: int) -> int:
-        """Read buffer per chunk when merging ``m`` chunks: clamp(capacity / (3 m), window_min, 4 MiB)."""
+        """Read buffer per chunk when merging ``m`` chunks: clamp(capacity / (3 m), window_min, 4 MiB).
+
+        The spec's rule is clamp(B / (2 m), 64 KiB, 4 MiB). Here a window's record index (up to half its bytes) is
+        counted too, hence a third of the chunk capacity per window rather than half the budget, and the floor
+        scales down for budgets below 4 MiB (``window_min``), so tiny test budgets still merge.
+        """
         return max(self.window_min, min(self.capacity // (3 * m), 4 << 20))
 
     @property

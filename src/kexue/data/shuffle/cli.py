@@ -37,7 +37,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--memory", default="1G", metavar="SIZE", help="memory budget for data buffers (K, M, G: 1024)")
     p.add_argument("--seed", type=int, help="random seed (default: drawn from os.urandom and printed)")
     p.add_argument("--tmp-dir", "--tmpdir", dest="tmp_dir", metavar="DIR",
-                   help="where temporary files go (default: the output's folder, not /tmp)")
+                   help="where temporary files go (default: the output's folder, or the current folder for "
+                   "standard output; not /tmp, often RAM)")
     p.add_argument("--mode", choices=["exact", "blog"],
                    help="exact (default): a uniformly random permutation; blog: the post's chunk-and-interleave scheme, "
                    "kept for comparison, NOT uniform over permutations")
