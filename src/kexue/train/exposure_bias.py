@@ -1,0 +1,492 @@
+"""Exposure bias in seq2seq: random replacement of decoder inputs, and beam search with length normalisation.
+
+Su Jianlin, "Seq2Seq中Exposure Bias现象的浅析与对策" (Exposure bias in seq2seq: a brief analysis and remedies),
+2020-03-09, https://kexue.fm/archives/7259.
+
+Teacher forcing trains the locally normalised p(y|x) = Π_t softmax(f(y_<t; x))[y_t] on gold prefixes only, so
+continuations of wrong prefixes are never trained and may get high probability; that is why a wider beam can do
+worse (the post's two-step toy: greedy keeps (a, b) at 0.33, beam 2 returns (c, d) at 0.36). The post's cheap remedy
+builds negative prefixes by **randomly replacing decoder-input tokens** while the labels stay the gold tokens:
+
+- with probability ``apply_prob`` (0.5) a sample is corrupted at all;
+- then each target token is replaced with probability ``token_prob`` (0.3), by a token drawn uniformly from
+  the sample's **target** tokens (the post, ``pool="target"``), or from the whole concatenated input, source,
+  target and special tokens (the released ``bojone/exposure_bias`` code, ``pool="sequence"``).
+
+The second remedy, loss + ½·‖∂L/∂e‖² on the token-embedding outputs, is the input-gradient penalty of
+:mod:`kexue.train.penalty`; :func:`penalized_unilm_loss` applies it to a UniLM seq2seq loss.
+
+Decoding: :func:`beam_search` and :func:`greedy_search` work on any incremental step function; :class:`UniLMStep`
+is one for a UniLM-masked kexue :class:`~kexue.models.Transformer`, decoding with its :class:`~kexue.models.KVCache`;
+:func:`generate` puts the two together. Length normalisation follows Hugging Face's convention: a hypothesis's
+score is Σ log p / L^α with L the number of generated tokens (EOS included) and α = ``length_penalty``
+(0: plain sum of log-probabilities, as bert4keras and the post's code decode; 1: mean log-probability).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+logger = logging.getLogger(__name__)
+
+Pool = Literal["target", "sequence", "vocab"]
+_POOLS = ("target", "sequence", "vocab")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Random replacement of decoder inputs
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _check_prob(name: str, value: float) -> None:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"expected {name} in [0, 1], got {value!r}")
+
+
+def _ranks(scores: Tensor) -> Tensor:
+    """Rank of each entry within its row, 0 for the smallest score."""
+    return scores.argsort(dim=1).argsort(dim=1)
+
+
+class RandomTokenReplacement:
+    """Collate-time corruption of decoder inputs with gold labels kept (kexue.fm/archives/7259).
+
+    ``corrupted, labels = rtr(input_ids, target_mask, attention_mask)``: a sample is corrupted with probability
+    ``apply_prob``; in a corrupted sample each eligible token (``target_mask`` true, not padding, not in
+    ``protect_ids``) is replaced with probability ``token_prob`` (or, with ``exact_fraction=True``, exactly
+    round(``token_prob`` · #eligible) of them are) by a token drawn uniformly from the pool:
+
+    - ``"target"``: the sample's target tokens (``target_mask``, not padding, not protected); the post's rule, and
+      the default (the post argues a model mostly emits the target's own words, in the wrong order or repeated);
+    - ``"sequence"``: every non-padding token of the sample, source, target and special tokens alike, as the
+      released code draws them (``np.random.choice(token_ids)``);
+    - ``"vocab"``: uniform over the vocabulary minus ``protect_ids`` (needs ``vocab_size``).
+
+    As in the released code a drawn replacement may equal the token it replaces. ``labels`` is a copy of the
+    uncorrupted ``input_ids``: the corrupted input at position t still predicts the gold token t + 1 (see
+    :func:`unilm_seq2seq_loss`). For a UniLM batch :meth:`unilm` takes the target segment from ``token_type_ids``.
+    Call it once per batch in the training loop (fresh corruptions every epoch, never precomputed).
+
+    Args:
+        apply_prob: probability that a sample is corrupted at all (post and code: 0.5).
+        token_prob: per-token replacement probability in a corrupted sample (0.3).
+        pool: ``"target"`` (the post), ``"sequence"`` (the released code) or ``"vocab"``.
+        exact_fraction: replace exactly round(token_prob · n) tokens instead of Bernoulli(token_prob) each.
+        protect_ids: ids never replaced and never drawn from the target/vocab pools (BOS/[CLS], EOS/[SEP], PAD).
+        vocab_size: needed for ``pool="vocab"``.
+        generator: a ``torch.Generator`` for repeatable draws (its state is in :meth:`state_dict`).
+    """
+
+    def __init__(self, apply_prob: float = 0.5, token_prob: float = 0.3, pool: Pool = "target",
+                 exact_fraction: bool = False, protect_ids: Iterable[int] = (), vocab_size: int | None = None,
+                 generator: torch.Generator | None = None) -> None:
+        _check_prob("apply_prob", apply_prob)
+        _check_prob("token_prob", token_prob)
+        if pool not in _POOLS:
+            raise ValueError(f"unknown pool {pool!r}; expected one of {list(_POOLS)}")
+        self.protect_ids = sorted({int(i) for i in protect_ids})
+        if pool == "vocab":
+            if not isinstance(vocab_size, int) or vocab_size <= len(self.protect_ids):
+                raise ValueError(f"pool='vocab' needs vocab_size larger than the {len(self.protect_ids)} protected "
+                                 f"ids, got vocab_size={vocab_size!r}")
+            if any(i < 0 or i >= vocab_size for i in self.protect_ids):
+                raise ValueError(f"protect_ids {self.protect_ids} fall outside the vocabulary [0, {vocab_size})")
+        self.apply_prob = float(apply_prob)
+        self.token_prob = float(token_prob)
+        self.pool = pool
+        self.exact_fraction = bool(exact_fraction)
+        self.vocab_size = vocab_size
+        self.generator = generator
+        logger.info("RandomTokenReplacement: pool=%r (%s), apply_prob=%g, token_prob=%g, exact_fraction=%s", pool,
+                    {"target": "the post", "sequence": "the released code", "vocab": "uniform over the vocabulary"}[
+                        pool], apply_prob, token_prob, exact_fraction)
+
+    def __repr__(self) -> str:
+        return (f"RandomTokenReplacement(apply_prob={self.apply_prob}, token_prob={self.token_prob}, "
+                f"pool={self.pool!r}, exact_fraction={self.exact_fraction}, protect_ids={self.protect_ids})")
+
+    def _rand(self, *shape: int, device: torch.device) -> Tensor:
+        if self.generator is not None and self.generator.device != device:
+            return torch.rand(*shape, generator=self.generator, device=self.generator.device).to(device)
+        return torch.rand(*shape, generator=self.generator, device=device)
+
+    def __call__(self, input_ids: Tensor, target_mask: Tensor, attention_mask: Tensor | None = None,
+                 return_mask: bool = False) -> tuple[Tensor, Tensor] | tuple[Tensor, Tensor, Tensor]:
+        """``(corrupted input_ids, labels)``, plus the bool mask of replaced positions if ``return_mask``."""
+        if input_ids.dim() != 2:
+            raise ValueError(f"expected input_ids of shape (batch, seq), got {tuple(input_ids.shape)}")
+        if target_mask.shape != input_ids.shape:
+            raise ValueError(f"target_mask shape {tuple(target_mask.shape)} != input_ids shape "
+                             f"{tuple(input_ids.shape)}")
+        if attention_mask is not None and attention_mask.shape != input_ids.shape:
+            raise ValueError(f"attention_mask shape {tuple(attention_mask.shape)} != input_ids shape "
+                             f"{tuple(input_ids.shape)}")
+        b, t = input_ids.shape
+        dev = input_ids.device
+        real = torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
+        protected = torch.isin(input_ids, torch.tensor(self.protect_ids, dtype=input_ids.dtype, device=dev))
+        eligible = target_mask.bool() & real & ~protected
+        sample_on = self._rand(b, device=dev) < self.apply_prob
+        u = self._rand(b, t, device=dev)
+        if self.exact_fraction:
+            n = eligible.sum(dim=1)
+            k = torch.floor(self.token_prob * n.double() + 0.5).long()
+            chosen = eligible & (_ranks(torch.where(eligible, u, 2.0)) < k[:, None])
+        else:
+            chosen = eligible & (u < self.token_prob)
+        chosen &= sample_on[:, None]
+
+        if self.pool == "vocab":
+            assert self.vocab_size is not None
+            allowed = torch.ones(self.vocab_size, dtype=torch.bool, device=dev)
+            allowed[self.protect_ids] = False
+            ids = allowed.nonzero().squeeze(1)
+            pick = (self._rand(b, t, device=dev) * len(ids)).long().clamp_max(len(ids) - 1)
+            replacement = ids[pick].to(input_ids.dtype)
+        else:
+            members = eligible if self.pool == "target" else real
+            count = members.sum(dim=1)
+            chosen &= count[:, None] > 0  # nothing to draw from: leave the sample alone
+            # the j-th member of row r, j uniform in [0, count_r): position of the (j+1)-th True in the row
+            j = (self._rand(b, t, device=dev) * count[:, None]).long().clamp_max((count - 1).clamp_min(0)[:, None])
+            order = torch.where(members, torch.arange(t, device=dev), t).sort(dim=1).values.clamp_max(t - 1)
+            replacement = input_ids.gather(1, order.gather(1, j))
+        corrupted = torch.where(chosen, replacement, input_ids)
+        labels = input_ids.clone()
+        return (corrupted, labels, chosen) if return_mask else (corrupted, labels)
+
+    def unilm(self, input_ids: Tensor, token_type_ids: Tensor, attention_mask: Tensor | None = None,
+              return_mask: bool = False) -> tuple[Tensor, Tensor] | tuple[Tensor, Tensor, Tensor]:
+        """For a UniLM batch: the target segment is ``token_type_ids == 1`` (its closing [SEP] should be in
+        ``protect_ids``; its corruption would not change the loss anyway, since nothing is predicted from it)."""
+        return self(input_ids, token_type_ids == 1, attention_mask, return_mask=return_mask)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"apply_prob": self.apply_prob, "token_prob": self.token_prob, "pool": self.pool,
+                "exact_fraction": self.exact_fraction, "protect_ids": list(self.protect_ids),
+                "vocab_size": self.vocab_size,
+                "generator": None if self.generator is None else self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for key in ("apply_prob", "token_prob", "pool", "exact_fraction", "protect_ids", "vocab_size"):
+            if key not in state:
+                raise KeyError(f"RandomTokenReplacement state_dict lacks {key!r}")
+        self.__init__(state["apply_prob"], state["token_prob"], state["pool"], state["exact_fraction"],  # type: ignore[misc]
+                      state["protect_ids"], state["vocab_size"], self.generator)
+        if state["generator"] is not None:
+            if self.generator is None:
+                self.generator = torch.Generator()
+            self.generator.set_state(state["generator"])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# UniLM seq2seq batches and loss
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def pack_unilm(sources: Sequence[Sequence[int]], targets: Sequence[Sequence[int]] | None, cls_id: int, sep_id: int,
+               pad_id: int = 0) -> dict[str, Tensor]:
+    """The UniLM layout ``[CLS] source [SEP] target [SEP]``, segment 0 then 1, right-padded with ``pad_id``.
+
+    ``targets=None`` gives the source part alone (``[CLS] source [SEP]``, segment 0), the decoder's prompt.
+    Returns ``input_ids``, ``token_type_ids`` and ``attention_mask`` (long tensors, batch × longest).
+    """
+    if targets is not None and len(targets) != len(sources):
+        raise ValueError(f"got {len(sources)} sources but {len(targets)} targets")
+    if len(sources) == 0:
+        raise ValueError("expected at least one source")
+    rows, segs = [], []
+    for i, src in enumerate(sources):
+        ids = [cls_id, *src, sep_id]
+        seg = [0] * len(ids)
+        if targets is not None:
+            ids += [*targets[i], sep_id]
+            seg += [1] * (len(targets[i]) + 1)
+        rows.append(ids)
+        segs.append(seg)
+    width = max(len(r) for r in rows)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    token_type_ids = torch.zeros(len(rows), width, dtype=torch.long)
+    attention_mask = torch.zeros(len(rows), width, dtype=torch.long)
+    for i, (r, s) in enumerate(zip(rows, segs)):
+        input_ids[i, :len(r)] = torch.tensor(r)
+        token_type_ids[i, :len(s)] = torch.tensor(s)
+        attention_mask[i, :len(r)] = 1
+    return {"input_ids": input_ids, "token_type_ids": token_type_ids, "attention_mask": attention_mask}
+
+
+def unilm_seq2seq_loss(logits: Tensor, labels: Tensor, token_type_ids: Tensor, attention_mask: Tensor | None = None,
+                       reduction: Literal["mean", "sum", "none"] = "mean") -> Tensor:
+    """Cross-entropy of ``logits[:, :-1]`` against ``labels[:, 1:]`` where the label is a target token
+    (segment 1, not padding), as the post's code: ``y_mask = segment_ids[:, 1:]``; the mean is over those tokens.
+    ``reduction="none"`` returns the (batch, seq − 1) per-token losses (0 off the target)."""
+    if logits.dim() != 3 or logits.shape[:2] != labels.shape:
+        raise ValueError(f"expected logits (batch, seq, vocab) matching labels {tuple(labels.shape)}, "
+                         f"got {tuple(logits.shape)}")
+    weight = (token_type_ids[:, 1:] == 1)
+    if attention_mask is not None:
+        weight = weight & attention_mask[:, 1:].bool()
+    ce = F.cross_entropy(logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten(), reduction="none")
+    ce = ce.view(labels.shape[0], -1) * weight
+    if reduction == "none":
+        return ce
+    if reduction == "sum":
+        return ce.sum()
+    if reduction != "mean":
+        raise ValueError(f"unknown reduction {reduction!r}; expected 'mean', 'sum' or 'none'")
+    return ce.sum() / weight.sum().clamp_min(1)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Decoding
+# ---------------------------------------------------------------------------------------------------------------
+
+#: ``step(tokens, parents) -> log_probs``. The first call gets ``tokens=None`` and ``parents = arange(batch)`` and
+#: returns the first token's log-probabilities per batch row. Later calls get the chosen tokens (n,) and, for each,
+#: the index of the previous call's row it continues: the step function reorders its state by ``parents`` (a beam may
+#: be copied or dropped), appends ``tokens`` and returns (n, vocab) log-probabilities of the next token.
+StepFn = Callable[[Tensor | None, Tensor], Tensor]
+
+
+@dataclass
+class Hypothesis:
+    """One decoded sequence: ``tokens`` (EOS included when ``finished``), ``log_prob`` = Σ log p, and
+    ``score`` = log_prob / len(tokens)^length_penalty."""
+
+    tokens: list[int]
+    log_prob: float
+    score: float
+    finished: bool
+
+
+def _normalise(log_prob: float, length: int, length_penalty: float) -> float:
+    return log_prob / (length ** length_penalty)
+
+
+def _check_decode_args(eos_id: int, max_len: int, beam_size: int = 1) -> None:
+    if not isinstance(max_len, int) or max_len < 1:
+        raise ValueError(f"expected max_len >= 1, got {max_len!r}")
+    if not isinstance(beam_size, int) or isinstance(beam_size, bool) or beam_size < 1:
+        raise ValueError(f"expected beam_size >= 1, got {beam_size!r}")
+    if not isinstance(eos_id, int) or eos_id < 0:
+        raise ValueError(f"expected a non-negative eos_id, got {eos_id!r}")
+
+
+@torch.no_grad()
+def greedy_search(step: StepFn, batch_size: int, eos_id: int, max_len: int) -> list[Hypothesis]:
+    """Argmax decoding: each row takes its most probable token until EOS or ``max_len`` tokens."""
+    _check_decode_args(eos_id, max_len)
+    rows = torch.arange(batch_size)
+    log_probs = step(None, rows)
+    tokens: list[list[int]] = [[] for _ in range(batch_size)]
+    total = torch.zeros(batch_size, dtype=torch.float64)
+    done = torch.zeros(batch_size, dtype=torch.bool)
+    for t in range(max_len):
+        lp, tok = log_probs.max(dim=-1)
+        tok, lp = tok.cpu(), lp.double().cpu()
+        for r in range(batch_size):
+            if not done[r]:
+                tokens[r].append(int(tok[r]))
+                total[r] += lp[r]
+        done |= tok == eos_id
+        if bool(done.all()) or t == max_len - 1:
+            break
+        log_probs = step(tok.to(log_probs.device), rows.to(log_probs.device))
+    return [Hypothesis(tokens[r], float(total[r]), float(total[r]), bool(done[r])) for r in range(batch_size)]
+
+
+@torch.no_grad()
+def beam_search(step: StepFn, batch_size: int, eos_id: int, beam_size: int, max_len: int,
+                length_penalty: float = 0.0) -> list[list[Hypothesis]]:
+    """Beam search with length normalisation; per batch row, up to ``beam_size`` hypotheses, best first.
+
+    Each step scores every continuation of the live beams by its summed log-probability and takes the best
+    2·``beam_size``; those ending in EOS among the first ``beam_size`` become finished hypotheses, scored
+    Σ log p / L^``length_penalty`` (L = tokens generated, EOS included), and the best ``beam_size`` others stay live.
+    A row is done when it holds ``beam_size`` finished hypotheses and no live beam can still beat the worst of them
+    (the bound uses ``max_len`` for a positive penalty, since a longer hypothesis is divided by more). At ``max_len``
+    the best ``beam_size`` continuations end as hypotheses, marked unfinished unless they end in EOS. This is the canonical algorithm, the one Hugging Face's
+    ``generate(num_beams=k, early_stopping="never")`` runs; with ``beam_size=1`` and ``length_penalty=0`` it equals
+    :func:`greedy_search`.
+    """
+    _check_decode_args(eos_id, max_len, beam_size)
+    k = beam_size
+    log_probs = step(None, torch.arange(batch_size)).double()
+    dev = log_probs.device
+    vocab = log_probs.shape[-1]
+    live = 1  # live beams per row: 1 before the first token, k after
+    cum = torch.zeros(batch_size, 1, dtype=torch.float64, device=dev)
+    prefixes = torch.zeros(batch_size, 0, dtype=torch.long, device=dev)
+    finished: list[list[Hypothesis]] = [[] for _ in range(batch_size)]
+    done = [False] * batch_size
+    for t in range(max_len):
+        length = t + 1
+        cand = (cum[:, :, None] + log_probs.view(batch_size, live, vocab)).view(batch_size, live * vocab)
+        n = min(2 * k, live * vocab)
+        top, idx = cand.topk(n, dim=1)
+        token, parent = idx % vocab, idx // vocab
+        is_eos = token == eos_id
+        top_c, token_c, parent_c, eos_c = top.cpu(), token.cpu(), parent.cpu(), is_eos.cpu()
+        last = t == max_len - 1
+        for b in range(batch_size):
+            if done[b]:
+                continue
+            for j in range(min(k, n)):  # only the best k candidates may end a hypothesis, as in Hugging Face
+                lp = float(top_c[b, j])
+                if lp == float("-inf") or not (eos_c[b, j] or last):
+                    continue
+                seq = prefixes[b * live + int(parent_c[b, j])].tolist() + [int(token_c[b, j])]
+                # at max_len the best live continuations compete as unfinished hypotheses
+                finished[b].append(Hypothesis(seq, lp, _normalise(lp, length, length_penalty), bool(eos_c[b, j])))
+            finished[b].sort(key=lambda h: h.score, reverse=True)
+            del finished[b][k:]
+        if last:
+            break
+        # the best k continuations that do not end in EOS stay live (stable sort keeps their score order)
+        keep = is_eos.to(torch.int8).argsort(dim=1, stable=True)[:, :k]
+        new_cum = top.gather(1, keep)
+        new_cum = torch.where(is_eos.gather(1, keep), float("-inf"), new_cum)
+        if keep.shape[1] < k:  # fewer candidates than beams (tiny vocabulary, first step)
+            pad = k - keep.shape[1]
+            keep = torch.cat([keep, keep[:, :1].expand(-1, pad)], 1)
+            new_cum = torch.cat([new_cum, torch.full((batch_size, pad), float("-inf"), dtype=new_cum.dtype,
+                                                     device=dev)], 1)
+        parents = (parent.gather(1, keep) + torch.arange(batch_size, device=dev)[:, None] * live).view(-1)
+        tokens = token.gather(1, keep).view(-1)
+        prefixes = torch.cat([prefixes[parents], tokens[:, None]], dim=1)
+        cum, live = new_cum, k
+        best_live = cum.max(dim=1).values.cpu()
+        bound_len = max_len if length_penalty > 0 else length
+        for b in range(batch_size):
+            if not done[b] and len(finished[b]) >= k:
+                bound = _normalise(float(best_live[b]), bound_len, length_penalty)
+                done[b] = bound <= finished[b][-1].score or best_live[b] == float("-inf")
+        if all(done):
+            break
+        log_probs = step(tokens, parents).double()
+    return finished
+
+
+class UniLMStep:
+    """The :data:`StepFn` of a UniLM-masked kexue Transformer, decoding incrementally with its
+    :class:`~kexue.models.KVCache`.
+
+    The first call runs the (right-padded) sources, segment 0, through the model into a fresh cache and returns
+    the log-probabilities that each source's last real token (its [SEP]) gives the first target token. Later calls
+    reorder the cache by ``parents`` and feed one target token per row, segment 1, at the position it would have
+    in the packed layout ``[CLS] source [SEP] target`` (so padding inside a batch of sources does not shift
+    positions), and return the next token's log-probabilities. Logits come from the MLM head.
+    """
+
+    def __init__(self, model: nn.Module, source_ids: Tensor, source_mask: Tensor | None = None) -> None:
+        config = getattr(model, "config", None)
+        if getattr(config, "mask_type", None) != "unilm":
+            raise ValueError(f"UniLMStep needs a kexue Transformer with mask_type='unilm', got mask_type="
+                             f"{getattr(config, 'mask_type', None)!r}")
+        if getattr(model, "mlm", None) is None:
+            raise ValueError("UniLMStep reads next-token logits from the MLM head: build the model with_mlm=True")
+        if source_ids.dim() != 2:
+            raise ValueError(f"expected source_ids of shape (batch, seq), got {tuple(source_ids.shape)}")
+        if source_mask is None:
+            source_mask = torch.ones_like(source_ids)
+        if source_mask.shape != source_ids.shape:
+            raise ValueError(f"source_mask shape {tuple(source_mask.shape)} != source_ids shape "
+                             f"{tuple(source_ids.shape)}")
+        lengths = source_mask.long().sum(dim=1)
+        if bool((lengths == 0).any()) or bool((source_mask.long().cumprod(dim=1).sum(dim=1) != lengths).any()):
+            raise ValueError("expected right-padded sources with at least one real token each (source_mask of the "
+                             "form 1…1 0…0)")
+        self.model = model
+        self.source_ids = source_ids
+        self.source_mask = source_mask.long()
+        self.lengths = lengths
+        self.cache = None
+        self.next_position: Tensor | None = None
+
+    def __call__(self, tokens: Tensor | None, parents: Tensor) -> Tensor:
+        model = self.model
+        dev = self.source_ids.device
+        if tokens is None:
+            self.cache = model.new_cache()
+            out = model(self.source_ids, attention_mask=self.source_mask,
+                        token_type_ids=torch.zeros_like(self.source_ids), cache=self.cache)
+            last = (self.lengths - 1)[:, None]
+            logits = out.mlm_logits.gather(1, last[:, :, None].expand(-1, -1, out.mlm_logits.shape[-1]))[:, 0]
+            positions = model.embeddings.position_ids(self.source_ids).expand(self.source_ids.shape[0], -1)
+            self.next_position = positions.gather(1, last)[:, 0] + 1
+            self.cache.reorder(parents.to(dev))
+            self.next_position = self.next_position[parents.to(dev)]
+            return F.log_softmax(logits.float(), dim=-1)[parents.to(dev)]
+        assert self.cache is not None and self.next_position is not None
+        parents = parents.to(dev)
+        if parents.shape[0] != self.next_position.shape[0] or not bool(
+                (parents == torch.arange(parents.shape[0], device=dev)).all()):
+            self.cache.reorder(parents)
+            self.next_position = self.next_position[parents]
+        pos = self.next_position[:, None]
+        out = model(tokens.to(dev)[:, None], token_type_ids=torch.ones_like(pos), position_ids=pos, cache=self.cache)
+        self.next_position = self.next_position + 1
+        return F.log_softmax(out.mlm_logits[:, -1].float(), dim=-1)
+
+
+@torch.no_grad()
+def generate(model: nn.Module, source_ids: Tensor, source_mask: Tensor | None, eos_id: int, beam_size: int = 1,
+             max_len: int = 32, length_penalty: float = 0.0) -> list[list[int]]:
+    """Decode a target for each source with a UniLM-masked kexue Transformer (in eval mode): greedy for
+    ``beam_size=1``, else :func:`beam_search`. Returns token lists, the EOS stripped. ``source_ids`` are packed
+    as ``[CLS] source [SEP]`` (see :func:`pack_unilm` with ``targets=None``), right-padded."""
+    if model.training:
+        raise ValueError("generate() expects the model in eval mode (call model.eval()): dropout would make "
+                         "decoding random")
+    step = UniLMStep(model, source_ids, source_mask)
+    b = source_ids.shape[0]
+    if beam_size == 1:
+        best = greedy_search(step, b, eos_id, max_len)
+    else:
+        best = [hyps[0] for hyps in beam_search(step, b, eos_id, beam_size, max_len, length_penalty)]
+    return [h.tokens[:-1] if h.finished else h.tokens for h in best]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Toy example of the post
+# ---------------------------------------------------------------------------------------------------------------
+
+#: The post's two-step distribution: p(a) = 0.6, p(c) = 0.4; p(b|a) = 0.55, p(d|a) = 0.45, p(b|c) = 0.1,
+#: p(d|c) = 0.9. Greedy keeps (a, b) at 0.33; beam 2 returns (c, d) at 0.36.
+TOY_FIRST = {"a": 0.6, "c": 0.4}
+TOY_SECOND = {"a": {"b": 0.55, "d": 0.45}, "c": {"b": 0.1, "d": 0.9}}
+
+
+def toy_step(vocab: Sequence[str] = ("<eos>", "a", "b", "c", "d")) -> StepFn:
+    """A :data:`StepFn` over the post's toy: two steps from :data:`TOY_FIRST` and :data:`TOY_SECOND`, then EOS
+    with probability 1 (token 0 is EOS)."""
+    index = {s: i for i, s in enumerate(vocab)}
+    state: dict[str, Tensor] = {"prefix": torch.zeros(0, 0, dtype=torch.long)}
+
+    def table(prefix: list[int]) -> Tensor:
+        p = torch.zeros(len(vocab), dtype=torch.float64)
+        if len(prefix) == 0:
+            for s, q in TOY_FIRST.items():
+                p[index[s]] = q
+        elif len(prefix) == 1 and vocab[prefix[0]] in TOY_SECOND:
+            for s, q in TOY_SECOND[vocab[prefix[0]]].items():
+                p[index[s]] = q
+        else:
+            p[0] = 1.0
+        return p.log()
+
+    def step(tokens: Tensor | None, parents: Tensor) -> Tensor:
+        if tokens is None:
+            state["prefix"] = torch.zeros(len(parents), 0, dtype=torch.long)
+        else:
+            state["prefix"] = torch.cat([state["prefix"][parents], tokens[:, None]], dim=1)
+        return torch.stack([table(row.tolist()) for row in state["prefix"]])
+
+    return step
