@@ -375,3 +375,36 @@ def test_unilm_step_refusals():
     model = _unilm_model()
     with pytest.raises(ValueError, match="right-padded"):
         UniLMStep(model, torch.ones(1, 3, dtype=torch.long), torch.tensor([[0, 1, 1]]))
+
+
+# -- the gradient-penalty remedy -----------------------------------------------------------------------------------
+
+
+def test_penalized_unilm_loss_is_half_the_squared_embedding_output_gradient():
+    from kexue.train.exposure_bias import penalized_unilm_loss
+
+    model = _unilm_model()
+    model.train()
+    batch = pack_unilm([[5, 6, 7], [8]], [[9, 10], [11, 12, 13]], CLS, SEP, PAD)
+    total, loss, penalty = penalized_unilm_loss(model, batch, epsilon=1.0)
+    # second computation: the token-embedding output replaced by a leaf tensor through a forward hook
+    with torch.no_grad():
+        e = model.embeddings.word(batch["input_ids"])
+    leaf = e.clone().requires_grad_(True)
+    handle = model.embeddings.word.register_forward_hook(lambda m, i, o: leaf)
+    try:
+        logits = model(batch["input_ids"], attention_mask=batch["attention_mask"],
+                       token_type_ids=batch["token_type_ids"]).mlm_logits
+    finally:
+        handle.remove()
+    ref_loss = unilm_seq2seq_loss(logits, batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])
+    (g,) = torch.autograd.grad(ref_loss, leaf)
+    g = g * batch["attention_mask"][..., None]
+    torch.testing.assert_close(loss, ref_loss)
+    torch.testing.assert_close(penalty, 0.5 * g.pow(2).sum(), rtol=1e-5, atol=1e-9)
+    torch.testing.assert_close(total, loss + penalty)
+    # the penalty back-propagates (double backward): it changes the parameter gradients
+    plain = torch.autograd.grad(loss, list(model.parameters()), retain_graph=True, allow_unused=True)
+    pen = torch.autograd.grad(total, list(model.parameters()), allow_unused=True)
+    diffs = [float((a - b).abs().max()) for a, b in zip(plain, pen) if a is not None and b is not None]
+    assert max(diffs) > 1e-6

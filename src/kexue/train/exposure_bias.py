@@ -490,3 +490,32 @@ def toy_step(vocab: Sequence[str] = ("<eos>", "a", "b", "c", "d")) -> StepFn:
         return torch.stack([table(row.tolist()) for row in state["prefix"]])
 
     return step
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The gradient-penalty remedy
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def penalized_unilm_loss(model: nn.Module, batch: dict[str, Tensor], epsilon: float = 1.0,
+                         embedding: nn.Module | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """The post's second remedy: ``(loss + ½ε·Σ‖∂loss/∂e‖², loss, penalty)`` for a UniLM seq2seq batch, with e the
+    token-embedding outputs (one row per token; the post's code: ``0.5 * K.sum(grad.values**2)``, ε = 1).
+
+    ``batch``: ``input_ids``, ``token_type_ids``, ``attention_mask`` and optionally ``labels`` (gold tokens when the
+    inputs were corrupted by :class:`RandomTokenReplacement`; default ``input_ids``). The loss is
+    :func:`unilm_seq2seq_loss`; the penalty is :func:`kexue.train.penalty.gradient_penalty_loss` (padding rows
+    masked). Call ``.backward()`` on the first element.
+    """
+    from .penalty import gradient_penalty_loss
+
+    for key in ("input_ids", "token_type_ids", "attention_mask"):
+        if key not in batch:
+            raise KeyError(f"penalized_unilm_loss needs batch[{key!r}]")
+
+    def loss_fn(m: nn.Module, b: dict[str, Tensor]) -> Tensor:
+        logits = m(b["input_ids"], attention_mask=b["attention_mask"], token_type_ids=b["token_type_ids"]).mlm_logits
+        return unilm_seq2seq_loss(logits, b.get("labels", b["input_ids"]), b["token_type_ids"], b["attention_mask"])
+
+    return gradient_penalty_loss(model, batch, loss_fn, epsilon=epsilon, mask=batch["attention_mask"],
+                                 embedding=embedding)
