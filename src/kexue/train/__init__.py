@@ -8,3 +8,4 @@ from .adversarial import FGM, FGM_PRESETS, fgm_step, perturbation
 from .exposure_bias import (Hypothesis, RandomTokenReplacement, UniLMStep, beam_search, generate, greedy_search,
                             pack_unilm, penalized_unilm_loss, unilm_seq2seq_loss)
 from .mlm import DropToken, DroppedBatch, MLMMasking, expected_embedding_correction_
+from .recompute import disable_recompute, enable_recompute, find_blocks, is_recomputed, recompute
