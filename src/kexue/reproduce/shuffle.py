@@ -369,13 +369,14 @@ def production_checks(d: str) -> tuple[list[list[Any]], dict[str, Any]]:
     tmpd = os.path.join(d, "tmp")
     os.mkdir(tmpd)
     target = os.path.join(d, "killed.txt")
-    p = subprocess.Popen([*kexue, "--seed", "1", "--tmp-dir", tmpd, src, "-o", target])
+    p = subprocess.Popen([*kexue, "--seed", "1", "--tmp-dir", tmpd, src, "-o", target], stderr=subprocess.PIPE)
     deadline = time.time() + 120
     while time.time() < deadline and not any(n.startswith(".killed.txt.tmp-") for n in os.listdir(d)):
         time.sleep(0.01)
     p.send_signal(signal.SIGTERM)
-    rc = p.wait()
-    clean = not os.path.exists(target) and not os.listdir(tmpd) and not any(
+    _, err = p.communicate()
+    rc = p.returncode
+    clean = b"interrupted by SIGTERM" in err and not os.path.exists(target) and not os.listdir(tmpd) and not any(
         n.startswith(".killed") for n in os.listdir(d))
     rows.append(["SIGTERM mid-merge: exit 130, no output, no temporary files", f"exit {rc}", rc == 130 and clean])
 
