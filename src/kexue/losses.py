@@ -111,9 +111,10 @@ def zlpr(
 
         L = log(1 + Σ_i (1 − y_i) e^{s_i}) + log(1 + Σ_i y_i e^{−s_i}),
 
-    computed as logsumexp over the logit biases s_i + log(1 − y_i) and −s_i + log y_i with a 0 logit appended to
-    each set (the post's numerical recipe, with −∞ from ``log 0`` instead of its ±1e12 masking constant, which
-    overflows in fp16). Its optimum is y_i = σ(2 s_i) (see :func:`zlpr_proba`).
+    each part a logsumexp over the logit biases s_i + log(1 − y_i) and −s_i + log y_i with a 0 logit appended
+    (the post's numerical recipe). Classes outside a set are masked out rather than given the post's ±1e12
+    constant (which overflows in fp16) or −∞ (whose exp takes a slow path on CPU); see
+    :func:`_log1p_sum_exp`. Its optimum is y_i = σ(2 s_i) (see :func:`zlpr_proba`).
 
     Args:
         logits: (..., C) unbounded scores; no sigmoid or softmax before the loss.
