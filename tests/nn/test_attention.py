@@ -227,7 +227,7 @@ def test_init_schemes():
     m = _model(init="fan_avg")
     w = m.blocks[0].ffn.up.weight
     assert w.std().item() == pytest.approx(math.sqrt(2 / (H + 64)), rel=0.1)
-    big = Transformer(TransformerConfig(hidden_size=768, num_heads=12, num_layers=1, intermediate_size=3072,
+    big = Transformer(TransformerConfig(vocab_size=100, hidden_size=768, num_heads=12, num_layers=1, intermediate_size=3072,
                                         init="bert_tf"))
     assert big.blocks[0].ffn.up.weight.std().item() == pytest.approx(0.0176, rel=0.01)
 

@@ -77,14 +77,12 @@ def performer_omega(num_features: int, dim: int, generator: torch.Generator | No
         raise ValueError(f"expected positive num_features and dim, got {num_features}, {dim}")
     if not orthogonal:
         return torch.randn(num_features, dim, generator=generator, dtype=torch.float64).to(dtype)
-    blocks = []
-    for start in range(0, num_features, dim):
-        rows = min(dim, num_features - start)
-        q, r = torch.linalg.qr(torch.randn(dim, dim, generator=generator, dtype=torch.float64))
-        q = q * torch.sign(torch.diagonal(r))  # without this sign fix Q is not uniformly (Haar) distributed
-        norms = torch.randn(rows, dim, generator=generator, dtype=torch.float64).norm(dim=-1, keepdim=True)
-        blocks.append(q.T[:rows] * norms)
-    return torch.cat(blocks).to(dtype)
+    nblocks = -(-num_features // dim)
+    q, r = torch.linalg.qr(torch.randn(nblocks, dim, dim, generator=generator, dtype=torch.float64))
+    q = q * torch.sign(torch.diagonal(r, dim1=-2, dim2=-1)).unsqueeze(-2)  # sign fix: Haar-distributed Q
+    rows = q.transpose(-1, -2).reshape(nblocks * dim, dim)[:num_features]
+    norms = torch.randn(num_features, dim, generator=generator, dtype=torch.float64).norm(dim=-1, keepdim=True)
+    return (rows * norms).to(dtype)
 
 
 def performer_features(x: Tensor, omega: Tensor, stabilizer: Tensor | None = None) -> Tensor:
