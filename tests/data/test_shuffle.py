@@ -156,15 +156,26 @@ def test_output_is_a_permutation_of_the_input(fast_tmp, corpus, method, memory, 
 
 
 def test_many_chunks_and_hierarchical_merge(fast_tmp):
-    """~300 records at a 256-byte budget with max_open=5: dozens of chunks, merged in several levels."""
+    """~300 records at a 256-byte budget with max_open=5: dozens of chunks, merged in several levels (merge) or
+    re-scattered buckets (scatter); open files, counted in /proc/self/fd at every progress step, stay within 5."""
     rng = np.random.default_rng(0)
     recs = [b"%d:" % i + b"z" * int(rng.integers(0, 30)) + b"\n" for i in range(300)]
     data = b"".join(recs)
-    got, report = shuffle_bytes(data, fast_tmp, memory=256, seed=1, max_open=5)
-    assert report.chunks > 20 and report.levels >= 2
-    assert sorted(records_of(got)) == sorted(recs)
-    got2, report2 = shuffle_bytes(data, fast_tmp, memory=256, seed=1, max_open=5, method="scatter")
-    assert sorted(records_of(got2)) == sorted(recs) and report2.levels >= 1  # some buckets were re-scattered
+    fd_dir = "/proc/self/fd"
+    most = [0]
+
+    def hook(phase, done, total):
+        most[0] = max(most[0], len(os.listdir(fd_dir)))
+
+    base = len(os.listdir(fd_dir)) if os.path.isdir(fd_dir) else None
+    for method, extra_levels in (("merge", 2), ("scatter", 1)):
+        most[0] = 0
+        got, report = shuffle_bytes(data, fast_tmp, memory=256, seed=1, max_open=5, method=method,
+                                    progress=hook if base is not None else None)
+        assert report.chunks >= 3 and report.levels >= extra_levels
+        assert sorted(records_of(got)) == sorted(recs)
+        if base is not None:
+            assert 0 < most[0] <= base + 5, (method, base, most[0])
 
 
 def test_long_records_stream_through_small_merge_windows(fast_tmp):
