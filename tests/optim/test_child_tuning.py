@@ -234,6 +234,10 @@ def test_bad_arguments_are_named():
         ChildTuning([w])  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="needs to know how AdaFactor applies weight decay"):
         ChildTuning(AdaFactor([w], weight_decay=0.1), mask_weight_decay=True)
+    accum = AccumAdamW([w], k=2)
+    accum.release_gradients()
+    with pytest.raises(RuntimeError, match="releases gradients inside backward"):
+        ChildTuning(accum).step()
 
 
 # ---------------------------------------------------------------------------------------------- Fisher

@@ -362,8 +362,8 @@ class AdaFactor(Optimizer):
                 scales[i] = max(group["eps2"], n / math.sqrt(ps[i].numel()))
 
         updates: list[Tensor] = [None] * len(ps)  # type: ignore[list-item]
-        fac = [i for i, p in enumerate(ps) if "exp_avg_sq_row" in states[i]]
-        unf = [i for i in range(len(ps)) if i not in set(fac)]
+        fac = [i for i in range(len(ps)) if "exp_avg_sq_row" in states[i]]
+        unf = [i for i in range(len(ps)) if "exp_avg_sq_row" not in states[i]]
         if fac:
             axes = [factored_axes(ps[i].shape, group["min_dim_size_to_factor"], group["factor_dims"]) for i in fac]
             rows = [states[i]["exp_avg_sq_row"] for i in fac]

@@ -8,7 +8,7 @@ Quick:
    block and a new linear head on mean pooling train (the five lower blocks are frozen and their outputs computed
    once, to fit a CPU budget), AdamW (block lr 1e-4, head 1e-3, 3 epochs, batch 16) against ChildTuning-F (p = 0.3)
    and ChildTuning-D (p = 0.2, Fisher on the training sentences) on the block's parameters, 3 seeds.
-Full: d = 1000 and 20k steps (last 10k) for the √p check; the top two blocks, 600 training and all 872 test sentences, 4 seeds,
+Full: d = 1000 and 20k steps (last 10k) for the √p check; the top two blocks, 400 training and all 872 test sentences, 4 seeds,
 and also F on the increment (p = 0.3), F at p = 0.2 and AdamW with lr·√0.3 (Su's equivalence).
 """
 
@@ -197,7 +197,7 @@ def finetune_experiment(quick: bool) -> tuple[dict[str, list[float]], dict[str, 
     path = minilm_path()
     model = load_pretrained(path)
     tokenizer = Tokenizer.from_pretrained(path)
-    n_train, n_test, n_top, seeds = (64, 160, 1, 3) if quick else (600, 872, 2, 4)
+    n_train, n_test, n_top, seeds = (64, 160, 1, 3) if quick else (400, 872, 2, 4)
     variants = ["AdamW", "ChildTuning-F (grad, p=0.3)", "ChildTuning-D (p=0.2)"]
     if not quick:
         variants += ["ChildTuning-F (grad, p=0.2)", "ChildTuning-F (increment, p=0.3)", "AdamW, lr·√0.3"]
