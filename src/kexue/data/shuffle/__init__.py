@@ -3,9 +3,10 @@
 From 苏剑林, "有限内存下全局打乱几百G文件（Python）" (*Globally shuffling hundreds of GB of files with limited memory
 (Python)*), 2021-09-08, https://kexue.fm/archives/8662.
 
-Records are byte strings ended by a separator (``\\n``, or ``\\0`` with ``sep=b"\\0"``); they are never decoded, so
-any encoding, invalid UTF-8 and CRLF (the ``\\r`` stays with its line) pass through untouched, and empty lines are
-records. A file whose last record has no separator gets one appended (``final_newline="add"``), otherwise that
+Records are byte strings ended by a one-byte separator (``\\n``, or ``\\0`` with ``sep=b"\\0"``); they are never
+decoded, so any ASCII-compatible encoding (UTF-8, GBK, Latin-1, ...), invalid UTF-8 and CRLF (the ``\\r`` stays
+with its line) pass through untouched, and empty lines are records. (UTF-16/32 text, whose newline is several bytes,
+is not split into lines correctly.) A file whose last record has no separator gets one appended (``final_newline="add"``), otherwise that
 record would be glued to whatever record follows it in the output; ``final_newline="error"`` refuses such input.
 
 Methods (N records, memory budget B bytes):
@@ -40,6 +41,12 @@ checked before starting; a full disk mid-run is an :class:`InsufficientSpace` er
 same inputs (in the same order), ``memory``, ``method``, ``seed`` and library version give byte-identical output;
 changing ``memory`` changes the chunking and so the output, which stays uniform. Uniformity is a property of the
 algorithm given ideal randomness: no PRNG reaches all n! orders of a large chunk, which is harmless in practice.
+Standard output as the output is allowed but not atomic.
+
+Layout: :mod:`.records` (numpy byte primitives: find separators, move variable-length records without a Python
+loop per record), :mod:`.reader` (chunked input, merge windows), :mod:`.sinks` (atomic files and shards),
+:mod:`.budget`, :mod:`.passes` (the methods' passes), :mod:`.references` (in-memory references), :mod:`.api`
+(:func:`external_shuffle`), :mod:`.cli` (``kexue shuffle``). Spec: ``shared/specs/07-shuffle.md``.
 """
 
 from __future__ import annotations
