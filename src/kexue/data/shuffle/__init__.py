@@ -4,10 +4,11 @@ From 苏剑林, "有限内存下全局打乱几百G文件（Python）" (*Globall
 (Python)*), 2021-09-08, https://kexue.fm/archives/8662.
 
 Records are byte strings ended by a one-byte separator (``\\n``, or ``\\0`` with ``sep=b"\\0"``); they are never
-decoded, so any ASCII-compatible encoding (UTF-8, GBK, Latin-1, ...), invalid UTF-8 and CRLF (the ``\\r`` stays
-with its line) pass through untouched, and empty lines are records. (UTF-16/32 text, whose newline is several bytes,
-is not split into lines correctly.) A file whose last record has no separator gets one appended (``final_newline="add"``), otherwise that
-record would be glued to whatever record follows it in the output; ``final_newline="error"`` refuses such input.
+decoded, so any ASCII-compatible encoding (UTF-8, GBK, Latin-1, ...), invalid UTF-8 and CRLF (the ``\\r`` stays with
+its line) pass through untouched, and empty lines are records. (UTF-16/32 text, whose newline is several bytes, is
+not split into lines correctly.) A file whose last record has no separator gets one appended
+(``final_newline="add"``), otherwise that record would be glued to whatever record follows it in the output;
+``final_newline="error"`` refuses such input.
 
 Methods (N records, memory budget B bytes):
 
