@@ -234,7 +234,7 @@ def run(quick: bool = True) -> Result:
 
 def _figure(res, lrs: list[float], variants: list[str]):
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(9, 3.8))
+    fig, ax = plt.subplots(figsize=(11, 3.8))
     width = 0.8 / len(variants)
     x = np.arange(len(lrs))
     for i, v in enumerate(variants):
@@ -246,6 +246,6 @@ def _figure(res, lrs: list[float], variants: list[str]):
     ax.set_ylim(max(0.0, lo - 0.05), 1.0)
     ax.set_ylabel("test accuracy")
     ax.set_title("Digits MLP, Adam at batch 2 (mean ± std over seeds)")
-    ax.legend(fontsize=7, loc="lower left")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     return fig
