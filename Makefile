@@ -23,8 +23,7 @@ test-all: $(STAMP)
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
-	$(PY) benchmarks/encode.py
-	$(PY) benchmarks/train_step.py
+	@for script in benchmarks/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
 
 clean:
 	rm -rf $(VENV) report .pytest_cache .hypothesis
