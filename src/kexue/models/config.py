@@ -13,12 +13,12 @@ from ..nn.attention import ATTENTION_KINDS
 from ..nn.init import INIT_SCHEMES
 
 Family = Literal["bert", "roberta"]
-NormPlacement = Literal["post", "pre"]
+NormPlacement = Literal["post", "pre", "none"]
 MaskType = Literal["bidirectional", "lm", "unilm"]
 PositionStyle = Literal["bert", "roberta"]
 
 _FAMILIES = ("bert", "roberta")
-_NORMS = ("post", "pre")
+_NORMS = ("post", "pre", "none")
 _MASKS = ("bidirectional", "lm", "unilm")
 _POSITIONS = ("bert", "roberta")
 
@@ -50,8 +50,16 @@ class TransformerConfig:
     family: Family = "bert"
     #: "bert": positions 0..T-1. "roberta": positions counted over non-padding tokens from pad_token_id + 1.
     position_style: PositionStyle = "bert"
-    #: "post": x + f(x) then LayerNorm (BERT). "pre": x + f(LayerNorm(x)), with a final LayerNorm.
+    #: "post": x + f(x) then LayerNorm (BERT). "pre": x + f(LayerNorm(x)), with a final LayerNorm. "none": x + f(x)
+    #: (for residual gates, as ReZero).
     norm: NormPlacement = "post"
+    #: "layernorm" or "rmsnorm" (x/√(mean(x²) + ε)·γ, no centring, no bias).
+    norm_kind: str = "layernorm"
+    #: Residual gate x + α·f(x), α from 0 in every block (post 8620): "none", "rezero" (α learned), "ramp" (α not
+    #: trained, raised by 1/residual_gate_ramp_steps per optimizer step up to 1: Su's preference).
+    residual_gate: str = "none"
+    #: Optimizer steps for the ramp to reach 1 (required with residual_gate="ramp"; the post gives no number).
+    residual_gate_ramp_steps: int | None = None
     #: "bidirectional" (BERT), "lm" (causal), "unilm" (prefix from segment ids: segment 0 source, 1 target).
     mask_type: MaskType = "bidirectional"
     with_pooler: bool = True
@@ -129,6 +137,15 @@ class TransformerConfig:
         if self.mask_type == "unilm" and self.type_vocab_size < 2:
             raise ValueError(f"mask_type 'unilm' needs segment ids 0 and 1, but type_vocab_size = {self.type_vocab_size}")
         self._check_attention()
+        if self.norm_kind not in ("layernorm", "rmsnorm"):
+            raise ValueError(f"unknown norm_kind {self.norm_kind!r}; expected 'layernorm' or 'rmsnorm'")
+        if self.residual_gate not in ("none", "rezero", "ramp"):
+            raise ValueError(f"unknown residual_gate {self.residual_gate!r}; expected 'none', 'rezero' or 'ramp'")
+        if self.residual_gate == "ramp":
+            steps = self.residual_gate_ramp_steps
+            if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+                raise ValueError(f"residual_gate='ramp' needs residual_gate_ramp_steps, a positive integer "
+                                 f"(the post gives no step size), got {steps!r}")
         if self.init not in INIT_SCHEMES:
             raise ValueError(f"unknown init {self.init!r}; expected one of {list(INIT_SCHEMES)}")
         if self.qk_init not in ("default", "t5_hf", "t5_sym"):
@@ -254,6 +271,9 @@ class TransformerConfig:
                 f"attention_scale={self.attention_scale}, talking_heads={self.talking_heads}, "
                 f"residual_attention={self.residual_attention}"
             )
+        if self.norm_kind != "layernorm" or self.residual_gate != "none":
+            raise ValueError(f"Hugging Face BERT/RoBERTa has LayerNorm and no residual gate; this config has "
+                             f"norm_kind={self.norm_kind!r}, residual_gate={self.residual_gate!r}")
         if self.norm != "post" or self.mask_type != "bidirectional":
             raise ValueError(
                 f"Hugging Face BERT/RoBERTa has post-norm bidirectional encoders; this config has "

@@ -204,6 +204,10 @@ def load_pretrained(
     model = Transformer(config)
     table = key_table(config, prefix)
     own = model.state_dict()
+    absent = [k for k in table if k not in own]
+    if absent:
+        raise ValueError(f"the config overrides {sorted(config_overrides)} build a model that cannot hold a "
+                         f"{config.family} checkpoint (no place for {absent[0]}, ...)")
     report = LoadReport()
     to_load: dict[str, Tensor] = {}
     for kx, hf in table.items():

@@ -102,8 +102,19 @@ class FeedForward(nn.Module):
         return self.down(self.act(self.up(x)))
 
 
+def make_norm(config: TransformerConfig) -> nn.Module:
+    """LayerNorm (x − μ)/√(σ² + ε)·γ + β, or RMSNorm x/√(mean(x²) + ε)·γ (torch's, ε inside the root)."""
+    if config.norm_kind == "rmsnorm":
+        return nn.RMSNorm(config.hidden_size, eps=config.layer_norm_eps)
+    return nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+
+
 class Block(nn.Module):
-    """One encoder block, post- or pre-norm as ``config.norm`` says.
+    """One encoder block, as ``config.norm`` places the norms, each branch scaled by a residual gate α if asked:
+
+    - post: h = N(x + α·Attn(x)); y = N(h + α'·FFN(h))   (BERT; α = 1 without a gate)
+    - pre:  h = x + α·Attn(N(x)); y = h + α'·FFN(N(h))
+    - none: h = x + α·Attn(x);    y = h + α'·FFN(h)      (ReZero's form with ``residual_gate="rezero"``)
 
     ``forward(x, mask, scores=None, key_padding=None, causal=False) -> (x, scores)``: ``scores`` are the carried
     pre-softmax scores of residual attention (None otherwise).
@@ -111,7 +122,7 @@ class Block(nn.Module):
 
     def __init__(self, config: TransformerConfig) -> None:
         super().__init__()
-        self.pre_norm = config.norm == "pre"
+        self.placement = config.norm
         self.attn = Attention(
             config.hidden_size, config.num_heads, config.attention_dropout,
             key_size=config.attention_key_size, scale=config.attention_scale, talking_heads=config.talking_heads,
@@ -120,21 +131,32 @@ class Block(nn.Module):
             impl=config.attn_impl, feature_order=config.linear_attention_order,  # type: ignore[arg-type]
             num_features=config.performer_features,
         )
-        self.attn_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.attn_norm = make_norm(config) if config.norm != "none" else None
         self.ffn = FeedForward(config)
-        self.ffn_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.ffn_norm = make_norm(config) if config.norm != "none" else None
         self.dropout = nn.Dropout(config.hidden_dropout)
+        # Residual gates (post 8620): α starts at 0 so each block starts as the identity. "rezero": learned;
+        # "ramp" (Su's preference): a buffer, not trained, raised by a fixed step per optimizer step up to 1.
+        self.gate: Tensor | None
+        if config.residual_gate == "rezero":
+            self.gate = nn.Parameter(torch.zeros(2))
+        elif config.residual_gate == "ramp":
+            self.register_buffer("gate", torch.zeros(2))
+        else:
+            self.gate = None
 
     def forward(self, x: Tensor, mask: Tensor | None, scores: Tensor | None = None, key_padding: Tensor | None = None,
                 causal: bool = False, cache: dict[str, Tensor] | None = None) -> tuple[Tensor, Tensor | None]:
-        h = self.attn_norm(x) if self.pre_norm else x
+        g1, g2 = (self.gate[0], self.gate[1]) if self.gate is not None else (1.0, 1.0)
+        h = self.attn_norm(x) if self.placement == "pre" else x
         a, scores = self.attn(h, mask, prev_scores=scores, key_padding=key_padding, causal=causal,
                               return_scores=True, cache=cache)
-        if self.pre_norm:
-            x = x + self.dropout(a)
-            return x + self.dropout(self.ffn(self.ffn_norm(x))), scores
-        x = self.attn_norm(x + self.dropout(a))
-        return self.ffn_norm(x + self.dropout(self.ffn(x))), scores
+        if self.placement == "post":
+            x = self.attn_norm(x + g1 * self.dropout(a))
+            return self.ffn_norm(x + g2 * self.dropout(self.ffn(x))), scores
+        x = x + g1 * self.dropout(a)
+        h = self.ffn_norm(x) if self.placement == "pre" else x
+        return x + g2 * self.dropout(self.ffn(h)), scores
 
 
 class Pooler(nn.Module):
@@ -199,6 +221,22 @@ class Transformer(nn.Module):
     :class:`TransformerOutput`.
     """
 
+    @torch.no_grad()
+    def advance_ramp(self) -> None:
+        """Raise every ``ramp`` residual gate by ``1 / residual_gate_ramp_steps``, capped at 1. Call it once per
+        optimizer step (not per forward or micro-batch), or let :meth:`attach_ramp` do so."""
+        if self.config.residual_gate != "ramp":
+            raise ValueError(f"advance_ramp needs residual_gate='ramp', this model has {self.config.residual_gate!r}")
+        step = 1.0 / self.config.residual_gate_ramp_steps  # type: ignore[operator]
+        for block in self.blocks:
+            block.gate.add_(step).clamp_(max=1.0)
+
+    def attach_ramp(self, optimizer: torch.optim.Optimizer):
+        """Advance the ramp after each ``optimizer.step()`` (a step post-hook); returns the hook's handle."""
+        if self.config.residual_gate != "ramp":
+            raise ValueError(f"attach_ramp needs residual_gate='ramp', this model has {self.config.residual_gate!r}")
+        return optimizer.register_step_post_hook(lambda opt, args, kwargs: self.advance_ramp())
+
     def new_cache(self) -> KVCache:
         """An empty :class:`KVCache` for incremental decoding with this model."""
         return KVCache(self.config.num_layers)
@@ -208,7 +246,7 @@ class Transformer(nn.Module):
         self.config = config
         self.embeddings = Embeddings(config)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.num_layers))
-        self.final_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps) if config.norm == "pre" else None
+        self.final_norm = make_norm(config) if config.norm == "pre" else None
         self.pooler = Pooler(config) if config.with_pooler else None
         self.mlm = MLMHead(config) if config.with_mlm else None
         self.nsp = nn.Linear(config.hidden_size, 2) if config.with_nsp else None
@@ -231,9 +269,12 @@ class Transformer(nn.Module):
                     nn.init.zeros_(m.bias)
             elif isinstance(m, nn.Embedding):
                 init_weight_(m.weight, emb_scheme, std)
-            elif isinstance(m, nn.LayerNorm):
+            elif isinstance(m, (nn.LayerNorm, nn.RMSNorm)):
                 nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+                if getattr(m, "bias", None) is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, Block) and m.gate is not None:
+                m.gate.zero_()
             elif isinstance(m, Attention):
                 for mix in (m.pre_mix, m.post_mix):
                     if mix is not None:
