@@ -18,7 +18,7 @@ from torch import nn
 
 from kexue.train import (batch_param_grad_penalty, cross_entropy_readout, double_backward_attention,
                          embedding_gradient_penalty, gp_inequality, gradient_penalty_loss, input_grad_penalty,
-                         param_grad_penalty, record_output)
+                         mlp_param_grad_sq, param_grad_penalty, record_output)
 
 
 class Bag(nn.Module):
@@ -232,6 +232,30 @@ def test_param_grad_penalty_equals_per_sample_loop_and_is_differentiable():
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-14)
     with pytest.raises(ValueError, match=r"inputs\[1\] has 4 samples, inputs\[0\] has 5"):
         param_grad_penalty(per_sample, params, (x, y[:4]))
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_mlp_closed_form_equals_vmap_per_sample_gradients(bias):
+    torch.manual_seed(2)
+    layers = [nn.Linear(4, 6, bias=bias).double(), nn.Linear(6, 5, bias=bias).double(), nn.Linear(5, 3).double()]
+    model = nn.Sequential(layers[0], nn.Tanh(), layers[1], nn.GELU(), layers[2])
+    acts = [torch.tanh, F.gelu, lambda z: z]
+    x = torch.randn(7, 4, dtype=torch.float64)
+    y = torch.randint(0, 3, (7,))
+    got = mlp_param_grad_sq(layers, acts, x, lambda out: F.cross_entropy(out, y, reduction="none"))
+
+    def per_sample(p, xi, yi):
+        return F.cross_entropy(torch.func.functional_call(model, p, (xi[None],)), yi[None])
+
+    params = dict(model.named_parameters())
+    ref = param_grad_penalty(per_sample, params, (x, y))  # mean over samples
+    torch.testing.assert_close(got.mean(), ref, rtol=1e-12, atol=0)
+    g1 = torch.autograd.grad(got.mean(), list(model.parameters()))
+    g2 = torch.autograd.grad(param_grad_penalty(per_sample, params, (x, y)), list(model.parameters()))
+    for a, b in zip(g1, g2):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-14)
+    with pytest.raises(ValueError, match=r"per_sample_loss must return shape \(7,\)"):
+        mlp_param_grad_sq(layers, acts, x, lambda out: out.sum())
 
 
 def test_batch_param_grad_penalty_equals_autograd_norm():

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..train import cross_entropy_readout, gp_inequality, param_grad_penalty
+from ..train import cross_entropy_readout, gp_inequality, mlp_param_grad_sq
 from .common import pyplot
 from .result import Post, Result, Table
 
@@ -122,17 +122,16 @@ def train_moons(lam: float, seed: int, epochs: int, data: tuple, batch: int = 10
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     g = torch.Generator().manual_seed(seed)
 
-    def per_sample(params: dict[str, torch.Tensor], xi: torch.Tensor, yi: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(torch.func.functional_call(model, params, (xi[None],)), yi[None])
-
+    linears, acts = [model[0], model[2], model[4]], [torch.tanh, torch.tanh, lambda z: z]
     for _ in range(epochs):
         perm = torch.randperm(len(ytr), generator=g)
         for s in range(0, len(ytr), batch):
             idx = perm[s:s + batch]
-            loss = F.cross_entropy(model(xtr[idx]), ytr[idx])
-            if lam > 0:
-                loss = loss + param_grad_penalty(per_sample, dict(model.named_parameters()), (xtr[idx], ytr[idx]),
-                                                 weight=lam)
+            xb, yb = xtr[idx], ytr[idx]
+            loss = F.cross_entropy(model(xb), yb)
+            if lam > 0:  # λ·mean_i ‖∇_θ ℓ_i‖², in closed form (equal to param_grad_penalty's vmap, much cheaper)
+                sq = mlp_param_grad_sq(linears, acts, xb, lambda out: F.cross_entropy(out, yb, reduction="none"))
+                loss = loss + lam * sq.mean()
             opt.zero_grad()
             loss.backward()
             opt.step()
