@@ -201,6 +201,12 @@ class FGM:
             if mask.shape != g.shape[:-1]:
                 raise ValueError(f"mask shape {tuple(mask.shape)} != embedding output shape {tuple(g.shape[:-1])}")
             g = g * mask.unsqueeze(-1).to(g.dtype)
+        rows = None
+        if self.scope == "weight":
+            # only the batch's tokens (and a tied decoder's rows) have a gradient: work on those rows alone, not on
+            # the whole (vocab, hidden) table; the l2 norm over them is the norm over the table (NaN/inf rows kept)
+            rows = g.ne(0).any(dim=-1).nonzero().squeeze(-1)
+            g = g.index_select(0, rows)
         self.skipped = not bool(torch.isfinite(g).all())
         if self.skipped:
             self.last_delta_norm = 0.0
@@ -210,25 +216,25 @@ class FGM:
         self.last_delta_norm = float(torch.linalg.vector_norm(delta))
         self._active = True
         try:
-            if self.scope == "output":
+            if rows is None:
                 self._output_delta = delta.detach()
                 try:
                     yield self
                 finally:
                     self._output_delta = None
             else:
-                with self._weight_perturbed(delta):
+                with self._weight_perturbed(rows, delta):
                     yield self
         finally:
             self._active = False
 
     @contextlib.contextmanager
-    def _weight_perturbed(self, delta: Tensor) -> Iterator[None]:
+    def _weight_perturbed(self, rows: Tensor, delta: Tensor) -> Iterator[None]:
+        """Add ``delta`` (one row per index of ``rows``) to the embedding weight; restore the rows from a copy."""
         w = self.embedding.weight
-        rows = delta.ne(0).any(dim=-1).nonzero().squeeze(-1)  # only the batch's tokens have a gradient
         with torch.no_grad():
             backup = w.index_select(0, rows)
-            w.index_add_(0, rows, delta.index_select(0, rows).to(w.dtype))
+            w.index_add_(0, rows, delta.to(w.dtype))
         version = w._version
         try:
             yield
@@ -238,7 +244,7 @@ class FGM:
             raise
         if w._version != version:  # the weight changed inside the block: keep that change, take δ back off
             with torch.no_grad():
-                w.index_add_(0, rows, -delta.index_select(0, rows).to(w.dtype))
+                w.index_add_(0, rows, -delta.to(w.dtype))
             raise RuntimeError("the embedding weight was modified inside FGM.perturbed() (optimizer.step() inside "
                                "the block?): δ was subtracted, but the restore is no longer exact; step after the "
                                "block")
