@@ -152,6 +152,8 @@ def test_pack_unilm_layout():
     assert b["token_type_ids"].tolist() == [[0, 0, 0, 0, 1, 1, 0], [0, 0, 0, 1, 1, 1, 1]]
     assert b["attention_mask"].tolist() == [[1, 1, 1, 1, 1, 1, 0], [1, 1, 1, 1, 1, 1, 1]]
     assert pack_unilm([[7]], None, CLS, SEP)["input_ids"].tolist() == [[CLS, 7, SEP]]
+    restarted = pack_unilm([[7, 8], [9]], [[10], [11, 12, 13]], CLS, SEP, PAD, target_start=1)
+    assert restarted["position_ids"].tolist() == [[0, 1, 2, 3, 1, 2, 0], [0, 1, 2, 1, 2, 3, 4]]
 
 
 def test_unilm_loss_equals_per_token_cross_entropy():
@@ -295,7 +297,7 @@ def _unilm_model(**kw) -> Transformer:
     return model
 
 
-def _full_step(model, source_lists):
+def _full_step(model, source_lists, target_start=None):
     """A reference step function without the cache: the whole packed sequence each step."""
     state = {}
 
@@ -310,39 +312,43 @@ def _full_step(model, source_lists):
         state["src"] = src
         rows = []
         for s, t in zip(src, state["tgt"]):
-            b = pack_unilm([s], [t], CLS, SEP, PAD)
+            b = pack_unilm([s], [t], CLS, SEP, PAD, target_start=target_start)
             ids, seg = b["input_ids"][:, :-1], b["token_type_ids"][:, :-1]  # drop the closing [SEP]
+            pos = b["position_ids"][:, :-1] if target_start is not None else None
             with torch.no_grad():
-                rows.append(torch.log_softmax(model(ids, token_type_ids=seg).mlm_logits[0, -1], -1))
+                rows.append(torch.log_softmax(model(ids, token_type_ids=seg, position_ids=pos).mlm_logits[0, -1], -1))
         return torch.stack(rows)
 
     return step
 
 
-@pytest.mark.parametrize("norm", ["post", "pre"])
-def test_unilm_incremental_beam_equals_full_forward_beam(norm):
+@pytest.mark.parametrize("norm, target_start", [("post", None), ("pre", None), ("post", 1)])
+def test_unilm_incremental_beam_equals_full_forward_beam(norm, target_start):
     model = _unilm_model(norm=norm)
     sources = [[5, 6, 7, 8, 9], [10, 11], [12, 13, 14]]  # different lengths: the batch is right-padded
     packed = pack_unilm(sources, None, CLS, SEP, PAD)
     from kexue.train.exposure_bias import UniLMStep
 
     for k, lp in ((1, 0.0), (3, 0.0), (3, 1.0)):
-        fast = beam_search(UniLMStep(model, packed["input_ids"], packed["attention_mask"]), 3, SEP, k, 6, lp)
-        slow = beam_search(_full_step(model, sources), 3, SEP, k, 6, lp)
+        fast = beam_search(UniLMStep(model, packed["input_ids"], packed["attention_mask"], target_start), 3, SEP, k,
+                           6, lp)
+        slow = beam_search(_full_step(model, sources, target_start), 3, SEP, k, 6, lp)
         for hf, hs in zip(fast, slow):
             assert [h.tokens for h in hf] == [h.tokens for h in hs]
             assert [h.score for h in hf] == pytest.approx([h.score for h in hs], abs=1e-4)
     # the returned log-probability is the teacher-forced one of the decoded target
-    best = beam_search(UniLMStep(model, packed["input_ids"], packed["attention_mask"]), 3, SEP, 3, 6)
+    best = beam_search(UniLMStep(model, packed["input_ids"], packed["attention_mask"], target_start), 3, SEP, 3, 6)
     for src, hyps in zip(sources, best):
         h = hyps[0]
         tgt = h.tokens[:-1] if h.finished else h.tokens
-        b = pack_unilm([src], [tgt], CLS, SEP, PAD)
+        b = pack_unilm([src], [tgt], CLS, SEP, PAD, target_start=target_start)
         ids, seg = b["input_ids"], b["token_type_ids"]
+        pos = b.get("position_ids")
         if not h.finished:
             ids, seg = ids[:, :-1], seg[:, :-1]
+            pos = pos[:, :-1] if pos is not None else None
         with torch.no_grad():
-            lp = torch.log_softmax(model(ids, token_type_ids=seg).mlm_logits[0].double(), -1)
+            lp = torch.log_softmax(model(ids, token_type_ids=seg, position_ids=pos).mlm_logits[0].double(), -1)
         start = len(src) + 2  # first target position
         total = sum(float(lp[start - 1 + i, ids[0, start + i]]) for i in range(len(h.tokens)))
         assert h.log_prob == pytest.approx(total, abs=1e-4)

@@ -192,11 +192,15 @@ class RandomTokenReplacement:
 
 
 def pack_unilm(sources: Sequence[Sequence[int]], targets: Sequence[Sequence[int]] | None, cls_id: int, sep_id: int,
-               pad_id: int = 0) -> dict[str, Tensor]:
+               pad_id: int = 0, target_start: int | None = None) -> dict[str, Tensor]:
     """The UniLM layout ``[CLS] source [SEP] target [SEP]``, segment 0 then 1, right-padded with ``pad_id``.
 
     ``targets=None`` gives the source part alone (``[CLS] source [SEP]``, segment 0), the decoder's prompt.
-    Returns ``input_ids``, ``token_type_ids`` and ``attention_mask`` (long tensors, batch × longest).
+    Returns ``input_ids``, ``token_type_ids`` and ``attention_mask`` (long tensors, batch × longest). With
+    ``target_start`` it also returns ``position_ids``: the source at 0, 1, …, the target (from its first token)
+    at ``target_start``, ``target_start`` + 1, … (padding at 0); pass them to the model, and the same
+    ``target_start`` to :class:`UniLMStep` / :func:`generate`. By default positions run on through the packed
+    sequence, UniLM's usual layout.
     """
     if targets is not None and len(targets) != len(sources):
         raise ValueError(f"got {len(sources)} sources but {len(targets)} targets")
@@ -219,7 +223,18 @@ def pack_unilm(sources: Sequence[Sequence[int]], targets: Sequence[Sequence[int]
         input_ids[i, :len(r)] = torch.tensor(r)
         token_type_ids[i, :len(s)] = torch.tensor(s)
         attention_mask[i, :len(r)] = 1
-    return {"input_ids": input_ids, "token_type_ids": token_type_ids, "attention_mask": attention_mask}
+    out = {"input_ids": input_ids, "token_type_ids": token_type_ids, "attention_mask": attention_mask}
+    if target_start is not None:
+        if not isinstance(target_start, int) or target_start < 0:
+            raise ValueError(f"expected target_start >= 0, got {target_start!r}")
+        position_ids = torch.zeros(len(rows), width, dtype=torch.long)
+        for i, src in enumerate(sources):
+            n_src = len(src) + 2
+            position_ids[i, :n_src] = torch.arange(n_src)
+            n_tgt = len(rows[i]) - n_src
+            position_ids[i, n_src:n_src + n_tgt] = torch.arange(target_start, target_start + n_tgt)
+        out["position_ids"] = position_ids
+    return out
 
 
 def unilm_seq2seq_loss(logits: Tensor, labels: Tensor, token_type_ids: Tensor, attention_mask: Tensor | None = None,
@@ -382,10 +397,13 @@ class UniLMStep:
     the log-probabilities that each source's last real token (its [SEP]) gives the first target token. Later calls
     reorder the cache by ``parents`` and feed one target token per row, segment 1, at the position it would have
     in the packed layout ``[CLS] source [SEP] target`` (so padding inside a batch of sources does not shift
-    positions), and return the next token's log-probabilities. Logits come from the MLM head.
+    positions), and return the next token's log-probabilities. Logits come from the MLM head. ``target_start``:
+    the position id of the first target token when the model was trained with restarted target positions (see
+    :func:`pack_unilm`); None continues after the source.
     """
 
-    def __init__(self, model: nn.Module, source_ids: Tensor, source_mask: Tensor | None = None) -> None:
+    def __init__(self, model: nn.Module, source_ids: Tensor, source_mask: Tensor | None = None,
+                 target_start: int | None = None) -> None:
         config = getattr(model, "config", None)
         if getattr(config, "mask_type", None) != "unilm":
             raise ValueError(f"UniLMStep needs a kexue Transformer with mask_type='unilm', got mask_type="
@@ -407,6 +425,9 @@ class UniLMStep:
         self.source_ids = source_ids
         self.source_mask = source_mask.long()
         self.lengths = lengths
+        if target_start is not None and (not isinstance(target_start, int) or target_start < 0):
+            raise ValueError(f"expected target_start >= 0, got {target_start!r}")
+        self.target_start = target_start
         self.cache = None
         self.next_position: Tensor | None = None
 
@@ -421,6 +442,8 @@ class UniLMStep:
             logits = out.mlm_logits.gather(1, last[:, :, None].expand(-1, -1, out.mlm_logits.shape[-1]))[:, 0]
             positions = model.embeddings.position_ids(self.source_ids).expand(self.source_ids.shape[0], -1)
             self.next_position = positions.gather(1, last)[:, 0] + 1
+            if self.target_start is not None:
+                self.next_position = torch.full_like(self.next_position, self.target_start)
             self.cache.reorder(parents.to(dev))
             self.next_position = self.next_position[parents.to(dev)]
             return F.log_softmax(logits.float(), dim=-1)[parents.to(dev)]
@@ -438,14 +461,15 @@ class UniLMStep:
 
 @torch.no_grad()
 def generate(model: nn.Module, source_ids: Tensor, source_mask: Tensor | None, eos_id: int, beam_size: int = 1,
-             max_len: int = 32, length_penalty: float = 0.0) -> list[list[int]]:
+             max_len: int = 32, length_penalty: float = 0.0, target_start: int | None = None) -> list[list[int]]:
     """Decode a target for each source with a UniLM-masked kexue Transformer (in eval mode): greedy for
     ``beam_size=1``, else :func:`beam_search`. Returns token lists, the EOS stripped. ``source_ids`` are packed
-    as ``[CLS] source [SEP]`` (see :func:`pack_unilm` with ``targets=None``), right-padded."""
+    as ``[CLS] source [SEP]`` (see :func:`pack_unilm` with ``targets=None``), right-padded; ``target_start`` as in
+    :class:`UniLMStep`."""
     if model.training:
         raise ValueError("generate() expects the model in eval mode (call model.eval()): dropout would make "
                          "decoding random")
-    step = UniLMStep(model, source_ids, source_mask)
+    step = UniLMStep(model, source_ids, source_mask, target_start)
     b = source_ids.shape[0]
     if beam_size == 1:
         best = greedy_search(step, b, eos_id, max_len)
@@ -503,7 +527,7 @@ def penalized_unilm_loss(model: nn.Module, batch: dict[str, Tensor], epsilon: fl
     token-embedding outputs (one row per token; the post's code: ``0.5 * K.sum(grad.values**2)``, ε = 1).
 
     ``batch``: ``input_ids``, ``token_type_ids``, ``attention_mask`` and optionally ``labels`` (gold tokens when the
-    inputs were corrupted by :class:`RandomTokenReplacement`; default ``input_ids``). The loss is
+    inputs were corrupted by :class:`RandomTokenReplacement`; default ``input_ids``) and ``position_ids``. The loss is
     :func:`unilm_seq2seq_loss`; the penalty is :func:`kexue.train.penalty.gradient_penalty_loss` (padding rows
     masked). Call ``.backward()`` on the first element.
     """
@@ -514,7 +538,8 @@ def penalized_unilm_loss(model: nn.Module, batch: dict[str, Tensor], epsilon: fl
             raise KeyError(f"penalized_unilm_loss needs batch[{key!r}]")
 
     def loss_fn(m: nn.Module, b: dict[str, Tensor]) -> Tensor:
-        logits = m(b["input_ids"], attention_mask=b["attention_mask"], token_type_ids=b["token_type_ids"]).mlm_logits
+        logits = m(b["input_ids"], attention_mask=b["attention_mask"], token_type_ids=b["token_type_ids"],
+                   position_ids=b.get("position_ids")).mlm_logits
         return unilm_seq2seq_loss(logits, b.get("labels", b["input_ids"]), b["token_type_ids"], b["attention_mask"])
 
     return gradient_penalty_loss(model, batch, loss_fn, epsilon=epsilon, mask=batch["attention_mask"],

@@ -261,6 +261,9 @@ class DropToken(nn.Module):
         if position_ids is None:
             position_ids = torch.arange(t, device=dev).expand(b, t)
         elif position_ids.shape != input_ids.shape:
+            if position_ids.dim() != 2 or position_ids.shape[1] != t or position_ids.shape[0] not in (1, b):
+                raise ValueError(f"position_ids shape {tuple(position_ids.shape)} does not fit input_ids shape "
+                                 f"{tuple(input_ids.shape)} (expected (batch, seq) or (1, seq))")
             position_ids = position_ids.expand(b, t)
         real = torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
         if not self.training or self.rate == 0.0:
