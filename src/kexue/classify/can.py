@@ -104,10 +104,13 @@ def prior_from_labels(y: Any, num_classes: int) -> np.ndarray:
 def _alternate(y: Tensor, prior: Tensor, alpha: float, iters: int, dim: int) -> Tensor:
     """``iters`` rounds of P ← P^α, column step (columns ∝ prior), row step (rows sum to 1) on a (…, n, C) stack;
     ``dim`` is the row axis (the one the column means run over)."""
+    tiny = torch.finfo(y.dtype).tiny
     for _ in range(iters):
         if alpha != 1.0:
             y = y.pow(alpha)
-        y = y / y.mean(dim=dim, keepdim=True) * prior
+        # A class with prior 0 has an all-zero column after the first round; 0/0 would turn it (and, through the
+        # row sums, every row) into NaN on the next. Such a column stays 0 instead.
+        y = y / y.mean(dim=dim, keepdim=True).clamp_min(tiny) * prior
         y = y / y.sum(dim=-1, keepdim=True)
     return y
 

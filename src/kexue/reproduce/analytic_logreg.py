@@ -77,6 +77,8 @@ def _accs(xtr, ytr, xte, yte, seed: int, gd_epochs: tuple[int, ...]) -> dict[str
     out = {}
     ana = AnalyticLogisticRegression().fit(xtr, ytr)
     out["analytic"] = (ana.score(xtr, ytr), ana.score(xte, yte))
+    ident = AnalyticLogisticRegression(sigma="identity").fit(xtr, ytr)
+    out["analytic Σ = I"] = (ident.score(xtr, ytr), ident.score(xte, yte))
     for ep in gd_epochs:
         lin = _gd(xtr, ytr, k, seed, ep)
         with torch.no_grad():
@@ -175,23 +177,33 @@ def run(quick: bool = True) -> Result:
     tables = [table, Table("The post's table (RoFormer-Sim-FT vectors; train / valid / test or train / valid)",
                            ["task", "GD", "analytic"], POST_TABLE)]
     gd = f"GD Adam ({gd_epochs[0]} ep)"
-    small = [k for k in results if k[1] in ("30/class", "1000", "full (1000)")]
-    diffs = np.array([np.mean([r["analytic"][1] - r[gd][1] for r in results[k]]) for k in small])
-    gaps_ana = np.array([np.mean([r["analytic"][0] - r["analytic"][1] for r in results[k]]) for k in small])
-    gaps_gd = np.array([np.mean([r[gd][0] - r[gd][1] for r in results[k]]) for k in small])
-    wins = int((diffs > 0).sum())
+
+    def diff_and_gaps(keys):
+        d = np.array([np.mean([r["analytic"][1] - r[gd][1] for r in results[k]]) for k in keys])
+        ga = np.array([np.mean([r["analytic"][0] - r["analytic"][1] for r in results[k]]) for k in keys])
+        gg = np.array([np.mean([r[gd][0] - r[gd][1] for r in results[k]]) for k in keys])
+        return d, ga, gg
+
+    # The post's setting: fixed sentence vectors, 1k training samples. The bundled sets (30 per class) are the
+    # spec's quick mechanism check and are reported beside it; they decide only if no MiniLM set could be run.
+    encoder = [k for k in results if "MiniLM" in k[0] and k[1] in ("1000", "full (1000)")]
+    bundled = [k for k in results if k[1] == "30/class"]
+    judged = encoder or bundled
+    diffs, gaps_ana, gaps_gd = diff_and_gaps(judged)
     mean_diff = float(diffs.mean())
     smaller_gap = float(gaps_ana.mean()) < float(gaps_gd.mean())
-    if mean_diff > 0 and wins * 2 > len(small) and smaller_gap and cos > 0.99:
-        verdict = "holds"
-    elif mean_diff < -0.01 or cos <= 0.99:
+    if cos <= 0.99 or mean_diff < -0.01:
         verdict = "does not hold"
+    elif mean_diff > 0 and smaller_gap:
+        verdict = "holds"
     else:
         verdict = "inconclusive"
-    measured = (f"small training sets ({', '.join(f'{a} {b}' for a, b in small)}): analytic − GD test accuracy "
-                f"{mean_diff * 100:+.2f} points on average, analytic ahead on {wins}/{len(small)}; mean train−test "
-                f"gap {gaps_ana.mean() * 100:.1f} (analytic) vs {gaps_gd.mean() * 100:.1f} (GD); synthetic "
-                f"Gaussians: cos(analytic w, MLE w) = {cos:.5f}")
+    bd, _, _ = diff_and_gaps(bundled)
+    measured = (f"1k-sample sets of sentence vectors ({', '.join(a for a, _ in judged)}): analytic − GD test "
+                f"accuracy {mean_diff * 100:+.2f} points (" + ", ".join(f"{d * 100:+.2f}" for d in diffs) + "); "
+                f"train−test gap {gaps_ana.mean() * 100:.1f} (analytic) vs {gaps_gd.mean() * 100:.1f} (GD); "
+                f"bundled sets at 30 per class: " + ", ".join(f"{a} {d * 100:+.1f}" for (a, _), d in zip(bundled, bd))
+                + f"; synthetic Gaussians: cos(analytic w, MLE w) = {cos:.5f}")
     notes += [
         "Analytic = whitened, within-class Σ (the library default; the released binary script's Σ = I is "
         "sigma='identity'); directions of zero variance (digits' constant pixels) are dropped before whitening.",
@@ -209,10 +221,10 @@ def run(quick: bool = True) -> Result:
               "gap) and is close to it with plenty of data.",
         measured=measured,
         verdict=verdict,
-        rule=f"holds if, over the small training sets (30 per class; 1,000 MiniLM vectors), the analytic solution's "
-             f"test accuracy beats {gd} on average and on most sets, its mean train−test gap is smaller, and the "
-             "synthetic weights match the MLE's (cosine > 0.99); does not hold if GD is ahead by more than 1 point "
-             "on average or the synthetic check fails; otherwise inconclusive.",
+        rule=f"Judged on the post's setting, the 1,000-sample subsets of MiniLM sentence vectors (the bundled "
+             f"sets at 30 per class only if no MiniLM set ran): holds if the analytic solution's test accuracy beats "
+             f"{gd} on average and its mean train−test gap is smaller; does not hold if GD is ahead by more than 1 "
+             "point on average or the synthetic weights miss the MLE's (cosine ≤ 0.99); otherwise inconclusive.",
         tables=tables,
         numbers={"results": {f"{a}/{b}": {m: [list(r[m]) for r in runs] for m in methods}
                              for (a, b), runs in results.items()}, "synthetic_cosine": cos},

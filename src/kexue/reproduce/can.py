@@ -105,10 +105,12 @@ def _tfidf_lr(name: str, train_splits: tuple[str, ...], test_split: str) -> tupl
     texts = [t for p in parts for t in p.texts]
     labels = np.concatenate([p.labels for p in parts])
     test = labelled(name, test_split)
-    vec = TfidfVectorizer(analyzer="char", ngram_range=(1, 2), sublinear_tf=True, min_df=1)
+    # The 10,000 most frequent char 1–2-grams (min_df 2) and a loose tolerance keep IFLYTEK's 119-class fit to
+    # seconds (all n-grams with C = 10 took over 5 minutes for the same accuracy, 55 %).
+    vec = TfidfVectorizer(analyzer="char", ngram_range=(1, 2), sublinear_tf=True, min_df=2, max_features=10_000)
     xtr, xte = vec.fit_transform(texts), vec.transform(test.texts)
     c = len(parts[0].label_names)
-    clf = LogisticRegression(C=10.0, max_iter=3000).fit(xtr, labels)
+    clf = LogisticRegression(C=3.0, max_iter=300, tol=1e-3).fit(xtr, labels)
     probs = np.zeros((len(test.texts), c))
     probs[:, clf.classes_] = clf.predict_proba(xte)  # classes absent from training get probability 0
     probs = np.clip(probs, 1e-12, None)
