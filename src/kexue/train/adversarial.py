@@ -189,7 +189,8 @@ class FGM:
         ``loss`` is back-propagated into ``.grad`` (through ``scaler.scale`` when a ``GradScaler`` is given).
         ``scaler``: δ is computed from the unscaled gradient. ``mask`` (scope ``"output"``: (batch, seq), 1 = real
         token): no perturbation at padding, and padding does not count in the norm. Do the adversarial forward *and*
-        backward inside the block, ``optimizer.step()`` after it.
+        backward inside the block, ``optimizer.step()`` after it. Under ``DistributedDataParallel`` compute the clean
+        loss inside ``model.no_sync()`` (its gradient must not start an all-reduce); :func:`fgm_step` does that.
         """
         if self._active:
             raise RuntimeError("FGM.perturbed() is already active: blocks cannot nest")
