@@ -226,6 +226,9 @@ def run(quick: bool = True) -> Result:
         "draws again, is slow on CPU; backward's matrix products run comparatively fast), so the overhead is larger"
         + (f": {100 * nodrop:+.0f} % without dropout at batch 16 against {100 * overheads[batches.index(16)]:+.0f} "
            f"% with it." if nodrop is not None else "; full mode measures it without dropout too."),
+        "The recompute processes' baseline RSS is about 70 MiB higher than the plain ones': the first "
+        "non-reentrant checkpoint call loads more of torch (one call on a 4x4 tensor adds ~80 MiB of RSS). It is a "
+        "fixed cost, outside the baseline-subtracted activation figures and the per-sample slope.",
         "Every figure is from one run on a machine shared with other processes; the peak of a step is a single "
         "high-water mark and the time a median of the timed steps.",
         f"Took {time.perf_counter() - t0:.1f} s.",
