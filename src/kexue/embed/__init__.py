@@ -6,5 +6,6 @@ Spearman correlation of their cosines with an STS set's gold scores.
 
 from .encode import encode
 from .pooling import POOLINGS, pool
+from .whitening import Whitening
 
-__all__ = ["POOLINGS", "encode", "pool"]
+__all__ = ["POOLINGS", "Whitening", "encode", "pool"]
