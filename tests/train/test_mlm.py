@@ -205,6 +205,30 @@ def test_droptoken_equals_transformers_bert_with_dropped_keys_masked(tmp_path):
     for r in range(ids.shape[0]):
         n = int(out.kept[r].sum())
         torch.testing.assert_close(short[r, :n], ref[r][out.kept[r]], atol=1e-5, rtol=0)
+    # the gathered batch also drives transformers' BERT directly (it takes position_ids too)
+    with torch.no_grad():
+        hf_short = bert(**out.model_inputs()).last_hidden_state
+    for r in range(ids.shape[0]):
+        n = int(out.kept[r].sum())
+        torch.testing.assert_close(hf_short[r, :n], short[r, :n], atol=1e-5, rtol=0)
+
+
+def test_correction_on_a_transformers_model():
+    from transformers import BertConfig, BertForMaskedLM
+
+    from kexue.train import find_input_embedding
+
+    torch.manual_seed(0)
+    model = BertForMaskedLM(BertConfig(vocab_size=40, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                       intermediate_size=32))
+    emb = find_input_embedding(model)
+    e = emb.weight.detach().clone()
+    MLMMasking(MASK, 40, protect_ids=(PAD, CLS, SEP)).correct_embeddings_(emb)
+    rows = [i for i in range(40) if i not in (PAD, CLS, SEP)]
+    torch.testing.assert_close(model.bert.embeddings.word_embeddings.weight[rows],
+                               0.865 * e[rows] + 0.12 * e[MASK] + 0.015 * e.mean(0))
+    # tied decoder: the output layer moved with it (the post's caveat)
+    assert model.cls.predictions.decoder.weight.data_ptr() == emb.weight.data_ptr()
 
 
 def test_droptoken_keeps_positions_protection_and_rate():
