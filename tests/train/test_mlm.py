@@ -70,6 +70,19 @@ def test_masking_labels_protection_and_kinds():
     assert torch.equal(masked[kinds == 0], ids[kinds == 0])
 
 
+def test_masking_collate_pads_and_masks():
+    examples = [[CLS, 5, 6, 7, SEP], {"input_ids": [CLS, 8, SEP]}, torch.tensor([CLS, 9, 10, SEP])]
+    m = MLMMasking(MASK, 30, select=1.0, p_mask=1.0, p_keep=0.0, p_random=0.0, protect_ids=(PAD, CLS, SEP))
+    batch = m.collate(examples)
+    assert batch["attention_mask"].tolist() == [[1] * 5, [1, 1, 1, 0, 0], [1, 1, 1, 1, 0]]
+    assert batch["input_ids"].tolist() == [[CLS, MASK, MASK, MASK, SEP], [CLS, MASK, SEP, PAD, PAD],
+                                           [CLS, MASK, MASK, SEP, PAD]]
+    assert batch["labels"].tolist() == [[-100, 5, 6, 7, -100], [-100, 8, -100, -100, -100],
+                                        [-100, 9, 10, -100, -100]]
+    loader = torch.utils.data.DataLoader([[CLS, 5, SEP]] * 4, batch_size=2, collate_fn=m.collate)
+    assert [b["input_ids"].shape for b in loader] == [(2, 3), (2, 3)]
+
+
 def test_masking_exact_fraction_and_unigram_draws():
     ids = torch.randint(4, 30, (50, 40), generator=torch.Generator().manual_seed(0))
     m = MLMMasking(MASK, 30, exact_fraction=True, generator=torch.Generator().manual_seed(0))

@@ -17,7 +17,7 @@ Su Jianlin, "Dropout视角下的MLM和MAE：一些新的启发" (MLM and MAE fro
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,7 +65,8 @@ class MLMMasking:
     stays with ``p_keep`` and becomes a random token with ``p_random``, drawn from ``random_dist`` (a
     probability vector over the vocabulary, e.g. unigram frequencies) or uniformly over the vocabulary (BERT and
     ``transformers.DataCollatorForLanguageModeling``). ``labels`` holds the original token at selected positions and
-    -100 elsewhere. :meth:`correct_embeddings_` applies the matching :func:`expected_embedding_correction_`.
+    -100 elsewhere. :meth:`collate` is a ready ``DataLoader`` ``collate_fn`` (pad, then mask);
+    :meth:`correct_embeddings_` applies the matching :func:`expected_embedding_correction_`.
     """
 
     def __init__(self, mask_id: int, vocab_size: int, select: float = 0.15, p_mask: float = 0.8, p_keep: float = 0.1,
@@ -128,6 +129,26 @@ class MLMMasking:
         kinds = torch.where(to_mask, 1, kinds)
         kinds = torch.where(to_random, 3, kinds)
         return masked, labels, kinds
+
+    def collate(self, examples: Sequence[Sequence[int] | Tensor | Mapping[str, Any]], pad_id: int = 0) -> dict[str, Tensor]:
+        """A ``DataLoader`` ``collate_fn``: right-pad the examples (token-id lists, 1-D tensors or dicts with
+        ``input_ids``) with ``pad_id`` and mask them: ``{"input_ids", "attention_mask", "labels"}``. Use
+        ``functools.partial(masking.collate, pad_id=...)`` for another padding id."""
+        if len(examples) == 0:
+            raise ValueError("expected at least one example to collate")
+        rows = [torch.as_tensor(e["input_ids"] if isinstance(e, Mapping) else e, dtype=torch.long)
+                for e in examples]
+        for i, r in enumerate(rows):
+            if r.dim() != 1:
+                raise ValueError(f"example {i} has shape {tuple(r.shape)}, expected a 1-D list of token ids")
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+        attention_mask = torch.zeros(len(rows), width, dtype=torch.long)
+        for i, r in enumerate(rows):
+            ids[i, :len(r)] = r
+            attention_mask[i, :len(r)] = 1
+        masked, labels = self(ids, attention_mask)  # type: ignore[misc]
+        return {"input_ids": masked, "attention_mask": attention_mask, "labels": labels}
 
     def correct_embeddings_(self, weight: Tensor | nn.Embedding, exclude_ids: Iterable[int] | None = None) -> Tensor:
         """:func:`expected_embedding_correction_` with this masking's rates and random distribution;
