@@ -130,3 +130,30 @@ def verdict(results: dict[str, Any], ours: str, base: str, lrs: tuple[float, ...
     if all(d > margin for d in diffs):
         return "does not hold"
     return "inconclusive"
+
+
+def summary_rows(results: dict[str, Any]) -> list[list[Any]]:
+    """[name, lr, mean, min, max] of the held-out losses of each (configuration, lr)."""
+    return [[n, lr, sum(r["eval"]) / len(r["eval"]), min(r["eval"]), max(r["eval"])] for (n, lr), r in results.items()]
+
+
+def mean_eval(results: dict[str, Any], name: str, lr: float) -> float:
+    v = results[(name, lr)]["eval"]
+    return sum(v) / len(v)
+
+
+def curves_figure(results: dict[str, Any], names: Any, lrs: tuple[float, ...]) -> Any:
+    """Smoothed training curves (seed 0), one panel per learning rate."""
+    from .common import pyplot
+
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(lrs), figsize=(10, 3.4), sharey=True)
+    for ax, lr in zip(axes, lrs):
+        for name in names:
+            ax.plot(smooth(results[(name, lr)]["curves"][0]), label=name)
+        ax.set_title(f"lr {lr:g}")
+        ax.set_xlabel("step")
+    axes[0].set_ylabel("training MLM loss (smoothed, seed 0)")
+    axes[0].legend()
+    fig.tight_layout()
+    return fig

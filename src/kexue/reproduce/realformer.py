@@ -8,7 +8,6 @@ Quick: 200 steps, 1 seed. Full: 1,500 steps, 2 seeds.
 from __future__ import annotations
 
 from . import _mlm
-from .common import pyplot
 from .result import Post, Result, Table
 
 POST = Post(title="RealFormer：把残差转移到Attention矩阵上面去", gloss="RealFormer: residuals on the attention scores",
@@ -21,21 +20,10 @@ LRS = (1e-3, 3e-3)
 def run(quick: bool = True) -> Result:
     steps, seeds = (200, 1) if quick else (1500, 2)
     res = _mlm.compare(CONFIGS, LRS, steps, seeds)
-    rows = []
-    for (name, lr), r in res.items():
-        rows.append([name, lr, sum(r["eval"]) / len(r["eval"]), min(r["eval"]), max(r["eval"])])
-    plt = pyplot()
-    fig, axes = plt.subplots(1, len(LRS), figsize=(10, 3.4), sharey=True)
-    for ax, lr in zip(axes, LRS):
-        for name in CONFIGS:
-            ax.plot(_mlm.smooth(res[(name, lr)]["curves"][0]), label=name)
-        ax.set_title(f"lr {lr:g}")
-        ax.set_xlabel("step")
-    axes[0].set_ylabel("training MLM loss (smoothed, seed 0)")
-    axes[0].legend()
-    fig.tight_layout()
+    rows = _mlm.summary_rows(res)
+    fig = _mlm.curves_figure(res, CONFIGS, LRS)
+    mean = lambda n, lr: _mlm.mean_eval(res, n, lr)  # noqa: E731
     verdict = _mlm.verdict(res, "RealFormer", "Post-LN", LRS)
-    mean = lambda n, lr: sum(res[(n, lr)]["eval"]) / len(res[(n, lr)]["eval"])  # noqa: E731
     return Result(
         name="realformer", post=POST,
         claim="RealFormer ≥ Post-LN ≥ Pre-LN on MLM (the paper, relayed by the post), and RealFormer is more robust "

@@ -8,7 +8,6 @@ rates. Quick: 200 steps, 1 seed. Full: 1,500 steps, 2 seeds.
 from __future__ import annotations
 
 from . import _mlm
-from .common import pyplot
 from .result import Post, Result, Table
 
 POST = Post(title="突破瓶颈，打造更强大的Transformer", gloss="Breaking the low-rank bottleneck: key_size and talking heads",
@@ -21,18 +20,9 @@ LRS = (1e-3, 3e-3)
 def run(quick: bool = True) -> Result:
     steps, seeds = (200, 1) if quick else (1500, 2)
     res = _mlm.compare(CONFIGS, LRS, steps, seeds)
-    rows = [[n, lr, sum(r["eval"]) / len(r["eval"]), min(r["eval"]), max(r["eval"])] for (n, lr), r in res.items()]
-    plt = pyplot()
-    fig, axes = plt.subplots(1, len(LRS), figsize=(10, 3.4), sharey=True)
-    for ax, lr in zip(axes, LRS):
-        for name in CONFIGS:
-            ax.plot(_mlm.smooth(res[(name, lr)]["curves"][0]), label=name)
-        ax.set_title(f"lr {lr:g}")
-        ax.set_xlabel("step")
-    axes[0].set_ylabel("training MLM loss (smoothed, seed 0)")
-    axes[0].legend()
-    fig.tight_layout()
-    mean = lambda n, lr: sum(res[(n, lr)]["eval"]) / len(res[(n, lr)]["eval"])  # noqa: E731
+    rows = _mlm.summary_rows(res)
+    fig = _mlm.curves_figure(res, CONFIGS, LRS)
+    mean = lambda n, lr: _mlm.mean_eval(res, n, lr)  # noqa: E731
     return Result(
         name="talking_heads", post=POST,
         claim="Mixing the attention logits across heads (talking heads) improves masked-LM pre-training at a fixed "
