@@ -74,13 +74,20 @@ def test_cache_refusals():
         _model(mask_type="lm")(torch.ones(1, 3, dtype=torch.long), cache=KVCache(2))
 
 
-@pytest.mark.parametrize("variant", [dict(), dict(residual_attention=True), dict(norm="pre")])
-def test_recompute_gives_identical_gradients_with_dropout(variant):
+@pytest.mark.parametrize("policy", ["tail_once", "block"])
+@pytest.mark.parametrize("variant", [dict(), dict(residual_attention=True), dict(norm="pre"),
+                                     dict(norm="none", residual_gate="rezero"), dict(talking_heads=True)])
+def test_recompute_gives_identical_gradients_with_dropout(variant, policy):
     grads = []
     for ckpt in (False, True):
         torch.manual_seed(0)
         model = Transformer(TransformerConfig(**{**SMALL, "hidden_dropout": 0.2, "attention_dropout": 0.2},
-                                              gradient_checkpointing=ckpt, **variant)).train()
+                                              gradient_checkpointing=ckpt, recompute_policy=policy,
+                                              **variant)).train()
+        if variant.get("residual_gate"):  # gates start at 0: open them so every branch matters
+            with torch.no_grad():
+                for b in model.blocks:
+                    b.gate.fill_(0.7)
         ids = torch.randint(1, 60, (4, 10), generator=torch.Generator().manual_seed(5))
         mask = torch.ones(4, 10, dtype=torch.long)
         mask[0, 7:] = 0
@@ -93,10 +100,11 @@ def test_recompute_gives_identical_gradients_with_dropout(variant):
         torch.testing.assert_close(grads[1][n], grads[0][n], atol=1e-6, rtol=1e-5, msg=n)
 
 
-def test_recompute_is_skipped_in_eval_and_without_grad(monkeypatch):
+@pytest.mark.parametrize("policy", ["tail_once", "block"])
+def test_recompute_is_skipped_in_eval_and_without_grad(monkeypatch, policy):
     import kexue.models.transformer as T
 
-    model = _model(gradient_checkpointing=True)
+    model = _model(gradient_checkpointing=True, recompute_policy=policy)
     calls = []
     real = T.checkpoint
 

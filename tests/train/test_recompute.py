@@ -1,7 +1,8 @@
 """Recompute (kexue.fm/archives/7367): gradients equal to the plain model's with dropout on (the RNG state is
 restored), on a kexue Transformer (its config switch, the generic per-block wrapper, every other block), on a
 transformers BERT (against its own ``gradient_checkpointing_enable``), with a frozen embedding; skipped in eval mode
-and without autograd; autograd keeps far fewer tensors; refusals and undo."""
+and without autograd; autograd keeps far fewer tensors; tail_once never re-runs the FFN down projection;
+refusals and undo."""
 
 from __future__ import annotations
 
@@ -48,13 +49,14 @@ def _assert_same(got: dict[str, torch.Tensor], want: dict[str, torch.Tensor]) ->
         torch.testing.assert_close(got[n], want[n], atol=1e-6, rtol=1e-5, msg=n)
 
 
-@pytest.mark.parametrize("how", ["config", "module_list", "every_2"])
+@pytest.mark.parametrize("how", ["config", "config_block", "module_list", "every_2"])
 def test_kexue_gradients_equal_with_dropout(how):
     want = _kexue_grads(_kexue())
     model = _kexue()
-    if how == "config":
-        blocks = enable_recompute(model)
+    if how.startswith("config"):
+        blocks = enable_recompute(model, policy="block" if how == "config_block" else None)
         assert model.config.gradient_checkpointing and blocks == list(model.blocks)
+        assert model.config.recompute_policy == ("block" if how == "config_block" else "tail_once")
     elif how == "module_list":
         blocks = enable_recompute(model.blocks)
         assert all(is_recomputed(b) for b in model.blocks)
@@ -111,6 +113,52 @@ def test_recompute_keeps_far_fewer_tensors_for_backward():
     b_plain = _saved_bytes(lambda: plain(ids, attention_mask=mask))
     b_ckpt = _saved_bytes(lambda: ckpt(ids, attention_mask=mask))
     assert b_ckpt < b_plain / 4, (b_plain, b_ckpt)
+
+
+def test_both_policies_keep_one_tensor_per_block():
+    """The post's recompute keeps each block's input; tail_once each block's pre-norm sum instead (and the last
+    block's, once more): far below the plain model's."""
+    ids, mask = _batch()
+    plain, tail, block = _kexue(), _kexue(), _kexue()
+    enable_recompute(tail)
+    enable_recompute(block, policy="block")
+    b_plain, b_tail, b_block = (_saved_bytes(lambda m=m: m(ids, attention_mask=mask)) for m in (plain, tail, block))
+    one = 4 * 16 * CFG["hidden_size"] * 4  # one hidden-size float32 tensor of the batch
+    # tail_once also keeps the input of the last block's second norm, outside every region (and its statistics)
+    assert b_block < b_tail <= b_block + one + 4 * 16 * 2 * 4 < b_plain / 4, (b_plain, b_tail, b_block)
+
+
+class _OpCount(torch.utils._python_dispatch.TorchDispatchMode):
+    def __init__(self) -> None:
+        super().__init__()
+        self.counts: dict[str, int] = {}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.counts[str(func)] = self.counts.get(str(func), 0) + 1
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("norm", ["post", "pre", "none"])
+def test_tail_once_never_reruns_the_down_projection(norm):
+    """Backward re-runs q, k, v, o and the FFN up projection of each block (5 fused products) under tail_once, all
+    six under the post's recompute of a post-norm block, none without recompute."""
+    ids, mask = _batch()
+    counts = {}
+    for policy in ("tail_once", "block", None):
+        model = _kexue(norm=norm, with_mlm=False)
+        if policy:
+            enable_recompute(model, policy=policy)
+        out = model(ids, attention_mask=mask).last_hidden_state.pow(2).mean()
+        with _OpCount() as c:
+            out.backward()
+        counts[policy] = (c.counts.get("aten.addmm.default", 0), c.counts.get("aten.random_.from", 0))
+    n = 4  # blocks
+    # random draws in backward, per block: the seeded FFN-output mask drawn again (all policies); the attention
+    # probability and attention output masks (recomputes); the block recompute also the seed and the seeded mask
+    # A pre-norm (or norm-free) block ends with its tail, which keeps nothing: there the post's checkpoint stops
+    # early before the down projection too; a post-norm block ends with a norm that keeps its input.
+    block = (6 * n, 5 * n) if norm == "post" else (5 * n, 3 * n)
+    assert counts == {"tail_once": (5 * n, 3 * n), "block": block, None: (0, n)}
 
 
 def test_skipped_in_eval_mode_and_without_grad(monkeypatch):
@@ -200,6 +248,12 @@ def test_refusals_undo_and_copies():
         enable_recompute(nn.ModuleList([nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2)) for _ in range(2)]))
     with pytest.raises(ValueError, match="every >= 1, got 0"):
         enable_recompute(_kexue(), every=0)
+    with pytest.raises(ValueError, match="unknown policy 'layer'"):
+        enable_recompute(_kexue(), policy="layer")
+    with pytest.raises(ValueError, match="policy='tail_once' is a kexue Transformer's own"):
+        enable_recompute(_kexue().blocks, policy="tail_once")
+    with pytest.raises(ValueError, match="unknown recompute_policy 'layer'"):
+        TransformerConfig(**CFG, recompute_policy="layer")
     with pytest.raises(ValueError, match="found no stack of blocks in Linear"):
         enable_recompute(nn.Linear(2, 2))
     with pytest.raises(ValueError, match="no module of type Conv1d"):

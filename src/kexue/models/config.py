@@ -71,6 +71,11 @@ class TransformerConfig:
     tie_word_embeddings: bool = True
     #: Recompute each block in backward instead of keeping its activations (kexue.fm/archives/7367); training only.
     gradient_checkpointing: bool = False
+    #: How recompute cuts the stack. "tail_once" (the default): a checkpoint per block whose boundary sits at the
+    #: FFN down projection's output (kexue.models.Transformer._run_tail_once); it keeps one tensor per block, as
+    #: the post's does, and backward never re-runs the down projection (a third of a block's projection FLOPs),
+    #: its dropout or the residual sum. "block": the post's recompute, a checkpoint around each block.
+    recompute_policy: str = "tail_once"
     # -- attention variants (see kexue.nn.attention) -----------------------------------------------------------
     #: "softmax", or a linear-attention kernel: "linear" (elu+1), "performer", "taylor", "exp_limit".
     attention: str = "softmax"
@@ -139,6 +144,8 @@ class TransformerConfig:
         self._check_attention()
         if self.norm_kind not in ("layernorm", "rmsnorm"):
             raise ValueError(f"unknown norm_kind {self.norm_kind!r}; expected 'layernorm' or 'rmsnorm'")
+        if self.recompute_policy not in ("tail_once", "block"):
+            raise ValueError(f"unknown recompute_policy {self.recompute_policy!r}; expected 'tail_once' or 'block'")
         if self.residual_gate not in ("none", "rezero", "ramp"):
             raise ValueError(f"unknown residual_gate {self.residual_gate!r}; expected 'none', 'rezero' or 'ramp'")
         if self.residual_gate == "ramp":

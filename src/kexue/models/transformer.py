@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Iterator
 
 import torch
@@ -21,6 +22,7 @@ from torch.utils.checkpoint import checkpoint
 
 from ..nn.activations import get_activation
 from ..nn.attention import Attention
+from ..nn.dropout import Dropout, seeded_dropout
 from ..nn.frozen_linear import KERNELS, ONEDNN_GELU, FrozenLinear, Kernel, onednn_available
 from ..nn.init import init_weight_
 from ..nn.masks import causal_mask, padding_mask, unilm_mask
@@ -47,7 +49,7 @@ class Embeddings(nn.Module):
         self.position = nn.Embedding(config.max_position_embeddings, config.hidden_size)
         self.segment = nn.Embedding(config.type_vocab_size, config.hidden_size) if config.type_vocab_size else None
         self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout)
+        self.dropout = Dropout(config.hidden_dropout)
 
     def position_ids(self, input_ids: Tensor) -> Tensor:
         c = self.config
@@ -134,7 +136,7 @@ class Block(nn.Module):
         self.attn_norm = make_norm(config) if config.norm != "none" else None
         self.ffn = FeedForward(config)
         self.ffn_norm = make_norm(config) if config.norm != "none" else None
-        self.dropout = nn.Dropout(config.hidden_dropout)
+        self.dropout = Dropout(config.hidden_dropout)
         # Residual gates (post 8620): α starts at 0 so each block starts as the identity. "rezero": learned;
         # "ramp" (Su's preference): a buffer, not trained, raised by a fixed step per optimizer step up to 1.
         self.gate: Tensor | None
@@ -145,18 +147,45 @@ class Block(nn.Module):
         else:
             self.gate = None
 
+    def _attn_branch(self, x: Tensor, mask: Tensor | None, scores: Tensor | None, key_padding: Tensor | None,
+                     causal: bool, cache: dict[str, Tensor] | None = None) -> tuple[Tensor, Tensor | None]:
+        h = self.attn_norm(x) if self.placement == "pre" else x
+        return self.attn(h, mask, prev_scores=scores, key_padding=key_padding, causal=causal, return_scores=True,
+                         cache=cache)
+
+    def _head(self, x: Tensor, mask: Tensor | None, scores: Tensor | None, key_padding: Tensor | None,
+              causal: bool, cache: dict[str, Tensor] | None = None) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Everything up to the FFN down projection's output: (h, FFN(h) before its dropout, scores), with h the
+        FFN branch's residual input (post: N(x + α·Attn(x)); pre, none: x + α·Attn(N(x)))."""
+        a, scores = self._attn_branch(x, mask, scores, key_padding, causal, cache)
+        a = self.dropout(a)
+        h = x + (a if self.gate is None else self.gate[0] * a)
+        if self.placement == "post":
+            h = self.attn_norm(h)
+            return h, self.ffn(h), scores
+        return h, self.ffn(self.ffn_norm(h) if self.placement == "pre" else h), scores
+
+    def _tail(self, h: Tensor, f: Tensor) -> Tensor:
+        """h + α'·dropout(f), before a post-norm block's second norm. This dropout keeps no mask (it is drawn again
+        in backward from a seed: :func:`kexue.nn.dropout.seeded_dropout`), so nothing after the down projection is
+        kept for backward and a recompute can stop before that product (``recompute_policy="tail_once"``)."""
+        f = seeded_dropout(f, self.dropout.p, self.training)
+        return h + (f if self.gate is None else self.gate[1] * f)
+
+    def _region(self, s: Tensor, prev_norm: nn.Module | None, mask: Tensor | None, scores: Tensor | None,
+                key_padding: Tensor | None, causal: bool) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+        """One ``tail_once`` recompute region: the previous post-norm block's second norm (``prev_norm``; None for
+        the first block and for pre/none blocks) and this block's :meth:`_head`: (x, h, f, scores) with x this
+        block's input."""
+        x = prev_norm(s) if prev_norm is not None else s
+        h, f, scores = self._head(x, mask, scores, key_padding, causal)
+        return x, h, f, scores
+
     def forward(self, x: Tensor, mask: Tensor | None, scores: Tensor | None = None, key_padding: Tensor | None = None,
                 causal: bool = False, cache: dict[str, Tensor] | None = None) -> tuple[Tensor, Tensor | None]:
-        g1, g2 = (self.gate[0], self.gate[1]) if self.gate is not None else (1.0, 1.0)
-        h = self.attn_norm(x) if self.placement == "pre" else x
-        a, scores = self.attn(h, mask, prev_scores=scores, key_padding=key_padding, causal=causal,
-                              return_scores=True, cache=cache)
-        if self.placement == "post":
-            x = self.attn_norm(x + g1 * self.dropout(a))
-            return self.ffn_norm(x + g2 * self.dropout(self.ffn(x))), scores
-        x = x + g1 * self.dropout(a)
-        h = self.ffn_norm(x) if self.placement == "pre" else x
-        return x + g2 * self.dropout(self.ffn(h)), scores
+        h, f, scores = self._head(x, mask, scores, key_padding, causal, cache)
+        y = self._tail(h, f)
+        return (self.ffn_norm(y) if self.placement == "post" else y), scores
 
 
 class Pooler(nn.Module):
@@ -405,23 +434,48 @@ class Transformer(nn.Module):
         key_padding = attention_mask if c.attention != "softmax" else None
         causal = c.mask_type == "lm" and c.attention != "softmax"
         scores: Tensor | None = None
-        recompute = c.gradient_checkpointing and self.training and torch.is_grad_enabled()
-        for i, block in enumerate(self.blocks):
-            carried = scores if c.residual_attention else None
-            if recompute:
-                # activation checkpointing (kexue.fm/archives/7367): keep only the block's input, recompute the
-                # block in backward; non-reentrant, with the RNG state restored so dropout masks match
-                x, scores = checkpoint(block, x, mask, carried, key_padding, causal, use_reentrant=False,
-                                       preserve_rng_state=True)
-            else:
-                x, scores = block(x, mask, carried, key_padding, causal, cache.layers[i] if cache else None)
-            if hidden is not None:
-                hidden.append(x)
+        # a call with a key/value cache (incremental decoding) runs plainly: a recompute would extend the cache twice
+        recompute = c.gradient_checkpointing and self.training and torch.is_grad_enabled() and cache is None
+        if recompute and c.recompute_policy == "tail_once":
+            x, hidden = self._run_tail_once(x, hidden, mask, key_padding, causal)
+        else:
+            for i, block in enumerate(self.blocks):
+                carried = scores if c.residual_attention else None
+                if recompute:  # the post's recompute (kexue.fm/archives/7367): a checkpoint around each block
+                    x, scores = checkpoint(block, x, mask, carried, key_padding, causal, use_reentrant=False,
+                                           preserve_rng_state=True)
+                else:
+                    x, scores = block(x, mask, carried, key_padding, causal, cache.layers[i] if cache else None)
+                if hidden is not None:
+                    hidden.append(x)
         if self.final_norm is not None:
             x = self.final_norm(x)
             if hidden is not None:
                 hidden[-1] = x
         return x, tuple(hidden) if hidden is not None else None
+
+    def _run_tail_once(self, x: Tensor, hidden: list[Tensor] | None, mask: Tensor | None,
+                       key_padding: Tensor | None, causal: bool) -> tuple[Tensor, list[Tensor] | None]:
+        """The blocks under ``recompute_policy="tail_once"``: one non-reentrant checkpoint per block, its boundary
+        moved from the block's end to its FFN down projection's output (and, in a post-norm stack, from after the
+        second norm to before it, that norm opening the next block's region). Each region keeps one tensor, as the
+        post's per-block recompute does (the pre-norm sum instead of the normed output), and the RNG state; its
+        recompute stops once the down projection's input is rebuilt (torch's early stop), so the down projection,
+        its dropout (a seeded one, :meth:`Block._tail`) and the residual sum run once."""
+        c = self.config
+        s, prev_norm, scores = x, None, None
+        for i, block in enumerate(self.blocks):
+            carried = scores if c.residual_attention else None
+            x, h, f, scores = checkpoint(block._region, s, prev_norm, mask, carried, key_padding, causal,
+                                         use_reentrant=False, preserve_rng_state=True)
+            if hidden is not None and i > 0:
+                hidden.append(x)  # the previous block's output
+            s = block._tail(h, f)
+            prev_norm = block.ffn_norm if block.placement == "post" else None
+        x = prev_norm(s) if prev_norm is not None else s
+        if hidden is not None:
+            hidden.append(x)
+        return x, hidden
 
     def forward(
         self,

@@ -18,7 +18,9 @@ mask allows, −∞ where not. Variants:
 
 SDPA (``torch.nn.functional.scaled_dot_product_attention``) serves every case that needs no score matrix (standard
 attention at any key_size, with or without the scale); talking heads and residual attention run an explicit path,
-chosen automatically, and ``impl="sdpa"`` with them is refused.
+chosen automatically, and ``impl="sdpa"`` with them is refused. In training on CPU with attention dropout, SDPA
+would take its math path and draw the mask with ``bernoulli_`` (slow on CPU); ``impl="auto"`` then computes the same
+product explicitly with :func:`kexue.nn.dropout.dropout` (``impl="sdpa"`` keeps SDPA).
 
 For inference, :meth:`Attention.freeze` snapshots the projections with Q, K and V fused into one matrix product
 (:class:`kexue.nn.frozen_linear.FrozenLinear`); it applies to standard softmax attention with key_size = head_size and
@@ -36,6 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import linear_attention as LA
+from .dropout import dropout
 from .frozen_linear import FrozenLinear, Kernel
 
 AttentionKind = Literal["softmax", "linear", "performer", "taylor", "exp_limit"]
@@ -181,6 +184,8 @@ class Attention(nn.Module):
         scores: Tensor | None = None
         if self.kind != "softmax":
             out = self._linear(q, k, v, key_padding, causal)
+        elif self.uses_sdpa and drop > 0 and q.device.type == "cpu" and self.impl == "auto":
+            out = self._cpu_dropout(q, k, v, mask, drop)
         elif self.uses_sdpa:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop,
                                                  scale=None if self.scale else 1.0)
@@ -189,6 +194,22 @@ class Attention(nn.Module):
         out = out.transpose(1, 2).reshape(b, t, self.num_heads * self.head_size)
         res = frozen[1](out) if frozen is not None else self.o(out)
         return (res, scores) if return_scores else res
+
+    def _cpu_dropout(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, drop: float) -> Tensor:
+        """softmax(QKᵀ·s + M) with dropout on the probabilities, then ·V: what SDPA computes in training on CPU (it
+        takes its math path whenever dropout is on), with the mask drawn by :func:`kexue.nn.dropout.dropout` (a
+        quarter of the random draws of SDPA's ``bernoulli_``, a bool mask for backward). The scale is applied to Q,
+        the smaller operand; a masked-out key gets the dtype's lowest value, as in :meth:`_explicit`."""
+        if self.scale:
+            q = q * (1.0 / math.sqrt(self.key_size))
+        logits = q @ k.transpose(-1, -2)  # a fresh tensor: the masking may write into it
+        if mask is not None:
+            if mask.dtype == torch.bool:
+                logits = logits.masked_fill_(~mask, torch.finfo(logits.dtype).min)
+            else:
+                logits = logits.add_(mask)
+        p = torch.softmax(logits, dim=-1, dtype=torch.float32)
+        return dropout(p.to(v.dtype), drop) @ v
 
     def _explicit(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, prev: Tensor | None,
                   drop: float) -> tuple[Tensor, Tensor]:
@@ -209,7 +230,7 @@ class Attention(nn.Module):
         p = torch.softmax(logits, dim=-1)
         if self.post_mix is not None:
             p = torch.einsum("bhij,gh->bgij", p, self.post_mix.float())
-        p = F.dropout(p.to(v.dtype), drop, training=drop > 0)
+        p = dropout(p.to(v.dtype), drop, training=drop > 0)
         return p @ v, carried
 
     def _linear(self, q: Tensor, k: Tensor, v: Tensor, key_padding: Tensor | None, causal: bool) -> Tensor:

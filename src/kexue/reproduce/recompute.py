@@ -1,18 +1,23 @@
 """Reproduction: the memory-saving recompute trick (kexue.fm/archives/7367).
 
-A 12-layer encoder (d = 256, 4 heads, FFN 1,024, dropout 0.1, training mode) takes forward + backward steps with and
-without recompute (:func:`kexue.train.enable_recompute`, one checkpoint per block) across batch sizes. Quick:
-length 128, batch {2, 6}, 2 timed steps; full: length 256 (the spec's), batch {8, 16, 32}, 3 timed steps, and also
-without dropout at batch 16 (on CPU, drawing dropout masks makes the forward, which recompute repeats, dearer).
+A 12-layer encoder (d = 256, 4 heads, FFN 1,024, dropout 0.1, training mode) takes forward + backward steps without
+recompute, with the post's recompute (a checkpoint around each block, ``recompute_policy="block"``) and with kexue's
+default (``"tail_once"``: a checkpoint per block ending at the FFN down projection's output, so backward never re-runs
+that product) across batch sizes.
+Quick: length 128, batch {2, 6} (time at 6, 3 rounds); full: length 256 (the spec's), batch {8, 16, 32}, 5 rounds,
+and also without dropout at batch 16.
 
 How memory is measured: every configuration runs in a fresh Python process. It builds the model and the batch,
 allocates the gradients, takes one warm-up step, then reads its resident set (``VmRSS``), resets the kernel's peak
-counter (``echo 5 > /proc/self/clear_refs``) and takes the timed steps; the peak resident set (``VmHWM``) minus that
+counter (``echo 5 > /proc/self/clear_refs``) and takes a step; the peak resident set (``VmHWM``) minus that
 baseline is the step's activation memory (plus backward's transient buffers). glibc's malloc serves every block of
 64 KiB or more with mmap (``MALLOC_MMAP_THRESHOLD_=65536``), so freed tensors leave the resident set at once and the
 peak tracks live tensors, not allocator caching. Per-sample activation memory is the slope of that peak over the
-batch sizes (a least-squares line), which removes what does not grow with the batch. Time is the median CPU time of
-the timed steps per sample (one thread; CPU time is less disturbed by other processes than wall time, shown too).
+batch sizes (a least-squares line), which removes what does not grow with the batch.
+
+How time is measured: one process per batch size, glibc's default allocator (the mmap threshold would add page
+faults to every step), the three modes taking turns step by step; CPU time per step (one thread), and the extra time
+of a mode is the median over rounds of its step's time over the plain step's in the same round.
 """
 
 from __future__ import annotations
@@ -72,19 +77,67 @@ def _build(spec: dict[str, Any]):
     else:
         raise ValueError(f"unknown impl {spec['impl']!r}")
     model.train()
-    if spec["recompute"] == "kexue":
-        from ..train import enable_recompute
+    set_recompute(model, spec["impl"], spec["recompute"], spec.get("every", 1))
+    return model
 
-        enable_recompute(model, every=spec.get("every", 1))
-    elif spec["recompute"] == "hf":
+
+def set_recompute(model: Any, impl: str, mode: str, every: int = 1) -> None:
+    """Switch ``model``'s recompute: ``mode`` "none" (off), "kexue" (:func:`kexue.train.enable_recompute`) or "hf"
+    (transformers' own, non-reentrant), on every ``every``-th block."""
+    from ..train import disable_recompute, enable_recompute
+
+    disable_recompute(model)
+    if impl == "hf":
+        if hasattr(model, "activation_checkpointing_disable"):  # transformers >= 5
+            if model.is_activation_checkpointing:
+                model.activation_checkpointing_disable()
+        elif model.is_gradient_checkpointing:
+            model.gradient_checkpointing_disable()
+    if mode in ("kexue", "kexue_block"):
+        enable_recompute(model, every=every, policy="block" if mode == "kexue_block" else "tail_once")
+    elif mode == "hf":
         if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5
             model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False},
-                                                  every_n_layers=spec.get("every", 1))
+                                                  every_n_layers=every)
         else:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    elif spec["recompute"] != "none":
-        raise ValueError(f"unknown recompute {spec['recompute']!r}")
-    return model
+    elif mode != "none":
+        raise ValueError(f"unknown recompute {mode!r}")
+
+
+def child_alternating(spec: dict[str, Any]) -> dict[str, Any]:
+    """Time several configurations in this process, a step of each in turn: ``spec["modes"]`` is a list of
+    ``[impl, recompute mode, every]`` (one model per impl, built once, its recompute switched before each step),
+    ``spec["rounds"]`` the turns after one warm-up turn. A slow spell of a shared machine then hits every
+    configuration alike. Returns CPU and wall seconds per step for each ``"impl/mode/every"``, in round order."""
+    import torch
+
+    from ..env import set_threads
+
+    set_threads(1)
+    models = {impl: _build({**spec, "impl": impl, "recompute": "none"}) for impl in dict.fromkeys(m[0] for m in spec["modes"])}
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(1, spec["vocab"], (spec["batch"], spec["seq"]), generator=g)
+    for model in models.values():
+        for p in model.parameters():
+            p.grad = torch.zeros_like(p)
+    names = ["/".join(map(str, m)) for m in spec["modes"]]
+    cpu: dict[str, list[float]] = {n: [] for n in names}
+    wall: dict[str, list[float]] = {n: [] for n in names}
+    system: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(spec["rounds"] + 1):
+        for name, (impl, mode, every) in zip(names, spec["modes"]):
+            model = models[impl]
+            set_recompute(model, impl, mode, every)
+            t0, c0, s0 = time.perf_counter(), time.process_time(), os.times().system
+            out = model(ids).last_hidden_state
+            out.float().pow(2).mean().backward()
+            if r:  # round 0 warms every configuration up
+                wall[name].append(time.perf_counter() - t0)
+                cpu[name].append(time.process_time() - c0)
+                system[name].append(os.times().system - s0)
+            del out
+    return {"spec": spec, "cpu": cpu, "wall": wall, "system": system}
 
 
 def child(spec: dict[str, Any]) -> dict[str, Any]:
@@ -123,28 +176,40 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
             reset = True
         except OSError:
             reset = False
-    wall, cpu = [], []
+    wall, cpu, system = [], [], []
     for _ in range(spec["steps"]):
-        t0, c0 = time.perf_counter(), time.process_time()
+        t0, c0, s0 = time.perf_counter(), time.process_time(), os.times().system
         step()
         if cuda:
             torch.cuda.synchronize()
         wall.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
+        system.append(os.times().system - s0)
     peak = torch.cuda.max_memory_allocated() if cuda else _status_bytes("VmHWM")
     return {"spec": spec, "baseline": base, "peak": peak, "activation": peak - base, "wall": wall, "cpu": cpu,
+            "system": system,
             "peak_reset": True if cuda else reset,
             "params": sum(p.numel() for p in model.parameters())}
 
 
 def _child_main() -> None:
-    print(json.dumps(child(json.loads(sys.argv[1]))))
+    spec = json.loads(sys.argv[1])
+    print(json.dumps(child_alternating(spec) if "modes" in spec else child(spec)))
 
 
 def measure(spec: dict[str, Any], timeout: float = 900.0) -> dict[str, Any]:
-    """Run :func:`child` in a fresh Python process (mmap threshold 64 KiB, one thread) and return its record."""
-    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "OMP_NUM_THREADS": "1", "KEXUE_THREADS": "1",
-           "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    """Run :func:`child` (or :func:`child_alternating` for a spec with ``modes``) in a fresh Python process with one
+    thread and return its record.
+
+    A memory measurement (:func:`child`) runs with glibc's mmap threshold at 64 KiB, so the peak resident set
+    tracks live tensors; every fresh tensor then faults its pages in anew, which adds system time to each step
+    (a third of a step here, more for a mode that allocates more), so time is measured by :func:`child_alternating`
+    under glibc's default allocator, as a training run has it."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "KEXUE_THREADS": "1", "HF_HUB_OFFLINE": "1",
+           "TRANSFORMERS_OFFLINE": "1"}
+    env.pop("MALLOC_MMAP_THRESHOLD_", None)
+    if "modes" not in spec:
+        env["MALLOC_MMAP_THRESHOLD_"] = "65536"
     code = "from kexue.reproduce.recompute import _child_main; _child_main()"
     proc = subprocess.run([sys.executable, "-c", code, json.dumps(spec)], env=env, capture_output=True, text=True,
                           timeout=timeout)  # a guard against a hung child, not a speed limit
@@ -159,84 +224,102 @@ def slope(batches: list[int], values: list[float]) -> float:
 
 
 # ----------------------------------------------------------------------------------------- run
+MODES = (("none", "plain"), ("kexue_block", "recompute, a checkpoint per block (the post's)"),
+         ("kexue", "recompute, tail_once (kexue's default)"))
+
+
 def run(quick: bool = True) -> Result:
     t0 = time.perf_counter()
-    seq, batches, steps = (128, [2, 6], 2) if quick else (256, [8, 16, 32], 3)
+    seq, batches, rounds = (128, [2, 6], 3) if quick else (256, [8, 16, 32], 5)
+    time_batches = batches[-1:] if quick else batches
+    modes = [m for m, _ in MODES]
     records: dict[tuple[str, int], dict[str, Any]] = {}
-    for b in batches:  # interleave the two modes, so slow spells of a shared machine hit both
-        for mode in ("none", "kexue"):
-            spec = {**MODEL, "impl": "kexue", "recompute": mode, "seq": seq, "batch": b, "steps": steps}
-            records[mode, b] = measure(spec)
-    act = {m: [records[m, b]["activation"] for b in batches] for m in ("none", "kexue")}
-    per_sample = {m: slope(batches, act[m]) for m in act}
-    mem_ratio = per_sample["none"] / per_sample["kexue"] if per_sample["kexue"] > 0 else float("inf")
-    t_cpu = {m: [statistics.median(records[m, b]["cpu"]) / b for b in batches] for m in act}
-    t_wall = {m: [statistics.median(records[m, b]["wall"]) / b for b in batches] for m in act}
-    overheads = [t_cpu["kexue"][i] / t_cpu["none"][i] - 1 for i in range(len(batches))]
-    overhead = float(np.mean(overheads))
+    for b in batches:  # memory: a fresh process per configuration (mmap threshold, see measure)
+        for mode in modes:
+            records[mode, b] = measure({**MODEL, "impl": "kexue", "recompute": mode, "seq": seq, "batch": b,
+                                        "steps": 1})
+    timing = {b: measure({**MODEL, "seq": seq, "batch": b, "rounds": rounds,
+                          "modes": [["kexue", m, 1] for m in modes]}) for b in time_batches}
+    act = {m: [records[m, b]["activation"] for b in batches] for m in modes}
+    per_sample = {m: slope(batches, act[m]) for m in modes}
+    mem_ratio = {m: per_sample["none"] / per_sample[m] if per_sample[m] > 0 else float("inf") for m in modes}
+    key = {m: f"kexue/{m}/1" for m in modes}
+    t_cpu = {m: [statistics.median(timing[b]["cpu"][key[m]]) / b for b in time_batches] for m in modes}
+    # overhead per batch: the median over rounds of (mode step / plain step in the same round)
+    overheads = {m: [statistics.median(x / y for x, y in zip(timing[b]["cpu"][key[m]], timing[b]["cpu"][key["none"]]))
+                     - 1 for b in time_batches] for m in modes}
+    overhead = {m: float(np.mean(overheads[m])) for m in modes}
     mib = 2.0**20
-    rows = []
-    for i, b in enumerate(batches):
-        for m, label in (("none", "plain"), ("kexue", "recompute")):
-            r = records[m, b]
-            rows.append([label, b, r["baseline"] / mib, r["peak"] / mib, r["activation"] / mib,
-                         r["activation"] / mib / b, 1e3 * t_cpu[m][i], 1e3 * t_wall[m][i]])
-    summary_rows = [["activation memory per sample (slope), MiB", per_sample["none"] / mib,
-                     per_sample["kexue"] / mib, mem_ratio],
-                    ["CPU time per sample, ms (mean over batches)", 1e3 * float(np.mean(t_cpu["none"])),
-                     1e3 * float(np.mean(t_cpu["kexue"])), 1 + overhead]]
-    mem_ok = mem_ratio >= MEMORY_RATIO_MIN
-    time_ok = overhead <= TIME_OVERHEAD_MAX
-    verdict = "holds" if mem_ok and time_ok else "does not hold"
+    rows = [[label, b, records[m, b]["activation"] / mib, records[m, b]["activation"] / mib / b]
+            for b in batches for m, label in MODES]
+    time_rows = [[label, b, 1e3 * t_cpu[m][i], 100 * overheads[m][i]]
+                 for i, b in enumerate(time_batches) for m, label in MODES]
+    summary_rows = [[label, per_sample[m] / mib, mem_ratio[m], 1e3 * float(np.mean(t_cpu[m])), 100 * overhead[m]]
+                    for m, label in MODES]
+    ok = {m: mem_ratio[m] >= MEMORY_RATIO_MIN and overhead[m] <= TIME_OVERHEAD_MAX for m in modes}
+    verdict = "holds" if ok["kexue_block"] else "does not hold"
     params = records["none", batches[0]]["params"]
     tables = [
-        Table(f"12-layer encoder (d 256, FFN 1,024, {params / 1e6:.1f}M parameters, dropout 0.1), length {seq}, "
-              f"fwd + bwd, one thread: each row a fresh process",
-              ["mode", "batch", "baseline RSS MiB", "peak RSS MiB", "activation MiB (peak − baseline)",
-               "activation MiB / sample", "CPU ms / sample", "wall ms / sample"], rows),
-        Table("Plain against recompute", ["figure", "plain", "recompute", "ratio (plain/recompute; time: "
-                                                                            "recompute/plain)"], summary_rows),
+        Table("Per-sample activation memory (slope over the batches) and CPU time per sample",
+              ["recompute", "activation MiB / sample", "memory: plain / this", "CPU ms / sample",
+               "extra time, %"], summary_rows),
+        Table(f"Activation memory of one step (peak RSS − baseline, a fresh process each): 12-layer encoder "
+              f"(d 256, FFN 1,024, {params / 1e6:.1f}M parameters, dropout 0.1), length {seq}, one thread",
+              ["recompute", "batch", "activation MiB", "activation MiB / sample"], rows),
+        Table(f"Time: the modes take turns step by step in one process ({rounds} rounds after a warm-up round), "
+              f"glibc's default allocator", ["recompute", "batch", "CPU ms / sample (median)",
+                                             "extra time, % (median of per-round ratios)"], time_rows),
     ]
     nodrop = None
-    if not quick:  # the same at batch 16 without dropout: how much of the time overhead is the dropout masks
+    if not quick:  # without dropout at batch 16: the share of the dropout masks (drawn again by the recompute)
         b = 16
-        nd = {m: measure({**MODEL, "dropout": 0.0, "impl": "kexue", "recompute": m, "seq": seq, "batch": b,
-                          "steps": steps}) for m in ("none", "kexue")}
-        nd_t = {m: statistics.median(nd[m]["cpu"]) / b for m in nd}
-        nodrop = nd_t["kexue"] / nd_t["none"] - 1
-        with_drop = overheads[batches.index(b)]
-        tables.append(Table(f"Time overhead of recompute at batch {b}, with and without dropout (CPU time per "
-                            f"sample)", ["dropout", "plain ms / sample", "recompute ms / sample", "overhead"],
-                            [[0.1, 1e3 * t_cpu["none"][batches.index(b)], 1e3 * t_cpu["kexue"][batches.index(b)],
-                              with_drop], [0.0, 1e3 * nd_t["none"], 1e3 * nd_t["kexue"], nodrop]]))
-    measured = (f"activation memory per sample {per_sample['none'] / mib:.1f} MiB plain vs "
-                f"{per_sample['kexue'] / mib:.1f} MiB with recompute ({mem_ratio:.1f}x less, so about "
-                f"{mem_ratio:.1f}x the batch in the same activation budget) at {100 * overhead:+.0f} % CPU time per "
-                f"sample (length {seq}, batch {batches}): the memory part "
-                f"{'holds' if mem_ok else 'does not hold'}, the time part {'holds' if time_ok else 'does not hold'}")
+        nd = measure({**MODEL, "dropout": 0.0, "seq": seq, "batch": b, "rounds": rounds,
+                      "modes": [["kexue", m, 1] for m in modes]})
+        nodrop = {m: statistics.median(x / y for x, y in zip(nd["cpu"][key[m]], nd["cpu"][key["none"]])) - 1
+                  for m in modes}
+        tables.append(Table(f"Extra time of recompute at batch {b}, with and without dropout",
+                            ["recompute", "dropout 0.1", "dropout 0"],
+                            [[label, 100 * overheads[m][time_batches.index(b)], 100 * nodrop[m]]
+                             for m, label in MODES[1:]]))
+    blk, br = "kexue_block", "kexue"
+    measured = (f"the post's recompute (a checkpoint per block): activation memory per sample "
+                f"{per_sample['none'] / mib:.1f} MiB plain vs {per_sample[blk] / mib:.1f} MiB ({mem_ratio[blk]:.1f}x "
+                f"less, about {mem_ratio[blk]:.1f}x the batch in the same activation budget) at "
+                f"{100 * overhead[blk]:+.0f} % CPU time per sample: the memory part "
+                f"{'holds' if mem_ratio[blk] >= MEMORY_RATIO_MIN else 'does not hold'}, the time part "
+                f"{'holds' if overhead[blk] <= TIME_OVERHEAD_MAX else 'does not hold'}. kexue's default recompute "
+                f"(tail_once): {mem_ratio[br]:.1f}x less memory at {100 * overhead[br]:+.0f} % time "
+                f"(length {seq}, batches {batches})")
     notes = [
         "The post: BERT base trains with about 3x the batch (large about 4x) at about +25 % time per sample, on GPU "
         "under TF/Keras. Here: a 12-layer, d = 256 encoder on one CPU thread, peak resident memory of a fresh process "
         "(see the module docstring for the method); the multiplier is the ratio of per-sample activation slopes, "
         "which is the batch multiplier once activations dominate memory (parameters, gradients and optimizer state "
         "do not grow with the batch).",
-        "Recompute costs one extra forward of every block per step, so the overhead is the forward's share of a "
-        "step: about a third where backward costs twice the forward (the GPU case behind the post's +25 %). On one "
-        "CPU thread with dropout the forward is a larger share (drawing the dropout masks, which the recompute "
-        "draws again, is slow on CPU; backward's matrix products run comparatively fast), so the overhead is larger"
-        + (f": {100 * nodrop:+.0f} % without dropout at batch 16 against {100 * overheads[batches.index(16)]:+.0f} "
-           f"% with it." if nodrop is not None else "; full mode measures it without dropout too."),
+        "Recompute costs one extra forward of every checkpointed piece per step, so its price is the forward's share "
+        "of a step: about a third where backward costs twice the forward (the GPU case behind the post's +25 %). "
+        "kexue's default (config.recompute_policy = 'tail_once') moves each checkpoint's end from the block's end "
+        "to its FFN down projection's output (a post-norm block's second norm opens the next checkpoint); the "
+        "FFN output's dropout keeps no mask (seeded, drawn again in backward), so nothing after the down projection "
+        "is kept and torch's early stop ends the recompute before it: a third of the block's projection FLOPs run "
+        "once, for the same one tensor kept per block."
+        + (" Without dropout at batch 16: " + ", ".join(f"{label} {100 * nodrop[m]:+.0f} %" for m, label in MODES[1:])
+           + "." if nodrop is not None else ""),
+        "Time is measured in one process per batch in which the modes take turns step by step (a slow spell of the "
+        "shared machine hits all of them), with glibc's default allocator: the mmap threshold that makes the memory "
+        "figures exact also makes every fresh tensor fault its pages in, adding a third to a step in system time.",
         "The recompute processes' baseline RSS is about 70 MiB higher than the plain ones': the first "
-        "non-reentrant checkpoint call loads more of torch (one call on a 4x4 tensor adds ~80 MiB of RSS). It is a "
-        "fixed cost, outside the baseline-subtracted activation figures and the per-sample slope.",
-        "Every figure is from one run on a machine shared with other processes; the peak of a step is a single "
-        "high-water mark and the time a median of the timed steps.",
+        "non-reentrant checkpoint call loads more of torch. It is a fixed cost, outside the baseline-subtracted "
+        "activation figures and the per-sample slope.",
+        "Every figure is from one run on a machine shared with other processes.",
         f"Took {time.perf_counter() - t0:.1f} s.",
     ]
-    numbers = {"seq": seq, "batches": batches, "records": {f"{m}_b{b}": r for (m, b), r in records.items()},
+    numbers = {"seq": seq, "batches": batches, "time_batches": time_batches,
+               "records": {f"{m}_b{b}": r for (m, b), r in records.items()},
+               "timing": {str(b): t for b, t in timing.items()},
                "activation_per_sample_bytes": per_sample, "memory_ratio": mem_ratio,
                "time_overhead_cpu": overhead, "time_overheads_by_batch": overheads,
-               "cpu_s_per_sample": t_cpu, "wall_s_per_sample": t_wall, "time_overhead_no_dropout": nodrop}
+               "cpu_s_per_sample": t_cpu, "time_overhead_no_dropout": nodrop}
     return Result(
         name="recompute",
         post=POST,
@@ -244,31 +327,33 @@ def run(quick: bool = True) -> Result:
               "base; 4x for large) at about 25 % more training time per sample.",
         measured=measured,
         verdict=verdict,
-        rule=f"holds if the per-sample activation memory falls by ≥ {MEMORY_RATIO_MIN:g}x (the spec's threshold for "
-             f"a 2–4x larger feasible batch) and CPU time per sample rises by ≤ {100 * TIME_OVERHEAD_MAX:.0f} % "
-             f"(the post's +25 %, the spec's 20–40 % band plus 5 points of CPU noise); does not hold otherwise.",
+        rule=f"holds if, for the post's per-block recompute, the per-sample activation memory falls by ≥ "
+             f"{MEMORY_RATIO_MIN:g}x (the spec's threshold for a 2–4x larger feasible batch) and CPU time per sample "
+             f"rises by ≤ {100 * TIME_OVERHEAD_MAX:.0f} % (the post's +25 %, the spec's 20–40 % band plus 5 points "
+             f"of CPU noise); does not hold otherwise.",
         tables=tables,
-        figures=[("recompute", _figure(batches, act, t_cpu))],
+        figures=[("recompute", _figure(batches, act, time_batches, t_cpu))],
         numbers=numbers,
         notes=notes,
         quick=quick,
     )
 
 
-def _figure(batches: list[int], act: dict[str, list[float]], t_cpu: dict[str, list[float]]):
+def _figure(batches: list[int], act: dict[str, list[float]], time_batches: list[int],
+            t_cpu: dict[str, list[float]]):
     plt = pyplot()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
-    for m, label in (("none", "plain"), ("kexue", "recompute")):
+    for m, label in MODES:
         ax1.plot(batches, np.asarray(act[m]) / 2**20, "o-", label=label)
-        ax2.plot(batches, 1e3 * np.asarray(t_cpu[m]), "o-", label=label)
+        ax2.plot(time_batches, 1e3 * np.asarray(t_cpu[m]), "o-", label=label)
     ax1.set_xlabel("batch")
     ax1.set_ylabel("peak RSS − baseline (MiB)")
     ax1.set_title("Activation memory of one step")
-    ax1.legend()
+    ax1.legend(fontsize=8)
     ax2.set_xlabel("batch")
     ax2.set_ylabel("CPU ms per sample")
     ax2.set_title("Time per sample")
     ax2.set_ylim(bottom=0)
-    ax2.legend()
+    ax2.legend(fontsize=8)
     fig.tight_layout()
     return fig

@@ -141,13 +141,19 @@ def find_blocks(model: nn.Module, block_types: Sequence[type] | None = None) -> 
 
 
 def enable_recompute(model: nn.Module | Iterable[nn.Module], block_types: Sequence[type] | None = None,
-                     every: int = 1, use_reentrant: bool = False, preserve_rng_state: bool = True) -> list[nn.Module]:
+                     every: int = 1, use_reentrant: bool = False, preserve_rng_state: bool = True,
+                     policy: str | None = None) -> list[nn.Module]:
     """Recompute every ``every``-th block of ``model`` in backward (kexue.fm/archives/7367); returns those blocks.
 
     ``model``: a module list (or list) of blocks, or a model whose blocks :func:`find_blocks` finds (kexue
     Transformer, transformers models, DDP-wrapped). For a kexue Transformer with ``every=1`` this is the model's own
     ``gradient_checkpointing`` switch (set on a copy of its config, so models sharing the config are untouched).
     Only training-mode forwards with autograd on are checkpointed. Undo with :func:`disable_recompute`.
+
+    ``policy`` (kexue Transformer, ``every=1``): ``config.recompute_policy``, "tail_once" (the default: a checkpoint
+    per block ending at the FFN down projection's output, so backward never re-runs that product; one tensor kept
+    per block, as the post's) or "block" (the post's: a checkpoint around each block). Other models are checkpointed
+    around each block (``policy`` None or "block").
     """
     from ..models.transformer import Transformer
 
@@ -159,12 +165,22 @@ def enable_recompute(model: nn.Module | Iterable[nn.Module], block_types: Sequen
     if getattr(target, flag_name, False) is True:
         raise ValueError("transformers' own gradient checkpointing is on for this model: use one of the two "
                          "(model.gradient_checkpointing_disable() first)")
+    if policy not in (None, "tail_once", "block"):
+        raise ValueError(f"unknown policy {policy!r}; expected 'tail_once' or 'block'")
     if isinstance(target, Transformer) and every == 1 and not block_types:
         for block in target.blocks:
             _check_no_batchnorm(block)
+        changes: dict[str, Any] = {}
         if not target.config.gradient_checkpointing:
-            target.config = dataclasses.replace(target.config, gradient_checkpointing=True)
+            changes["gradient_checkpointing"] = True
+        if policy is not None and policy != target.config.recompute_policy:
+            changes["recompute_policy"] = policy
+        if changes:
+            target.config = dataclasses.replace(target.config, **changes)
         return list(target.blocks)
+    if policy == "tail_once":
+        raise ValueError("policy='tail_once' is a kexue Transformer's own (every=1, no block_types); other models "
+                         "are checkpointed around each block (policy='block' or None)")
     blocks = find_blocks(target, block_types)  # type: ignore[arg-type]
     for t in ([target] if isinstance(target, Transformer) else []):
         if t.config.gradient_checkpointing:

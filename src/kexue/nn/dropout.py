@@ -1,0 +1,118 @@
+"""Dropout whose mask is cheap to draw on CPU, and stored as one byte per element.
+
+y = x ⊙ m / (1 − p),  m_i ~ Bernoulli(1 − p) independently   (Srivastava et al. 2014; ``torch.nn.Dropout``)
+
+Why not ``torch.nn.functional.dropout``: on CPU it draws the mask with ``bernoulli_``, one 64-bit Mersenne-Twister
+draw per element turned into a double (about 9 ns per element here, a quarter of a BERT forward pass on one thread),
+and keeps a float32 mask (4 bytes per element) for backward. Recompute (kexue.fm/archives/7367) draws every mask
+twice, so the mask's price is paid twice. Here a mask costs a quarter of a draw per element: each 64-bit word from
+torch's own generator (``random_`` over the full int64 range) is cut into four 16-bit lanes u ∈ {0, …, 65535}, and
+element i is kept iff u_i ≥ k with k = round(p·2^16). The masks are exactly Bernoulli(1 − k/2^16) and independent;
+the realised rate p' = k/2^16 is within 2^-17 (7.6e-6) of p, and the output is scaled by 1/(1 − p'), so
+E[y] = x exactly. A rate that 16 bits cannot hold within 1 % (p < 7.6e-4, or p > 1 − 7.6e-4) falls back to torch.
+The mask is a bool tensor (what backward keeps: 1 byte per element instead of 4).
+
+:func:`seeded_dropout` keeps no mask at all: it draws one 64-bit seed, makes the mask from a generator seeded with
+it, and makes it again in backward. The kexue Transformer uses it for the FFN output, so that nothing after the FFN
+down projection is kept for backward and recompute can stop before that product
+(``TransformerConfig.recompute_policy``).
+
+The draws come from torch's default CPU generator (or the ``generator`` given), so ``torch.manual_seed``,
+``torch.random.fork_rng`` and ``torch.utils.checkpoint``'s ``preserve_rng_state`` govern them as they govern
+torch's dropout; the masks themselves differ from torch's for the same seed. On other devices (CUDA's fused dropout
+is fast) this is ``torch.nn.functional.dropout``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+LANES = 1 << 16  # each mask element reads one 16-bit lane of a 64-bit random word
+
+
+def quantised_rate(p: float) -> float | None:
+    """The rate p' = round(p·2^16)/2^16 the CPU path realises, or None where it would be more than 1 % off p (or
+    off 1 − p) and torch's dropout is used instead."""
+    k = round(p * LANES)
+    q = k / LANES
+    if k <= 0 or k >= LANES or abs(q - p) > 0.01 * min(p, 1.0 - p):
+        return None
+    return q
+
+
+def keep_mask(shape: torch.Size | tuple[int, ...], p: float, generator: torch.Generator | None = None) -> Tensor:
+    """A bool CPU tensor of ``shape``, each element True (kept) with probability 1 − p' independently, p' =
+    :func:`quantised_rate` (p). Four elements per 64-bit draw of the generator."""
+    q = quantised_rate(p)
+    if q is None:
+        raise ValueError(f"dropout rate {p!r} is not representable in 16-bit lanes within 1 %; use torch's dropout")
+    n = 1
+    for s in shape:
+        n *= int(s)
+    words = torch.empty((n + 3) // 4, dtype=torch.int64).random_(-(1 << 63), None, generator=generator)
+    lanes = words.view(torch.int16)[:n].view(tuple(shape))  # signed: u − 2^15
+    return lanes >= round(q * LANES) - (1 << 15)
+
+
+def dropout(x: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False,
+            generator: torch.Generator | None = None) -> Tensor:
+    """y = x ⊙ m / (1 − p') in training (see the module docstring), x otherwise. Same arguments as
+    ``torch.nn.functional.dropout`` (plus ``generator``)."""
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p!r}")
+    if not training or p == 0.0:
+        return x
+    q = quantised_rate(p) if x.device.type == "cpu" and x.is_floating_point() else None
+    if q is None:
+        if generator is not None:
+            raise ValueError(f"a generator is only taken by the CPU path (device {x.device}, p = {p!r})")
+        return F.dropout(x, p, True, inplace)
+    keep = keep_mask(x.shape, p, generator)
+    scale = 1.0 / (1.0 - q)
+    # mul by the bool mask: autograd keeps the mask (1 byte per element), not x; the scale is a plain scalar.
+    if inplace:
+        return x.mul_(keep).mul_(scale)
+    return torch.mul(x, keep).mul_(scale)
+
+
+class Dropout(nn.Dropout):
+    """``torch.nn.Dropout`` with the cheap CPU mask of :func:`dropout` (a subclass: ``p``, ``inplace``,
+    ``isinstance(m, nn.Dropout)`` and ``state_dict`` are unchanged)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return dropout(x, self.p, self.training, self.inplace)
+
+
+class _SeededDropout(torch.autograd.Function):
+    """y = x ⊙ m·s with m redrawn in backward from a seed instead of being kept (no tensor saved)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, p: float, seed: int) -> Tensor:  # type: ignore[override]
+        keep = keep_mask(x.shape, p, torch.Generator().manual_seed(seed))
+        ctx.p, ctx.seed = p, seed
+        return torch.mul(x, keep).mul_(1.0 / (1.0 - quantised_rate(p)))  # type: ignore[operator]
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
+        keep = keep_mask(grad.shape, ctx.p, torch.Generator().manual_seed(ctx.seed))
+        # linear in grad, made of differentiable ops: double backward works
+        return grad * keep * (1.0 / (1.0 - quantised_rate(ctx.p))), None, None  # type: ignore[operator]
+
+
+def seeded_dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
+    """:func:`dropout` that keeps no mask for backward: it draws one 64-bit seed from torch's generator, makes the
+    mask from a generator seeded with it, and makes it again in backward (2 ns per element here instead of a byte
+    per element kept). For a tensor whose mask would otherwise be the only thing kept, e.g. after the last product a
+    recompute region re-runs. Same law as :func:`dropout`; elsewhere (CUDA, rates 16 bits cannot hold) torch's."""
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p!r}")
+    if not training or p == 0.0:
+        return x
+    if x.device.type != "cpu" or not x.is_floating_point() or quantised_rate(p) is None:
+        return F.dropout(x, p, True)
+    seed = int(torch.empty((), dtype=torch.int64).random_(0, None))
+    return _SeededDropout.apply(x, p, seed)
