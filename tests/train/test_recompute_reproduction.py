@@ -43,3 +43,25 @@ def test_peak_rss_activation_tracks_autograd_saved_bytes_and_recompute_lowers_it
 def test_slope_is_the_least_squares_line():
     assert rc.slope([2, 4, 8], [10.0, 20.0, 40.0]) == pytest.approx(5.0)
     assert rc.slope([1, 2, 3], [1.0, 3.0, 2.0]) == pytest.approx(0.5)
+
+
+def test_alternating_timing_runs_every_configuration_in_one_process():
+    """The timing child: both implementations' models in one process, each configuration a step per round after a
+    warm-up round, under glibc's default allocator (no mmap threshold)."""
+    spec = {**SPEC, "layers": 2, "seq": 16, "rounds": 2,
+            "modes": [["kexue", "none", 1], ["kexue", "kexue", 1], ["kexue", "kexue_block", 1], ["hf", "hf", 1]]}
+    rec = rc.measure(spec)
+    assert set(rec["cpu"]) == {"kexue/none/1", "kexue/kexue/1", "kexue/kexue_block/1", "hf/hf/1"}
+    assert all(len(v) == 2 and all(t > 0 for t in v) for v in rec["cpu"].values())
+
+
+def test_set_recompute_switches_policies_and_back():
+    model = rc._build({**SPEC, "recompute": "none"})
+    rc.set_recompute(model, "kexue", "kexue_block")
+    assert model.config.gradient_checkpointing and model.config.recompute_policy == "block"
+    rc.set_recompute(model, "kexue", "kexue")
+    assert model.config.gradient_checkpointing and model.config.recompute_policy == "tail_once"
+    rc.set_recompute(model, "kexue", "none")
+    assert not model.config.gradient_checkpointing
+    with pytest.raises(ValueError, match="unknown recompute 'sometimes'"):
+        rc.set_recompute(model, "kexue", "sometimes")
