@@ -120,3 +120,25 @@ def test_recompute_is_skipped_in_eval_and_without_grad(monkeypatch, policy):
     assert calls == []
     model(torch.ones(1, 4, dtype=torch.long)).last_hidden_state.sum().backward()
     assert len(calls) == 3
+
+
+@pytest.mark.parametrize("norm", ["post", "pre"])
+@pytest.mark.parametrize("policy", ["tail_once", "block"])
+def test_recompute_gives_the_same_hidden_states(norm, policy):
+    """Every block's output (output_hidden_states) in training mode with dropout on: with recompute as without it
+    (tail_once computes a post-norm block's output inside the next block's checkpoint)."""
+    outs = []
+    for ckpt in (False, True):
+        torch.manual_seed(0)
+        model = Transformer(TransformerConfig(**{**SMALL, "hidden_dropout": 0.2, "attention_dropout": 0.2},
+                                              norm=norm, gradient_checkpointing=ckpt,
+                                              recompute_policy=policy)).train()
+        ids = torch.randint(1, 60, (2, 9), generator=torch.Generator().manual_seed(3))
+        torch.manual_seed(9)
+        out = model(ids, output_hidden_states=True)
+        outs.append(out)
+    plain, rec = outs
+    assert len(rec.hidden_states) == len(plain.hidden_states) == SMALL["num_layers"] + 1
+    for a, b in zip(rec.hidden_states, plain.hidden_states):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+    torch.testing.assert_close(rec.last_hidden_state, plain.last_hidden_state, atol=1e-6, rtol=0)

@@ -1,4 +1,4 @@
-"""Helpers shared by reproductions: matplotlib set-up and seeded generators."""
+"""Helpers shared by reproductions: matplotlib set-up, number formatting, the digits data set and its split."""
 
 from __future__ import annotations
 
@@ -17,3 +17,17 @@ def pyplot() -> Any:
 
 def fmt(x: float, digits: int = 4) -> str:
     return f"{x:.{digits}g}"
+
+
+def digits_split(standardize: bool = False, n_train: int = 1400) -> tuple[Any, Any, Any, Any]:
+    """scikit-learn's 8x8 digits as float32 tensors in [0, 1] (``standardize``: then each pixel to zero mean and unit
+    variance over the whole set), the labels, and a fixed split (seed 0): ``(X, y, train_idx, heldout_idx)``."""
+    import torch
+    from sklearn.datasets import load_digits
+
+    X_np, y_np = load_digits(return_X_y=True)
+    X = torch.tensor(X_np / 16.0, dtype=torch.float32)
+    if standardize:
+        X = (X - X.mean(0)) / (X.std(0) + 1e-6)
+    perm = torch.randperm(len(X), generator=torch.Generator().manual_seed(0))
+    return X, torch.tensor(y_np), perm[:n_train], perm[n_train:]

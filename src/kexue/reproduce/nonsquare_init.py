@@ -13,7 +13,7 @@ import math
 import torch
 
 from ..nn.init import FAN_MODES, fan_average
-from .common import pyplot
+from .common import digits_split, pyplot
 from .result import Post, Result, Table
 
 POST = Post(title="初始化方法中非方阵的维度平均策略思考",
@@ -48,14 +48,7 @@ def _measure(t: float, seed: int) -> tuple[float, float, float, float]:
 
 
 def _train(mode: str, seed: int, epochs: int) -> tuple[float, float]:
-    from sklearn.datasets import load_digits
-
-    X, y = load_digits(return_X_y=True)
-    X = torch.tensor(X / 16.0, dtype=torch.float32)
-    X = (X - X.mean(0)) / (X.std(0) + 1e-6)
-    y = torch.tensor(y)
-    perm = torch.randperm(len(X), generator=torch.Generator().manual_seed(0))
-    tr, te = perm[:1400], perm[1400:]
+    X, y, tr, te = digits_split(standardize=True)
     torch.manual_seed(seed)
     layers: list[torch.nn.Module] = [torch.nn.Linear(64, 64)]
     for _ in range(12):

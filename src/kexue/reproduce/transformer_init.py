@@ -15,7 +15,7 @@ import math
 import torch
 
 from ..nn.init import sigmoid_second_moment, trunc_normal_, truncnorm_variance_ratio
-from .common import pyplot
+from .common import digits_split, pyplot
 from .result import Post, Result, Table
 
 POST = Post(title="浅谈Transformer的初始化、参数化与标准化",
@@ -71,13 +71,7 @@ class _ResMLP(torch.nn.Module):
 
 
 def _train_mlp(kind: str, seed: int, epochs: int = 30) -> float:
-    from sklearn.datasets import load_digits
-
-    X, y = load_digits(return_X_y=True)
-    X = torch.tensor(X / 16.0, dtype=torch.float32)
-    y = torch.tensor(y)
-    perm = torch.randperm(len(X), generator=torch.Generator().manual_seed(0))
-    tr, va = perm[:1400], perm[1400:]
+    X, y, tr, va = digits_split()
     torch.manual_seed(seed)
     net = _ResMLP(kind)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
