@@ -181,6 +181,13 @@ class Block(nn.Module):
         h, f, scores = self._head(x, mask, scores, key_padding, causal)
         return x, h, f, scores
 
+    def _last_region(self, s: Tensor, prev_norm: nn.Module | None, mask: Tensor | None, scores: Tensor | None,
+                     key_padding: Tensor | None, causal: bool) -> tuple[Tensor, Tensor, Tensor | None]:
+        """The previous block's second norm and this whole block: (x, y, scores), x this block's input."""
+        x = prev_norm(s) if prev_norm is not None else s
+        y, scores = self(x, mask, scores, key_padding, causal)
+        return x, y, scores
+
     def forward(self, x: Tensor, mask: Tensor | None, scores: Tensor | None = None, key_padding: Tensor | None = None,
                 causal: bool = False, cache: dict[str, Tensor] | None = None) -> tuple[Tensor, Tensor | None]:
         h, f, scores = self._head(x, mask, scores, key_padding, causal, cache)
@@ -461,17 +468,25 @@ class Transformer(nn.Module):
         second norm to before it, that norm opening the next block's region). Each region keeps one tensor, as the
         post's per-block recompute does (the pre-norm sum instead of the normed output), and the RNG state; its
         recompute stops once the down projection's input is rebuilt (torch's early stop), so the down projection,
-        its dropout (a seeded one, :meth:`Block._tail`) and the residual sum run once."""
+        its dropout (a seeded one, :meth:`Block._tail`) and the residual sum run once. The last block of a post-norm
+        stack is checkpointed whole (with the previous block's norm), so the stack keeps no more than the post's."""
         c = self.config
         s, prev_norm, scores = x, None, None
+        ckpt = partial(checkpoint, use_reentrant=False, preserve_rng_state=True)
+        last = len(self.blocks) - 1
         for i, block in enumerate(self.blocks):
             carried = scores if c.residual_attention else None
-            x, h, f, scores = checkpoint(block._region, s, prev_norm, mask, carried, key_padding, causal,
-                                         use_reentrant=False, preserve_rng_state=True)
+            if i == last and block.placement == "post":
+                # the stack's last norm would keep its input outside every region: one tensor more than the post's
+                # recompute keeps. The last post-norm block is checkpointed whole instead (its tail is recomputed).
+                x, s, scores = ckpt(block._last_region, s, prev_norm, mask, carried, key_padding, causal)
+                prev_norm = None
+            else:
+                x, h, f, scores = ckpt(block._region, s, prev_norm, mask, carried, key_padding, causal)
+                s = block._tail(h, f)
+                prev_norm = block.ffn_norm if block.placement == "post" else None
             if hidden is not None and i > 0:
                 hidden.append(x)  # the previous block's output
-            s = block._tail(h, f)
-            prev_norm = block.ffn_norm if block.placement == "post" else None
         x = prev_norm(s) if prev_norm is not None else s
         if hidden is not None:
             hidden.append(x)
