@@ -73,8 +73,9 @@ class TransformerConfig:
     gradient_checkpointing: bool = False
     #: How recompute cuts the stack. "tail_once" (the default): a checkpoint per block whose boundary sits at the
     #: FFN down projection's output (kexue.models.Transformer._run_tail_once); it keeps one tensor per block, as
-    #: the post's does, and backward never re-runs the down projection (a third of a block's projection FLOPs),
-    #: its dropout or the residual sum. "block": the post's recompute, a checkpoint around each block.
+    #: the post's does (on CUDA also the FFN output's 1-byte dropout mask), and backward never re-runs the down
+    #: projection (a third of a block's projection FLOPs), its dropout or the residual sum. "block": the post's
+    #: recompute, a checkpoint around each block.
     recompute_policy: str = "tail_once"
     # -- attention variants (see kexue.nn.attention) -----------------------------------------------------------
     #: "softmax", or a linear-attention kernel: "linear" (elu+1), "performer", "taylor", "exp_limit".

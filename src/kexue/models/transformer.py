@@ -166,9 +166,12 @@ class Block(nn.Module):
         return h, self.ffn(self.ffn_norm(h) if self.placement == "pre" else h), scores
 
     def _tail(self, h: Tensor, f: Tensor) -> Tensor:
-        """h + α'·dropout(f), before a post-norm block's second norm. This dropout keeps no mask (it is drawn again
-        in backward from a seed: :func:`kexue.nn.dropout.seeded_dropout`), so nothing after the down projection is
-        kept for backward and a recompute can stop before that product (``recompute_policy="tail_once"``)."""
+        """h + α'·dropout(f), before a post-norm block's second norm. This dropout keeps no mask on CPU (it is drawn
+        again in backward from a seed: :func:`kexue.nn.dropout.seeded_dropout`): under ``recompute_policy=
+        "tail_once"`` the tail lies outside every checkpoint, and a block then keeps only its pre-norm sum for
+        backward (on CUDA, torch's dropout keeps its 1-byte mask here as well); inside the post's per-block
+        checkpoint of a pre-norm block, nothing kept after the down projection lets the early stop skip that
+        product too."""
         f = seeded_dropout(f, self.dropout.p, self.training)
         return h + (f if self.gate is None else self.gate[1] * f)
 
