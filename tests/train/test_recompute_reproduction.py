@@ -65,3 +65,30 @@ def test_set_recompute_switches_policies_and_back():
     assert not model.config.gradient_checkpointing
     with pytest.raises(ValueError, match="unknown recompute 'sometimes'"):
         rc.set_recompute(model, "kexue", "sometimes")
+
+
+def test_run_assembles_verdict_tables_and_notes_from_the_measurements(monkeypatch):
+    """run() on stand-in measurements (memory per mode ∝ batch; plain 1.0 s/step, the post's 1.3, tail_once 1.2):
+    the ratios, the verdict and the tables follow from them (the full mode's shape: three batches, no-dropout)."""
+    per_sample = {"none": 70.0, "kexue_block": 10.0, "kexue": 11.0}
+    step = {"none": 1.0, "kexue_block": 1.3, "kexue": 1.2}
+
+    def fake(spec, timeout=900.0):
+        if "modes" in spec:
+            cpu = {f"{i}/{m}/{e}": [step[m] * spec["batch"]] * spec["rounds"] for i, m, e in spec["modes"]}
+            return {"spec": spec, "cpu": cpu, "wall": cpu, "system": cpu}
+        act = per_sample[spec["recompute"]] * 2**20 * spec["batch"] + 5 * 2**20
+        return {"spec": spec, "activation": act, "baseline": 1e8, "peak": 1e8 + act, "cpu": [1.0], "wall": [1.0],
+                "system": [0.0], "params": 1000, "peak_reset": True}
+
+    monkeypatch.setattr(rc, "measure", fake)
+    monkeypatch.setattr(rc, "_figure", lambda *a, **k: None)
+    res = rc.run(quick=False)
+    assert res.verdict == "holds"
+    assert res.numbers["memory_ratio"]["kexue_block"] == pytest.approx(7.0)
+    assert res.numbers["time_overhead_cpu"]["kexue_block"] == pytest.approx(0.3)
+    assert res.numbers["time_overhead_cpu"]["kexue"] == pytest.approx(0.2)
+    assert any(n.startswith("Plain CPU time per sample by batch") for n in res.notes)
+    assert "+30 % CPU time per sample" in res.measured and "7.0x less" in res.measured
+    step["kexue_block"] = 1.5  # +50 %: beyond the 45 % the rule allows
+    assert rc.run(quick=True).verdict == "does not hold"

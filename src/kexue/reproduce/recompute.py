@@ -314,6 +314,13 @@ def run(quick: bool = True) -> Result:
         "Every figure is from one run on a machine shared with other processes.",
         f"Took {time.perf_counter() - t0:.1f} s.",
     ]
+    if len(time_batches) > 1:
+        notes.insert(2, "Plain CPU time per sample by batch: " + ", ".join(
+            f"{b}: {1e3 * t:.0f} ms" for b, t in zip(time_batches, t_cpu["none"]))
+            + ". Where it rises with the batch, the plain step's largest tensors have passed glibc's largest mmap "
+            "threshold (32 MiB): each is mapped and page-faulted in afresh on every step, which the recompute's "
+            "smaller live set partly avoids, so the extra time of recompute shrinks there (even below zero); the "
+            "smaller batches are the fairer comparison.")
     numbers = {"seq": seq, "batches": batches, "time_batches": time_batches,
                "records": {f"{m}_b{b}": r for (m, b), r in records.items()},
                "timing": {str(b): t for b, t in timing.items()},
