@@ -25,6 +25,7 @@ is fast) this is ``torch.nn.functional.dropout``.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -50,33 +51,38 @@ def keep_mask(shape: torch.Size | tuple[int, ...], p: float, generator: torch.Ge
     q = quantised_rate(p)
     if q is None:
         raise ValueError(f"dropout rate {p!r} is not representable in 16-bit lanes within 1 %; use torch's dropout")
-    n = 1
-    for s in shape:
-        n *= int(s)
+    n = math.prod(int(s) for s in shape)
     words = torch.empty((n + 3) // 4, dtype=torch.int64).random_(-(1 << 63), None, generator=generator)
     lanes = words.view(torch.int16)[:n].view(tuple(shape))  # signed: u − 2^15
     return lanes >= round(q * LANES) - (1 << 15)
+
+
+def _cpu_rate(x: Tensor, p: float) -> float | None:
+    """Checks p; the rate the CPU path realises for ``x``, or None where torch's dropout serves (another device, a
+    non-float tensor, a rate 16 bits cannot hold)."""
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p!r}")
+    return quantised_rate(p) if x.device.type == "cpu" and x.is_floating_point() else None
+
+
+def _masked(x: Tensor, keep: Tensor, q: float, inplace: bool = False) -> Tensor:
+    """x ⊙ keep / (1 − q). Multiplying by the bool mask makes autograd keep the mask (1 byte per element), not x;
+    the scale is a plain scalar, and the in-place scaling writes into the fresh product."""
+    return (x.mul_(keep) if inplace else torch.mul(x, keep)).mul_(1.0 / (1.0 - q))
 
 
 def dropout(x: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False,
             generator: torch.Generator | None = None) -> Tensor:
     """y = x ⊙ m / (1 − p') in training (see the module docstring), x otherwise. Same arguments as
     ``torch.nn.functional.dropout`` (plus ``generator``)."""
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p!r}")
+    q = _cpu_rate(x, p)
     if not training or p == 0.0:
         return x
-    q = quantised_rate(p) if x.device.type == "cpu" and x.is_floating_point() else None
     if q is None:
         if generator is not None:
             raise ValueError(f"a generator is only taken by the CPU path (device {x.device}, p = {p!r})")
         return F.dropout(x, p, True, inplace)
-    keep = keep_mask(x.shape, p, generator)
-    scale = 1.0 / (1.0 - q)
-    # mul by the bool mask: autograd keeps the mask (1 byte per element), not x; the scale is a plain scalar.
-    if inplace:
-        return x.mul_(keep).mul_(scale)
-    return torch.mul(x, keep).mul_(scale)
+    return _masked(x, keep_mask(x.shape, p, generator), q, inplace)
 
 
 class Dropout(nn.Dropout):
@@ -88,19 +94,18 @@ class Dropout(nn.Dropout):
 
 
 class _SeededDropout(torch.autograd.Function):
-    """y = x ⊙ m·s with m redrawn in backward from a seed instead of being kept (no tensor saved)."""
+    """y = x ⊙ m / (1 − p') with m drawn again in backward from a seed instead of being kept (no tensor saved)."""
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, p: float, seed: int) -> Tensor:  # type: ignore[override]
-        keep = keep_mask(x.shape, p, torch.Generator().manual_seed(seed))
-        ctx.p, ctx.seed = p, seed
-        return torch.mul(x, keep).mul_(1.0 / (1.0 - quantised_rate(p)))  # type: ignore[operator]
+    def forward(ctx: Any, x: Tensor, p: float, q: float, seed: int) -> Tensor:  # type: ignore[override]
+        ctx.p, ctx.q, ctx.seed = p, q, seed
+        return _masked(x, keep_mask(x.shape, p, torch.Generator().manual_seed(seed)), q)
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None, None]:  # type: ignore[override]
         keep = keep_mask(grad.shape, ctx.p, torch.Generator().manual_seed(ctx.seed))
         # linear in grad, made of differentiable ops: double backward works
-        return grad * keep * (1.0 / (1.0 - quantised_rate(ctx.p))), None, None  # type: ignore[operator]
+        return _masked(grad, keep, ctx.q), None, None, None
 
 
 def seeded_dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
@@ -108,11 +113,10 @@ def seeded_dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
     mask from a generator seeded with it, and makes it again in backward (2 ns per element here instead of a byte
     per element kept). For a tensor whose mask would otherwise be the only thing kept, e.g. after the last product a
     recompute region re-runs. Same law as :func:`dropout`; elsewhere (CUDA, rates 16 bits cannot hold) torch's."""
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p!r}")
+    q = _cpu_rate(x, p)
     if not training or p == 0.0:
         return x
-    if x.device.type != "cpu" or not x.is_floating_point() or quantised_rate(p) is None:
+    if q is None:
         return F.dropout(x, p, True)
     seed = int(torch.empty((), dtype=torch.int64).random_(0, None))
-    return _SeededDropout.apply(x, p, seed)
+    return _SeededDropout.apply(x, p, q, seed)
