@@ -490,10 +490,10 @@ class Transformer(nn.Module):
                 prev_norm = block.ffn_norm if block.placement == "post" else None
             if hidden is not None and i > 0:
                 hidden.append(x)  # the previous block's output
-        x = prev_norm(s) if prev_norm is not None else s
+        # s is the last block's output: a post-norm stack's last block ran whole, a pre/none block ends with its tail
         if hidden is not None:
-            hidden.append(x)
-        return x, hidden
+            hidden.append(s)
+        return s, hidden
 
     def forward(
         self,

@@ -46,6 +46,17 @@ AttentionImpl = Literal["auto", "sdpa", "math"]
 ATTENTION_KINDS: tuple[str, ...] = ("softmax", "linear", "performer", "taylor", "exp_limit")
 
 
+def _masked_logits(logits: Tensor, mask: Tensor | None, inplace: bool = False) -> Tensor:
+    """logits + M: a boolean mask (True = may attend) puts the dtype's lowest value where False (a fully masked row
+    stays finite); a float mask is added."""
+    if mask is None:
+        return logits
+    if mask.dtype == torch.bool:
+        low = torch.finfo(logits.dtype).min
+        return logits.masked_fill_(~mask, low) if inplace else logits.masked_fill(~mask, low)
+    return logits.add_(mask) if inplace else logits + mask.to(logits.dtype)
+
+
 class Attention(nn.Module):
     """Self-attention with separate Q, K, V projections (as BERT's checkpoints store them) and an output projection.
 
@@ -202,12 +213,7 @@ class Attention(nn.Module):
         the smaller operand; a masked-out key gets the dtype's lowest value, as in :meth:`_explicit`."""
         if self.scale:
             q = q * (1.0 / math.sqrt(self.key_size))
-        logits = q @ k.transpose(-1, -2)  # a fresh tensor: the masking may write into it
-        if mask is not None:
-            if mask.dtype == torch.bool:
-                logits = logits.masked_fill_(~mask, torch.finfo(logits.dtype).min)
-            else:
-                logits = logits.add_(mask)
+        logits = _masked_logits(q @ k.transpose(-1, -2), mask, inplace=True)  # a fresh product: write into it
         p = torch.softmax(logits, dim=-1, dtype=torch.float32)
         return dropout(p.to(v.dtype), drop) @ v
 
@@ -221,12 +227,8 @@ class Attention(nn.Module):
         carried = logits
         if self.pre_mix is not None:  # talking heads, mixed in float32 before the mask
             logits = torch.einsum("bhij,gh->bgij", logits.float(), self.pre_mix.float())
-        logits = logits.float()
-        if mask is not None:
-            if mask.dtype == torch.bool:
-                logits = logits.masked_fill(~mask, torch.finfo(logits.dtype).min)
-            else:
-                logits = logits + mask.float()
+        # not in place: without talking heads, logits.float() may be the carried tensor itself
+        logits = _masked_logits(logits.float(), mask)
         p = torch.softmax(logits, dim=-1)
         if self.post_mix is not None:
             p = torch.einsum("bhij,gh->bgij", p, self.post_mix.float())
