@@ -76,10 +76,10 @@ def test_run_assembles_verdict_tables_and_notes_from_the_measurements(monkeypatc
     def fake(spec, timeout=900.0):
         if "modes" in spec:
             cpu = {f"{i}/{m}/{e}": [step[m] * spec["batch"]] * spec["rounds"] for i, m, e in spec["modes"]}
-            return {"spec": spec, "cpu": cpu, "wall": cpu, "system": cpu}
+            return {"spec": spec, "cpu": cpu, "wall": cpu}
         act = per_sample[spec["recompute"]] * 2**20 * spec["batch"] + 5 * 2**20
         return {"spec": spec, "activation": act, "baseline": 1e8, "peak": 1e8 + act, "cpu": [1.0], "wall": [1.0],
-                "system": [0.0], "params": 1000, "peak_reset": True}
+                "params": 1000, "peak_reset": True}
 
     monkeypatch.setattr(rc, "measure", fake)
     monkeypatch.setattr(rc, "_figure", lambda *a, **k: None)

@@ -105,39 +105,47 @@ def set_recompute(model: Any, impl: str, mode: str, every: int = 1) -> None:
         raise ValueError(f"unknown recompute {mode!r}")
 
 
-def child_alternating(spec: dict[str, Any]) -> dict[str, Any]:
-    """Time several configurations in this process, a step of each in turn: ``spec["modes"]`` is a list of
-    ``[impl, recompute mode, every]`` (one model per impl, built once, its recompute switched before each step),
-    ``spec["rounds"]`` the turns after one warm-up turn. A slow spell of a shared machine then hits every
-    configuration alike. Returns CPU and wall seconds per step for each ``"impl/mode/every"``, in round order."""
+def _setup(spec: dict[str, Any], models: list[Any], device: str = "cpu"):
+    """One thread, zeroed gradient buffers for ``models`` (so a step allocates none), the batch's token ids, and the
+    step: forward + backward of mean(last_hidden_state²)."""
     import torch
 
     from ..env import set_threads
 
     set_threads(1)
-    models = {impl: _build({**spec, "impl": impl, "recompute": "none"}) for impl in dict.fromkeys(m[0] for m in spec["modes"])}
-    g = torch.Generator().manual_seed(1)
-    ids = torch.randint(1, spec["vocab"], (spec["batch"], spec["seq"]), generator=g)
-    for model in models.values():
+    for model in models:
         for p in model.parameters():
-            p.grad = torch.zeros_like(p)
+            if p.requires_grad:
+                p.grad = torch.zeros_like(p)
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(1, spec["vocab"], (spec["batch"], spec["seq"]), generator=g).to(device)
+
+    def step(model: Any) -> None:
+        model(ids).last_hidden_state.float().pow(2).mean().backward()
+
+    return step
+
+
+def child_alternating(spec: dict[str, Any]) -> dict[str, Any]:
+    """Time several configurations in this process, a step of each in turn: ``spec["modes"]`` is a list of
+    ``[impl, recompute mode, every]`` (one model per impl, built once, its recompute switched before each step),
+    ``spec["rounds"]`` the turns after one warm-up turn. A slow spell of a shared machine then hits every
+    configuration alike. Returns CPU and wall seconds per step for each ``"impl/mode/every"``, in round order."""
+    impls = dict.fromkeys(m[0] for m in spec["modes"])
+    models = {impl: _build({**spec, "impl": impl, "recompute": "none"}) for impl in impls}
+    step = _setup(spec, list(models.values()))
     names = ["/".join(map(str, m)) for m in spec["modes"]]
     cpu: dict[str, list[float]] = {n: [] for n in names}
     wall: dict[str, list[float]] = {n: [] for n in names}
-    system: dict[str, list[float]] = {n: [] for n in names}
     for r in range(spec["rounds"] + 1):
         for name, (impl, mode, every) in zip(names, spec["modes"]):
-            model = models[impl]
-            set_recompute(model, impl, mode, every)
-            t0, c0, s0 = time.perf_counter(), time.process_time(), os.times().system
-            out = model(ids).last_hidden_state
-            out.float().pow(2).mean().backward()
+            set_recompute(models[impl], impl, mode, every)
+            t0, c0 = time.perf_counter(), time.process_time()
+            step(models[impl])
             if r:  # round 0 warms every configuration up
                 wall[name].append(time.perf_counter() - t0)
                 cpu[name].append(time.process_time() - c0)
-                system[name].append(os.times().system - s0)
-            del out
-    return {"spec": spec, "cpu": cpu, "wall": wall, "system": system}
+    return {"spec": spec, "cpu": cpu, "wall": wall}
 
 
 def child(spec: dict[str, Any]) -> dict[str, Any]:
@@ -146,22 +154,10 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
 
     import torch
 
-    from ..env import set_threads
-
-    set_threads(1)
     device = spec.get("device", "cpu")
     model = _build(spec).to(device)
-    g = torch.Generator().manual_seed(1)
-    ids = torch.randint(1, spec["vocab"], (spec["batch"], spec["seq"]), generator=g).to(device)
-    params = [p for p in model.parameters() if p.requires_grad]
-    for p in params:
-        p.grad = torch.zeros_like(p)
-
-    def step() -> None:
-        out = model(ids).last_hidden_state
-        out.float().pow(2).mean().backward()
-
-    step()  # warm-up: kernels, thread pools, the gradient buffers in place
+    step = _setup(spec, [model], device)
+    step(model)  # warm-up: kernels, thread pools, the gradient buffers in place
     gc.collect()
     cuda = device.startswith("cuda")
     if cuda:
@@ -176,18 +172,16 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
             reset = True
         except OSError:
             reset = False
-    wall, cpu, system = [], [], []
+    wall, cpu = [], []
     for _ in range(spec["steps"]):
-        t0, c0, s0 = time.perf_counter(), time.process_time(), os.times().system
-        step()
+        t0, c0 = time.perf_counter(), time.process_time()
+        step(model)
         if cuda:
             torch.cuda.synchronize()
         wall.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
-        system.append(os.times().system - s0)
     peak = torch.cuda.max_memory_allocated() if cuda else _status_bytes("VmHWM")
     return {"spec": spec, "baseline": base, "peak": peak, "activation": peak - base, "wall": wall, "cpu": cpu,
-            "system": system,
             "peak_reset": True if cuda else reset,
             "params": sum(p.numel() for p in model.parameters())}
 
