@@ -41,3 +41,26 @@ def minilm_tokenizer(minilm_dir):
     from kexue.models import Tokenizer
 
     return Tokenizer.from_pretrained(minilm_dir)
+
+
+def _saved_bytes(fn) -> int:
+    """Bytes of the non-parameter tensors autograd keeps for backward while ``fn`` runs (distinct storages)."""
+    import torch
+
+    seen: dict[int, int] = {}
+
+    def pack(t: torch.Tensor):
+        if not (t.is_leaf and t.requires_grad):
+            s = t.untyped_storage()
+            seen[s.data_ptr()] = max(seen.get(s.data_ptr(), 0), s.nbytes())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn()
+    return sum(seen.values())
+
+
+@pytest.fixture
+def saved_bytes():
+    """``saved_bytes(fn)``: bytes of the non-parameter tensors autograd keeps for backward while ``fn`` runs."""
+    return _saved_bytes

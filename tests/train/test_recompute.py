@@ -91,38 +91,23 @@ def test_frozen_embedding_still_gives_block_gradients():
     _assert_same(got, want)
 
 
-def _saved_bytes(fn) -> int:
-    """Bytes of non-parameter tensors autograd keeps for backward while ``fn`` runs (distinct storages)."""
-    seen: dict[int, int] = {}
-
-    def pack(t: torch.Tensor):
-        if not (t.is_leaf and t.requires_grad):
-            s = t.untyped_storage()
-            seen[s.data_ptr()] = max(seen.get(s.data_ptr(), 0), s.nbytes())
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        fn()
-    return sum(seen.values())
-
-
-def test_recompute_keeps_far_fewer_tensors_for_backward():
+def test_recompute_keeps_far_fewer_tensors_for_backward(saved_bytes):
     ids, mask = _batch()
     plain, ckpt = _kexue(), _kexue()
     enable_recompute(ckpt.blocks)
-    b_plain = _saved_bytes(lambda: plain(ids, attention_mask=mask))
-    b_ckpt = _saved_bytes(lambda: ckpt(ids, attention_mask=mask))
+    b_plain = saved_bytes(lambda: plain(ids, attention_mask=mask))
+    b_ckpt = saved_bytes(lambda: ckpt(ids, attention_mask=mask))
     assert b_ckpt < b_plain / 4, (b_plain, b_ckpt)
 
 
-def test_both_policies_keep_one_tensor_per_block():
+def test_both_policies_keep_one_tensor_per_block(saved_bytes):
     """The post's recompute keeps each block's input; tail_once each block's pre-norm sum instead (the last
     post-norm block is checkpointed whole): the same bytes, far below the plain model's."""
     ids, mask = _batch()
     plain, tail, block = _kexue(), _kexue(), _kexue()
     enable_recompute(tail)
     enable_recompute(block, policy="block")
-    b_plain, b_tail, b_block = (_saved_bytes(lambda m=m: m(ids, attention_mask=mask)) for m in (plain, tail, block))
+    b_plain, b_tail, b_block = (saved_bytes(lambda m=m: m(ids, attention_mask=mask)) for m in (plain, tail, block))
     assert b_tail == b_block < b_plain / 4, (b_plain, b_tail, b_block)
 
 

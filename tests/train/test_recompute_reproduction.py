@@ -11,28 +11,18 @@ from kexue.reproduce import recompute as rc
 SPEC = dict(layers=4, hidden=128, heads=2, ffn=512, vocab=200, dropout=0.1, seq=128, batch=4, steps=1, impl="kexue")
 
 
-def _saved_bytes() -> int:
-    """Bytes of the non-parameter tensors autograd keeps for backward in one plain forward (distinct storages)."""
+def _plain_forward() -> None:
+    """One plain forward of the SPEC model with its loss (what the reproduction's step runs before backward)."""
     model = rc._build({**SPEC, "recompute": "none"})
     ids = torch.randint(1, SPEC["vocab"], (SPEC["batch"], SPEC["seq"]), generator=torch.Generator().manual_seed(1))
-    seen: dict[int, int] = {}
-
-    def pack(t: torch.Tensor):
-        if not (t.is_leaf and t.requires_grad):
-            s = t.untyped_storage()
-            seen[s.data_ptr()] = max(seen.get(s.data_ptr(), 0), s.nbytes())
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        model(ids).last_hidden_state.float().pow(2).mean()
-    return sum(seen.values())
+    model(ids).last_hidden_state.float().pow(2).mean()
 
 
 @pytest.mark.skipif(not rc.os.path.exists("/proc/self/clear_refs"), reason="needs Linux /proc for peak RSS")
-def test_peak_rss_activation_tracks_autograd_saved_bytes_and_recompute_lowers_it():
+def test_peak_rss_activation_tracks_autograd_saved_bytes_and_recompute_lowers_it(saved_bytes):
     plain = rc.measure({**SPEC, "recompute": "none"})
     ckpt = rc.measure({**SPEC, "recompute": "kexue"})
-    saved = _saved_bytes()
+    saved = saved_bytes(_plain_forward)
     assert plain["peak_reset"]
     # the step's peak holds every saved activation, plus backward's transient buffers
     assert 0.8 * saved <= plain["activation"] <= 3 * saved, (plain["activation"], saved)
