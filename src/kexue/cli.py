@@ -23,7 +23,8 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     if args.out is None:
         print("kexue reproduce: --out DIR is required (where index.html and results.json go)", file=sys.stderr)
         return 2
-    from .reproduce.report import run_all, write_report
+    from .reproduce.report import write_report
+    from .reproduce.runner import run_all
 
     set_threads()
     outcomes = run_all(names, quick=args.quick, log=lambda s: print(s, flush=True))

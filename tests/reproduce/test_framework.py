@@ -10,7 +10,8 @@ from kexue import reproduce
 from kexue.cli import main
 from kexue.reproduce import Post, Result, Table
 from kexue.reproduce import gelu as gelu_repro
-from kexue.reproduce.report import Outcome, run_all, write_report
+from kexue.reproduce.report import write_report
+from kexue.reproduce.runner import Outcome, run_all
 
 
 def test_list_includes_first_entries(capsys):

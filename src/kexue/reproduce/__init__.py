@@ -10,9 +10,9 @@ import importlib
 import pkgutil
 from types import ModuleType
 
-from .result import Post, Result, Table, Verdict
+from .result import Kind, Post, Result, Table, Verdict
 
-_FRAMEWORK = {"result", "report", "common"}
+_FRAMEWORK = {"result", "report", "common", "rules", "runner"}
 
 
 def available() -> list[str]:
@@ -29,4 +29,4 @@ def load(name: str) -> ModuleType:
     return importlib.import_module(f"{__name__}.{name}")
 
 
-__all__ = ["Post", "Result", "Table", "Verdict", "available", "load"]
+__all__ = ["Kind", "Post", "Result", "Table", "Verdict", "available", "load"]

@@ -7,47 +7,12 @@ import json
 import math
 import os
 import tempfile
-import time
-import traceback
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from . import load
-from .result import Result
+from .runner import Outcome
 
 _COLOURS = {"holds": "#1a7f37", "does not hold": "#cf222e", "inconclusive": "#9a6700", "error": "#6e7781"}
-
-
-@dataclass
-class Outcome:
-    name: str
-    seconds: float
-    result: Result | None = None
-    error: str | None = None
-
-    @property
-    def verdict(self) -> str:
-        return self.result.verdict if self.result is not None else "error"
-
-
-def run_all(names: list[str], quick: bool, log: Callable[[str], None] = print) -> list[Outcome]:
-    """Run each reproduction; an exception is recorded as that entry's error and the others still run."""
-    outcomes = []
-    for name in names:
-        log(f"[{name}] running ({'quick' if quick else 'full'}) ...")
-        t0 = time.perf_counter()
-        try:
-            result = load(name).run(quick=quick)
-            if result.name != name:
-                raise RuntimeError(f"reproduction {name!r} returned a result named {result.name!r}")
-            outcome = Outcome(name, time.perf_counter() - t0, result=result)
-            log(f"[{name}] {result.verdict} in {outcome.seconds:.1f}s: {result.measured}")
-        except Exception:  # noqa: BLE001 - the report shows it; the run goes on
-            outcome = Outcome(name, time.perf_counter() - t0, error=traceback.format_exc())
-            log(f"[{name}] ERROR after {outcome.seconds:.1f}s\n{outcome.error}")
-        outcomes.append(outcome)
-    return outcomes
 
 
 def _jsonable(x: Any) -> Any:
