@@ -8,6 +8,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from pathlib import Path  # noqa: E402
+
+#: The shared data folder beside the checkout (``../shared/data``), found from this file's own path. The tests read
+#: it through ``$KEXUE_DATA`` when that is unset; the library itself never looks beside the checkout.
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+if not os.environ.get("KEXUE_DATA") and SHARED_DATA.is_dir():
+    os.environ["KEXUE_DATA"] = str(SHARED_DATA)
+
 import pytest  # noqa: E402
 
 from kexue.env import data_dir, minilm_path, set_threads  # noqa: E402
@@ -17,10 +25,10 @@ set_threads(1)
 
 @pytest.fixture(scope="session")
 def data_root():
-    """The shared data folder; tests that need it skip, naming the folder, when it is absent."""
+    """The data folder; tests that need it skip, naming the folder, when it is absent."""
     root = data_dir()
     if not root.is_dir():
-        pytest.skip(f"shared data folder not found at {root} (set KEXUE_DATA)")
+        pytest.skip(f"data folder not found at {root} (set KEXUE_DATA, or `kexue data fetch --all`)")
     return root
 
 

@@ -1,43 +1,56 @@
-"""Where kexue finds things: the shared data folder, the offline model, the thread count."""
+"""Where kexue finds things: the data folder, the offline model, the thread count."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-import torch
-
-#: The environment variable naming the data folder (default: ``../shared/data`` beside the checkout).
+#: The environment variable naming the data folder (default: the per-user cache, see :func:`data_dir`).
 DATA_ENV = "KEXUE_DATA"
 #: The environment variable naming the torch thread count for tests, benchmarks and reproductions.
 THREADS_ENV = "KEXUE_THREADS"
 
 
-def data_dir() -> Path:
-    """The shared data folder: ``$KEXUE_DATA``, else ``../shared/data`` beside the checkout.
+def cache_dir() -> Path:
+    """kexue's per-user cache folder: ``$XDG_CACHE_HOME/kexue`` (an absolute path only), else ``~/.cache/kexue``."""
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    base = Path(xdg).expanduser() if xdg and Path(xdg).expanduser().is_absolute() else Path.home() / ".cache"
+    return base / "kexue"
 
-    The folder may not exist; callers that need it raise (or skip) with :func:`require_data`.
+
+def data_dir() -> Path:
+    """The data folder: ``$KEXUE_DATA`` when set (and not empty), else ``cache_dir() / "data"``.
+
+    Never a path relative to the checkout. The folder may not exist; ``kexue data fetch NAME`` fills it, and
+    :func:`require_data` raises :class:`~kexue.data.registry.MissingData` for a set that is not there.
     """
     env = os.environ.get(DATA_ENV)
     if env:
         return Path(env).expanduser()
-    # src/kexue/env.py -> checkout root is three levels up; the shared folder sits beside the checkout.
-    checkout = Path(__file__).resolve().parents[2]
-    return checkout.parent / "shared" / "data"
+    return cache_dir() / "data"
 
 
 def require_data(*parts: str) -> Path:
-    """Path of a file or folder inside :func:`data_dir`, raising ``FileNotFoundError`` naming it if absent."""
-    path = data_dir().joinpath(*parts)
+    """Path of a file or folder inside :func:`data_dir`; ``parts[0]`` is the data set's name (its folder).
+
+    Raises :class:`~kexue.data.registry.MissingData` (a ``FileNotFoundError``) naming the set, the missing path and
+    the command that fetches it.
+    """
+    from .data.registry import MissingData
+
+    if not parts:
+        raise ValueError("require_data needs the data set's name (its folder) and optionally a path inside it")
+    root = data_dir()
+    path = root.joinpath(*parts)
     if not path.exists():
-        raise FileNotFoundError(
-            f"data not found: {path} (set {DATA_ENV} to the shared data folder; it is {data_dir()} now)"
-        )
+        raise MissingData(parts[0], root, f"no {path}")
     return path
 
 
 def set_threads(default: int = 1) -> int:
     """Set torch's intra-op thread count from ``$KEXUE_THREADS`` (default ``default``); return it."""
+    import torch
+
     raw = os.environ.get(THREADS_ENV, str(default))
     try:
         n = int(raw)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from kexue.data import classification as C
+from kexue.data.registry import MissingData
 
 
 @pytest.mark.parametrize("name,split,rows,classes", [
@@ -66,3 +67,23 @@ def test_missing_folder_names_variable(tmp_path, monkeypatch):
     monkeypatch.setenv("KEXUE_DATA", str(tmp_path / "none"))
     with pytest.raises(FileNotFoundError, match="KEXUE_DATA"):
         C.sst2("dev")
+
+
+# Each loader, the registered set it reads, and a split it has.
+SETS = {"sst2": ("sst2", "dev"), "agnews": ("agnews", "test"), "goemotions": ("goemotions", "dev"),
+        "chnsenticorp": ("chnsenticorp", "dev"), "smp2020_ewect": ("smp2020_ewect", "dev"),
+        "tnews": ("fewclue", "dev"), "iflytek": ("fewclue", "dev"), "eprstmt": ("fewclue", "dev")}
+
+
+def test_every_loader_is_covered():
+    assert set(SETS) == set(C.LOADERS)
+
+
+@pytest.mark.parametrize("loader", sorted(SETS))
+def test_empty_data_folder_raises_missing_data_with_fetch_command(tmp_path, monkeypatch, loader):
+    monkeypatch.setenv("KEXUE_DATA", str(tmp_path))
+    name, split = SETS[loader]
+    with pytest.raises(MissingData) as e:
+        C.load(loader, split)
+    assert e.value.name == name and e.value.command == f"kexue data fetch {name}"
+    assert f"data set {name!r} is not in {tmp_path}" in str(e.value) and f"`kexue data fetch {name}`" in str(e.value)

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from kexue.data.datasets import STS_SPLITS, STSPairs, load_sts, sts_sets
+from kexue.data.registry import MissingData
 
-# Data rows per split as ../shared/data/README.md lists them.
+# Data rows per split as the data folder's README.md lists them.
 ROWS = {
     ("stsb", "train"): 5749, ("stsb", "dev"): 1500, ("stsb", "test"): 1379,
     ("sick-r", "train"): 4439, ("sick-r", "trial"): 495, ("sick-r", "test"): 4906,
@@ -115,16 +116,32 @@ def test_unknown_split_lists_valid_ones():
 
 
 def test_missing_file_names_path_and_env(tmp_path):
-    with pytest.raises(FileNotFoundError) as e:
+    with pytest.raises(MissingData) as e:
         load_sts("bq", "test", root=tmp_path)
     msg = str(e.value)
     assert str(tmp_path / "senteval_cn" / "BQ" / "BQ.test.data") in msg and "KEXUE_DATA" in msg
+    assert e.value.name == "senteval_cn" and e.value.command.endswith("kexue data fetch senteval_cn")
 
 
 def test_missing_data_folder_follows_env(tmp_path, monkeypatch):
     monkeypatch.setenv("KEXUE_DATA", str(tmp_path / "nowhere"))
     with pytest.raises(FileNotFoundError, match="nowhere.*stsbenchmark.tsv.*KEXUE_DATA"):
         load_sts("stsb", "test")
+
+
+# The registered set (folder) each STS set is read from.
+FOLDER = {"stsb": "stsb_en", "sick-r": "sick", "atec": "senteval_cn", "bq": "senteval_cn", "lcqmc": "senteval_cn",
+          "pawsx": "senteval_cn", "stsb-zh": "senteval_cn"}
+
+
+@pytest.mark.parametrize("name", sorted(STS_SPLITS))
+def test_empty_data_folder_raises_missing_data_with_fetch_command(tmp_path, monkeypatch, name):
+    monkeypatch.setenv("KEXUE_DATA", str(tmp_path))
+    with pytest.raises(MissingData) as e:
+        load_sts(name, STS_SPLITS[name][-1])
+    folder = FOLDER[name]
+    assert e.value.name == folder and e.value.command == f"kexue data fetch {folder}"
+    assert f"data set {folder!r} is not in {tmp_path}" in str(e.value)
 
 
 def test_malformed_row_names_file_and_line(tmp_path):

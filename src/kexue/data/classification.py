@@ -1,7 +1,9 @@
-"""Loaders for the labelled text-classification sets in the shared data folder (see its README).
+"""Loaders for the labelled text-classification sets in the data folder (:func:`kexue.env.data_dir`).
 
 Single-label: SST-2, AG News (English); ChnSentiCorp, SMP2020-EWECT, FewCLUE TNEWS / IFLYTEK / EPRSTMT (Chinese).
 Multi-label: GoEmotions. TSVs are read with ``line.rstrip("\\n").split("\\t")`` (no quoting: some texts hold ``"``).
+A set that is not in the data folder raises :class:`~kexue.data.registry.MissingData` naming it and the command that
+fetches it (``kexue data fetch sst2``; TNEWS, IFLYTEK and EPRSTMT are in the set ``fewclue``).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Loaders for the sentence-similarity (STS) sets in the shared data folder (``$KEXUE_DATA``).
+"""Loaders for the sentence-similarity (STS) sets in the data folder (:func:`kexue.env.data_dir`).
 
 Each loader returns an :class:`STSPairs`: two parallel lists of sentences and a float64 array of gold scores.
 The files and their formats are described in the data folder's ``README.md``:
@@ -26,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..env import DATA_ENV, data_dir
+from ..env import data_dir
+from .registry import MissingData
 
 
 @dataclass(frozen=True)
@@ -86,11 +87,10 @@ def _check(name: str, split: str) -> None:
 
 
 def _path(root: Path, *parts: str) -> Path:
+    """``root/parts...``; ``parts[0]`` is the registered data set (its folder). Raises :class:`MissingData`."""
     path = root.joinpath(*parts)
     if not path.is_file():
-        raise FileNotFoundError(
-            f"STS data file not found: {path} (set {DATA_ENV} to the shared data folder; it is {root} now)"
-        )
+        raise MissingData(parts[0], root, f"no {path}")
     return path
 
 
@@ -166,9 +166,11 @@ def _load_cn(path: Path) -> tuple[list[str], list[str], list[float]]:
 def load_sts(name: str, split: str = "test", root: str | Path | None = None) -> STSPairs:
     """Load one split of an STS set (see the module docstring for names, splits and files).
 
-    ``root`` is the data folder; default :func:`kexue.env.data_dir` (``$KEXUE_DATA`` or ``../shared/data``).
+    ``root`` is the data folder; default :func:`kexue.env.data_dir` (``$KEXUE_DATA``, else the per-user cache).
     Raises ``ValueError`` for an unknown set or split (listing the valid ones) or a malformed row (naming the file
-    and line), ``FileNotFoundError`` naming the path when the file is absent.
+    and line), :class:`~kexue.data.registry.MissingData` (a ``FileNotFoundError``) naming the data set, the path and
+    the fetch command when the file is absent (``stsb`` is in ``stsb_en``, ``sick-r`` in ``sick``, the Chinese sets
+    in ``senteval_cn``).
     """
     _check(name, split)
     base = data_dir() if root is None else Path(root)
