@@ -1,4 +1,4 @@
-"""The ``kexue`` command: ``kexue reproduce``, and the other tools as subcommands."""
+"""The ``kexue`` command: ``kexue reproduce``, ``kexue data``, and the other tools as subcommands."""
 
 from __future__ import annotations
 
@@ -49,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_reproduce)
 
     # Further subcommands register here: each module exposes add_parser(sub).
+    from .data.fetch import add_parser as add_data_parser
+
+    add_data_parser(sub)
     from .data.shuffle import add_parser as add_shuffle_parser
 
     add_shuffle_parser(sub)

@@ -1,0 +1,277 @@
+"""``kexue data``: list the registered data sets and fetch them from their pinned public sources.
+
+Each file is downloaded from ``{mirror}/{repo}/{commit}/{source}`` (see :mod:`kexue.data.registry`), unpacked where
+the registry says so, checked against its SHA-256 and only then moved into place with ``os.replace`` from a
+temporary file in the same folder. On any failure the temporary files are removed, so the data folder never holds a
+partial file; files of the set already verified stay, and the next fetch skips them. Errors are one line
+(:class:`FetchError`) naming the set, the file and what went wrong or could not be reached.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import http.client
+import os
+import shutil
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+import zipfile
+import zlib
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from .registry import REGISTRY, DataFile, DataSet, UnknownData, get
+
+#: Seconds to wait for a connection, and for each read once connected, before giving up.
+TIMEOUT = 10.0
+_CHUNK = 1 << 16
+
+
+class FetchError(RuntimeError):
+    """A file of a set could not be fetched; the message is one line naming the set, the file and the cause."""
+
+    def __init__(self, name: str, path: str, reason: str) -> None:
+        self.name, self.path, self.reason = name, path, " ".join(reason.split())
+        super().__init__(f"cannot fetch data set {name!r}, file {path}: {self.reason}")
+
+
+class _Failure(Exception):
+    """A cause, turned into a :class:`FetchError` by the caller that knows the set and the file."""
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def fetch(names: Iterable[str | DataSet], folder: str | Path | None = None, *, mirror: str | None = None,
+          timeout: float = TIMEOUT, progress: bool | None = None,
+          log: Callable[[str], None] = print) -> list[Path]:
+    """Fetch each named set (or :class:`DataSet`) into ``folder`` (default :func:`kexue.env.data_dir`).
+
+    Files already there with the right checksum are kept. ``mirror`` replaces the base URL (else
+    ``$KEXUE_DATA_MIRROR``, else GitHub's raw server). ``progress``: a tqdm bar per file (default: when standard
+    error is a terminal). Returns the paths of the sets' files; raises :class:`UnknownData` before any download
+    for an unknown name and :class:`FetchError` at the first file that fails.
+    """
+    names = list(names)
+    unknown = [n for n in names if isinstance(n, str) and n not in REGISTRY]
+    if unknown:
+        raise UnknownData(unknown)
+    if folder is None:
+        from ..env import data_dir
+
+        folder = data_dir()
+    if progress is None:
+        progress = sys.stderr.isatty()
+    out: list[Path] = []
+    for item in names:
+        out += fetch_set(get(item) if isinstance(item, str) else item, Path(folder), mirror=mirror, timeout=timeout,
+                         progress=progress, log=log)
+    return out
+
+
+def fetch_set(ds: DataSet, folder: Path, *, mirror: str | None = None, timeout: float = TIMEOUT,
+              progress: bool = False, log: Callable[[str], None] = print) -> list[Path]:
+    """Fetch the files of one set that are absent or fail their checksum; print the terms first."""
+    todo = [f for f in ds.files if not _verified(folder / f.path, f)]
+    if not todo:
+        log(f"{ds.name}: already present in {folder / ds.name}")
+        return [folder / f.path for f in ds.files]
+    log(ds.terms)
+    log(f"{ds.name}: fetching {len(todo)} file(s), {_human(sum(f.size for f in todo))}, from {ds.repo}@"
+        f"{ds.commit[:12]} into {folder / ds.name}")
+    for f in todo:
+        try:
+            _fetch_file(ds, f, folder, mirror, timeout, progress)
+        except _Failure as e:
+            raise FetchError(ds.name, f.path, str(e)) from None
+    log(f"{ds.name}: done, {len(ds.files)} file(s) verified")
+    return [folder / f.path for f in ds.files]
+
+
+def _verified(path: Path, f: DataFile) -> bool:
+    return path.is_file() and path.stat().st_size == f.size and sha256_file(path) == f.sha256
+
+
+def _fetch_file(ds: DataSet, f: DataFile, folder: Path, mirror: str | None, timeout: float, progress: bool) -> None:
+    dest = folder / f.path
+    url = ds.url(f, mirror)
+    created = _make_parents(dest.parent)
+    temps: list[Path] = []
+    done = False
+    try:
+        raw = _temp(dest, temps)
+        _download(url, raw, timeout, progress, f.path)
+        stored = raw
+        if f.unpack:
+            stored = _temp(dest, temps)
+            _unpack(f.unpack, raw, stored, url)
+        digest = sha256_file(stored)
+        if digest != f.sha256:
+            raise _Failure(f"checksum mismatch: {url} gave sha256 {digest}, expected {f.sha256}")
+        os.replace(stored, dest)
+        done = True
+    except OSError as e:  # writing the temporary file or moving it into place
+        raise _Failure(f"cannot write in {dest.parent}: {e}") from None
+    finally:
+        for t in temps:
+            t.unlink(missing_ok=True)
+        if not done:
+            for d in reversed(created):
+                try:
+                    d.rmdir()
+                except OSError:
+                    break
+
+
+def _make_parents(folder: Path) -> list[Path]:
+    """Create ``folder`` and its missing parents; return those created, outermost first."""
+    missing = []
+    p = folder
+    while not p.exists():
+        missing.append(p)
+        p = p.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise _Failure(f"cannot create {folder}: {e}") from None
+    return list(reversed(missing))
+
+
+def _temp(dest: Path, temps: list[Path]) -> Path:
+    fd, name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    os.close(fd)
+    temps.append(Path(name))
+    return Path(name)
+
+
+def _download(url: str, path: Path, timeout: float, progress: bool, label: str) -> None:
+    from tqdm import tqdm
+
+    request = urllib.request.Request(url, headers={"User-Agent": "kexue-data-fetch"})
+    received = 0
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as resp, open(path, "wb") as out:
+            length = resp.headers.get("Content-Length")
+            expected = int(length) if length and length.isdigit() else None
+            with tqdm(total=expected, unit="B", unit_scale=True, desc=label, disable=not progress,
+                      leave=False) as bar:
+                while chunk := resp.read(_CHUNK):
+                    out.write(chunk)
+                    received += len(chunk)
+                    bar.update(len(chunk))
+    except urllib.error.HTTPError as e:
+        raise _Failure(f"{url} answered HTTP {e.code} {e.reason}") from None
+    except urllib.error.URLError as e:
+        raise _Failure(f"cannot reach {url}: {e.reason}") from None
+    except TimeoutError:
+        raise _Failure(f"no answer from {url} within {timeout:g} s") from None
+    except (http.client.HTTPException, ConnectionError) as e:
+        raise _Failure(f"transfer from {url} broke off after {received} bytes: {e!r}") from None
+    if expected is not None and received != expected:
+        raise _Failure(f"transfer from {url} ended after {received} of {expected} bytes")
+
+
+def _unpack(how: str, src: Path, dest: Path, url: str) -> None:
+    try:
+        if how == "gunzip":
+            with gzip.open(src, "rb") as fin, open(dest, "wb") as fout:
+                shutil.copyfileobj(fin, fout, _CHUNK)
+        elif how == "unzip":
+            with zipfile.ZipFile(src) as z:
+                members = [m for m in z.infolist() if not m.is_dir()]
+                if len(members) != 1:
+                    raise _Failure(f"cannot unzip what {url} gave: expected one member, found {len(members)}")
+                with z.open(members[0]) as fin, open(dest, "wb") as fout:
+                    shutil.copyfileobj(fin, fout, _CHUNK)
+        else:
+            raise _Failure(f"unknown unpack step {how!r}")
+    except (gzip.BadGzipFile, zipfile.BadZipFile, EOFError, zlib.error) as e:
+        raise _Failure(f"cannot {how} what {url} gave: {e}") from None
+
+
+def _human(n: int) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    raise AssertionError
+
+
+def status(ds: DataSet, folder: Path) -> str:
+    """``present``, ``absent`` or ``partial (k of n files)``, from file sizes (checksums are not read)."""
+    missing = len(ds.missing(folder))
+    if missing == 0:
+        return "present"
+    if missing == len(ds.files):
+        return "absent"
+    return f"partial ({len(ds.files) - missing} of {len(ds.files)} files)"
+
+
+def list_lines(folder: Path) -> list[str]:
+    """The table ``kexue data list`` prints: name, size, status, where, licence."""
+    rows = [(d.name, _human(d.size), status(d, folder), str(folder / d.name),
+             ("research only: " if d.research_only else "") + d.licence) for d in REGISTRY.values()]
+    head = ("name", "size", "status", "where", "licence or terms")
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(4)]
+    fmt = "  ".join(f"{{:{w}}}" for w in widths) + "  {}"
+    return [fmt.format(*head), *(fmt.format(*r) for r in rows)]
+
+
+def _cmd_list(args: Any) -> int:
+    from ..env import DATA_ENV, data_dir
+
+    folder = data_dir()
+    source = f"${DATA_ENV}" if os.environ.get(DATA_ENV) else f"the per-user cache; ${DATA_ENV} is unset"
+    print(f"data folder: {folder} ({source})")
+    print("\n".join(list_lines(folder)))
+    print("fetch with: kexue data fetch NAME... | --all")
+    return 0
+
+
+def _cmd_fetch(args: Any) -> int:
+    if bool(args.names) == bool(args.all):
+        print("kexue data fetch: name the sets to fetch, or --all (see `kexue data list`)", file=sys.stderr)
+        return 2
+    names = list(REGISTRY) if args.all else args.names
+    try:
+        fetch(names, mirror=args.mirror, timeout=args.timeout, log=lambda s: print(s, flush=True))
+    except UnknownData as e:
+        print(f"kexue data fetch: {e}", file=sys.stderr)
+        return 2
+    except FetchError as e:
+        print(f"kexue data fetch: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("kexue data fetch: interrupted (nothing partial was left behind)", file=sys.stderr)
+        return 130
+    return 0
+
+
+def add_parser(sub: Any) -> None:
+    """Register ``kexue data list`` and ``kexue data fetch`` on an argparse sub-parser collection."""
+    p = sub.add_parser("data", help="list the registered data sets and fetch them",
+                       description="The data folder is $KEXUE_DATA, else the per-user cache "
+                       "($XDG_CACHE_HOME/kexue/data or ~/.cache/kexue/data).")
+    dsub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+    pl = dsub.add_parser("list", help="every registered set: size, present or not, where, licence")
+    pl.set_defaults(func=_cmd_list)
+    pf = dsub.add_parser("fetch", help="download sets from their pinned public sources, checked by SHA-256",
+                         description="Download each set's files from its pinned GitHub commit into the data folder, "
+                         "verify every SHA-256 and move each file into place only when it verifies. "
+                         "Exit status: 0 done, 1 a file could not be fetched, 2 bad arguments.")
+    pf.add_argument("names", nargs="*", metavar="NAME", help="sets to fetch (see `kexue data list`)")
+    pf.add_argument("--all", action="store_true", help="fetch every registered set")
+    pf.add_argument("--mirror", metavar="URL", default=None,
+                    help="base URL with the layout URL/REPO/COMMIT/PATH (default: $KEXUE_DATA_MIRROR, else "
+                    "https://raw.githubusercontent.com)")
+    pf.add_argument("--timeout", type=float, default=TIMEOUT, metavar="SECONDS",
+                    help=f"give up on a connection or a stalled read after this long (default {TIMEOUT:g})")
+    pf.set_defaults(func=_cmd_fetch)
