@@ -13,7 +13,16 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]'
 	@touch $(STAMP)
 
+# The data folder: $KEXUE_DATA if set; else ../shared/data when it exists (the project's copy); else kexue's own
+# default, the per-user cache (~/.cache/kexue/data), filled by `kexue data fetch NAME... | --all`.
+ifeq ($(KEXUE_DATA),)
+ifneq ($(wildcard ../shared/data/.),)
+run: export KEXUE_DATA := $(abspath ../shared/data)
+endif
+endif
+
 run: $(STAMP)
+	@echo "data folder: $${KEXUE_DATA:-the per-user cache (see kexue data list)}"
 	$(VENV)/bin/kexue reproduce --quick --out report/
 
 test: $(STAMP)
