@@ -97,17 +97,14 @@ def test_minilm_helper_equals_encode_and_caches(monkeypatch):
     assert not calls and again["mean"] is got["mean"]
 
 
-@pytest.mark.parametrize("name,verdict", [("flat_nce", "holds"), ("nsp_zero_shot", "inconclusive")])
+@pytest.mark.parametrize("name,verdict", [("nsp_zero_shot", "inconclusive")])  # flat_nce: test_flat_nce_rule.py
 def test_fast_quick_runs(name, verdict, monkeypatch):
     monkeypatch.delenv("KEXUE_NSP_MODEL", raising=False)
     result = load(name).run(quick=True)
     assert result.verdict == verdict
     assert result.name == name and result.quick
-    if name == "nsp_zero_shot":
-        assert result.numbers["mechanics_pass"] is True
-        assert "NSP head" in result.notes[0]
-    else:
-        assert all(result.numbers["checks"].values()) and result.numbers["n_below_half_eps"] > 100
+    assert result.numbers["mechanics_pass"] is True
+    assert "NSP head" in result.notes[0]
 
 
 @pytest.mark.slow
