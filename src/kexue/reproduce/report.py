@@ -1,18 +1,100 @@
-"""Run reproductions and write ``DIR/index.html`` (with PNG figures) and ``DIR/results.json``."""
+"""Write the report: ``DIR/index.html`` (with PNG figures) and ``DIR/results.json``.
+
+The page is rendered from ``templates/report.html`` by jinja2 with autoescaping on, so every string an entry returns
+(claims, table cells, notes, tracebacks) is escaped; nothing here builds HTML. The front table has one row per entry:
+the post, the claim in one line, the kind, the post's own figure beside ours, the verdict (with its reason) and the
+time. Each entry's section gives the claim, what we ran, the rule, the verdict, tables, figures, notes and the parts
+skipped for missing data. ``results.json`` carries the same fields, one record per entry, with the raw numbers.
+
+Floats in tables are shown to 3 significant digits (:func:`sig3`); an entry that needs more digits passes the cell
+as a string. Every file is written atomically (a temporary file in the same folder, then ``os.replace``).
+"""
 
 from __future__ import annotations
 
-import html
+import datetime as _dt
 import json
 import math
+import numbers
 import os
+import re
+import sys
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from .result import Post
 from .runner import Outcome
 
-_COLOURS = {"holds": "#1a7f37", "does not hold": "#cf222e", "inconclusive": "#9a6700", "error": "#6e7781"}
+#: Every verdict and status, in the order the page counts them; each gets a CSS class ``v-<words-with-dashes>``.
+_ORDER = ("verified", "not verified", "holds", "does not hold", "inconclusive", "not measured", "not run", "error")
+VERDICT_CLASS = {v: "v-" + v.replace(" ", "-") for v in _ORDER}
+
+KIND_TEXT = (
+    ("math", "an identity, a theorem or a closed form of the post, checked numerically."),
+    ("mechanics", "the implementation behaves as the post specifies (a sampler reaches every permutation, a memory "
+                  "saving appears)."),
+    ("empirical", "a training or data effect, judged by a rule written in the entry from the measurements, with "
+                  "thresholds from the measured noise (seeds, paired differences, standard errors)."),
+)
+VERDICT_TEXT = (
+    ("verified", "a math or mechanics check came out as the post says."),
+    ("not verified", "a math or mechanics check did not."),
+    ("holds", "the empirical effect is there, beyond the measured noise, as the entry's rule states it."),
+    ("does not hold", "the measurements rule the effect out (it is absent or goes the other way beyond the noise)."),
+    ("inconclusive", "the noise is too large to decide either way; the reason says how large."),
+    ("not measured", "no verdict: the models did not learn (they did not beat the trivial baseline), or quick mode "
+                     "cannot measure the effect; the reason says which."),
+    ("not run", "a data set is missing; the reason names the command that fetches it."),
+    ("error", "the entry raised; its section has the traceback."),
+)
+
+_TEMPLATE = "report.html"
+
+
+def sig3(x: Any) -> str:
+    """A number to 3 significant digits for display: ``0.0447149 -> 0.0447``, ``1.7017 -> 1.70``, ``12345.6 -> 12300``.
+
+    Integers (and bools, strings, anything not a real number) are shown as they are; magnitudes below 1e-3 or from
+    1e6 up use scientific notation (``1.23e-05``); nan and inf are written as such.
+    """
+    if hasattr(x, "item") and callable(x.item) and getattr(x, "ndim", None) == 0:
+        x = x.item()  # numpy / torch scalars
+    if isinstance(x, bool) or isinstance(x, numbers.Integral) or not isinstance(x, numbers.Real):
+        return str(x)
+    x = float(x)
+    if not math.isfinite(x):
+        return str(x)
+    if x == 0:
+        return "0"
+    exponent = math.floor(math.log10(abs(x)))
+    if exponent < -3 or exponent >= 6:
+        return f"{x:.2e}"
+    decimals = 2 - exponent
+    rounded = round(x, decimals)
+    if rounded != 0 and math.floor(math.log10(abs(rounded))) > exponent:  # 9.996 -> 10.0: one digit fewer after the point
+        decimals -= 1
+        rounded = round(x, decimals)
+    return f"{rounded:.{max(decimals, 0)}f}"
+
+
+def one_line(text: str, limit: int = 160) -> str:
+    """The first sentence of ``text`` (cut at a word with "…" if it is longer than ``limit`` characters)."""
+    text = " ".join(text.split())
+    m = re.search(r"(?<=[.;!?])\s|(?<=[。；！？])", text)
+    first = text[: m.start()].rstrip() if m else text
+    if len(first) <= limit:
+        return first
+    cut = first[:limit].rsplit(" ", 1)[0] if " " in first[:limit] else first[:limit]
+    return cut.rstrip(",;: ") + "…"
+
+
+def _time(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    m, s = divmod(round(seconds), 60)
+    return f"{m} min {s:02d} s"
 
 
 def _jsonable(x: Any) -> Any:
@@ -42,82 +124,135 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
-def _cell(v: Any) -> str:
-    if isinstance(v, float):
-        return html.escape(f"{v:.6g}")
-    return html.escape(str(v))
+def _write_png(fig: Any, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.png", dir=path.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _safe(stem: str) -> str:
+    """A file-name-safe form of a figure's stem or an entry's name."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", stem).strip("._") or "figure"
+
+
+def _post_of(o: Outcome) -> Post | None:
+    """The entry's post: from its result, else from its module's ``POST`` when the runner imported it."""
+    if o.result is not None:
+        return o.result.post
+    post = getattr(sys.modules.get(f"{__package__}.{o.name}"), "POST", None)
+    return post if isinstance(post, Post) else None
+
+
+def _entry(o: Outcome, anchor: str, folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The template's view of one outcome and its results.json record (figures written here)."""
+    post = _post_of(o)
+    status = "result" if o.result is not None else o.verdict
+    common = {
+        "name": o.name, "verdict": o.verdict, "status": status, "seconds": round(o.seconds, 3),
+        "post": asdict(post) if post is not None else None,
+        "kind": None, "claim": None, "measured": None, "rule": None, "setup": None,
+        "post_figure": None, "our_figure": None, "reason": o.not_run, "skipped": [], "notes": [],
+        "tables": [], "figures": [], "numbers": {}, "quick": None, "error": o.error,
+    }
+    view = dict(common, anchor=anchor, verdict_class=VERDICT_CLASS.get(o.verdict, "v-error"), time=_time(o.seconds),
+                claim_line=None, figures=[], tables=[])
+    record = dict(common)
+    r = o.result
+    if r is None:
+        return view, record
+    import matplotlib.pyplot as plt
+
+    files = []
+    for stem, fig in r.figures:
+        fname = f"{anchor}-{_safe(stem)}.png"
+        k = 2
+        while fname in files:
+            fname, k = f"{anchor}-{_safe(stem)}-{k}.png", k + 1
+        _write_png(fig, folder / fname)
+        plt.close(fig)
+        files.append(fname)
+    fields = {
+        "kind": r.kind, "claim": r.claim, "measured": r.measured, "rule": r.rule, "setup": r.setup,
+        "post_figure": r.post_figure, "our_figure": r.our_figure, "reason": r.reason or None,
+        "skipped": list(r.skipped), "notes": list(r.notes), "quick": r.quick,
+    }
+    view.update(fields, claim_line=one_line(r.claim),
+                figures=[{"file": f, "stem": stem} for f, (stem, _) in zip(files, r.figures)],
+                tables=[{"title": t.title, "columns": [str(c) for c in t.columns],
+                         "rows": [[{"text": sig3(v), "num": isinstance(v, numbers.Number) and not isinstance(v, bool)}
+                                   for v in row] for row in t.rows]} for t in r.tables])
+    record.update(fields, figures=files, numbers=_jsonable(r.numbers),
+                  tables=[{"title": t.title, "columns": t.columns, "rows": _jsonable(t.rows)} for t in r.tables])
+    return view, record
+
+
+def _code_spans(text: Any) -> Any:
+    """Escape ``text`` and set each `backtick-quoted` span (a command, a path) in ``<code>``: a jinja2 filter."""
+    from markupsafe import Markup, escape
+
+    parts = str(text).split("`")
+    if len(parts) % 2 == 0:  # an unmatched backtick: leave the text as it is
+        return escape(text)
+    return Markup("").join(escape(p) if i % 2 == 0 else Markup("<code>") + escape(p) + Markup("</code>")
+                           for i, p in enumerate(parts))
+
+
+def _environment() -> Any:
+    try:
+        import jinja2
+    except ModuleNotFoundError as e:
+        raise ModuleNotFoundError(
+            "the reproduction report needs jinja2: pip install 'kexue[reproduce]' (or pip install jinja2)"
+        ) from e
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader(__package__, "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["code_spans"] = _code_spans
+    return env
 
 
 def write_report(outcomes: list[Outcome], out: str | Path) -> Path:
-    """Write figures, results.json and index.html into ``out``; return the index path."""
+    """Write the figures, ``results.json`` and ``index.html`` into ``out``; return the index path."""
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from .. import __version__
+    from ..env import data_dir
 
+    template = _environment().get_template(_TEMPLATE)
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
-    records = []
-    sections = []
+    views, records, anchors = [], [], set()
     for o in outcomes:
-        rec: dict[str, Any] = {"name": o.name, "verdict": o.verdict, "seconds": round(o.seconds, 3)}
-        if o.result is None:
-            rec["error"] = o.error
-            sections.append(
-                f'<section id="{o.name}"><h2>{html.escape(o.name)} '
-                f'<span class="v" style="background:{_COLOURS["error"]}">error</span></h2>'
-                f"<pre>{html.escape(o.error or '')}</pre></section>"
-            )
-            records.append(rec)
-            continue
-        r = o.result
-        figs = []
-        for stem, fig in r.figures:
-            fname = f"{o.name}-{stem}.png"
-            tmp = folder / f".{fname}.tmp.png"
-            fig.savefig(tmp, dpi=110, bbox_inches="tight")
-            os.replace(tmp, folder / fname)
-            plt.close(fig)
-            figs.append(fname)
-        rec.update({
-            "post": vars(r.post), "claim": r.claim, "measured": r.measured, "rule": r.rule, "quick": r.quick,
-            "numbers": _jsonable(r.numbers), "figures": figs, "notes": r.notes,
-            "tables": [{"title": t.title, "columns": t.columns, "rows": _jsonable(t.rows)} for t in r.tables],
-        })
-        records.append(rec)
-        tables = "".join(
-            f"<h3>{html.escape(t.title)}</h3><table><tr>{''.join(f'<th>{html.escape(c)}</th>' for c in t.columns)}</tr>"
-            + "".join("<tr>" + "".join(f"<td>{_cell(v)}</td>" for v in row) + "</tr>" for row in t.rows)
-            + "</table>"
-            for t in r.tables
-        )
-        images = "".join(f'<img src="{html.escape(f)}" alt="{html.escape(f)}">' for f in figs)
-        notes = "".join(f"<li>{html.escape(n)}</li>" for n in r.notes)
-        sections.append(
-            f'<section id="{o.name}"><h2>{html.escape(o.name)} '
-            f'<span class="v" style="background:{_COLOURS[r.verdict]}">{html.escape(r.verdict)}</span></h2>'
-            f'<p class="post"><a href="{html.escape(r.post.url)}">{html.escape(r.post.title)}</a> '
-            f"({html.escape(r.post.gloss)}), {html.escape(r.post.date)}</p>"
-            f"<p><b>Claim.</b> {html.escape(r.claim)}</p><p><b>Measured.</b> {html.escape(r.measured)}</p>"
-            f"<p><b>Verdict rule.</b> {html.escape(r.rule)}</p>{tables}{images}"
-            + (f"<ul>{notes}</ul>" if notes else "")
-            + f'<p class="t">{"quick" if r.quick else "full"} mode, {o.seconds:.1f} s</p></section>'
-        )
-    summary = "".join(
-        f'<tr><td><a href="#{o.name}">{html.escape(o.name)}</a></td>'
-        f'<td style="color:{_COLOURS[o.verdict]}">{html.escape(o.verdict)}</td><td>{o.seconds:.1f} s</td></tr>'
-        for o in outcomes
+        anchor, k = _safe(o.name), 2
+        while anchor in anchors or anchor in ("legend", "entries"):
+            anchor, k = f"{_safe(o.name)}-{k}", k + 1
+        anchors.add(anchor)
+        view, record = _entry(o, anchor, folder)
+        views.append(view)
+        records.append(record)
+    counts: dict[str, int] = {}
+    for o in outcomes:
+        counts[o.verdict] = counts.get(o.verdict, 0) + 1
+    modes = {r.quick for o in outcomes if (r := o.result) is not None}
+    page = template.render(
+        entries=views,
+        counts=sorted(counts.items(), key=lambda kv: _ORDER.index(kv[0]) if kv[0] in _ORDER else len(_ORDER)),
+        mode=("quick" if modes == {True} else "full" if modes == {False} else "mixed" if modes else ""),
+        kinds=KIND_TEXT, verdicts=VERDICT_TEXT, verdict_class=VERDICT_CLASS,
+        data_folder=str(data_dir()), version=__version__,
+        generated=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     )
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>kexue reproductions</title><style>
-body{{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;line-height:1.45}}
-table{{border-collapse:collapse;margin:.5rem 0}}td,th{{border:1px solid #d0d7de;padding:.2rem .5rem;text-align:left}}
-.v{{color:#fff;border-radius:.3rem;padding:.1rem .5rem;font-size:.8em;vertical-align:middle}}
-img{{max-width:100%;display:block;margin:.5rem 0}}section{{border-top:1px solid #d0d7de;margin-top:2rem}}
-.t,.post{{color:#57606a}}pre{{overflow:auto;background:#f6f8fa;padding:.5rem}}</style></head><body>
-<h1>kexue: the posts' claims, re-measured</h1>
-<table><tr><th>reproduction</th><th>verdict</th><th>time</th></tr>{summary}</table>
-{''.join(sections)}</body></html>
-"""
     _atomic_write_bytes(folder / "results.json", (json.dumps(records, indent=2, ensure_ascii=False) + "\n").encode())
     index = folder / "index.html"
     _atomic_write_bytes(index, page.encode("utf-8"))
