@@ -79,11 +79,20 @@ def sig3(x: Any) -> str:
     return f"{rounded:.{max(decimals, 0)}f}"
 
 
+_ABBREVIATIONS = ("e.g.", "i.e.", "vs.", "cf.", "etc.", "approx.", "fig.", "eq.", "al.", "resp.")
+
+
 def one_line(text: str, limit: int = 160) -> str:
-    """The first sentence of ``text`` (cut at a word with "…" if it is longer than ``limit`` characters)."""
+    """The first sentence of ``text`` (cut at a word with "…" if it is longer than ``limit`` characters).
+
+    A sentence ends at ".", "!" or "?" before a space (not after "e.g.", "i.e.", "vs." and the like) or at "。！？".
+    """
     text = " ".join(text.split())
-    m = re.search(r"(?<=[.;!?])\s|(?<=[。；！？])", text)
-    first = text[: m.start()].rstrip() if m else text
+    first = text
+    for m in re.finditer(r"[.!?](?= )|[。！？]", text):
+        if not text[: m.end()].lower().endswith(_ABBREVIATIONS):
+            first = text[: m.end()]
+            break
     if len(first) <= limit:
         return first
     cut = first[:limit].rsplit(" ", 1)[0] if " " in first[:limit] else first[:limit]
