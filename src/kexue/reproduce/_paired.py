@@ -52,3 +52,34 @@ def accuracy(correct: Sequence[Sequence[float]] | np.ndarray) -> Estimate:
     """Accuracy over seeds and examples with the same two-source standard error (against a constant 0)."""
     a = _matrix(correct)
     return paired_examples(a, np.zeros_like(a))
+
+
+def paired_split_runs(ours: Sequence[Sequence[float]], base: Sequence[Sequence[float]]) -> Estimate:
+    """Like :func:`paired_examples` for runs that each have their own test examples (random splits, or each run's
+    own training rows): the mean of the per-run mean differences, with the larger of the test-sample standard error
+    √(Σ_r var_r / n_r) / R and the standard error of the per-run means; ``n`` is the number of examples in all."""
+    if len(ours) != len(base) or not ours:
+        raise ValueError(f"expected paired runs of equal, non-zero number, got {len(ours)} and {len(base)}")
+    diffs = []
+    for a, b in zip(ours, base):
+        a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+        if a.shape != b.shape or a.ndim != 1 or a.size == 0:
+            raise ValueError(f"expected paired outcomes of one non-empty 1-D shape, got {a.shape} and {b.shape}")
+        diffs.append(a - b)
+    r = len(diffs)
+    means = [float(d.mean()) for d in diffs]
+    var = sum(float(d.var(ddof=1)) / d.size if d.size > 1 else math.nan for d in diffs)
+    se = math.sqrt(var) / r
+    if r >= 2:
+        seed_se = estimate(means).se
+        se = max(se, seed_se) if math.isfinite(se) else seed_se
+    return Estimate(float(np.mean(means)), se, sum(d.size for d in diffs))
+
+
+def pooled(estimates: Sequence[Estimate]) -> Estimate:
+    """The equal-weight mean of independent estimates (one per data set), its s.e. √(Σ se²) / m."""
+    if not estimates:
+        return Estimate(math.nan, math.nan, 0)
+    m = len(estimates)
+    return Estimate(float(np.mean([e.mean for e in estimates])), math.sqrt(sum(e.se**2 for e in estimates)) / m,
+                    sum(e.n for e in estimates))

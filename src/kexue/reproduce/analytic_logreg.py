@@ -7,22 +7,30 @@ better than gradient descent with little data (1k-sample subsets: SENTIMENT 66.7
 
 Quick: the bundled breast-cancer, digits, wine and iris sets (standardised; 30 % test), trained on 30 samples per
 class and on the full training split, 3 random splits; and all-MiniLM-L6-v2 mean-pooled vectors of SST-2 (1,000
-training sentences; the 872 test sentences). Compared: the analytic solution (whitened, within-class Σ),
-the post's GD baseline (softmax regression, Adam 1e−3, batch 32, 10 epochs but at least 500 steps, no regularisation) and scikit-learn's
-``LogisticRegression`` (L2, C = 1). A sanity check on synthetic shared-covariance Gaussians (N = 50,000) compares the
-analytic weights with the maximum-likelihood logistic regression's. Full: 10 splits, GD at 10 and 100 epochs, 100
-per class, and MiniLM on SST-2 (10k training subsample) and AG News (dev.tsv 10,001 → test 7,600), full and
-1k subsets.
+training sentences, 3 GD seeds; the 872 test sentences). Compared: the analytic solution (whitened, within-class Σ),
+the post's GD baseline (softmax regression, Adam 1e−3, batch 32, 10 epochs but at least 500 steps, no
+regularisation) and scikit-learn's ``LogisticRegression`` (L2, C = 1). A sanity check on synthetic shared-covariance
+Gaussians (N = 50,000) compares the analytic weights with the maximum-likelihood logistic regression's. Full: 10
+splits, GD at 10 and 100 epochs, 100 per class, and MiniLM on SST-2 (a 10k training pool, 872 test) and AG News (a
+3,000-row pool of dev.tsv, 1,500 test rows: a CPU budget), each at 1k subsets (3 seeds) and the whole pool (3 GD
+seeds). The verdict is :func:`decide`.
 """
 
 from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Mapping
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..classify.logistic import AnalyticLogisticRegression
+from ..data.registry import MissingData
+from ._paired import accuracy, paired_examples, paired_split_runs, pooled
 from .result import Post, Result, Table
+from .rules import Estimate, all_of, learned, non_inferiority, not_learned_reason, superiority
 
 POST = Post(
     title="概率视角下的线性模型：逻辑回归有解析解吗？",
@@ -46,6 +54,11 @@ POST_TABLE = [
 #: GD gets at least this many Adam steps: the post's 10 epochs of batch 32 were on ≥ 1k samples (≥ 320 steps);
 #: on a 90-sample set 10 epochs are 30 steps, which would compare the closed form with an untrained model.
 MIN_GD_STEPS = 500
+#: The synthetic check: cosine of the analytic and the maximum-likelihood weights must exceed this (the spec's bar).
+COS_MIN = 0.99
+#: "Close with plenty of data": the analytic solution may trail GD on the whole pools by at most this (accuracy);
+#: the post's largest full-data deficit is 0.6 points (SHOPPING 86.98 → 86.38).
+FULL_MARGIN = 0.01
 
 
 def _gd(xtr: np.ndarray, ytr: np.ndarray, k: int, seed: int, epochs: int) -> torch.nn.Linear:
@@ -69,25 +82,28 @@ def _gd(xtr: np.ndarray, ytr: np.ndarray, k: int, seed: int, epochs: int) -> tor
     return lin
 
 
-def _accs(xtr, ytr, xte, yte, seed: int, gd_epochs: tuple[int, ...]) -> dict[str, tuple[float, float]]:
-    """{method: (train accuracy, test accuracy)}."""
+Correct = dict[str, tuple[np.ndarray, np.ndarray]]  # {method: (train correct, test correct)}, per example
+
+
+def _accs(xtr, ytr, xte, yte, seed: int, gd_epochs: tuple[int, ...]) -> Correct:
+    """{method: (per-example train correctness, per-example test correctness)}."""
     from sklearn.linear_model import LogisticRegression
 
     k = int(max(ytr.max(), yte.max())) + 1
-    out = {}
-    ana = AnalyticLogisticRegression().fit(xtr, ytr)
-    out["analytic"] = (ana.score(xtr, ytr), ana.score(xte, yte))
-    ident = AnalyticLogisticRegression(sigma="identity").fit(xtr, ytr)
-    out["analytic Σ = I"] = (ident.score(xtr, ytr), ident.score(xte, yte))
+    out: Correct = {}
+    for name, model in (("analytic", AnalyticLogisticRegression()),
+                        ("analytic Σ = I", AnalyticLogisticRegression(sigma="identity")),
+                        ("sklearn LR (C=1)", LogisticRegression(C=1.0, max_iter=5000))):
+        model.fit(xtr, ytr)
+        out[name] = (model.predict(xtr) == ytr, model.predict(xte) == yte)
     for ep in gd_epochs:
         lin = _gd(xtr, ytr, k, seed, ep)
         with torch.no_grad():
             ptr = lin(torch.from_numpy(xtr).float()).argmax(1).numpy()
             pte = lin(torch.from_numpy(xte).float()).argmax(1).numpy()
-        out[f"GD Adam ({ep} ep)"] = (float((ptr == ytr).mean()), float((pte == yte).mean()))
-    sk = LogisticRegression(C=1.0, max_iter=5000).fit(xtr, ytr)
-    out["sklearn LR (C=1)"] = (sk.score(xtr, ytr), sk.score(xte, yte))
-    return out
+        out[f"GD Adam ({ep} ep)"] = (ptr == ytr, pte == yte)
+    return {m: out[m] for m in ("analytic", "analytic Σ = I", *[f"GD Adam ({ep} ep)" for ep in gd_epochs],
+                                "sklearn LR (C=1)")}
 
 
 def _subsample_per_class(y: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -96,11 +112,21 @@ def _subsample_per_class(y: np.ndarray, n: int, rng: np.random.Generator) -> np.
     return np.sort(np.concatenate(idx))
 
 
-def _bundled(splits: int, sizes: tuple[int | None, ...], gd_epochs: tuple[int, ...]):
+@dataclass
+class Runs:
+    """The runs of one (data set, training size): per run the methods' per-example correctness; ``shared_test``
+    when every run scores the same test examples (seeds of one split) rather than its own random split."""
+
+    majority: float
+    shared_test: bool
+    runs: list[Correct] = field(default_factory=list)
+
+
+def _bundled(splits: int, sizes: tuple[int | None, ...], gd_epochs: tuple[int, ...]) -> dict[tuple[str, str], Runs]:
     from sklearn import datasets
     from sklearn.model_selection import train_test_split
 
-    out: dict[tuple[str, str], list[dict[str, tuple[float, float]]]] = {}
+    out: dict[tuple[str, str], Runs] = {}
     for name in ("breast_cancer", "digits", "wine", "iris"):
         x, y = getattr(datasets, f"load_{name}")(return_X_y=True)
         for s in range(splits):
@@ -111,25 +137,31 @@ def _bundled(splits: int, sizes: tuple[int | None, ...], gd_epochs: tuple[int, .
                 mu, sd = xtr[idx].mean(0), xtr[idx].std(0)
                 sd = np.where(sd > 0, sd, 1.0)
                 res = _accs((xtr[idx] - mu) / sd, ytr[idx], (xte - mu) / sd, yte, s, gd_epochs)
-                out.setdefault((name, f"{n}/class" if n else "full"), []).append(res)
+                runs = out.setdefault((name, f"{n}/class" if n else "full"),
+                                      Runs(float(np.bincount(yte).max() / len(yte)), shared_test=False))
+                runs.runs.append(res)
     return out
 
 
 def _minilm(name: str, train_split: str, test_split: str, sizes: tuple[int | None, ...], seeds: int,
-            cap: int | None, gd_epochs: tuple[int, ...]):
+            pool: int | None, n_test: int | None, gd_epochs: tuple[int, ...]) -> dict[tuple[str, str], Runs]:
+    """MiniLM sentence vectors: per size, ``seeds`` runs (a fresh subsample of the ``pool`` training rows and GD
+    seed each; for the whole pool, the GD seed only), all scored on one test set."""
     from ._minilm import embed, labelled
 
-    train = labelled(name, train_split, cap, seed=0)
-    test = labelled(name, test_split)
+    train = labelled(name, train_split, pool, seed=0)
+    test = labelled(name, test_split, n_test, seed=0)
     xtr_all = embed(f"{name}-{train_split}", train.texts)["mean"].astype(np.float64)
     xte = embed(f"{name}-{test_split}", test.texts)["mean"].astype(np.float64)
     ytr_all, yte = np.asarray(train.labels), np.asarray(test.labels)
-    out: dict[tuple[str, str], list[dict[str, tuple[float, float]]]] = {}
+    majority = float(np.bincount(yte).max() / len(yte))
+    out: dict[tuple[str, str], Runs] = {}
     for n in sizes:
-        for s in range(seeds if n else 1):
-            idx = (np.sort(np.random.default_rng(s).choice(len(ytr_all), size=n, replace=False)) if n
-                   else np.arange(len(ytr_all)))
-            out.setdefault((f"{name} (MiniLM)", f"{n}" if n else f"full ({len(ytr_all)})"), []).append(
+        key = (f"{name} (MiniLM)", f"{n}" if n else f"full ({len(ytr_all)})")
+        for s in range(seeds):
+            idx = (np.sort(np.random.default_rng(s).choice(len(ytr_all), size=n, replace=False))
+                   if n and n < len(ytr_all) else np.arange(len(ytr_all)))
+            out.setdefault(key, Runs(majority, shared_test=True)).runs.append(
                 _accs(xtr_all[idx], ytr_all[idx], xte, yte, s, gd_epochs))
     return out
 
@@ -150,68 +182,109 @@ def _synthetic_check() -> float:
     return float(w @ mle / np.linalg.norm(w) / np.linalg.norm(mle))
 
 
+# ------------------------------------------------------------------ the rule
+def _effect(runs: Runs, ours: str, base: str, part: int) -> Estimate:
+    """Paired per-example difference ours − base on the test (``part`` = 1) or training (0) examples."""
+    a = [r[ours][part].astype(float) for r in runs.runs]
+    b = [r[base][part].astype(float) for r in runs.runs]
+    if part == 1 and runs.shared_test:
+        return paired_examples(a, b)
+    return paired_split_runs(a, b)
+
+
+def _test_accuracy(runs: Runs, method: str) -> Estimate:
+    a = [r[method][1].astype(float) for r in runs.runs]
+    return accuracy(a) if runs.shared_test else paired_split_runs(a, [np.zeros_like(x) for x in a])
+
+
+def decide(small: Mapping[str, Runs], full: Mapping[str, Runs], cosine: float, gd: str) -> tuple[str, str]:
+    """The verdict and its reason (2-s.e. intervals; effects pooled over data sets with equal weight).
+
+    ``does not hold`` if the synthetic weights miss the maximum-likelihood ones (cosine ≤ :data:`COS_MIN`); ``not
+    measured`` if on any judged set the analytic solution or GD does not clearly beat the majority class; then, on
+    the small training sets, superiority of analytic − GD test accuracy and of GD's train−test gap minus the analytic
+    one (paired per example: :mod:`kexue.reproduce._paired`), and on the whole pools (full mode) non-inferiority of
+    analytic − GD test accuracy with margin :data:`FULL_MARGIN`. All parts hold: holds; any does not: does not hold.
+    """
+    if not cosine > COS_MIN:
+        return "does not hold", f"the closed form misses the maximum-likelihood weights: cosine {cosine:.5f}"
+    for name, runs in (*small.items(), *full.items()):
+        for method in ("analytic", gd):
+            acc = _test_accuracy(runs, method)
+            if not learned(acc, runs.majority):
+                return "not measured", not_learned_reason(f"{method} test accuracy on {name}", acc.mean,
+                                                          runs.majority, "majority class")
+    if not small:
+        return "inconclusive", "no small-data set ran"
+    test = pooled([_effect(r, "analytic", gd, 1) for r in small.values()])
+    train = pooled([_effect(r, gd, "analytic", 0) for r in small.values()])
+    gap = Estimate(train.mean + test.mean, math.hypot(train.se, test.se), test.n)  # gap_GD − gap_analytic
+    parts = [superiority(test), superiority(gap)]
+    why = [f"small data ({', '.join(small)}): analytic − GD test accuracy {_pts(test)} ({parts[0]}), GD's "
+           f"train−test gap minus the analytic one {_pts(gap)} ({parts[1]})"]
+    if full:
+        whole = pooled([_effect(r, "analytic", gd, 1) for r in full.values()])
+        parts.append(non_inferiority(whole, FULL_MARGIN))
+        why.append(f"whole pools ({', '.join(full)}): analytic − GD {_pts(whole)} against a −{FULL_MARGIN * 100:g}"
+                   f"-point margin ({parts[-1]})")
+    return all_of(*parts), "; ".join(why)
+
+
+def _pts(e: Estimate) -> str:
+    return f"{e.mean * 100:+.3g} ± {e.se * 100:.2g} points"
+
+
+# ------------------------------------------------------------------ run
 def run(quick: bool = True) -> Result:
     gd_epochs = (10,) if quick else (10, 100)
     results = _bundled(3 if quick else 10, (30, None) if quick else (30, 100, None), gd_epochs)
-    notes: list[str] = []
-    try:
-        if quick:  # one 1,000-sentence subsample (the one ``can`` uses too, so a full run encodes it once)
-            results.update(_minilm("sst2", "train", "test", (None,), 1, 1000, gd_epochs))
-        else:
-            results.update(_minilm("sst2", "train", "test", (1000, None), 3, 10_000, gd_epochs))
-            results.update(_minilm("agnews", "dev", "test", (1000, None), 3, None, gd_epochs))
-    except FileNotFoundError as e:
-        notes.append(f"MiniLM sets skipped: {e}")
+    skipped: list[str] = []
+    minilm_sets = ([("sst2", "train", "test", (1000,), 3, 1000, None)] if quick else
+                   [("sst2", "train", "test", (1000, None), 3, 10_000, None),
+                    ("agnews", "dev", "test", (1000, None), 3, 3000, 1500)])
+    for name, tr, te, sizes, seeds, pool, n_test in minilm_sets:
+        try:
+            results.update(_minilm(name, tr, te, sizes, seeds, pool, n_test, gd_epochs))
+        except MissingData as e:
+            skipped.append(f"{name} (MiniLM vectors): {e}")
     cos = _synthetic_check()
-    methods = list(next(iter(results.values()))[0])
+    gd = f"GD Adam ({gd_epochs[0]} ep)"
+    methods = list(next(iter(results.values())).runs[0])
     rows = []
     for (name, size), runs in results.items():
-        row: list[object] = [name, size, len(runs)]
+        row: list[object] = [name, size, len(runs.runs)]
         for m in methods:
-            tr = np.mean([r[m][0] for r in runs]) * 100
-            te = np.mean([r[m][1] for r in runs]) * 100
+            tr = np.mean([r[m][0].mean() for r in runs.runs]) * 100
+            te = np.mean([r[m][1].mean() for r in runs.runs]) * 100
             row.append(f"{tr:.1f} / {te:.1f}")
         rows.append(row)
-    table = Table("Accuracy ×100, train / test (mean over splits or seeds)", ["data", "training size", "runs",
-                                                                              *methods], rows)
-    tables = [table, Table("The post's table (RoFormer-Sim-FT vectors; train / valid / test or train / valid)",
-                           ["task", "GD", "analytic"], POST_TABLE)]
-    gd = f"GD Adam ({gd_epochs[0]} ep)"
-
-    def diff_and_gaps(keys):
-        d = np.array([np.mean([r["analytic"][1] - r[gd][1] for r in results[k]]) for k in keys])
-        ga = np.array([np.mean([r["analytic"][0] - r["analytic"][1] for r in results[k]]) for k in keys])
-        gg = np.array([np.mean([r[gd][0] - r[gd][1] for r in results[k]]) for k in keys])
-        return d, ga, gg
-
+    tables = [Table("Accuracy ×100, train / test (mean over splits or seeds)",
+                    ["data", "training size", "runs", *methods], rows),
+              Table("The post's table (RoFormer-Sim-FT vectors; train / valid / test or train / valid)",
+                    ["task", "GD", "analytic"], POST_TABLE)]
     # The post's setting: fixed sentence vectors, 1k training samples. The bundled sets (30 per class) are the
     # spec's quick mechanism check and are reported beside it; they decide only if no MiniLM set could be run.
-    encoder = [k for k in results if "MiniLM" in k[0] and k[1] in ("1000", "full (1000)")]
-    bundled = [k for k in results if k[1] == "30/class"]
-    judged = encoder or bundled
-    diffs, gaps_ana, gaps_gd = diff_and_gaps(judged)
-    mean_diff = float(diffs.mean())
-    smaller_gap = float(gaps_ana.mean()) < float(gaps_gd.mean())
-    if cos <= 0.99 or mean_diff < -0.01:
-        verdict = "does not hold"
-    elif mean_diff > 0 and smaller_gap:
-        verdict = "holds"
-    else:
-        verdict = "inconclusive"
-    bd, _, _ = diff_and_gaps(bundled)
-    measured = (f"1k-sample sets of sentence vectors ({', '.join(a for a, _ in judged)}): analytic − GD test "
-                f"accuracy {mean_diff * 100:+.2f} points (" + ", ".join(f"{d * 100:+.2f}" for d in diffs) + "); "
-                f"train−test gap {gaps_ana.mean() * 100:.1f} (analytic) vs {gaps_gd.mean() * 100:.1f} (GD); "
-                f"bundled sets at 30 per class: " + ", ".join(f"{a} {d * 100:+.1f}" for (a, _), d in zip(bundled, bd))
+    encoder = {f"{a} {b}": r for (a, b), r in results.items() if "MiniLM" in a and b == "1000"}
+    small = encoder or {a: r for (a, b), r in results.items() if b == "30/class"}
+    full = {f"{a} {b}": r for (a, b), r in results.items() if "MiniLM" in a and b.startswith("full (")}
+    verdict, why = decide(small, full, cos, gd)
+    diffs = {k: _effect(r, "analytic", gd, 1) for k, r in small.items()}
+    measured = ("analytic − GD test accuracy at small training sizes: "
+                + ", ".join(f"{k} {_pts(e)}" for k, e in diffs.items())
+                + "".join(f"; {k}: {_pts(_effect(r, 'analytic', gd, 1))}" for k, r in full.items())
                 + f"; synthetic Gaussians: cos(analytic w, MLE w) = {cos:.5f}")
-    notes += [
+    main = next(iter(encoder), None)
+    our = (f"{main}: GD {100 * _test_accuracy(encoder[main], gd).mean:.3g} → analytic "
+           f"{100 * _test_accuracy(encoder[main], 'analytic').mean:.3g} test accuracy ({_pts(diffs[main])})"
+           if main else "bundled sets at 30/class: analytic − GD " + _pts(pooled(list(diffs.values()))))
+    notes = [
         "Analytic = whitened, within-class Σ (the library default; the released binary script's Σ = I is "
         "sigma='identity'); directions of zero variance (digits' constant pixels) are dropped before whitening.",
         f"GD = the post's baseline (softmax regression, Adam 1e−3, batch 32, no regularisation), given at least "
         f"{MIN_GD_STEPS} steps so that tiny sets are not simply under-trained; scikit-learn's "
         "L2-regularised LogisticRegression is shown as a third, stronger reference the post did not use.",
         "Features are standardised on the training rows; MiniLM vectors are frozen mean-pooled sentence vectors "
-        "(the post used RoFormer-Sim-FT vectors of Chinese sets, not available offline).",
+        "(the post used RoFormer-Sim-FT vectors of Chinese sets; no Chinese encoder is available offline).",
     ]
     return Result(
         name="analytic_logreg",
@@ -221,13 +294,30 @@ def run(quick: bool = True) -> Result:
               "gap) and is close to it with plenty of data.",
         measured=measured,
         verdict=verdict,
-        rule=f"Judged on the post's setting, the 1,000-sample subsets of MiniLM sentence vectors (the bundled "
-             f"sets at 30 per class only if no MiniLM set ran): holds if the analytic solution's test accuracy beats "
-             f"{gd} on average and its mean train−test gap is smaller; does not hold if GD is ahead by more than 1 "
-             "point on average or the synthetic weights miss the MLE's (cosine ≤ 0.99); otherwise inconclusive.",
+        rule=f"Judged on the post's setting, 1,000-sentence training sets of MiniLM vectors (the bundled sets at 30 per "
+             f"class only if no MiniLM set ran), against {gd}: does not hold if the synthetic analytic weights miss "
+             f"the MLE's (cosine ≤ {COS_MIN}); not measured if either method fails to beat the majority class by 2 "
+             f"s.e.; else, with 2-s.e. intervals of paired per-example differences (the larger of the test-sample "
+             f"and the seed s.e.), the analytic test accuracy must beat GD's and GD's train−test gap must exceed the "
+             f"analytic one, and (full mode) on the whole pools the analytic solution must trail GD by less than "
+             f"{FULL_MARGIN * 100:g} point. Holds if every part holds, does not hold if any part does not, else "
+             f"inconclusive.",
+        kind="empirical",
+        post_figure="1k-sample training sets, GD → analytic test accuracy: SENTIMENT 66.79 → 73.24, TNEWS 22.47 → "
+                    "26.74, SHOPPING 49.82 → 65.49 (IFLYTEK 15.43 → 15.70)",
+        our_figure=our,
+        setup=f"Bundled breast-cancer/digits/wine/iris ({3 if quick else 10} random splits, 30/class"
+              f"{'' if quick else ', 100/class'} and full); "
+              + ("frozen all-MiniLM-L6-v2 mean-pooled vectors of SST-2 (1,000 training sentences, 3 GD seeds; 872 "
+                 "test)" if quick else "MiniLM vectors of SST-2 (10k pool, 872 test) and AG News (3,000 pool, 1,500 "
+                 "test): 1k subsets × 3 seeds and the whole pools × 3 GD seeds")
+              + f"; GD = Adam 1e−3, batch 32, {' and '.join(map(str, gd_epochs))} epochs (≥ {MIN_GD_STEPS} steps).",
+        reason=why,
         tables=tables,
-        numbers={"results": {f"{a}/{b}": {m: [list(r[m]) for r in runs] for m in methods}
-                             for (a, b), runs in results.items()}, "synthetic_cosine": cos},
+        numbers={"results": {f"{a}/{b}": {m: [[float(r[m][0].mean()), float(r[m][1].mean())] for r in runs.runs]
+                                          for m in methods} for (a, b), runs in results.items()},
+                 "synthetic_cosine": cos, "effects": {k: [e.mean, e.se] for k, e in diffs.items()}},
         notes=notes,
+        skipped=skipped,
         quick=quick,
     )

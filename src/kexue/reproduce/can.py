@@ -23,7 +23,7 @@ import numpy as np
 
 from ..classify.can import can, confident_mask, prior_from_labels
 from ..data.registry import MissingData
-from ._paired import accuracy, paired_examples
+from ._paired import accuracy, paired_examples, pooled
 from .result import Post, Result, Table
 from .rules import Estimate, all_of, estimate, learned, not_learned_reason, paired, superiority
 
@@ -104,11 +104,9 @@ def decide(mech: Mechanism, sets: Sequence[RealSet]) -> tuple[str, str]:
     parts = [f"mechanism {mech_d} (gain at b = 2: {_pts(g2)}; b = 2 minus b = 0: {_pts(grow)})"]
     many = [s for s in sets if s.classes >= GAIN_CLASSES]
     if many:
-        es = [paired_examples(s.after, s.before) for s in many]
-        pooled = Estimate(float(np.mean([e.mean for e in es])), float(np.sqrt(sum(e.se**2 for e in es))) / len(es),
-                          sum(e.n for e in es))
-        gain_d = superiority(pooled)
-        parts.append(f"gain {gain_d} ({', '.join(s.name for s in many)}: {_pts(pooled)})")
+        gain = pooled([paired_examples(s.after, s.before) for s in many])
+        gain_d = superiority(gain)
+        parts.append(f"gain {gain_d} ({', '.join(s.name for s in many)}: {_pts(gain)})")
     else:
         gain_d = "inconclusive"
         parts.append(f"gain inconclusive (no set with ≥ {GAIN_CLASSES} classes ran)")
