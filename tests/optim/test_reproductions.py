@@ -79,5 +79,6 @@ def test_quick_runs(name, data_root):
     from kexue.reproduce import load
 
     result = load(name).run(quick=True)
-    assert result.verdict in ("holds", "does not hold", "inconclusive")
-    assert result.tables and result.figures
+    assert result.kind == "empirical"
+    assert result.verdict in ("holds", "does not hold", "inconclusive", "not measured")
+    assert result.tables and result.figures and result.post_figure and result.our_figure
