@@ -20,5 +20,22 @@ def test_hf_parity_quick_holds(data_root):
     rho = n["spearman"]["stsb/test"]
     assert rho["pairs"] == 1379
     assert abs(rho["kexue"] - rho["transformers"]) <= hf_parity.SPEARMAN_TOL
-    assert r.verdict == "holds"
+    assert r.verdict == "verified" and r.kind == "mechanics"
     assert [stem for stem, _ in r.figures] == ["parity"]
+
+
+@pytest.mark.slow
+def test_hf_parity_without_data_checks_the_forward(monkeypatch):
+    """With no STS data the entry still compares tokenization and the forward, and names what it skipped."""
+    from kexue.data import datasets
+    from kexue.data.registry import MissingData
+    from kexue.reproduce import hf_parity
+
+    def missing(name, split="test", root=None):
+        raise MissingData("stsb_en", "/nowhere")
+
+    monkeypatch.setattr(datasets, "load_sts", missing)
+    r = hf_parity.run(quick=True)
+    assert r.numbers["spearman"] == {} and r.numbers["token_mismatches"] == 0
+    assert r.verdict == "verified"
+    assert len(r.skipped) == 1 and "kexue data fetch stsb_en" in r.skipped[0]

@@ -22,6 +22,7 @@ from ..nn.activations import (
     phi,
     tanh_local_ratio,
 )
+from ..data.registry import MissingData
 from .result import Post, Result, Table
 
 POST = Post(
@@ -110,20 +111,26 @@ def run(quick: bool = True) -> Result:
     notes = ["b_hybrid: a = √(2/π) fixed, b by minimax of |erf(x/√2) − tanh(ax + bx³)| on [0, 4) step 0.001 "
              "(golden-section search; each error term is monotone in b so the objective is quasi-convex).",
              "λ: minimax of |Φ(x) − σ(λx)| on [0, 8) step 0.001."]
-    verdict = "holds" if all(ok.values()) else "does not hold"
+    verdict = "verified" if all(ok.values()) else "not verified"
     summary = (f"b/a = {measured['b_hybrid_over_a']:.7f} (hybrid), λ = {lam:.7f}, "
                f"local b/a = {measured['b_local_over_a']:.7f}; max GELU error: tanh {err_rows[0][2]:.2e}, "
                f"sigmoid {err_rows[1][2]:.2e}")
+    skipped: list[str] = []
     if not quick:
-        table, scores = _sts_swap()
-        tables.append(table)
-        numbers["sts_spearman"] = scores
-        d_tanh = abs(scores["gelu_new"] - scores["gelu"])
-        notes.append(f"Swap check (spec): the tanh swap changes Spearman by {d_tanh:.5f} "
-                     f"({'<' if d_tanh < 1e-3 else '≥'} 0.001, the 'faithful substitute' threshold); "
-                     f"the sigmoid swap by {abs(scores['quick_gelu'] - scores['gelu']):.5f}.")
-        summary += f"; STS-B Spearman erf {scores['gelu']:.4f}, tanh {scores['gelu_new']:.4f}, " \
-                   f"sigmoid {scores['quick_gelu']:.4f}"
+        try:
+            table, scores = _sts_swap()
+        except MissingData as e:
+            skipped.append(f"the STS-B activation swap: {e}")
+        else:
+            tables.append(table)
+            numbers["sts_spearman"] = scores
+            d_tanh = abs(scores["gelu_new"] - scores["gelu"])
+            notes.append(f"Swap check (spec): the tanh swap changes Spearman by {d_tanh:.5f} "
+                         f"({'<' if d_tanh < 1e-3 else '≥'} 0.001, the 'faithful substitute' threshold); "
+                         f"the sigmoid swap by {abs(scores['quick_gelu'] - scores['gelu']):.5f}. It does not enter "
+                         "the verdict, which is about the constants.")
+            summary += f"; STS-B Spearman erf {scores['gelu']:.4f}, tanh {scores['gelu_new']:.4f}, " \
+                       f"sigmoid {scores['quick_gelu']:.4f}"
     return Result(
         name="gelu",
         post=POST,
@@ -131,8 +138,16 @@ def run(quick: bool = True) -> Result:
               "b/a ≈ 0.0447149 with a = √(2/π) fixed, λ ≈ 1.7017449; the local Taylor fit gives b/a = (4−π)/(6π).",
         measured=summary,
         verdict=verdict,
-        rule="holds if the derived b/a = 0.0447149 ± 1e-5, λ = 1.7017449 ± 1e-4 and local b/a = 0.045540 ± 1e-6; "
-             "otherwise does not hold.",
+        kind="math",
+        post_figure="b/a = 0.0447149 (minimax, a = √(2/π)); λ = 1.7017449; local b/a = (4−π)/(6π) = 0.0455399",
+        our_figure=f"b/a = {measured['b_hybrid_over_a']:.7f}; λ = {lam:.7f}; local b/a = "
+                   f"{measured['b_local_over_a']:.7f}",
+        setup="Golden-section minimax fits of Φ on a grid of step 0.001 (float64); errors on [−8, 8], step 1e-4"
+              + ("; full mode: all-MiniLM-L6-v2 with each activation swapped in, STS-B test Spearman." if not quick
+                 else "."),
+        skipped=skipped,
+        rule="verified if the derived b/a = 0.0447149 ± 1e-5, λ = 1.7017449 ± 1e-4 and local b/a = 0.045540 ± 1e-6; "
+             "otherwise not verified.",
         tables=tables,
         figures=[("approximations", _figure())],
         numbers=numbers,
