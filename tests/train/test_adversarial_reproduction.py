@@ -72,3 +72,18 @@ def test_attack_at_zero_is_clean_and_the_attack_hurts():
     assert res["attack 0"] == res["clean"]
     assert res["attack 0.5"] <= res["clean"]
     assert not model.encoder.embeddings.word._forward_hooks  # the attack's hooks are gone
+
+
+
+def test_per_example_outcomes_come_in_one_fixed_order():
+    seqs, labels = _data(150, seed=3)
+    model = adv.Classifier(_encoder(), 2, seed=1).eval()
+    with torch.no_grad():  # always predicts class 0: correct exactly where the label is 0
+        model.head.weight.zero_()
+        model.head.bias.copy_(torch.tensor([10.0, 0.0]))
+    per: dict[str, np.ndarray] = {}
+    res = adv.evaluate(model, (seqs, labels), (0.5,), per)
+    order = np.concatenate([y.numpy() for _, _, y in adv._batches(seqs, labels, 64, None)])
+    assert set(per) == {"clean", "attack 0.5"} and per["clean"].shape == (150,)
+    np.testing.assert_array_equal(per["clean"], (order == 0).astype(float))
+    assert per["clean"].mean() == res["clean"] and per["attack 0.5"].mean() == res["attack 0.5"]

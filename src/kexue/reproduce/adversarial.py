@@ -8,23 +8,24 @@
    perturbation against the output penalty, shows the spec's pitfall: with repeated tokens it is not equivalent.
 2. Fine-tuning all-MiniLM-L6-v2 (mean pooling + a linear head) on SST-2: plain, FGM (the post's form: ε = 0.5, the
    embedding matrix, one Frobenius norm over its gradient, the adversarial loss only) and the gradient penalty (ε = 1
-   on the embedding outputs), several seeds; clean test accuracy and accuracy under an embedding-space attack (each
-   real token's word embedding moved by ε_att along its own normalised loss gradient, true labels, one step).
-   Quick: the first 3 of the 6 blocks (a CPU budget), 192 training sentences, 1 epoch, 128 test sentences, 2 seeds,
-   ε_att = 0.02. Full: all 6 blocks, 1,000 training sentences, 1 epoch, 300 test sentences, 3 seeds, ε_att ∈
-   {0.02, 0.05}. FGM's common PyTorch form (clean + adversarial loss) is the variant "FGM (clean+adv)" of
-   :func:`train_one`, left out of the run to keep full mode near ten minutes.
-   The vocabulary is cut to the tokens the sentences use (the unused rows of the table have zero gradient and never
-   enter a forward, so the model and FGM's whole-table norm are unchanged); max length 32; AdamW, encoder lr 1e-4,
-   head lr 1e-2, batch 16 in length buckets.
+   on the embedding outputs), 3 seeds; clean test accuracy and accuracy under an embedding-space attack (each real
+   token's word embedding moved by ε_att along its own normalised loss gradient, true labels, one step). Quick: the
+   first 3 of the 6 blocks, 192 training sentences, 128 test sentences, ε_att = 0.02. Full: all 6 blocks, 600
+   training sentences, 300 test sentences, ε_att ∈ {0.02, 0.05} (cut from 1,000 training sentences, 18 minutes
+   on this machine). One epoch, batch 16 in length buckets, AdamW (encoder lr 1e-4, head 1e-2), max length 32; the
+   vocabulary is cut to the tokens the sentences use (unused rows have zero gradient and never enter a forward, so
+   the model and FGM's whole-table norm are unchanged). FGM's PyTorch form (clean + adversarial loss) is the
+   variant "FGM (clean+adv)" of :func:`train_one`, left out of the run for time.
+
+The verdict is :func:`decide`. Without SST-2 only the equivalence runs (the fine-tuning part is listed as skipped).
 """
 
 from __future__ import annotations
 
 import copy
-import math
 import time
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -32,8 +33,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..train import FGM, fgm_step, gradient_penalty_loss, input_grad_penalty, record_output
+from ._paired import accuracy, paired_examples
 from .common import pyplot
 from .result import Post, Result, Table
+from .rules import Estimate, all_of, learned, non_inferiority, not_learned_reason, superiority
 
 POST = Post(title="对抗训练浅谈：意义、方法和思考（附Keras实现）",
             gloss="Adversarial training: meaning, methods and thoughts (with a Keras implementation)",
@@ -202,17 +205,19 @@ def train_one(variant: str, encoder: nn.Module, train: tuple[list[list[int]], np
     return model.eval(), time.process_time() - t0
 
 
-def evaluate(model: Classifier, test: tuple[list[list[int]], np.ndarray], eps_list: tuple[float, ...]
-             ) -> dict[str, float]:
+def evaluate(model: Classifier, test: tuple[list[list[int]], np.ndarray], eps_list: tuple[float, ...],
+             per_example: dict[str, np.ndarray] | None = None) -> dict[str, float]:
     """Clean accuracy and accuracy under the embedding attack: each real token's word-embedding output moved by
-    ε_att·g_i/‖g_i‖, g_i = ∂(summed cross-entropy)/∂e_i (each sentence's own gradient; one step, true labels)."""
+    ε_att·g_i/‖g_i‖, g_i = ∂(summed cross-entropy)/∂e_i (each sentence's own gradient; one step, true labels).
+
+    ``per_example``, when given, receives {key: 0/1 correctness per test example}, in one fixed order (the unshuffled
+    length buckets), so two models' outcomes pair example by example."""
     word = model.encoder.embeddings.word
-    correct = {"clean": 0, **{f"attack {e:g}": 0 for e in eps_list}}
-    n = 0
+    hits: dict[str, list[np.ndarray]] = {"clean": [], **{f"attack {e:g}": [] for e in eps_list}}
     for ids, mask, y in _batches(*test, 64, None):
         with record_output(word) as rec:
             logits = model(ids, mask)
-        correct["clean"] += int((logits.argmax(-1) == y).sum())
+        hits["clean"].append((logits.argmax(-1) == y).numpy())
         (g,) = torch.autograd.grad(F.cross_entropy(logits, y, reduction="sum"), rec.output)
         g = g * mask.unsqueeze(-1)
         unit = g / g.norm(dim=-1, keepdim=True).clamp_min(1e-12)
@@ -220,11 +225,13 @@ def evaluate(model: Classifier, test: tuple[list[list[int]], np.ndarray], eps_li
             handle = word.register_forward_hook(lambda m, i, o, d=(e * unit).detach(): o + d)
             try:
                 with torch.no_grad():
-                    correct[f"attack {e:g}"] += int((model(ids, mask).argmax(-1) == y).sum())
+                    hits[f"attack {e:g}"].append((model(ids, mask).argmax(-1) == y).numpy())
             finally:
                 handle.remove()
-        n += len(y)
-    return {k: v / n for k, v in correct.items()}
+    flat = {k: np.concatenate(v).astype(float) for k, v in hits.items()}
+    if per_example is not None:
+        per_example.update(flat)
+    return {k: float(v.mean()) for k, v in flat.items()}
 
 
 def finetune_experiment(quick: bool) -> dict[str, Any]:
@@ -232,7 +239,7 @@ def finetune_experiment(quick: bool) -> dict[str, Any]:
     from ..env import minilm_path
     from ..models import Tokenizer, load_pretrained
 
-    n_layers, n_train, n_test, epochs, seeds = (3, 192, 128, 1, 2) if quick else (6, 1000, 300, 1, 3)
+    n_layers, n_train, n_test, epochs, seeds = (3, 192, 128, 1, 3) if quick else (6, 600, 300, 1, 3)
     eps_list = (0.02,) if quick else (0.02, 0.05)
     variants = ["plain", "FGM (post)", "gradient penalty"]
     path = minilm_path()
@@ -251,88 +258,148 @@ def finetune_experiment(quick: bool) -> dict[str, Any]:
     tr_seqs = [[remap[t] for t in s] for s in tr_seqs]
     te_seqs = [[remap[t] for t in s] for s in te_seqs]
     results: dict[str, list[dict[str, float]]] = {v: [] for v in variants}
+    outcomes: dict[str, dict[str, list[np.ndarray]]] = {v: {} for v in variants}
     for seed in range(seeds):
         for v in variants:
             model, secs = train_one(v, encoder, (tr_seqs, tr.labels), seed, epochs)
-            res = evaluate(model, (te_seqs, te.labels), eps_list)
+            per: dict[str, np.ndarray] = {}
+            res = evaluate(model, (te_seqs, te.labels), eps_list, per)
             res["train_cpu_s"] = secs
             results[v].append(res)
+            for k, x in per.items():
+                outcomes[v].setdefault(k, []).append(x)
     setup = {"layers": n_layers, "train": n_train, "test": n_test, "epochs": epochs, "seeds": seeds,
-             "eps_attack": list(eps_list), "vocab_rows": len(remap)}
-    return {"results": results, "setup": setup}
+             "eps_attack": list(eps_list), "vocab_rows": len(remap),
+             "majority": float(np.bincount(te.labels).max() / len(te.labels))}
+    return {"results": results, "setup": setup,
+            "outcomes": {v: {k: np.array(x) for k, x in o.items()} for v, o in outcomes.items()}}
+
+
+# ----------------------------------------------------------------------------------------- the rule
+REGULARISERS = ("FGM (post)", "gradient penalty")
+#: The clean-accuracy equivalence margin: a regulariser may cost at most this much clean accuracy (or the plain
+#: model's seed standard deviation, if larger) and still count as "no worse".
+CLEAN_MARGIN = 0.01
+#: Fewer seeds leave the seed noise unmeasured (the issue's minimum).
+MIN_SEEDS = 3
+
+
+@dataclass(frozen=True)
+class Measurements:
+    """What :func:`decide` reads: the equivalence check per scope (cosine at the smallest ε, log-log slope of the
+    difference), the test set's majority-class rate, and per variant the (seeds, test examples) correctness, clean
+    and under the judged attack; seeds pair across variants (same data order, same head initialisation)."""
+
+    cosine: Mapping[str, float]
+    order: Mapping[str, float]
+    majority: float
+    clean: Mapping[str, np.ndarray]
+    attack: Mapping[str, np.ndarray]
+
+
+def decide(m: Measurements) -> tuple[str, str]:
+    """The verdict and its reason.
+
+    ``does not hold`` if the equivalence fails (cosine < :data:`COS_MIN` or slope < :data:`ORDER_MIN` in either
+    scope); ``inconclusive`` if the fine-tuning did not run (no outcomes); ``not measured`` if fewer than :data:`MIN_SEEDS` seeds ran or plain's clean accuracy does not clearly beat
+    the majority class; then for FGM (post) and the gradient penalty against plain, paired per example and seed
+    (:func:`~kexue.reproduce._paired.paired_examples`, 2 s.e.): accuracy under the attack by superiority, clean
+    accuracy by non-inferiority with margin max(:data:`CLEAN_MARGIN`, plain's seed s.d.). All four hold: holds; any
+    does not: does not hold; else inconclusive.
+    """
+    bad = [s for s in m.cosine if not (m.cosine[s] >= COS_MIN and m.order[s] >= ORDER_MIN)]
+    if bad:
+        return "does not hold", "the equivalence fails in the " + ", ".join(
+            f"{s} scope (cosine {m.cosine[s]:.6f}, difference ∝ ε^{m.order[s]:.2f})" for s in bad)
+    if not m.clean:
+        return "inconclusive", ("the equivalence holds in both scopes; the fine-tuning part did not run, so the "
+                                "effect on training is not judged")
+    plain = np.atleast_2d(np.asarray(m.clean["plain"], float))
+    if plain.shape[0] < MIN_SEEDS:
+        return "not measured", f"{plain.shape[0]} seed(s): at least {MIN_SEEDS} are needed to measure the seed noise"
+    acc = accuracy(plain)
+    if not learned(acc, m.majority):
+        return "not measured", not_learned_reason("plain clean accuracy", acc.mean, m.majority, "majority class")
+    margin = max(CLEAN_MARGIN, float(plain.mean(axis=1).std(ddof=1)))
+    parts, why = [], []
+    for v in REGULARISERS:
+        robust = paired_examples(m.attack[v], m.attack["plain"])
+        clean = paired_examples(m.clean[v], m.clean["plain"])
+        r, c = superiority(robust), non_inferiority(clean, margin)
+        parts += [r, c]
+        why.append(f"{v} − plain: under the attack {_pts(robust)} ({r}), clean {_pts(clean)} against a "
+                   f"−{100 * margin:.2g}-point margin ({c})")
+    return all_of(*parts), "; ".join(why)
+
+
+def _pts(e: Estimate) -> str:
+    return f"{e.mean * 100:+.3g} ± {e.se * 100:.2g} points"
 
 
 # ----------------------------------------------------------------------------------------- run
 def run(quick: bool = True) -> Result:
+    from ..data.registry import MissingData
+
     t0 = time.perf_counter()
     eq = equivalence()
     orders = {s: _order(eq, s) for s in ("weight", "output")}
     cos_small = {s: next(r["cosine"] for r in eq if r["scope"] == s and r["epsilon"] == EQUIV_EPS[0])
                  for s in ("weight", "output")}
-    eq_ok = all(cos_small[s] >= COS_MIN and orders[s] >= ORDER_MIN for s in orders)
-    ft = finetune_experiment(quick)
-    res, setup = ft["results"], ft["setup"]
-    keys = ["clean"] + [f"attack {e:g}" for e in setup["eps_attack"]]
-
-    def mean_std(v: str, k: str) -> tuple[float, float]:
-        a = np.array([r[k] for r in res[v]])
-        return float(a.mean()), float(a.std(ddof=1)) if len(a) > 1 else 0.0
-
-    ft_rows = []
-    for v in res:
-        row: list[Any] = [v]
-        for k in keys:
-            m, s = mean_std(v, k)
-            row += [m, s]
-        row.append(float(np.mean([r["train_cpu_s"] for r in res[v]])))
-        ft_rows.append(row)
-    base_cpu = float(np.mean([r["train_cpu_s"] for r in res["plain"]]))
-    # the verdict on fine-tuning: both regularisers at or above plain in mean clean accuracy within noise, and both
-    # more robust under the attack (mean over seeds)
-    att = keys[-1] if quick else "attack 0.02"
-    pooled = {v: math.sqrt((mean_std(v, "clean")[1] ** 2 + mean_std("plain", "clean")[1] ** 2) / 2) for v in res}
-    clean_ok = {v: mean_std(v, "clean")[0] >= mean_std("plain", "clean")[0] - max(pooled[v], 0.005)
-                for v in ("FGM (post)", "gradient penalty")}
-    robust_gain = {v: mean_std(v, att)[0] - mean_std("plain", att)[0] for v in ("FGM (post)", "gradient penalty")}
-    ft_holds = all(clean_ok.values()) and all(g > 0 for g in robust_gain.values())
-    if not eq_ok:
-        verdict = "does not hold"
-    elif quick:
-        verdict = "inconclusive"  # 2 seeds of a 3-block model on 256 sentences cannot separate the variants
-    else:
-        verdict = "holds" if ft_holds else "inconclusive"
     eq_rows = [[r["scope"], r["epsilon"], r["cosine"], r["diff"], r["rel_to_penalty_part"]] for r in eq]
-    cols = ["variant"] + [c for k in keys for c in (f"{k} acc", "± std")] + ["train CPU s"]
-    tables = [
-        Table("Equivalence (float64): FGM gradient at the moved point against the gradient with the matching penalty",
-              ["scope", "ε", "cosine", "‖difference‖", "difference / ‖penalty's own contribution‖"], eq_rows),
-        Table(f"Fine-tuning all-MiniLM-L6-v2 ({setup['layers']} blocks) on SST-2: {setup['train']} train / "
-              f"{setup['test']} test sentences, {setup['epochs']} epoch(s), {setup['seeds']} seeds; attack: each "
-              f"token's word embedding moved by ε_att along its own loss gradient", cols, ft_rows),
-    ]
-    fgm_cpu = float(np.mean([r["train_cpu_s"] for r in res["FGM (post)"]]))
-    gp_cpu = float(np.mean([r["train_cpu_s"] for r in res["gradient penalty"]]))
+    tables = [Table("Equivalence (float64): FGM gradient at the moved point against the gradient with the matching "
+                    "penalty", ["scope", "ε", "cosine", "‖difference‖", "difference / ‖penalty's own contribution‖"],
+                    eq_rows)]
     measured = (f"equivalence: cosine {cos_small['weight']:.6f} (weight) / {cos_small['output']:.6f} (output) at "
-                f"ε = {EQUIV_EPS[0]:g}, difference ∝ ε^{orders['weight']:.2f} / ε^{orders['output']:.2f}; "
-                + "; ".join(f"{v}: clean {100 * mean_std(v, 'clean')[0]:.1f} %, {att} "
-                            f"{100 * mean_std(v, att)[0]:.1f} %" for v in res)
-                + f"; training time FGM {fgm_cpu / base_cpu:.2f}x, penalty {gp_cpu / base_cpu:.2f}x plain")
+                f"ε = {EQUIV_EPS[0]:g}, difference ∝ ε^{orders['weight']:.2f} / ε^{orders['output']:.2f}")
+    att, skipped, numbers = "attack 0.02", [], {"equivalence": eq, "orders": orders}
+    try:
+        ft = finetune_experiment(quick)
+    except MissingData as e:
+        ft, skipped = None, [f"fine-tuning on SST-2: {e}"]
+    res: dict[str, list[dict[str, float]]] = {}
+    keys = ["clean", att]
+    if ft is None:
+        meas = Measurements(cos_small, orders, 0.5, {}, {})
+        our = f"equivalence: cosine {min(cos_small.values()):.6f}, difference ∝ ε^{min(orders.values()):.2f}"
+        setup_text = "equivalence on a float64 toy (Embedding → mean-pool → MLP); fine-tuning skipped (no SST-2)."
+    else:
+        res, setup, out = ft["results"], ft["setup"], ft["outcomes"]
+        keys = ["clean"] + [f"attack {e:g}" for e in setup["eps_attack"]]
+        meas = Measurements(cos_small, orders, setup["majority"], {v: o["clean"] for v, o in out.items()},
+                            {v: o[att] for v, o in out.items()})
+        stats = {v: {k: (float(np.mean([r[k] for r in runs])), float(np.std([r[k] for r in runs], ddof=1)))
+                     for k in [*keys, "train_cpu_s"]} for v, runs in res.items()}
+        cols = ["variant"] + [c for k in keys for c in (f"{k} acc", "± std")] + ["train CPU s"]
+        tables.append(Table(
+            f"Fine-tuning all-MiniLM-L6-v2 ({setup['layers']} blocks) on SST-2: {setup['train']} train / "
+            f"{setup['test']} test sentences, {setup['epochs']} epoch(s), {setup['seeds']} seeds; attack: each "
+            f"token's word embedding moved by ε_att along its own loss gradient", cols,
+            [[v, *[x for k in keys for x in st[k]], st["train_cpu_s"][0]] for v, st in stats.items()]))
+        effects = {v: (paired_examples(meas.clean[v], meas.clean["plain"]),
+                       paired_examples(meas.attack[v], meas.attack["plain"])) for v in REGULARISERS}
+        ratio = {v: stats[v]["train_cpu_s"][0] / stats["plain"]["train_cpu_s"][0] for v in REGULARISERS}
+        measured += "; " + "; ".join(f"{v}: clean {100 * st['clean'][0]:.1f} %, {att} {100 * st[att][0]:.1f} %"
+                                     for v, st in stats.items())
+        measured += f"; training time FGM {ratio['FGM (post)']:.2f}x, penalty {ratio['gradient penalty']:.2f}x plain"
+        our = "; ".join(f"{v} − plain: clean {_pts(c)}, {att} {_pts(a)}" for v, (c, a) in effects.items())
+        setup_text = (f"all-MiniLM-L6-v2 ({setup['layers']} of 6 blocks) + linear head on SST-2, {setup['train']} "
+                      f"training sentences, {setup['epochs']} epoch (batch 16, AdamW), {setup['test']} test "
+                      f"sentences, {setup['seeds']} seeds; plain, FGM ε = 0.5, gradient penalty ε = 1; equivalence "
+                      f"on a float64 toy.")
+        numbers.update({"finetune": {"results": res, "setup": setup}, "train_time_ratio": ratio,
+                        "effects": {v: {"clean": [c.mean, c.se], att: [a.mean, a.se]}
+                                    for v, (c, a) in effects.items()}})
+    verdict, why = decide(meas)
     notes = [
-        "The post's numbers (BERT base on CLUE IFLYTEK/TNEWS dev: 60.29/56.58 plain, 62.46/57.66 FGM ε = 0.5, "
-        "62.31/57.81 gradient penalty ε = 1) need a Chinese BERT, which is not available offline; here the "
-        "mechanism is checked exactly and the regularisation effect on an English model at a CPU-sized scale.",
-        "Quick mode keeps only the first 3 of MiniLM's 6 blocks and 192 training sentences to stay near a minute on "
-        "one CPU thread: its fine-tuning numbers show the pipeline, not the effect (verdict inconclusive by rule).",
+        "The post's numbers need a Chinese BERT base fine-tuned on CLUE, not available offline; here the mechanism is "
+        "checked exactly and the regularisation effect measured on an English model at a CPU-sized scale.",
+        "The post reports clean dev-accuracy gains; at this scale a 1–2-point clean gain is below the noise, so the "
+        "rule asks for clean accuracy no worse than plain (within the margin) and higher accuracy under the attack.",
         "FGM's δ has norm 0.5 over the whole table gradient of a batch, spread over the batch's distinct tokens; "
         "word-embedding rows of MiniLM have norm ≈ 1, so each token moves far less than under the attack, which "
         "moves every token by ε_att at once (already ε_att = 0.02 costs a plain model tens of points).",
         f"Took {time.perf_counter() - t0:.1f} s.",
     ]
-    rule = (f"does not hold if the equivalence fails (cosine < {COS_MIN} at ε = {EQUIV_EPS[0]:g} or the difference "
-            f"shrinks slower than ε^{ORDER_MIN}); quick mode is otherwise inconclusive (too small to separate the "
-            f"variants); full mode holds if FGM (post) and the gradient penalty both reach plain's mean clean accuracy "
-            f"(within the pooled seed std, at least 0.5 points) and both beat plain under the attack at ε_att = 0.02, "
-            f"else inconclusive")
     return Result(
         name="adversarial",
         post=POST,
@@ -341,19 +408,31 @@ def run(quick: bool = True) -> Result:
               "about twice the cost per step for FGM.",
         measured=measured,
         verdict=verdict,
-        rule=rule,
+        rule=f"does not hold if the equivalence fails (cosine < {COS_MIN} at ε = {EQUIV_EPS[0]:g} or the difference "
+             f"shrinks slower than ε^{ORDER_MIN}); not measured with fewer than {MIN_SEEDS} seeds or if plain does "
+             f"not beat the majority class by 2 s.e.; else, paired per example and seed (2 s.e., the larger of the "
+             f"test-sample and seed s.e.), FGM (post) and the gradient penalty must each beat plain under the attack "
+             f"(ε_att = 0.02) and lose at most max({CLEAN_MARGIN * 100:g} point, plain's seed s.d.) of clean accuracy; "
+             f"holds if all four parts hold, does not hold if any does not, else inconclusive.",
+        kind="empirical",
+        post_figure="BERT base, CLUE dev accuracy, plain → FGM / gradient penalty: IFLYTEK 60.29 → 62.46 / 62.31, "
+                    "TNEWS 56.58 → 57.66 / 57.81",
+        our_figure=our,
+        setup=setup_text,
+        reason=why,
         tables=tables,
         figures=[("adversarial", _figure(eq, res, keys))],
-        numbers={"equivalence": eq, "orders": orders, "finetune": ft,
-                 "train_time_ratio": {"FGM (post)": fgm_cpu / base_cpu, "gradient penalty": gp_cpu / base_cpu}},
+        numbers=numbers,
         notes=notes,
+        skipped=skipped,
         quick=quick,
     )
 
 
 def _figure(eq: list[dict[str, float]], res: dict[str, list[dict[str, float]]], keys: list[str]):
     plt = pyplot()
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10.5, 3.8))
+    fig, axes = plt.subplots(1, 2 if res else 1, figsize=(10.5 if res else 5.5, 3.8), squeeze=False)
+    ax1 = axes[0, 0]
     for scope in ("weight", "output", "mixed"):
         r = [x for x in eq if x["scope"] == scope]
         ax1.loglog([x["epsilon"] for x in r], [x["diff"] for x in r], "o-", label=f"{scope} scope")
@@ -364,6 +443,10 @@ def _figure(eq: list[dict[str, float]], res: dict[str, list[dict[str, float]]], 
     ax1.set_ylabel("‖∇ FGM − ∇ penalty‖")
     ax1.set_title("FGM vs its gradient penalty (float64)")
     ax1.legend()
+    if not res:
+        fig.tight_layout()
+        return fig
+    ax2 = axes[0, 1]
     width = 0.8 / len(res)
     for i, v in enumerate(res):
         means = [np.mean([r[k] for r in res[v]]) for k in keys]
