@@ -164,9 +164,17 @@ def run(quick: bool = True) -> Result:
                  f"{sat[64]['unscaled']['median_max_p']:.2f}/{sat[256]['unscaled']['median_max_p']:.3f} (scaled "
                  f"{sat[64]['scaled']['median_max_p']:.2f}); median softmax Jacobian at d = 256: "
                  f"{sat[256]['unscaled']['median_jacobian']:.3f} unscaled vs {sat[256]['scaled']['median_jacobian']:.3f}",
-        verdict="holds" if consts_ok and peaked and vanished else "does not hold",
-        rule="holds if the truncated variance is 0.7737 ± 0.003, the corrected std within 0.3 % of σ, E[sigmoid²] "
+        verdict="verified" if consts_ok and peaked and vanished else "not verified",
+        kind="math",
+        post_figure="Var = 0.7737σ² (truncated at ±2σ; sample with 1.1368σ); E[sigmoid(z)²] ≈ 0.29338; no figure "
+                    "for the saturation",
+        our_figure=f"Var {raw.var().item():.4f}σ²; corrected std {fixed.std().item() / 0.02:.4f}σ; E[sigmoid²] "
+                   f"{sig_mc:.5f}; unscaled median max p at d = 256: {sat[256]['unscaled']['median_max_p']:.3g}",
+        setup="10⁶ float64 draws per constant; softmax of 500 rows of 32 unit-variance q·k logits at d = 16, 64, 256"
+              + ("" if quick else "; exploratory: a 48-block residual MLP on digits (2 seeds, 30 epochs) and "
+                 "associative recall (2 seeds, 1,500 steps)") + ".",
+        rule="verified if the truncated variance is 0.7737 ± 0.003, the corrected std within 0.3 % of σ, E[sigmoid²] "
              "0.29338 ± 0.001, the unscaled softmax rows are peaked at d = 64 and 256 (median max p ≥ 0.85), and at "
              "d = 256 the median softmax-Jacobian norm (which multiplies every gradient through the softmax) is "
-             "below a tenth of the scaled one.",
+             "below a tenth of the scaled one; otherwise not verified. The full mode's training tables test no claim.",
         tables=tables, figures=[("saturation", fig)], numbers=numbers, notes=notes, quick=quick)
