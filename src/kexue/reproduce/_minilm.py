@@ -1,8 +1,8 @@
 """all-MiniLM-L6-v2 sentence vectors for the reproductions, each text set encoded once per process.
 
 One forward pass with ``output_hidden_states=True`` gives every pooling at once (:func:`kexue.embed.pooling.pool`),
-and the vectors are cached in memory by (tag, texts, pooling), so reproductions run in the same ``kexue
-reproduce`` process (e.g. ``can`` and ``analytic_logreg`` on SST-2) share them instead of re-encoding.
+and the vectors are cached in memory by (tag, texts, pooling), so a text set is encoded once per ``kexue
+reproduce`` process, whichever of its reproductions (``analytic_logreg``, ``whitening``, ``zlpr``) asks again.
 """
 
 from __future__ import annotations
