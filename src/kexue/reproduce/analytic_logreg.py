@@ -274,8 +274,8 @@ def run(quick: bool = True) -> Result:
                 + "".join(f"; {k}: {_pts(_effect(r, 'analytic', gd, 1))}" for k, r in full.items())
                 + f"; synthetic Gaussians: cos(analytic w, MLE w) = {cos:.5f}")
     main = next(iter(encoder), None)
-    our = (f"{main}: GD {100 * _test_accuracy(encoder[main], gd).mean:.3g} → analytic "
-           f"{100 * _test_accuracy(encoder[main], 'analytic').mean:.3g} test accuracy ({_pts(diffs[main])})"
+    our = (f"{main}: GD {100 * _test_accuracy(encoder[main], gd).mean:.1f} → analytic "
+           f"{100 * _test_accuracy(encoder[main], 'analytic').mean:.1f} test accuracy ({_pts(diffs[main])})"
            if main else "bundled sets at 30/class: analytic − GD " + _pts(pooled(list(diffs.values()))))
     notes = [
         "Analytic = whitened, within-class Σ (the library default; the released binary script's Σ = I is "
