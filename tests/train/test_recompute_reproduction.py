@@ -74,11 +74,11 @@ def test_run_assembles_verdict_tables_and_notes_from_the_measurements(monkeypatc
     monkeypatch.setattr(rc, "measure", fake)
     monkeypatch.setattr(rc, "_figure", lambda *a, **k: None)
     res = rc.run(quick=False)
-    assert res.verdict == "holds"
+    assert res.verdict == "verified" and res.kind == "mechanics"
     assert res.numbers["memory_ratio"]["kexue_block"] == pytest.approx(7.0)
     assert res.numbers["time_overhead_cpu"]["kexue_block"] == pytest.approx(0.3)
     assert res.numbers["time_overhead_cpu"]["kexue"] == pytest.approx(0.2)
     assert any(n.startswith("Plain CPU time per sample by batch") for n in res.notes)
     assert "+30 % CPU time per sample" in res.measured and "7.0x less" in res.measured
     step["kexue_block"] = 1.5  # +50 %: beyond the 45 % the rule allows
-    assert rc.run(quick=True).verdict == "does not hold"
+    assert rc.run(quick=True).verdict == "not verified"
