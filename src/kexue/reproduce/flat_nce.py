@@ -296,6 +296,10 @@ def run(quick: bool = True) -> Result:
         "epochs); with easy positives (noise σ = 0.05 only) and τ = 0.02 a third to a half of InfoNCE's anchors "
         "underflow. More negatives would raise ξ, not lower it; bf16 logits are upcast to float32 by our losses.",
         "FlatNCE drives ξ lower than InfoNCE (its gradient does not vanish as ξ → 0), as Su says it keeps refining.",
+        f"The guard is the majority class ({majority:.3f}); an untrained encoder already reaches {untrained.mean:.3f} "
+        f"5-NN accuracy on digits (trained: InfoNCE {np.mean(meas.info):.3f}, FlatNCE {np.mean(meas.flat):.3f}), so "
+        "this toy compares how well each loss keeps or improves near-ceiling features, not features learned from "
+        "scratch.",
         "The paper's downstream gains are from its figures (no numbers quoted); the post's setting (ImageNet-scale "
         "SimCLR) cannot run here; digits with an MLP is a toy stand-in.",
         f"FlatNCE's loss (log ξ) is negative in the mechanism draws (median {m['flat_loss_median']:.1f}); that is "
