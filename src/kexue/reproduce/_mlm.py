@@ -2,23 +2,36 @@
 
 Corpus: SST-2 training sentences (../shared/data/sst2), tokenised with all-MiniLM-L6-v2's WordPiece tokenizer; the
 vocabulary is cut to the most frequent pieces (the rest become [UNK]) so a tiny model's softmax stays cheap.
-Masking: 15 % of the real tokens (never [CLS]/[SEP]) become [MASK]; the loss is cross-entropy on them.
+Masking: 15 % of the real tokens (never [CLS]/[SEP]) become [MASK]; the loss is cross-entropy on them, and the MLM
+head runs on the masked positions only (the same loss as on all positions with ``ignore_index``, at a fraction of
+the vocabulary projection's cost).
+
+The trivial baseline of the learned guard is the **unigram loss**: a model that ignores the context does best by
+predicting the training frequency of each piece, and scores min(H, CE) nats, where H is the entropy of the training
+unigram distribution and CE its cross-entropy on the held-out masked tokens. A run has learned only if its held-out
+MLM loss is below that by more than :data:`LEARN_MARGIN` (and by 2 standard errors over seeds).
 """
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
 from ..data.classification import sst2
 from ..env import minilm_path
 from ..models import Tokenizer, Transformer, TransformerConfig
+from . import rules
 
 PAD, MASK, UNK, CLS, SEP = 0, 1, 2, 3, 4
+#: Nats by which the held-out MLM loss must beat the unigram loss for a run to count as having learned.
+LEARN_MARGIN = 0.1
+#: The seed of the held-out set's masks (the same for every run).
+EVAL_MASK_SEED = 123
 
 
 @dataclass
@@ -29,7 +42,7 @@ class Corpus:
 
 
 @lru_cache(maxsize=2)
-def corpus(seq_len: int = 24, vocab: int = 1000, n_eval: int = 512) -> Corpus:
+def corpus(seq_len: int = 24, vocab: int = 1000, n_eval: int = 2048) -> Corpus:
     texts = [t for t in sst2("train").texts if len(t.split()) >= 6]
     tok = Tokenizer.from_pretrained(minilm_path())
     encs = tok.encode_raw(texts, max_length=seq_len)
@@ -54,10 +67,33 @@ def mask_tokens(ids: torch.Tensor, g: torch.Generator, rate: float = 0.15) -> tu
     return ids.masked_fill(chosen, MASK), labels
 
 
-def pretrain(seed: int, lr: float, steps: int, batch: int = 32, **config: Any) -> dict[str, Any]:
+def unigram_loss(data: Corpus) -> dict[str, float]:
+    """The context-free baseline: the entropy H of the training unigram distribution of maskable pieces, and its
+    cross-entropy CE on the held-out masked tokens (the same masks as the evaluation); ``baseline`` = min(H, CE)."""
+    train = data.train[data.train > SEP]
+    p = torch.bincount(train, minlength=data.vocab_size).double()
+    p = p / p.sum()
+    nz = p[p > 0]
+    h = float(-(nz * nz.log()).sum())
+    _, y = mask_tokens(data.eval, torch.Generator().manual_seed(EVAL_MASK_SEED))
+    ce = float(-p[y[y >= 0]].clamp_min(1e-12).log().mean())
+    return {"entropy": h, "heldout_ce": ce, "baseline": min(h, ce)}
+
+
+def _loss(model: Transformer, ids: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """MLM cross-entropy on the masked positions only."""
+    hidden, _ = model.run_encoder(x, (ids != PAD).long(), None, False, None, None)
+    sel = y >= 0
+    assert model.mlm is not None
+    logits = model.mlm(hidden[sel], model.embeddings.word.weight)
+    return torch.nn.functional.cross_entropy(logits, y[sel])
+
+
+def pretrain(seed: int, lr: float, steps: int, batch: int = 64, **config: Any) -> dict[str, Any]:
     """Train a 4-layer, d = 64 MLM (Adam, no warm-up) and return the loss curve and the held-out MLM loss
-    (NaN if training diverged). Runs are cached by their arguments within a process: the reproductions that share a
-    baseline (same seed, lr, steps and config) train it once."""
+    (NaN if training diverged). The initialisation and the data order depend only on ``seed``, so runs of different
+    configurations with one seed see the same batches and masks (paired). Runs are cached by their arguments within a
+    process: the reproductions that share a baseline (same seed, lr, steps and config) train it once."""
     key = (seed, lr, steps, batch, tuple(sorted(config.items())))
     if key not in _RUNS:
         _RUNS[key] = _pretrain(seed, lr, steps, batch, **config)
@@ -76,23 +112,23 @@ def _pretrain(seed: int, lr: float, steps: int, batch: int, **config: Any) -> di
     model = Transformer(cfg)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     g = torch.Generator().manual_seed(seed)
-    curve = []
+    curve: list[float] = []
     for _ in range(steps):
         idx = torch.randint(0, len(data.train), (batch,), generator=g)
         ids = data.train[idx]
         x, y = mask_tokens(ids, g)
-        logits = model(x, attention_mask=(ids != PAD).long()).mlm_logits
-        loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten(), ignore_index=-100)
+        loss = _loss(model, ids, x, y)
+        if not torch.isfinite(loss):
+            return {"curve": curve, "eval_loss": math.nan}
         opt.zero_grad()
         loss.backward()
         opt.step()
         curve.append(loss.item())
     model.eval()
     with torch.no_grad():
-        x, y = mask_tokens(data.eval, torch.Generator().manual_seed(123))
-        logits = model(x, attention_mask=(data.eval != PAD).long()).mlm_logits
-        ev = torch.nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten(), ignore_index=-100).item()
-    return {"curve": curve, "eval_loss": ev}
+        x, y = mask_tokens(data.eval, torch.Generator().manual_seed(EVAL_MASK_SEED))
+        ev = _loss(model, data.eval, x, y).item()
+    return {"curve": curve, "eval_loss": ev if math.isfinite(ev) else math.nan}
 
 
 def smooth(curve: list[float], k: int = 20) -> list[float]:
@@ -105,9 +141,9 @@ def smooth(curve: list[float], k: int = 20) -> list[float]:
     return out
 
 
-def compare(configs: dict[str, dict[str, Any]], lrs: tuple[float, ...], steps: int, seeds: int) -> dict[str, Any]:
+def compare(configs: dict[str, dict[str, Any]], lrs: Sequence[float], steps: int, seeds: int) -> dict[Any, Any]:
     """Run every configuration at every learning rate and seed: {(name, lr): {"eval": [...], "curves": [...]}}."""
-    out: dict[str, Any] = {}
+    out: dict[Any, Any] = {}
     for name, cfg in configs.items():
         for lr in lrs:
             runs = [pretrain(s, lr, steps, **cfg) for s in range(seeds)]
@@ -115,45 +151,128 @@ def compare(configs: dict[str, dict[str, Any]], lrs: tuple[float, ...], steps: i
     return out
 
 
-def verdict(results: dict[str, Any], ours: str, base: str, lrs: tuple[float, ...], margin: float = 0.01) -> str:
-    """'holds' if ``ours`` has the lower mean held-out loss than ``base`` at every lr by more than ``margin``,
-    'does not hold' if higher at every lr by more than ``margin``, else 'inconclusive'."""
-    def mean(key: tuple[str, float]) -> float:
-        v = results[key]["eval"]
-        return sum(v) / len(v)
+# --- the rules: pure functions of the held-out losses -------------------------------------------------------------
 
-    diffs = [mean((ours, lr)) - mean((base, lr)) for lr in lrs]
-    if any(d != d for d in diffs):  # NaN: a diverged run
-        return "inconclusive"
-    if all(d < -margin for d in diffs):
-        return "holds"
-    if all(d > margin for d in diffs):
-        return "does not hold"
-    return "inconclusive"
+Losses = dict[tuple[str, float], list[float]]  # (configuration, lr) -> held-out loss per seed (NaN: diverged)
 
 
-def summary_rows(results: dict[str, Any]) -> list[list[Any]]:
-    """[name, lr, mean, min, max] of the held-out losses of each (configuration, lr)."""
-    return [[n, lr, sum(r["eval"]) / len(r["eval"]), min(r["eval"]), max(r["eval"])] for (n, lr), r in results.items()]
+def filled(values: Sequence[float], diverged: float) -> list[float]:
+    """The losses with a diverged run (NaN or inf) scored as ``diverged`` (log V: a uniform prediction)."""
+    return [v if math.isfinite(v) else diverged for v in values]
 
 
-def mean_eval(results: dict[str, Any], name: str, lr: float) -> float:
-    v = results[(name, lr)]["eval"]
-    return sum(v) / len(v)
+def best_lr(losses: Losses, name: str, lrs: Sequence[float], diverged: float) -> float:
+    """The learning rate with the lowest mean held-out loss of ``name`` (diverged runs scored as ``diverged``)."""
+    return min(lrs, key=lambda lr: sum(filled(losses[(name, lr)], diverged)) / len(losses[(name, lr)]))
 
 
-def curves_figure(results: dict[str, Any], names: Any, lrs: tuple[float, ...]) -> Any:
-    """Smoothed training curves (seed 0), one panel per learning rate."""
+def learned_guard(losses: Losses, names: Sequence[str], lrs: Sequence[float], unigram: float,
+                  diverged: float) -> str | None:
+    """``None`` if every configuration in ``names`` clearly beats the unigram loss at its best lr (mean below
+    ``unigram − LEARN_MARGIN`` by 2 s.e. over seeds), else the reason of a ``not measured`` verdict."""
+    for name in names:
+        lr = best_lr(losses, name, lrs, diverged)
+        e = rules.estimate(filled(losses[(name, lr)], diverged))
+        if not rules.learned(e, unigram - LEARN_MARGIN, higher_is_better=False):
+            return rules.not_learned_reason(f"{name}'s held-out MLM loss (best lr {lr:g})", e.mean, unigram,
+                                            f"unigram loss by {LEARN_MARGIN} nats")
+    return None
+
+
+def gain(losses: Losses, ours: str, base: str, lrs: Sequence[float], diverged: float) -> rules.Estimate:
+    """Best lr against best lr: per seed, base's loss − ours (positive: ours is better), paired by seed (same data
+    order and masks)."""
+    lo, lb = best_lr(losses, ours, lrs, diverged), best_lr(losses, base, lrs, diverged)
+    return rules.paired(filled(losses[(base, lb)], diverged), filled(losses[(ours, lo)], diverged))
+
+
+def penalty(losses: Losses, name: str, low: float, high: float, diverged: float) -> list[float]:
+    """Per seed, the loss at the high lr − the loss at the low lr (positive: raising the lr hurts)."""
+    return [a - b for a, b in zip(filled(losses[(name, high)], diverged), filled(losses[(name, low)], diverged))]
+
+
+def decide_gain(losses: Losses, ours: str, base: str, lrs: Sequence[float], unigram: float,
+                diverged: float) -> tuple[str, str]:
+    """Claim "ours reaches a lower held-out MLM loss than base". ``not measured`` if either did not learn (guard);
+    else :func:`rules.superiority` of the paired best-lr-against-best-lr gain."""
+    why = learned_guard(losses, (ours, base), lrs, unigram, diverged)
+    if why is not None:
+        return "not measured", why
+    e = gain(losses, ours, base, lrs, diverged)
+    return rules.superiority(e), f"{base} − {ours} held-out loss at each one's best lr: {e}"
+
+
+def decide_robustness(losses: Losses, ours: str, base: str, low: float, high: float, unigram: float,
+                      diverged: float) -> tuple[str, str]:
+    """Claim "ours trains well over a wider range of learning rates than base". ``not measured`` if ours or base did
+    not learn at the low lr; ``inconclusive`` if raising the lr from ``low`` to ``high`` does not clearly hurt base
+    (the range did not test robustness); else :func:`rules.superiority` of base's penalty − ours (paired by seed)."""
+    for name in (ours, base):
+        e = rules.estimate(filled(losses[(name, low)], diverged))
+        if not rules.learned(e, unigram - LEARN_MARGIN, higher_is_better=False):
+            return "not measured", rules.not_learned_reason(f"{name}'s held-out MLM loss at lr {low:g}", e.mean,
+                                                            unigram, f"unigram loss by {LEARN_MARGIN} nats")
+    pb, po = penalty(losses, base, low, high, diverged), penalty(losses, ours, low, high, diverged)
+    eb, eo = rules.estimate(pb), rules.estimate(po)
+    if rules.superiority(eb) != "holds":
+        return "inconclusive", (f"raising the lr from {low:g} to {high:g} does not clearly hurt {base} ({eb}): the "
+                                "range does not test robustness")
+    e = rules.paired(pb, po)
+    return rules.superiority(e), (f"loss penalty of lr {high:g} over {low:g}: {base} {eb}, {ours} {eo}; "
+                                  f"{base} − {ours}: {e}")
+
+
+# --- tables and figures -----------------------------------------------------------------------------------------
+
+def summary_rows(results: dict[Any, Any]) -> list[list[Any]]:
+    """[name, lr, mean, s.e., min, max, diverged] of the held-out losses of each (configuration, lr)."""
+    rows = []
+    for (n, lr), r in results.items():
+        ok = [v for v in r["eval"] if math.isfinite(v)]
+        e = rules.estimate(ok)
+        rows.append([n, lr, e.mean, e.se, min(ok, default=math.nan), max(ok, default=math.nan),
+                     len(r["eval"]) - len(ok)])
+    return rows
+
+
+def se_text(e: rules.Estimate) -> str:
+    """"s.e. 0.012, 3 seeds", or "1 seed, no s.e."."""
+    return f"s.e. {e.se:.2g}, {e.n} seeds" if math.isfinite(e.se) else f"{e.n} seed, no s.e."
+
+
+def lrs_text(lrs: Sequence[float]) -> str:
+    return " and ".join(f"{x:g}" for x in lrs)
+
+
+def setup_text(steps: int, seeds: int, lrs: Sequence[float], n_eval: int) -> str:
+    """The ``setup`` line of the entries built on this run."""
+    return (f"MLM on SST-2 training sentences (WordPiece, 1,000-piece vocabulary, 24 tokens, 15 % masked), 4 layers, "
+            f"d = 64, 4 heads, Adam without warm-up, batch 64, {steps:,} steps at lr {lrs_text(lrs)}, {seeds} seed(s) "
+            f"paired by data order and masks; held-out loss on the masked tokens of {n_eval:,} sentences.")
+
+
+def loss_table(results: dict[Any, Any], steps: int, seeds: int, uni: dict[str, float], first: str) -> Any:
+    """The table of held-out losses per (configuration, lr), with the unigram baseline in its title."""
+    from .result import Table
+
+    return Table(f"Held-out MLM loss after {steps:,} steps ({seeds} seed(s)); unigram entropy {uni['entropy']:.3f}, "
+                 f"unigram cross-entropy on the held-out masks {uni['heldout_ce']:.3f}",
+                 [first, "lr", "mean", "s.e.", "min", "max", "diverged"], summary_rows(results))
+
+
+def curves_figure(results: dict[Any, Any], names: Any, lrs: Sequence[float], unigram: float) -> Any:
+    """Smoothed training curves (seed 0), one panel per learning rate, with the unigram loss as a line."""
     from .common import pyplot
 
     plt = pyplot()
-    fig, axes = plt.subplots(1, len(lrs), figsize=(10, 3.4), sharey=True)
-    for ax, lr in zip(axes, lrs):
+    fig, axes = plt.subplots(1, len(lrs), figsize=(3.6 * len(lrs), 3.4), sharey=True, squeeze=False)
+    for ax, lr in zip(axes[0], lrs):
         for name in names:
             ax.plot(smooth(results[(name, lr)]["curves"][0]), label=name)
+        ax.axhline(unigram, color="grey", ls=":", label="unigram loss")
         ax.set_title(f"lr {lr:g}")
         ax.set_xlabel("step")
-    axes[0].set_ylabel("training MLM loss (smoothed, seed 0)")
-    axes[0].legend()
+    axes[0][0].set_ylabel("training MLM loss (smoothed, seed 0)")
+    axes[0][0].legend(fontsize=8)
     fig.tight_layout()
     return fig

@@ -1,43 +1,74 @@
 """Reproduction: talking-heads attention (kexue.fm/archives/7325).
 
-The same small MLM pre-training run as ``realformer`` (SST-2 sentences, 4 layers, d = 64, 4 heads), comparing standard
-multi-head attention with talking heads (pre- and post-softmax head mixing, identity at initialisation) at two learning
-rates. Quick: 200 steps, 1 seed. Full: 1,500 steps, 2 seeds.
+Talking heads mix the heads' pre-softmax logits with a learned h×h matrix (J⁽ⁱ⁾ = Σⱼ λᵢⱼ Q⁽ʲ⁾K⁽ʲ⁾ᵀ/√k, λ = I at
+start; here also the paper's post-softmax mixing), so each head sees a mixture of low-rank maps. The post relays the
+paper's BERT/ALBERT/T5 gains at fixed hidden size. The same small MLM pre-training run as ``realformer`` (``_mlm``:
+SST-2 sentences, 4 layers, d = 64, 4 heads, Adam without warm-up, batch 64) compares standard multi-head attention
+(the Post-LN runs, shared with ``realformer`` through ``_mlm``'s cache) with talking heads, seeds paired by data
+order and masks. Quick: 600 steps, lr 1e-3, 1 seed. Full: 1,000 steps, lr 1e-3 and 3e-3, 3 seeds. The post makes
+no claim about learning-rate robustness for talking heads (its spec lists none); the per-lr results are reported and
+the gain is judged best lr against best lr.
 """
 
 from __future__ import annotations
 
-from . import _mlm
+import math
+
+from . import _mlm, rules
+from .realformer import FULL, QUICK
 from .result import Post, Result, Table
 
 POST = Post(title="突破瓶颈，打造更强大的Transformer", gloss="Breaking the low-rank bottleneck: key_size and talking heads",
             date="2020-04-13", url="https://kexue.fm/archives/7325")
 CONFIGS = {"standard": {"norm": "post"}, "talking heads": {"norm": "post", "talking_heads": True,
                                                           "talking_heads_post_softmax": True}}
-LRS = (1e-3, 3e-3)
+
+
+def decide(losses: _mlm.Losses, lrs: tuple[float, ...], unigram: float, diverged: float) -> tuple[str, str]:
+    """``not measured`` if standard or talking-heads attention did not learn (``_mlm.learned_guard``); else
+    superiority of standard − talking heads' held-out loss, best lr against best lr, paired by seed."""
+    return _mlm.decide_gain(losses, "talking heads", "standard", lrs, unigram, diverged)
 
 
 def run(quick: bool = True) -> Result:
-    steps, seeds = (200, 1) if quick else (1500, 2)
-    res = _mlm.compare(CONFIGS, LRS, steps, seeds)
-    rows = _mlm.summary_rows(res)
-    fig = _mlm.curves_figure(res, CONFIGS, LRS)
-    mean = lambda n, lr: _mlm.mean_eval(res, n, lr)  # noqa: E731
+    steps, seeds, lrs = QUICK if quick else FULL
+    data = _mlm.corpus()
+    uni = _mlm.unigram_loss(data)
+    diverged = math.log(data.vocab_size)
+    res = _mlm.compare(CONFIGS, lrs, steps, seeds)
+    losses = {k: r["eval"] for k, r in res.items()}
+    verdict, reason = decide(losses, lrs, uni["baseline"], diverged)
+    if quick and verdict == "inconclusive":
+        reason += (f"; quick mode runs 1 seed, so no standard error: the comparison is decided in full mode "
+                   f"({FULL[1]} seeds, {FULL[0]:,} steps, lr {_mlm.lrs_text(FULL[2])})")
+    mean = {k: rules.estimate(_mlm.filled(v, diverged)).mean for k, v in losses.items()}
+    g = _mlm.gain(losses, "talking heads", "standard", lrs, diverged)
+    per_lr = {lr: rules.paired(_mlm.filled(losses[("standard", lr)], diverged),
+                               _mlm.filled(losses[("talking heads", lr)], diverged)) for lr in lrs}
     return Result(
-        name="talking_heads", post=POST,
+        name="talking_heads", post=POST, kind="empirical",
         claim="Mixing the attention logits across heads (talking heads) improves masked-LM pre-training at a fixed "
               "hidden size (the paper's BERT/ALBERT/T5 results, relayed by the post).",
         measured="held-out MLM loss " + "; ".join(
-            f"lr {lr:g}: " + ", ".join(f"{n} {mean(n, lr):.3f}" for n in CONFIGS) for lr in LRS),
-        verdict=_mlm.verdict(res, "talking heads", "standard", LRS),  # type: ignore[arg-type]
-        rule="holds if talking heads' mean held-out MLM loss is below standard attention's by more than 0.01 at both "
-             "learning rates; does not hold if above by more than 0.01 at both; otherwise inconclusive.",
-        tables=[Table(f"Held-out MLM loss after {steps} steps ({seeds} seed(s)), 4 layers, d = 64, 4 heads",
-                      ["attention", "lr", "mean", "min", "max"], rows)],
-        figures=[("curves", fig)],
-        numbers={f"{n}@{lr:g}": r["eval"] for (n, lr), r in res.items()},
-        notes=["Quick mode (200 steps) is a smoke run: the models are still near the unigram loss and cannot be told "
-               "apart; the full mode (1,500 steps, 2 seeds) is the comparison.",
-               "At 4 heads the mixing matrices add 32 parameters per layer; the paper's gains grow with the head count "
-               "and the scale, neither of which a quick CPU run reaches."],
+            f"lr {lr:g}: " + ", ".join(f"{n} {mean[(n, lr)]:.3f}" for n in CONFIGS) for lr in lrs)
+            + f" (unigram loss {uni['baseline']:.3f})",
+        verdict=verdict,  # type: ignore[arg-type]
+        reason=reason,
+        rule=f"Not measured unless both beat the unigram loss by {_mlm.LEARN_MARGIN} nats (and 2 s.e.) at their best "
+             "lr. Standard − talking heads' held-out loss, best lr against best lr, paired by seed: holds if above 0 "
+             "by 2 s.e., does not hold if below 0 by 2 s.e., else inconclusive. A diverged run scores log V.",
+        post_figure="no figure in the post",
+        our_figure=f"standard − talking heads loss, best lr each: {g.mean:+.3g} nats ({_mlm.se_text(g)})",
+        setup=_mlm.setup_text(steps, seeds, lrs, len(data.eval)),
+        tables=[_mlm.loss_table(res, steps, seeds, uni, "attention"),
+                Table("Standard − talking heads' held-out loss at each lr (paired by seed; reported, not judged)",
+                      ["lr", "mean", "s.e.", "seeds"], [[lr, e.mean, e.se, e.n] for lr, e in per_lr.items()])],
+        figures=[("curves", _mlm.curves_figure(res, CONFIGS, lrs, uni["baseline"]))],
+        numbers={"losses": {f"{n}@{lr:g}": v for (n, lr), v in losses.items()}, "unigram": uni, "steps": steps,
+                 "seeds": seeds},
+        notes=["At 4 heads the mixing matrices add 32 parameters per layer; the paper's gains grow with the head count "
+               "and the scale, neither of which a CPU run reaches.",
+               "Quick mode (1 seed, lr 1e-3) checks that both models learn; the verdict needs the full mode's seeds.",
+               "The low-rank mechanism itself is tested directly in the key_size entry (talking heads against plain "
+               "heads on targets plain heads of that key size cannot fit)."],
         quick=quick)
