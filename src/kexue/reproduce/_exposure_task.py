@@ -89,9 +89,10 @@ def _matrices(noise: float, steps: int) -> tuple[np.ndarray, np.ndarray]:
 def exact_reference(sources: list[list[int]], targets: list[list[int]], noise: float = NOISE, steps: int = STEPS,
                     shifts: list[int] | None = None) -> dict[str, list[float]]:
     """The exact teacher-forced model p(y_t | y_{t−1}, s_{t:}) ∝ T[y_{t−1}, y_t]·E[y_t, s_t]·β_t(y_t), with β the
-    backward messages β_t(y) = p(s_{t+1:} | y_t = y), scored per source: ``tf`` (argmax with gold prefixes),
-    ``free`` (greedy on its own outputs; ``free_exact`` its exact match) and, with ``shifts`` (one per source, 1–9), ``recovery`` (gold prefix with
-    token :data:`ERROR_AT` shifted, then greedy; accuracy on the tokens after the error)."""
+    backward messages β_t(y) = p(s_{t+1:} | y_t = y) (T the walk's moves, E the reading's noise), scored per source:
+    ``tf`` (argmax with gold prefixes), ``free`` (greedy on its own outputs; ``free_exact`` its exact match) and,
+    with ``shifts`` (one per source, 1–9), ``recovery`` (gold prefix with token :data:`ERROR_AT` shifted, then
+    greedy; accuracy on the tokens after the error)."""
     trans, emit = _matrices(noise, steps)
     out: dict[str, list[float]] = {"tf": [], "free": [], "free_exact": [], "recovery": []}
     for i, (src, tgt) in enumerate(zip(sources, targets)):
