@@ -81,3 +81,17 @@ def test_all_of():
     assert rules.all_of("holds", "inconclusive") == "inconclusive"
     assert rules.all_of() == "inconclusive"
     assert "did not learn" in rules.not_learned_reason("accuracy", 0.53, 0.53, "majority class")
+
+
+@pytest.mark.parametrize(
+    ("effect", "expected"),
+    [
+        (Estimate(15.0, 1.0, 5), "holds"),  # real and of the claimed size
+        (Estimate(3.0, 0.5, 5), "does not hold"),  # real, but its interval lies below the claimed size
+        (Estimate(9.0, 1.0, 5), "inconclusive"),  # real, smaller than claimed, the interval reaches it
+        (Estimate(1.0, 5.0, 5), "inconclusive"),
+        (Estimate(1.0, math.nan, 1), "inconclusive"),
+    ],
+)
+def test_clear_gain(effect, expected):
+    assert rules.clear_gain(effect, 10.0) == expected

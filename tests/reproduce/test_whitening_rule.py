@@ -8,7 +8,7 @@ import pytest
 
 from kexue.embed.sts import rankdata, spearman
 from kexue.reproduce import whitening as W
-from kexue.reproduce._gain import clear_gain
+from kexue.reproduce.rules import clear_gain
 from kexue.reproduce.rules import Estimate
 
 SYN = Estimate(0.85, 0.02, 2000)

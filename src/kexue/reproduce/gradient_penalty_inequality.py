@@ -28,10 +28,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..train import cross_entropy_readout, gp_inequality, mlp_param_grad_sq
-from ._gain import clear_gain
 from .common import pyplot
 from .result import Post, Result, Table
-from .rules import Estimate, all_of, estimate, learned, non_inferiority, not_learned_reason, paired
+from .rules import Estimate, all_of, clear_gain, estimate, learned, non_inferiority, not_learned_reason, paired
 
 POST = Post(title="输入梯度惩罚与参数梯度惩罚的一个不等式",
             gloss="An inequality between the input-gradient and the parameter-gradient penalty",
@@ -61,7 +60,7 @@ def decide_training(accuracy: dict[float, Sequence[float]], input_grad: dict[flo
     initialisation), keyed by λ (0 = plain).
 
     1. Guard: the plain model's accuracy clearly beats ``majority``, else ``not measured``.
-    2. For each λ > 0: the per-seed reduction 1 − ‖∇_x‖_λ / ‖∇_x‖_0 by :func:`~kexue.reproduce._gain.clear_gain`
+    2. For each λ > 0: the per-seed reduction 1 − ‖∇_x‖_λ / ‖∇_x‖_0 by :func:`~kexue.reproduce.rules.clear_gain`
        with :data:`TRAIN_REDUCTION` (interval above 0 and mean ≥ 20 %: holds; interval below 20 %: does not hold),
        and the paired accuracy change by non-inferiority with margin max(:data:`TRAIN_ACC_MATCH`, the plain
        accuracy's seed s.d.).

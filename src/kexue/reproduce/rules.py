@@ -94,6 +94,23 @@ def superiority(effect: Estimate, *, z: float = Z, min_effect: float = 0.0) -> D
     return "inconclusive"
 
 
+def clear_gain(effect: Estimate, min_effect: float, *, z: float = Z) -> Decision:
+    """Claim: the effect (larger is better) is positive and of at least the size the post names (``min_effect``:
+    "+12 Spearman points", "at least 20 % lower"): a real but much smaller effect does not make the claim hold.
+
+    ``holds`` if the interval lies above 0 and the mean reaches ``min_effect``; ``does not hold`` if the interval lies
+    below ``min_effect``; ``inconclusive`` otherwise, and when the estimate is not finite. With ``min_effect`` = 0
+    this is :func:`superiority`.
+    """
+    if not effect.finite:
+        return "inconclusive"
+    if effect.lower(z) > 0 and effect.mean >= min_effect:
+        return "holds"
+    if effect.upper(z) < min_effect:
+        return "does not hold"
+    return "inconclusive"
+
+
 def non_inferiority(effect: Estimate, margin: float, *, z: float = Z) -> Decision:
     """Claim: ours is no worse than the base by more than ``margin`` (effect oriented so that larger is better).
 

@@ -31,9 +31,8 @@ import torch
 
 from ..embed.sts import cosine_scores, spearman
 from ..embed.whitening import Whitening
-from ._gain import clear_gain
 from .result import Post, Result, Table
-from .rules import Estimate, all_of
+from .rules import Estimate, all_of, clear_gain
 
 POST = Post(
     title="你可能不需要BERT-flow：一个线性变换媲美BERT-flow",
