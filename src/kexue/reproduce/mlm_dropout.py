@@ -265,7 +265,10 @@ def run(quick: bool = True) -> Result:
         f"DropToken: {N_TRAIN} training examples, {cfg['steps']} Adam steps of {DROP_BATCH} (lr {DROP_LR:g}, 10 % "
         f"warm-up, linear decay), {cfg['seeds']} seed(s), from scratch; dev {N_DEV} (majority "
         f"{drop['majority']:.3f}); [CLS]/[SEP] protected; survivors keep their position ids. About one epoch is the "
-        "r = 0 baseline's best budget (longer, it overfits the 10 % label noise: 0.745 at 400 steps).",
+        "r = 0 baseline's best budget (longer, it overfits the 10 % label noise: 0.745 at 400 steps). The answer "
+        "depends on that regime: a full run with 3 seeds of 400 steps (earlier in this change) gave r − r = 0 of −0.03 ± "
+        "0.57 (r = 0.1), −0.48 ± 0.42 (0.15) and −1.75 ± 1.07 points (0.5), all inconclusive; DropToken costs "
+        "accuracy when the baseline is not yet overfitting and little once it is.",
         f"Speed: CPU seconds of one training step (batch 32 × 128 tokens, one thread), {cfg['reps']} repetitions with "
         "the ratios interleaved on the same batch; the speed-up is exp of the mean paired log ratio, its s.e. by the "
         "delta method. CPU time on a shared 2-core machine still varies with the neighbours' load (caches).",
