@@ -95,3 +95,22 @@ def test_all_of():
 )
 def test_clear_gain(effect, expected):
     assert rules.clear_gain(effect, 10.0) == expected
+
+
+@pytest.mark.parametrize(
+    ("effect", "expected"),
+    [
+        (Estimate(0.0, 0.1, 5), "holds"),
+        (Estimate(2.0, 0.1, 5), "does not hold"),
+        (Estimate(-2.0, 0.1, 5), "does not hold"),
+        (Estimate(0.9, 0.1, 5), "inconclusive"),
+        (Estimate(0.0, math.nan, 1), "inconclusive"),
+    ],
+)
+def test_equivalence(effect, expected):
+    assert rules.equivalence(effect, 1.0) == expected
+
+
+def test_equivalence_refuses_a_bad_margin():
+    with pytest.raises(ValueError, match="expected a finite margin >= 0, got nan"):
+        rules.equivalence(Estimate(0.0, 0.1, 3), math.nan)

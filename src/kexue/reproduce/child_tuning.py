@@ -32,7 +32,7 @@ from torch import nn
 from ..optim import ChildTuning, fisher_mask
 from .common import pyplot
 from .result import Post, Result, Table
-from .rules import Estimate, all_of, estimate, learned, non_inferiority, not_learned_reason, paired
+from .rules import Estimate, all_of, equivalence, estimate, learned, non_inferiority, not_learned_reason, paired
 
 POST = Post(title="ChildTuning：试试把Dropout加到梯度上去？", gloss="ChildTuning: what if we put dropout on the gradient?",
             date="2021-11-22", url="https://kexue.fm/archives/8764")
@@ -240,13 +240,6 @@ def finetune_experiment(quick: bool) -> tuple[dict[str, list[float]], dict[str, 
 
 
 # ------------------------------------------------------------------------------------------- the rule
-def equivalence(effect: Estimate, margin: float) -> str:
-    """Claim: |effect| ≤ margin. ``holds`` if the 2-s.e. interval lies inside (−margin, margin), ``does not hold``
-    if it lies wholly outside, on either side; ``inconclusive`` otherwise (two one-sided non-inferiority tests)."""
-    flipped = Estimate(-effect.mean, effect.se, effect.n)
-    return all_of(non_inferiority(effect, margin), non_inferiority(flipped, margin))
-
-
 def ft_margin(baseline: list[float]) -> float:
     """The fine-tuning equivalence margin: 2 seed standard deviations of AdamW's accuracy, at least MIN_MARGIN."""
     sd = float(np.std(baseline, ddof=1)) if len(baseline) > 1 else math.nan

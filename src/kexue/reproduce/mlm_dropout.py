@@ -37,7 +37,7 @@ from ._mlm_dropout_tasks import (DROP_BATCH, DROP_LR, N_DEV, N_TRAIN, correction
                                  mae_monte_carlo, time_steps)
 from .common import pyplot
 from .result import Post, Result, Table
-from .rules import (Z, Decision, Estimate, all_of, estimate, learned, non_inferiority, not_learned_reason, paired,
+from .rules import (Estimate, all_of, equivalence, estimate, learned, non_inferiority, not_learned_reason, paired,
                     superiority)
 
 POST = Post(title="Dropout视角下的MLM和MAE：一些新的启发", gloss="MLM and MAE from the dropout viewpoint: some new insights",
@@ -86,19 +86,6 @@ class Judgement:
     verdict: str
     reason: str
     parts: dict[str, tuple[str, str]] = field(default_factory=dict)
-
-
-def equivalence(effect: Estimate, margin: float, *, z: float = Z) -> Decision:
-    """Claim: no change beyond ±``margin``. ``holds`` if the interval lies inside (−margin, margin), ``does not
-    hold`` if it lies wholly outside, ``inconclusive`` otherwise (and for a non-finite estimate)."""
-    if not effect.finite:
-        return "inconclusive"
-    lo, hi = effect.lower(z), effect.upper(z)
-    if -margin < lo and hi < margin:
-        return "holds"
-    if lo > margin or hi < -margin:
-        return "does not hold"
-    return "inconclusive"
 
 
 def run_noise(accs: Sequence[float], n_dev: int) -> float:

@@ -128,6 +128,22 @@ def non_inferiority(effect: Estimate, margin: float, *, z: float = Z) -> Decisio
     return "inconclusive"
 
 
+def equivalence(effect: Estimate, margin: float, *, z: float = Z) -> Decision:
+    """Claim: no change beyond ±``margin`` (two one-sided tests). ``holds`` if the interval lies inside
+    (−margin, margin), ``does not hold`` if it lies wholly outside on either side, ``inconclusive`` otherwise (and
+    for a non-finite estimate)."""
+    if margin < 0 or not math.isfinite(margin):
+        raise ValueError(f"expected a finite margin >= 0, got {margin!r}")
+    if not effect.finite:
+        return "inconclusive"
+    lo, hi = effect.lower(z), effect.upper(z)
+    if -margin < lo and hi < margin:
+        return "holds"
+    if lo > margin or hi < -margin:
+        return "does not hold"
+    return "inconclusive"
+
+
 def learned(score: Estimate, baseline: float, *, z: float = Z, higher_is_better: bool = True) -> bool:
     """Whether ``score`` beats the trivial ``baseline`` (majority-class accuracy, unigram loss) clearly: by more than
     ``z`` standard errors, or at all where the score has no spread (a single deterministic measurement)."""
