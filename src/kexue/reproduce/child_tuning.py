@@ -32,7 +32,7 @@ from torch import nn
 from ..optim import ChildTuning, fisher_mask
 from .common import pyplot
 from .result import Post, Result, Table
-from .rules import Estimate, all_of, equivalence, estimate, learned, non_inferiority, not_learned_reason, paired
+from .rules import Estimate, all_of, equivalence, estimate, learned, not_learned_reason, paired
 
 POST = Post(title="ChildTuning：试试把Dropout加到梯度上去？", gloss="ChildTuning: what if we put dropout on the gradient?",
             date="2021-11-22", url="https://kexue.fm/archives/8764")
