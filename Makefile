@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.kexue-installed
+# worker processes of the main job (one torch thread each; entries that time code run alone afterwards)
+JOBS   ?= 2
 
 .PHONY: run test test-all install bench clean
 
@@ -23,7 +25,7 @@ endif
 
 run: $(STAMP)
 	@echo "data folder: $${KEXUE_DATA:-the per-user cache (see kexue data list)}"
-	$(VENV)/bin/kexue reproduce --quick --out report/
+	$(VENV)/bin/kexue reproduce --quick --jobs $(JOBS) --out report/
 
 test: $(STAMP)
 	$(PY) -m pytest -m "not slow" -q

@@ -27,13 +27,23 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     from .reproduce.runner import run_all
 
     set_threads()
-    outcomes = run_all(names, quick=args.quick, log=lambda s: print(s, flush=True))
+    outcomes = run_all(names, quick=args.quick, log=lambda s: print(s, flush=True), jobs=args.jobs)
     index = write_report(outcomes, args.out)
     counts: dict[str, int] = {}
     for o in outcomes:
         counts[o.verdict] = counts.get(o.verdict, 0) + 1
     print(f"report: {index} ({', '.join(f'{v}: {n}' for v, n in sorted(counts.items()))})")
     return 1 if counts.get("error") else 0
+
+
+def _positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {n}")
+    return n
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="quick mode: seconds to a minute each on one CPU thread")
     p.add_argument("--out", metavar="DIR", help="output folder for index.html, results.json and figures")
     p.add_argument("--list", action="store_true", help="print the available reproductions, one per line")
+    p.add_argument("--jobs", type=_positive_int, default=1, metavar="N",
+                   help="worker processes (one torch thread each); entries that time code run alone afterwards "
+                        "(default 1)")
     p.set_defaults(func=_cmd_reproduce)
 
     # Further subcommands register here: each module exposes add_parser(sub).

@@ -22,6 +22,8 @@ from .result import Post, Result, Table
 POST = Post(title="线性Transformer应该不是你要等的那个模型",
             gloss="The linear Transformer is probably not the model you are waiting for", date="2021-08-09",
             url="https://kexue.fm/archives/8610")
+#: It times code: `kexue reproduce --jobs N` runs it alone, after the entries that share the machine.
+EXCLUSIVE = True
 H, D = 12, 64
 HD = H * D
 

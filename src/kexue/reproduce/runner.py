@@ -1,9 +1,16 @@
-"""Run reproductions one after another: a missing data set makes an entry ``not run``, an exception ``error``."""
+"""Run reproductions: a missing data set makes an entry ``not run``, an exception ``error``.
+
+With ``jobs`` > 1 the entries run in that many worker processes (spawned, one torch thread each), except those whose
+module sets ``EXCLUSIVE = True`` (they time code, and a neighbour on the same cores would skew it): these run
+afterwards in this process, with nothing beside them. Outcomes come back in the order of ``names``.
+"""
 
 from __future__ import annotations
 
+import multiprocessing
 import time
 import traceback
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Callable
 
@@ -44,17 +51,50 @@ def run_one(name: str, quick: bool) -> Outcome:
         return Outcome(name, time.perf_counter() - t0, error=traceback.format_exc())
 
 
-def run_all(names: list[str], quick: bool, log: Callable[[str], None] = print) -> list[Outcome]:
-    """Run each reproduction in turn, logging one line per entry (the traceback too for an ``error``)."""
-    outcomes = []
-    for name in names:
-        log(f"[{name}] running ({'quick' if quick else 'full'}) ...")
-        o = run_one(name, quick)
-        if o.result is not None:
-            log(f"[{name}] {o.verdict} in {o.seconds:.1f}s: {o.result.measured}")
-        elif o.not_run is not None:
-            log(f"[{name}] not run: {o.not_run}")
-        else:
-            log(f"[{name}] ERROR after {o.seconds:.1f}s\n{o.error}")
-        outcomes.append(o)
-    return outcomes
+def _log(o: Outcome, log: Callable[[str], None]) -> None:
+    if o.result is not None:
+        log(f"[{o.name}] {o.verdict} in {o.seconds:.1f}s: {o.result.measured}")
+    elif o.not_run is not None:
+        log(f"[{o.name}] not run: {o.not_run}")
+    else:
+        log(f"[{o.name}] ERROR after {o.seconds:.1f}s\n{o.error}")
+
+
+def exclusive(name: str) -> bool:
+    """Whether entry ``name`` must run with nothing beside it (its module sets ``EXCLUSIVE = True``)."""
+    return bool(getattr(load(name), "EXCLUSIVE", False))
+
+
+def _worker_init() -> None:
+    from ..env import set_threads
+
+    set_threads()
+
+
+def run_all(names: list[str], quick: bool, log: Callable[[str], None] = print, jobs: int = 1) -> list[Outcome]:
+    """Run each reproduction, logging one line per entry (the traceback too for an ``error``); ``jobs`` worker
+    processes for the entries that may share the machine (module docstring)."""
+    if jobs < 1:
+        raise ValueError(f"expected jobs >= 1, got {jobs}")
+    mode = "quick" if quick else "full"
+    done: dict[str, Outcome] = {}
+    alone = [n for n in names if jobs == 1 or exclusive(n)]
+    shared = [n for n in names if n not in alone]
+    if shared:
+        log(f"running {len(shared)} entries ({mode}) in {jobs} processes: {', '.join(shared)}")
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init) as pool:
+            futures = {pool.submit(run_one, n, quick): n for n in shared}
+            for fut in as_completed(futures):
+                name = futures[fut]
+                try:
+                    o = fut.result()
+                except Exception:  # noqa: BLE001 - a worker that died (or a result that would not pickle)
+                    o = Outcome(name, 0.0, error=traceback.format_exc())
+                done[name] = o
+                _log(o, log)
+    for name in alone:
+        log(f"[{name}] running ({mode}) ...")
+        done[name] = run_one(name, quick)
+        _log(done[name], log)
+    return [done[n] for n in names]
