@@ -202,7 +202,7 @@ def decide_gain(losses: Losses, ours: str, base: str, lrs: Sequence[float], unig
     if why is not None:
         return "not measured", why
     e = gain(losses, ours, base, lrs, diverged)
-    return rules.superiority(e), f"{base} − {ours} held-out loss at each one's best lr: {e}"
+    return rules.superiority(e), f"{base} − {ours} held-out loss at each one's best lr: {e.mean:+.3g} ({se_text(e)})"
 
 
 def learned_amount(losses: Losses, name: str, lr: float, unigram: float, diverged: float) -> list[float]:
