@@ -64,8 +64,8 @@ def run(quick: bool = True) -> Result:
     lo, hi = FULL[2][0], FULL[2][-1]
     return Result(
         name="realformer", post=POST, kind="empirical",
-        claim="RealFormer (residual on the attention scores) reaches a lower MLM loss than Post-LN and trains well over "
-              "a wider range of learning rates (the paper, relayed by the post).",
+        claim="RealFormer (residual on the attention scores) reaches a lower MLM loss than Post-LN and trains well "
+              "over a wider range of learning rates (the paper, relayed by the post).",
         measured="held-out MLM loss " + "; ".join(
             f"lr {lr:g}: " + ", ".join(f"{n} {mean[(n, lr)]:.3f}" for n in configs) for lr in lrs)
             + f" (unigram loss {uni['baseline']:.3f})",
