@@ -62,3 +62,37 @@ def test_jobs_must_be_positive(capsys):
     with pytest.raises(SystemExit):
         main(["reproduce", "--jobs", "0", "--out", "x"])
     assert "expected a positive integer, got 0" in capsys.readouterr().err
+
+
+def test_a_group_runs_in_one_worker_in_order(monkeypatch):
+    """Entries that set the same GROUP go to one worker as one task; the outcomes still come back in the order
+    asked."""
+    from kexue.reproduce import gelu, infinite_linear_attention
+
+    monkeypatch.setattr(gelu, "GROUP", "g", raising=False)
+    monkeypatch.setattr(infinite_linear_attention, "GROUP", "g", raising=False)
+    submitted: list[list[str]] = []
+    real = runner._run_group
+
+    class Pool:  # records the tasks, runs them here
+        def __init__(self, *a, **k):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def submit(self, fn, group, quick):
+            from concurrent.futures import Future
+
+            submitted.append(list(group))
+            f: Future = Future()
+            f.set_result(real(group, quick))
+            return f
+
+    monkeypatch.setattr(runner, "ProcessPoolExecutor", Pool)
+    outcomes = runner.run_all(["infinite_linear_attention", "gelu"], quick=True, log=lambda s: None, jobs=2)
+    assert submitted == [["infinite_linear_attention", "gelu"]]
+    assert [o.name for o in outcomes] == ["infinite_linear_attention", "gelu"]

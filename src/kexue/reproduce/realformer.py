@@ -18,6 +18,8 @@ from .result import Post, Result, Table
 
 POST = Post(title="RealFormer：把残差转移到Attention矩阵上面去", gloss="RealFormer: residuals on the attention scores",
             date="2020-12-24", url="https://kexue.fm/archives/8027")
+#: Shares its Post-LN baseline runs with the other MLM entry through _mlm's cache: one worker runs both.
+GROUP = "mlm"
 CONFIGS = {"Post-LN": {"norm": "post"}, "RealFormer": {"norm": "post", "residual_attention": True},
            "Pre-LN": {"norm": "pre"}}
 #: (steps, seeds, learning rates) of each mode. 600 steps is the fewest at which Post-LN at lr 1e-3 clearly beats

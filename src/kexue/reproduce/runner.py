@@ -2,7 +2,9 @@
 
 With ``jobs`` > 1 the entries run in that many worker processes (spawned, one torch thread each), except those whose
 module sets ``EXCLUSIVE = True`` (they time code, and a neighbour on the same cores would skew it): these run
-afterwards in this process, with nothing beside them. Outcomes come back in the order of ``names``.
+afterwards in this process, with nothing beside them. Entries whose modules set the same ``GROUP`` (they share runs
+through a cache in the process, as realformer and talking_heads share their baseline) run one after the other in one
+worker. Outcomes come back in the order of ``names``.
 """
 
 from __future__ import annotations
@@ -65,6 +67,10 @@ def exclusive(name: str) -> bool:
     return bool(getattr(load(name), "EXCLUSIVE", False))
 
 
+def _run_group(names: list[str], quick: bool) -> list[Outcome]:
+    return [run_one(n, quick) for n in names]
+
+
 def _worker_init() -> None:
     from ..env import set_threads
 
@@ -83,16 +89,22 @@ def run_all(names: list[str], quick: bool, log: Callable[[str], None] = print, j
     if shared:
         log(f"running {len(shared)} entries ({mode}) in {jobs} processes: {', '.join(shared)}")
         ctx = multiprocessing.get_context("spawn")
+        groups: dict[str, list[str]] = {}
+        for n in shared:
+            groups.setdefault(getattr(load(n), "GROUP", None) or n, []).append(n)
         with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init) as pool:
-            futures = {pool.submit(run_one, n, quick): n for n in shared}
+            # the larger groups first, so that the longest task does not start last
+            futures = {pool.submit(_run_group, group, quick): group
+                       for group in sorted(groups.values(), key=len, reverse=True)}
             for fut in as_completed(futures):
-                name = futures[fut]
+                group = futures[fut]
                 try:
-                    o = fut.result()
+                    outs = fut.result()
                 except Exception:  # noqa: BLE001 - a worker that died (or a result that would not pickle)
-                    o = Outcome(name, 0.0, error=traceback.format_exc())
-                done[name] = o
-                _log(o, log)
+                    outs = [Outcome(n, 0.0, error=traceback.format_exc()) for n in group]
+                for o in outs:
+                    done[o.name] = o
+                    _log(o, log)
     for name in alone:
         log(f"[{name}] running ({mode}) ...")
         done[name] = run_one(name, quick)

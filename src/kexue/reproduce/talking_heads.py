@@ -20,6 +20,8 @@ from .result import Post, Result, Table
 
 POST = Post(title="突破瓶颈，打造更强大的Transformer", gloss="Breaking the low-rank bottleneck: key_size and talking heads",
             date="2020-04-13", url="https://kexue.fm/archives/7325")
+#: Shares its Post-LN baseline runs with the other MLM entry through _mlm's cache: one worker runs both.
+GROUP = "mlm"
 CONFIGS = {"standard": {"norm": "post"}, "talking heads": {"norm": "post", "talking_heads": True,
                                                           "talking_heads_post_softmax": True}}
 
