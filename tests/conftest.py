@@ -72,3 +72,13 @@ def _saved_bytes(fn) -> int:
 def saved_bytes():
     """``saved_bytes(fn)``: bytes of the non-parameter tensors autograd keeps for backward while ``fn`` runs."""
     return _saved_bytes
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    """Close the matplotlib figures a test's reproduction run made (the report would close them once written)."""
+    yield
+    import sys
+
+    if "matplotlib.pyplot" in sys.modules:
+        sys.modules["matplotlib.pyplot"].close("all")
