@@ -159,6 +159,36 @@ def compare(configs: dict[str, dict[str, Any]], lrs: Sequence[float], steps: int
 Losses = dict[tuple[str, float], list[float]]  # (configuration, lr) -> held-out loss per seed (NaN: diverged)
 
 
+@dataclass
+class Measured:
+    """One comparison's measurements: held-out losses per (configuration, lr) and seed, their means (a diverged run
+    scored as ``diverged`` = log V), the unigram baseline and the raw runs (curves)."""
+
+    losses: Losses
+    mean: dict[Any, float]
+    unigram: dict[str, float]
+    diverged: float
+    runs: dict[Any, Any]
+
+
+def measure(configs: dict[str, dict[str, Any]], steps: int, seeds: int, lrs: Sequence[float]) -> Measured:
+    """Train every configuration at every lr and seed (:func:`compare`) and collect what the rules read."""
+    data = corpus()
+    diverged = math.log(data.vocab_size)
+    res = compare(configs, lrs, steps, seeds)
+    losses = {k: r["eval"] for k, r in res.items()}
+    mean = {k: rules.estimate(filled(v, diverged)).mean for k, v in losses.items()}
+    return Measured(losses, mean, unigram_loss(data), diverged, res)
+
+
+def quick_reason(reason: str, verdict: str, quick: bool, full: tuple[int, int, Sequence[float]]) -> str:
+    """The reason of a quick run's ``inconclusive``: one seed has no standard error, full mode decides."""
+    if quick and verdict == "inconclusive":
+        reason += (f"; quick mode runs 1 seed, so no standard error: the comparison is decided in full mode "
+                   f"({full[1]} seeds, {full[0]:,} steps, lr {lrs_text(full[2])})")
+    return reason
+
+
 def filled(values: Sequence[float], diverged: float) -> list[float]:
     """The losses with a diverged run (NaN or inf) scored as ``diverged`` (log V: a uniform prediction)."""
     return [v if math.isfinite(v) else diverged for v in values]

@@ -11,10 +11,9 @@ scale). The Post-LN runs are shared with ``talking_heads`` through ``_mlm``'s ca
 
 from __future__ import annotations
 
-import math
 
 from . import _mlm, rules
-from .result import Post, Result, Table
+from .result import Post, Result
 
 POST = Post(title="RealFormer：把残差转移到Attention矩阵上面去", gloss="RealFormer: residuals on the attention scores",
             date="2020-12-24", url="https://kexue.fm/archives/8027")
@@ -48,16 +47,10 @@ def decide(losses: _mlm.Losses, lrs: tuple[float, ...], unigram: float, diverged
 def run(quick: bool = True) -> Result:
     steps, seeds, lrs = QUICK if quick else FULL
     configs = {k: v for k, v in CONFIGS.items() if not (quick and k == "Pre-LN")}
-    data = _mlm.corpus()
-    uni = _mlm.unigram_loss(data)
-    diverged = math.log(data.vocab_size)
-    res = _mlm.compare(configs, lrs, steps, seeds)
-    losses = {k: r["eval"] for k, r in res.items()}
+    m = _mlm.measure(configs, steps, seeds, lrs)
+    data, uni, diverged, res, losses, mean = _mlm.corpus(), m.unigram, m.diverged, m.runs, m.losses, m.mean
     verdict, reason = decide(losses, lrs, uni["baseline"], diverged)
-    if quick and verdict == "inconclusive":
-        reason += (f"; quick mode runs 1 seed, so no standard error: the comparison is decided in full mode "
-                   f"({FULL[1]} seeds, {FULL[0]:,} steps, lr {_mlm.lrs_text(FULL[2])})")
-    mean = {k: rules.estimate(_mlm.filled(v, diverged)).mean for k, v in losses.items()}
+    reason = _mlm.quick_reason(reason, verdict, quick, FULL)
     g = _mlm.gain(losses, "RealFormer", "Post-LN", lrs, diverged)
     our = f"Post-LN − RealFormer loss, best lr each: {g.mean:+.3g} nats ({_mlm.se_text(g)})"
     if len(lrs) > 1:

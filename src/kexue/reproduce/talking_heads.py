@@ -12,7 +12,6 @@ the gain is judged best lr against best lr.
 
 from __future__ import annotations
 
-import math
 
 from . import _mlm, rules
 from .realformer import FULL, QUICK
@@ -34,16 +33,10 @@ def decide(losses: _mlm.Losses, lrs: tuple[float, ...], unigram: float, diverged
 
 def run(quick: bool = True) -> Result:
     steps, seeds, lrs = QUICK if quick else FULL
-    data = _mlm.corpus()
-    uni = _mlm.unigram_loss(data)
-    diverged = math.log(data.vocab_size)
-    res = _mlm.compare(CONFIGS, lrs, steps, seeds)
-    losses = {k: r["eval"] for k, r in res.items()}
+    m = _mlm.measure(CONFIGS, steps, seeds, lrs)
+    data, uni, diverged, res, losses, mean = _mlm.corpus(), m.unigram, m.diverged, m.runs, m.losses, m.mean
     verdict, reason = decide(losses, lrs, uni["baseline"], diverged)
-    if quick and verdict == "inconclusive":
-        reason += (f"; quick mode runs 1 seed, so no standard error: the comparison is decided in full mode "
-                   f"({FULL[1]} seeds, {FULL[0]:,} steps, lr {_mlm.lrs_text(FULL[2])})")
-    mean = {k: rules.estimate(_mlm.filled(v, diverged)).mean for k, v in losses.items()}
+    reason = _mlm.quick_reason(reason, verdict, quick, FULL)
     g = _mlm.gain(losses, "talking heads", "standard", lrs, diverged)
     per_lr = {lr: rules.paired(_mlm.filled(losses[("standard", lr)], diverged),
                                _mlm.filled(losses[("talking heads", lr)], diverged)) for lr in lrs}
