@@ -195,11 +195,18 @@ def test_every_string_is_escaped(report):
     assert hostile["claim"] == 'claim <script>alert("x")</script>'  # the JSON keeps the text as it was
 
 
-def test_not_run_row_takes_the_post_from_the_imported_module(tmp_path):
+def test_not_run_row_takes_the_post_from_the_entry_module(tmp_path, monkeypatch):
+    from kexue.data.registry import MissingData
     from kexue.reproduce import gelu
+    from kexue.reproduce.runner import run_one
 
-    index = write_report([Outcome("gelu", 0.0, not_run="data set 'stsb' is missing: `kexue data fetch stsb`")],
-                         tmp_path)
+    def missing(quick: bool):
+        raise MissingData("stsb_en", "/nowhere")
+
+    monkeypatch.setattr(gelu, "run", missing)
+    outcome = run_one("gelu", quick=True)
+    assert outcome.verdict == "not run" and outcome.post is gelu.POST
+    index = write_report([outcome], tmp_path)
     record = json.loads((tmp_path / "results.json").read_text())[0]
     assert record["post"]["url"] == gelu.POST.url
     assert gelu.POST.title in index.read_text(encoding="utf-8")

@@ -1,6 +1,6 @@
 """A small masked-LM pre-training run on real sentences, shared by the RealFormer and talking-heads reproductions.
 
-Corpus: SST-2 training sentences (../shared/data/sst2), tokenised with all-MiniLM-L6-v2's WordPiece tokenizer; the
+Corpus: SST-2 training sentences (the registered set `sst2`, from the data folder), tokenised with all-MiniLM-L6-v2's WordPiece tokenizer; the
 vocabulary is cut to the most frequent pieces (the rest become [UNK]) so a tiny model's softmax stays cheap.
 Masking: 15 % of the real tokens (never [CLS]/[SEP]) become [MASK]; the loss is cross-entropy on them, and the MLM
 head runs on the masked positions only (the same loss as on all positions with ``ignore_index``, at a fraction of
@@ -179,6 +179,13 @@ def measure(configs: dict[str, dict[str, Any]], steps: int, seeds: int, lrs: Seq
     losses = {k: r["eval"] for k, r in res.items()}
     mean = {k: rules.estimate(filled(v, diverged)).mean for k, v in losses.items()}
     return Measured(losses, mean, unigram_loss(data), diverged, res)
+
+
+def measured_text(m: Measured, names: Sequence[str], lrs: Sequence[float]) -> str:
+    """The ``measured`` sentence: mean held-out loss of each configuration at each lr, and the unigram loss."""
+    return ("held-out MLM loss " + "; ".join(f"lr {lr:g}: " + ", ".join(f"{n} {m.mean[(n, lr)]:.3f}" for n in names)
+                                              for lr in lrs)
+            + f" (unigram loss {m.unigram['baseline']:.3f})")
 
 
 def quick_reason(reason: str, verdict: str, quick: bool, full: tuple[int, int, Sequence[float]]) -> str:

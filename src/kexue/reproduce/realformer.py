@@ -61,9 +61,7 @@ def run(quick: bool = True) -> Result:
         name="realformer", post=POST, kind="empirical",
         claim="RealFormer (residual on the attention scores) reaches a lower MLM loss than Post-LN and trains well "
               "over a wider range of learning rates (the paper, relayed by the post).",
-        measured="held-out MLM loss " + "; ".join(
-            f"lr {lr:g}: " + ", ".join(f"{n} {mean[(n, lr)]:.3f}" for n in configs) for lr in lrs)
-            + f" (unigram loss {uni['baseline']:.3f})",
+        measured=_mlm.measured_text(m, list(configs), lrs),
         verdict=verdict,  # type: ignore[arg-type]
         reason=reason,
         rule=f"Not measured unless Post-LN and RealFormer each beat the unigram loss by {_mlm.LEARN_MARGIN} nats (and "

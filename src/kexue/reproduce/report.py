@@ -18,17 +18,16 @@ import math
 import numbers
 import os
 import re
-import sys
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from .result import Post
+from .result import STATUSES, VERDICTS, Post
 from .runner import Outcome
 
 #: Every verdict and status, in the order the page counts them; each gets a CSS class ``v-<words-with-dashes>``.
-_ORDER = ("verified", "not verified", "holds", "does not hold", "inconclusive", "not measured", "not run", "error")
+_ORDER = VERDICTS + STATUSES
 VERDICT_CLASS = {v: "v-" + v.replace(" ", "-") for v in _ORDER}
 
 KIND_TEXT = (
@@ -149,17 +148,9 @@ def _safe(stem: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", stem).strip("._") or "figure"
 
 
-def _post_of(o: Outcome) -> Post | None:
-    """The entry's post: from its result, else from its module's ``POST`` when the runner imported it."""
-    if o.result is not None:
-        return o.result.post
-    post = getattr(sys.modules.get(f"{__package__}.{o.name}"), "POST", None)
-    return post if isinstance(post, Post) else None
-
-
 def _entry(o: Outcome, anchor: str, folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """The template's view of one outcome and its results.json record (figures written here)."""
-    post = _post_of(o)
+    post = o.result.post if o.result is not None else o.post
     status = "result" if o.result is not None else o.verdict
     common = {
         "name": o.name, "verdict": o.verdict, "status": status, "seconds": round(o.seconds, 3),

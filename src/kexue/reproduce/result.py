@@ -19,12 +19,13 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
 Kind = Literal["math", "mechanics", "empirical"]
-Verdict = Literal["holds", "does not hold", "inconclusive", "not measured", "verified", "not verified"]
+Verdict = Literal["verified", "not verified", "holds", "does not hold", "inconclusive", "not measured"]
 #: Statuses the runner gives an entry that returned no result.
 Status = Literal["not run", "error"]
 
 KINDS: tuple[str, ...] = get_args(Kind)
 VERDICTS: tuple[str, ...] = get_args(Verdict)
+STATUSES: tuple[str, ...] = get_args(Status)
 #: The verdicts each kind may return.
 VERDICTS_BY_KIND: dict[str, tuple[str, ...]] = {
     "math": ("verified", "not verified"),

@@ -18,18 +18,20 @@ from typing import Callable
 
 from ..data.registry import MissingData
 from . import load
-from .result import Result
+from .result import Post, Result
 
 
 @dataclass
 class Outcome:
-    """What became of one entry: its result, or why there is none (``not_run``: the missing-data message)."""
+    """What became of one entry: its result, or why there is none (``not_run``: the missing-data message).
+    ``post`` is the entry module's ``POST``, so that the report can name the post of an entry without a result."""
 
     name: str
     seconds: float
     result: Result | None = None
     error: str | None = None
     not_run: str | None = None
+    post: Post | None = None
 
     @property
     def verdict(self) -> str:
@@ -42,15 +44,18 @@ class Outcome:
 def run_one(name: str, quick: bool) -> Outcome:
     """Run one entry and classify what happened; never raises for the entry's own failures."""
     t0 = time.perf_counter()
+    post = None
     try:
-        result = load(name).run(quick=quick)
+        module = load(name)
+        post = getattr(module, "POST", None)
+        result = module.run(quick=quick)
         if result.name != name:
             raise RuntimeError(f"reproduction {name!r} returned a result named {result.name!r}")
-        return Outcome(name, time.perf_counter() - t0, result=result)
+        return Outcome(name, time.perf_counter() - t0, result=result, post=post)
     except MissingData as e:
-        return Outcome(name, time.perf_counter() - t0, not_run=str(e))
+        return Outcome(name, time.perf_counter() - t0, not_run=str(e), post=post)
     except Exception:  # noqa: BLE001 - the report shows it; the run goes on
-        return Outcome(name, time.perf_counter() - t0, error=traceback.format_exc())
+        return Outcome(name, time.perf_counter() - t0, error=traceback.format_exc(), post=post)
 
 
 def _log(o: Outcome, log: Callable[[str], None]) -> None:

@@ -34,7 +34,7 @@ def decide(losses: _mlm.Losses, lrs: tuple[float, ...], unigram: float, diverged
 def run(quick: bool = True) -> Result:
     steps, seeds, lrs = QUICK if quick else FULL
     m = _mlm.measure(CONFIGS, steps, seeds, lrs)
-    data, uni, diverged, res, losses, mean = _mlm.corpus(), m.unigram, m.diverged, m.runs, m.losses, m.mean
+    data, uni, diverged, res, losses = _mlm.corpus(), m.unigram, m.diverged, m.runs, m.losses
     verdict, reason = decide(losses, lrs, uni["baseline"], diverged)
     reason = _mlm.quick_reason(reason, verdict, quick, FULL)
     g = _mlm.gain(losses, "talking heads", "standard", lrs, diverged)
@@ -44,9 +44,7 @@ def run(quick: bool = True) -> Result:
         name="talking_heads", post=POST, kind="empirical",
         claim="Mixing the attention logits across heads (talking heads) improves masked-LM pre-training at a fixed "
               "hidden size (the paper's BERT/ALBERT/T5 results, relayed by the post).",
-        measured="held-out MLM loss " + "; ".join(
-            f"lr {lr:g}: " + ", ".join(f"{n} {mean[(n, lr)]:.3f}" for n in CONFIGS) for lr in lrs)
-            + f" (unigram loss {uni['baseline']:.3f})",
+        measured=_mlm.measured_text(m, list(CONFIGS), lrs),
         verdict=verdict,  # type: ignore[arg-type]
         reason=reason,
         rule=f"Not measured unless both beat the unigram loss by {_mlm.LEARN_MARGIN} nats (and 2 s.e.) at their best "
