@@ -2,9 +2,9 @@
 
 Quick: both sides of ‖∇_x f‖²·Σ_t (1 + ‖h^{(t)}‖²)/(‖W^{(t)}‖²‖∇_x h^{(t)}‖²) ≤ ‖∇_θ f‖² over 200 random MLPs (depth
 2–6, width 8–64, tanh/relu/gelu, with and without bias, x ~ N(0, I₁₀), f a random linear readout or a cross-entropy
-against a random label; float64, exact SVD norms, :func:`kexue.train.gp_inequality`), every per-layer piece too, and
-the distribution of lhs/rhs; plus Su's correction of the paper: the spectral norm ‖W‖₂ of standard initialisations
-(PyTorch's default, Xavier, orthogonal, BERT's N(0, 0.02²)) is about 1 or more, not ≈ 0.
+against a random label; float64, exact SVD norms, :func:`._penalty_inequality.gp_inequality`), every per-layer
+piece too, and the distribution of lhs/rhs; plus Su's correction of the paper: the spectral norm ‖W‖₂ of standard
+initialisations (PyTorch's default, Xavier, orthogonal, BERT's N(0, 0.02²)) is about 1 or more, not ≈ 0.
 Full: 1,000 MLPs, and the training effect: a 3-layer MLP (width 128) on two moons (2,000 points, noise 0.2), Adam
 1e-3, 300 epochs, plain against an explicit per-sample parameter-gradient penalty λ·mean_i‖∇_θℓ_i‖²
 (λ ∈ {1e-3, 1e-2}); the mean per-sample input-gradient norm ‖∇_x f‖ of the logit margin on the test set, 3 seeds.
@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..train import cross_entropy_readout, gp_inequality, mlp_param_grad_sq
+from ._penalty_inequality import cross_entropy_readout, gp_inequality, mlp_param_grad_sq
 from .common import pyplot
 from .result import Post, Result, Table
 from .rules import Estimate, all_of, clear_gain, estimate, learned, non_inferiority, not_learned_reason, paired
