@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from kexue.models.decoding import beam_search, greedy_search
 from kexue.reproduce import _exposure_task as task
 from kexue.reproduce import exposure_bias as repro
 from kexue.reproduce.result import VERDICTS_BY_KIND
@@ -222,3 +223,24 @@ def test_quick_run_end_to_end():
     assert result.numbers["toy"]["beam2"] == "(c, d)"
     losses = result.numbers["final_train_loss"]  # below the uniform guess: every variant trains
     assert all(loss[0] < math.log(task.VOCAB) for loss in losses.values())
+
+
+def test_toy_greedy_keeps_ab_and_beam_two_returns_cd():
+    vocab = ("<eos>", "a", "b", "c", "d")
+    # brute force over the two-step table: exact sequence probabilities
+    probs = {(x, y): task.TOY_FIRST[x] * task.TOY_SECOND[x][y] for x in task.TOY_FIRST for y in task.TOY_SECOND[x]}
+    best = max(probs, key=probs.get)
+    assert best == ("c", "d") and probs[best] == pytest.approx(0.36)
+    greedy_first = max(task.TOY_FIRST, key=task.TOY_FIRST.get)
+    greedy = (greedy_first, max(task.TOY_SECOND[greedy_first], key=task.TOY_SECOND[greedy_first].get))
+    assert greedy == ("a", "b")
+
+    def words(h):
+        return tuple(vocab[i] for i in h.tokens[:-1])
+
+    assert words(greedy_search(task.toy_step(vocab), 1, 0, 5)[0]) == greedy
+    assert words(beam_search(task.toy_step(vocab), 1, 0, 1, 5)[0][0]) == greedy
+    beam2 = beam_search(task.toy_step(vocab), 1, 0, 2, 5)[0]
+    assert words(beam2[0]) == best
+    assert math.exp(beam2[0].log_prob) == pytest.approx(probs[best])
+    assert math.exp(beam2[1].log_prob) == pytest.approx(probs[greedy])

@@ -18,26 +18,23 @@ sources: the ceiling of TF accuracy, its own free-running accuracy and its recov
 :func:`train` trains a 2-layer UniLM-masked kexue Transformer one of four ways (:data:`VARIANTS`); :func:`evaluate`
 scores it: teacher-forced and free-running (greedy, beam) token accuracy and exact match, and recovery (the gold
 prefix with token :data:`ERROR_AT` made wrong, then greedy, scored on the tokens after the error).
+
+:func:`toy_step` is the post's two-step toy (:data:`TOY_FIRST`, :data:`TOY_SECOND`) as a decoding step function.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from ..models import Transformer, TransformerConfig
-from ..train.exposure_bias import (
-    RandomTokenReplacement,
-    UniLMStep,
-    generate,
-    pack_unilm,
-    penalized_unilm_loss,
-    unilm_seq2seq_loss,
-)
+from ..models.decoding import StepFn, UniLMStep, generate
+from ..train.exposure_bias import RandomTokenReplacement, pack_unilm, penalized_unilm_loss, unilm_seq2seq_loss
 
 PAD, CLS, SEP, DIGIT0 = 0, 1, 2, 3
 VOCAB = DIGIT0 + 10
@@ -257,3 +254,41 @@ def _recovery(model: Transformer, sources: list[list[int]], targets: list[list[i
             gold = torch.tensor(t[ERROR_AT + 1:])
             scores[i + j] = float((pred[j, :len(gold)] == gold).float().mean())
     return scores
+
+
+# -- the post's two-step toy -------------------------------------------------------------------------------------------
+
+#: The post's two-step distribution: p(a) = 0.6, p(c) = 0.4; p(b|a) = 0.55, p(d|a) = 0.45, p(b|c) = 0.1,
+#: p(d|c) = 0.9. Greedy keeps (a, b) at 0.33; beam 2 returns (c, d) at 0.36.
+TOY_FIRST = {"a": 0.6, "c": 0.4}
+TOY_SECOND = {"a": {"b": 0.55, "d": 0.45}, "c": {"b": 0.1, "d": 0.9}}
+
+
+def toy_step(vocab: Sequence[str] = ("<eos>", "a", "b", "c", "d")) -> StepFn:
+    """A :data:`~kexue.models.decoding.StepFn` over the post's toy: two steps from :data:`TOY_FIRST` and
+    :data:`TOY_SECOND`, then EOS with probability 1 (token 0 is EOS)."""
+    index = {s: i for i, s in enumerate(vocab)}
+    state: dict[str, Tensor] = {"prefix": torch.zeros(0, 0, dtype=torch.long)}
+
+    def table(prefix: list[int]) -> Tensor:
+        p = torch.zeros(len(vocab), dtype=torch.float64)
+        if len(prefix) == 0:
+            for s, q in TOY_FIRST.items():
+                p[index[s]] = q
+        elif len(prefix) == 1 and vocab[prefix[0]] in TOY_SECOND:
+            for s, q in TOY_SECOND[vocab[prefix[0]]].items():
+                p[index[s]] = q
+        else:
+            p[0] = 1.0
+        return p.log()
+
+    def step(tokens: Tensor | None, parents: Tensor) -> Tensor:
+        if tokens is None:
+            state["prefix"] = torch.zeros(len(parents), 0, dtype=torch.long)
+        else:
+            state["prefix"] = torch.cat([state["prefix"][parents], tokens[:, None]], dim=1)
+        return torch.stack([table(row.tolist()) for row in state["prefix"]])
+
+    return step
+
+

@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-from ..train.exposure_bias import TOY_FIRST, TOY_SECOND, beam_search, greedy_search, toy_step
+from ..models.decoding import beam_search, greedy_search
 from ._exposure_task import (
     BANDS,
     BASELINE,
@@ -42,12 +42,15 @@ from ._exposure_task import (
     PENALTY,
     REPLACE,
     STEPS,
+    TOY_FIRST,
+    TOY_SECOND,
     VARIANTS,
     copy_rate,
     evaluate,
     exact_reference,
     recovery_shifts,
     sample,
+    toy_step,
     train,
 )
 from .common import pyplot

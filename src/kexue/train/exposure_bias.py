@@ -1,4 +1,4 @@
-"""Exposure bias in seq2seq: random replacement of decoder inputs, and beam search with length normalisation.
+"""Exposure bias in seq2seq: random replacement of decoder inputs, and the UniLM seq2seq batch and loss it trains.
 
 Su Jianlin, "Seq2Seq中Exposure Bias现象的浅析与对策" (Exposure bias in seq2seq: a brief analysis and remedies),
 2020-03-09, https://kexue.fm/archives/7259.
@@ -16,18 +16,15 @@ builds negative prefixes by **randomly replacing decoder-input tokens** while th
 The second remedy, loss + ½·‖∂L/∂e‖² on the token-embedding outputs, is the input-gradient penalty of
 :mod:`kexue.train.penalty`; :func:`penalized_unilm_loss` applies it to a UniLM seq2seq loss.
 
-Decoding: :func:`beam_search` and :func:`greedy_search` work on any incremental step function; :class:`UniLMStep`
-is one for a UniLM-masked kexue :class:`~kexue.models.Transformer`, decoding with its :class:`~kexue.models.KVCache`;
-:func:`generate` puts the two together. Length normalisation follows Hugging Face's convention: a hypothesis's
-score is Σ log p / L^α with L the number of generated tokens (EOS included) and α = ``length_penalty``
-(0: plain sum of log-probabilities, as bert4keras and the post's code decode; 1: mean log-probability).
+:func:`pack_unilm` lays out ``[CLS] source [SEP] target [SEP]`` batches and :func:`unilm_seq2seq_loss` scores them.
+Decoding (greedy, beam search with length normalisation, the UniLM step function on the KV cache) is in
+:mod:`kexue.models.decoding`.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
 import torch
@@ -178,8 +175,10 @@ class RandomTokenReplacement:
         for key in ("apply_prob", "token_prob", "pool", "exact_fraction", "protect_ids", "vocab_size"):
             if key not in state:
                 raise KeyError(f"RandomTokenReplacement state_dict lacks {key!r}")
-        self.__init__(state["apply_prob"], state["token_prob"], state["pool"], state["exact_fraction"],  # type: ignore[misc]
-                      state["protect_ids"], state["vocab_size"], self.generator)
+        fresh = RandomTokenReplacement(state["apply_prob"], state["token_prob"], state["pool"],
+                                       state["exact_fraction"], state["protect_ids"], state["vocab_size"],
+                                       self.generator)  # validates the settings as the constructor does
+        vars(self).update(vars(fresh))
         if state["generator"] is not None:
             if self.generator is None:
                 self.generator = torch.Generator()
@@ -199,8 +198,8 @@ def pack_unilm(sources: Sequence[Sequence[int]], targets: Sequence[Sequence[int]
     Returns ``input_ids``, ``token_type_ids`` and ``attention_mask`` (long tensors, batch × longest). With
     ``target_start`` it also returns ``position_ids``: the source at 0, 1, …, the target (from its first token)
     at ``target_start``, ``target_start`` + 1, … (padding at 0); pass them to the model, and the same
-    ``target_start`` to :class:`UniLMStep` / :func:`generate`. By default positions run on through the packed
-    sequence, UniLM's usual layout.
+    ``target_start`` to :class:`kexue.models.decoding.UniLMStep` / :func:`kexue.models.decoding.generate`. By
+    default positions run on through the packed sequence, UniLM's usual layout.
     """
     if targets is not None and len(targets) != len(sources):
         raise ValueError(f"got {len(sources)} sources but {len(targets)} targets")
@@ -219,7 +218,7 @@ def pack_unilm(sources: Sequence[Sequence[int]], targets: Sequence[Sequence[int]
     input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     token_type_ids = torch.zeros(len(rows), width, dtype=torch.long)
     attention_mask = torch.zeros(len(rows), width, dtype=torch.long)
-    for i, (r, s) in enumerate(zip(rows, segs)):
+    for i, (r, s) in enumerate(zip(rows, segs, strict=True)):
         input_ids[i, :len(r)] = torch.tensor(r)
         token_type_ids[i, :len(s)] = torch.tensor(s)
         attention_mask[i, :len(r)] = 1
@@ -257,263 +256,6 @@ def unilm_seq2seq_loss(logits: Tensor, labels: Tensor, token_type_ids: Tensor, a
     if reduction != "mean":
         raise ValueError(f"unknown reduction {reduction!r}; expected 'mean', 'sum' or 'none'")
     return ce.sum() / weight.sum().clamp_min(1)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Decoding
-# ---------------------------------------------------------------------------------------------------------------
-
-#: ``step(tokens, parents) -> log_probs``. The first call gets ``tokens=None`` and ``parents = arange(batch)`` and
-#: returns the first token's log-probabilities per batch row. Later calls get the chosen tokens (n,) and, for each,
-#: the index of the previous call's row it continues: the step function reorders its state by ``parents`` (a beam may
-#: be copied or dropped), appends ``tokens`` and returns (n, vocab) log-probabilities of the next token.
-StepFn = Callable[[Tensor | None, Tensor], Tensor]
-
-
-@dataclass
-class Hypothesis:
-    """One decoded sequence: ``tokens`` (EOS included when ``finished``), ``log_prob`` = Σ log p, and
-    ``score`` = log_prob / len(tokens)^length_penalty."""
-
-    tokens: list[int]
-    log_prob: float
-    score: float
-    finished: bool
-
-
-def _normalise(log_prob: float, length: int, length_penalty: float) -> float:
-    return log_prob / (length ** length_penalty)
-
-
-def _check_decode_args(eos_id: int, max_len: int, beam_size: int = 1) -> None:
-    if not isinstance(max_len, int) or max_len < 1:
-        raise ValueError(f"expected max_len >= 1, got {max_len!r}")
-    if not isinstance(beam_size, int) or isinstance(beam_size, bool) or beam_size < 1:
-        raise ValueError(f"expected beam_size >= 1, got {beam_size!r}")
-    if not isinstance(eos_id, int) or eos_id < 0:
-        raise ValueError(f"expected a non-negative eos_id, got {eos_id!r}")
-
-
-@torch.no_grad()
-def greedy_search(step: StepFn, batch_size: int, eos_id: int, max_len: int) -> list[Hypothesis]:
-    """Argmax decoding: each row takes its most probable token until EOS or ``max_len`` tokens."""
-    _check_decode_args(eos_id, max_len)
-    rows = torch.arange(batch_size)
-    log_probs = step(None, rows)
-    tokens: list[list[int]] = [[] for _ in range(batch_size)]
-    total = torch.zeros(batch_size, dtype=torch.float64)
-    done = torch.zeros(batch_size, dtype=torch.bool)
-    for t in range(max_len):
-        lp, tok = log_probs.max(dim=-1)
-        tok, lp = tok.cpu(), lp.double().cpu()
-        for r in range(batch_size):
-            if not done[r]:
-                tokens[r].append(int(tok[r]))
-                total[r] += lp[r]
-        done |= tok == eos_id
-        if bool(done.all()) or t == max_len - 1:
-            break
-        log_probs = step(tok.to(log_probs.device), rows.to(log_probs.device))
-    return [Hypothesis(tokens[r], float(total[r]), float(total[r]), bool(done[r])) for r in range(batch_size)]
-
-
-@torch.no_grad()
-def beam_search(step: StepFn, batch_size: int, eos_id: int, beam_size: int, max_len: int,
-                length_penalty: float = 0.0) -> list[list[Hypothesis]]:
-    """Beam search with length normalisation; per batch row, up to ``beam_size`` hypotheses, best first.
-
-    Each step scores every continuation of the live beams by its summed log-probability and takes the best
-    2·``beam_size``; those ending in EOS among the first ``beam_size`` become finished hypotheses, scored
-    Σ log p / L^``length_penalty`` (L = tokens generated, EOS included), and the best ``beam_size`` others stay live.
-    A row is done when it holds ``beam_size`` finished hypotheses and no live beam can still beat the worst of them
-    (the bound uses ``max_len`` for a positive penalty, since a longer hypothesis is divided by more). At ``max_len``
-    the best ``beam_size`` continuations end as hypotheses, marked unfinished unless they end in EOS. This is the canonical algorithm, the one Hugging Face's
-    ``generate(num_beams=k, early_stopping="never")`` runs; with ``beam_size=1`` and ``length_penalty=0`` it equals
-    :func:`greedy_search`.
-    """
-    _check_decode_args(eos_id, max_len, beam_size)
-    k = beam_size
-    log_probs = step(None, torch.arange(batch_size)).double()
-    dev = log_probs.device
-    vocab = log_probs.shape[-1]
-    live = 1  # live beams per row: 1 before the first token, k after
-    cum = torch.zeros(batch_size, 1, dtype=torch.float64, device=dev)
-    prefixes = torch.zeros(batch_size, 0, dtype=torch.long, device=dev)
-    finished: list[list[Hypothesis]] = [[] for _ in range(batch_size)]
-    done = [False] * batch_size
-    for t in range(max_len):
-        length = t + 1
-        cand = (cum[:, :, None] + log_probs.view(batch_size, live, vocab)).view(batch_size, live * vocab)
-        n = min(2 * k, live * vocab)
-        top, idx = cand.topk(n, dim=1)
-        token, parent = idx % vocab, idx // vocab
-        is_eos = token == eos_id
-        top_c, token_c, parent_c, eos_c = top.cpu(), token.cpu(), parent.cpu(), is_eos.cpu()
-        last = t == max_len - 1
-        for b in range(batch_size):
-            if done[b]:
-                continue
-            for j in range(min(k, n)):  # only the best k candidates may end a hypothesis, as in Hugging Face
-                lp = float(top_c[b, j])
-                if lp == float("-inf") or not (eos_c[b, j] or last):
-                    continue
-                seq = prefixes[b * live + int(parent_c[b, j])].tolist() + [int(token_c[b, j])]
-                # at max_len the best live continuations compete as unfinished hypotheses
-                finished[b].append(Hypothesis(seq, lp, _normalise(lp, length, length_penalty), bool(eos_c[b, j])))
-            finished[b].sort(key=lambda h: h.score, reverse=True)
-            del finished[b][k:]
-        if last:
-            break
-        # the best k continuations that do not end in EOS stay live (stable sort keeps their score order)
-        keep = is_eos.to(torch.int8).argsort(dim=1, stable=True)[:, :k]
-        new_cum = top.gather(1, keep)
-        new_cum = torch.where(is_eos.gather(1, keep), float("-inf"), new_cum)
-        if keep.shape[1] < k:  # fewer candidates than beams (tiny vocabulary, first step)
-            pad = k - keep.shape[1]
-            keep = torch.cat([keep, keep[:, :1].expand(-1, pad)], 1)
-            new_cum = torch.cat([new_cum, torch.full((batch_size, pad), float("-inf"), dtype=new_cum.dtype,
-                                                     device=dev)], 1)
-        parents = (parent.gather(1, keep) + torch.arange(batch_size, device=dev)[:, None] * live).view(-1)
-        tokens = token.gather(1, keep).view(-1)
-        prefixes = torch.cat([prefixes[parents], tokens[:, None]], dim=1)
-        cum, live = new_cum, k
-        best_live = cum.max(dim=1).values.cpu()
-        bound_len = max_len if length_penalty > 0 else length
-        for b in range(batch_size):
-            if not done[b] and len(finished[b]) >= k:
-                bound = _normalise(float(best_live[b]), bound_len, length_penalty)
-                done[b] = bound <= finished[b][-1].score or best_live[b] == float("-inf")
-        if all(done):
-            break
-        log_probs = step(tokens, parents).double()
-    return finished
-
-
-class UniLMStep:
-    """The :data:`StepFn` of a UniLM-masked kexue Transformer, decoding incrementally with its
-    :class:`~kexue.models.KVCache`.
-
-    The first call runs the (right-padded) sources, segment 0, through the model into a fresh cache and returns
-    the log-probabilities that each source's last real token (its [SEP]) gives the first target token. Later calls
-    reorder the cache by ``parents`` and feed one target token per row, segment 1, at the position it would have
-    in the packed layout ``[CLS] source [SEP] target`` (so padding inside a batch of sources does not shift
-    positions), and return the next token's log-probabilities. Logits come from the MLM head. ``target_start``:
-    the position id of the first target token when the model was trained with restarted target positions (see
-    :func:`pack_unilm`); None continues after the source.
-    """
-
-    def __init__(self, model: nn.Module, source_ids: Tensor, source_mask: Tensor | None = None,
-                 target_start: int | None = None) -> None:
-        config = getattr(model, "config", None)
-        if getattr(config, "mask_type", None) != "unilm":
-            raise ValueError(f"UniLMStep needs a kexue Transformer with mask_type='unilm', got mask_type="
-                             f"{getattr(config, 'mask_type', None)!r}")
-        if getattr(model, "mlm", None) is None:
-            raise ValueError("UniLMStep reads next-token logits from the MLM head: build the model with_mlm=True")
-        if source_ids.dim() != 2:
-            raise ValueError(f"expected source_ids of shape (batch, seq), got {tuple(source_ids.shape)}")
-        if source_mask is None:
-            source_mask = torch.ones_like(source_ids)
-        if source_mask.shape != source_ids.shape:
-            raise ValueError(f"source_mask shape {tuple(source_mask.shape)} != source_ids shape "
-                             f"{tuple(source_ids.shape)}")
-        lengths = source_mask.long().sum(dim=1)
-        if bool((lengths == 0).any()) or bool((source_mask.long().cumprod(dim=1).sum(dim=1) != lengths).any()):
-            raise ValueError("expected right-padded sources with at least one real token each (source_mask of the "
-                             "form 1…1 0…0)")
-        self.model = model
-        self.source_ids = source_ids
-        self.source_mask = source_mask.long()
-        self.lengths = lengths
-        if target_start is not None and (not isinstance(target_start, int) or target_start < 0):
-            raise ValueError(f"expected target_start >= 0, got {target_start!r}")
-        self.target_start = target_start
-        self.cache = None
-        self.next_position: Tensor | None = None
-
-    def __call__(self, tokens: Tensor | None, parents: Tensor) -> Tensor:
-        model = self.model
-        dev = self.source_ids.device
-        if tokens is None:
-            self.cache = model.new_cache()
-            out = model(self.source_ids, attention_mask=self.source_mask,
-                        token_type_ids=torch.zeros_like(self.source_ids), cache=self.cache)
-            last = (self.lengths - 1)[:, None]
-            logits = out.mlm_logits.gather(1, last[:, :, None].expand(-1, -1, out.mlm_logits.shape[-1]))[:, 0]
-            positions = model.embeddings.position_ids(self.source_ids).expand(self.source_ids.shape[0], -1)
-            self.next_position = positions.gather(1, last)[:, 0] + 1
-            if self.target_start is not None:
-                self.next_position = torch.full_like(self.next_position, self.target_start)
-            self.cache.reorder(parents.to(dev))
-            self.next_position = self.next_position[parents.to(dev)]
-            return F.log_softmax(logits.float(), dim=-1)[parents.to(dev)]
-        assert self.cache is not None and self.next_position is not None
-        parents = parents.to(dev)
-        if parents.shape[0] != self.next_position.shape[0] or not bool(
-                (parents == torch.arange(parents.shape[0], device=dev)).all()):
-            self.cache.reorder(parents)
-            self.next_position = self.next_position[parents]
-        pos = self.next_position[:, None]
-        out = model(tokens.to(dev)[:, None], token_type_ids=torch.ones_like(pos), position_ids=pos, cache=self.cache)
-        self.next_position = self.next_position + 1
-        return F.log_softmax(out.mlm_logits[:, -1].float(), dim=-1)
-
-
-@torch.no_grad()
-def generate(model: nn.Module, source_ids: Tensor, source_mask: Tensor | None, eos_id: int, beam_size: int = 1,
-             max_len: int = 32, length_penalty: float = 0.0, target_start: int | None = None) -> list[list[int]]:
-    """Decode a target for each source with a UniLM-masked kexue Transformer (in eval mode): greedy for
-    ``beam_size=1``, else :func:`beam_search`. Returns token lists, the EOS stripped. ``source_ids`` are packed
-    as ``[CLS] source [SEP]`` (see :func:`pack_unilm` with ``targets=None``), right-padded; ``target_start`` as in
-    :class:`UniLMStep`."""
-    if model.training:
-        raise ValueError("generate() expects the model in eval mode (call model.eval()): dropout would make "
-                         "decoding random")
-    step = UniLMStep(model, source_ids, source_mask, target_start)
-    b = source_ids.shape[0]
-    if beam_size == 1:
-        best = greedy_search(step, b, eos_id, max_len)
-    else:
-        best = [hyps[0] for hyps in beam_search(step, b, eos_id, beam_size, max_len, length_penalty)]
-    return [h.tokens[:-1] if h.finished else h.tokens for h in best]
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Toy example of the post
-# ---------------------------------------------------------------------------------------------------------------
-
-#: The post's two-step distribution: p(a) = 0.6, p(c) = 0.4; p(b|a) = 0.55, p(d|a) = 0.45, p(b|c) = 0.1,
-#: p(d|c) = 0.9. Greedy keeps (a, b) at 0.33; beam 2 returns (c, d) at 0.36.
-TOY_FIRST = {"a": 0.6, "c": 0.4}
-TOY_SECOND = {"a": {"b": 0.55, "d": 0.45}, "c": {"b": 0.1, "d": 0.9}}
-
-
-def toy_step(vocab: Sequence[str] = ("<eos>", "a", "b", "c", "d")) -> StepFn:
-    """A :data:`StepFn` over the post's toy: two steps from :data:`TOY_FIRST` and :data:`TOY_SECOND`, then EOS
-    with probability 1 (token 0 is EOS)."""
-    index = {s: i for i, s in enumerate(vocab)}
-    state: dict[str, Tensor] = {"prefix": torch.zeros(0, 0, dtype=torch.long)}
-
-    def table(prefix: list[int]) -> Tensor:
-        p = torch.zeros(len(vocab), dtype=torch.float64)
-        if len(prefix) == 0:
-            for s, q in TOY_FIRST.items():
-                p[index[s]] = q
-        elif len(prefix) == 1 and vocab[prefix[0]] in TOY_SECOND:
-            for s, q in TOY_SECOND[vocab[prefix[0]]].items():
-                p[index[s]] = q
-        else:
-            p[0] = 1.0
-        return p.log()
-
-    def step(tokens: Tensor | None, parents: Tensor) -> Tensor:
-        if tokens is None:
-            state["prefix"] = torch.zeros(len(parents), 0, dtype=torch.long)
-        else:
-            state["prefix"] = torch.cat([state["prefix"][parents], tokens[:, None]], dim=1)
-        return torch.stack([table(row.tolist()) for row in state["prefix"]])
-
-    return step
 
 
 # ---------------------------------------------------------------------------------------------------------------
