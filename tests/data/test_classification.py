@@ -59,7 +59,7 @@ def test_malformed_row_names_file_and_line(tmp_path, monkeypatch):
     (tmp_path / "sst2").mkdir()
     (tmp_path / "sst2" / "dev.tsv").write_text("sentence\tlabel\ngood\t1\nbad row without tab\n")
     monkeypatch.setenv("KEXUE_DATA", str(tmp_path))
-    with pytest.raises(ValueError, match=r"dev.tsv:3: expected 2 tab-separated fields, got 1"):
+    with pytest.raises(ValueError, match=r"dev.tsv, line 3: expected 2 tab-separated fields, got 1"):
         C.sst2("dev")
 
 

@@ -1,7 +1,7 @@
 """Loaders for the labelled text-classification sets in the data folder (:func:`kexue.env.data_dir`).
 
 Single-label: SST-2, AG News (English); ChnSentiCorp, SMP2020-EWECT, FewCLUE TNEWS / IFLYTEK / EPRSTMT (Chinese).
-Multi-label: GoEmotions. TSVs are read with ``line.rstrip("\\n").split("\\t")`` (no quoting: some texts hold ``"``).
+Multi-label: GoEmotions. TSVs are read by :func:`kexue.data.tsv.read_tsv` (no quoting: some texts hold ``"``).
 A set that is not in the data folder raises :class:`~kexue.data.registry.MissingData` naming it and the command that
 fetches it (``kexue data fetch sst2``; TNEWS, IFLYTEK and EPRSTMT are in the set ``fewclue``).
 """
@@ -9,13 +9,14 @@ fetches it (``kexue data fetch sst2``; TNEWS, IFLYTEK and EPRSTMT are in the set
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from ..env import require_data
+from .tsv import read_tsv
 
 
 @dataclass
@@ -35,7 +36,7 @@ class LabelledTexts:
     def num_classes(self) -> int:
         return len(self.label_names)
 
-    def subsample(self, n: int, seed: int = 0) -> "LabelledTexts":
+    def subsample(self, n: int, seed: int = 0) -> LabelledTexts:
         """A random subset of ``n`` examples (all of them if ``n >= len(self)``), same seed, same subset."""
         if n < 1:
             raise ValueError(f"expected n >= 1, got {n}")
@@ -47,19 +48,8 @@ class LabelledTexts:
 
 
 def _rows(path: Path, ncols: int, header: bool) -> list[list[str]]:
-    rows = []
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if header and lineno == 1:
-                continue
-            line = line.rstrip("\n").rstrip("\r")
-            if not line:
-                continue
-            parts = line.split("\t")
-            if len(parts) != ncols:
-                raise ValueError(f"{path}:{lineno}: expected {ncols} tab-separated fields, got {len(parts)}")
-            rows.append(parts)
-    return rows
+    """The fields of each row of a TSV with ``ncols`` columns, the header (line 1) dropped when ``header``."""
+    return [fields for lineno, fields in read_tsv(path, ncols) if not (header and lineno == 1)]
 
 
 def _check_split(name: str, split: str, allowed: tuple[str, ...]) -> None:
@@ -169,15 +159,30 @@ def fewclue(task: str, split: str = "train") -> LabelledTexts:
                          np.array([index[r["label"]] for r in recs]), [every[k] for k in order])
 
 
+def tnews(split: str = "train") -> LabelledTexts:
+    """FewCLUE TNEWS (Chinese news titles, 15 topics): ``fewclue("tnews", split)``."""
+    return fewclue("tnews", split)
+
+
+def iflytek(split: str = "train") -> LabelledTexts:
+    """FewCLUE IFLYTEK (Chinese app descriptions, many categories): ``fewclue("iflytek", split)``."""
+    return fewclue("iflytek", split)
+
+
+def eprstmt(split: str = "train") -> LabelledTexts:
+    """FewCLUE EPRSTMT (Chinese e-commerce reviews, binary sentiment): ``fewclue("eprstmt", split)``."""
+    return fewclue("eprstmt", split)
+
+
 LOADERS: dict[str, Callable[[str], LabelledTexts]] = {
     "sst2": sst2,
     "agnews": agnews,
     "goemotions": goemotions,
     "chnsenticorp": chnsenticorp,
     "smp2020_ewect": smp2020_ewect,
-    "tnews": lambda split="train": fewclue("tnews", split),
-    "iflytek": lambda split="train": fewclue("iflytek", split),
-    "eprstmt": lambda split="train": fewclue("eprstmt", split),
+    "tnews": tnews,
+    "iflytek": iflytek,
+    "eprstmt": eprstmt,
 }
 
 

@@ -15,8 +15,7 @@ The files and their formats are described in the data folder's ``README.md``:
 These are the sets of BERT-whitening's evaluation ("你可能不需要BERT-flow：一个线性变换媲美BERT-flow", 2021-01-11,
 https://kexue.fm/archives/8069) and its follow-up paper.
 
-Files are read as UTF-8 and split on ``"\\n"`` and ``"\\t"`` only, with no CSV quoting (some texts contain ``"``);
-a trailing ``"\\r"`` (the English files have CRLF line ends) is removed from each line.
+Files are read by :func:`kexue.data.tsv.read_tsv` (UTF-8, tab-separated, no quoting: some texts contain ``"``).
 """
 
 from __future__ import annotations
@@ -28,6 +27,7 @@ import numpy as np
 
 from ..env import data_dir
 from .registry import MissingData
+from .tsv import read_tsv
 
 
 @dataclass(frozen=True)
@@ -94,18 +94,6 @@ def _path(root: Path, *parts: str) -> Path:
     return path
 
 
-def _rows(path: Path) -> list[tuple[int, list[str]]]:
-    """(1-based line number, fields) for each non-empty line of a tab-separated file."""
-    text = path.read_text(encoding="utf-8")
-    out = []
-    for lineno, line in enumerate(text.split("\n"), start=1):
-        line = line.rstrip("\r")
-        if line == "":
-            continue
-        out.append((lineno, line.split("\t")))
-    return out
-
-
 def _score(value: str, path: Path, lineno: int) -> float:
     try:
         return float(value)
@@ -114,14 +102,12 @@ def _score(value: str, path: Path, lineno: int) -> float:
 
 
 def _load_stsb(path: Path, split: str) -> tuple[list[str], list[str], list[float]]:
-    rows = _rows(path)
     header = ["split", "genre", "dataset", "year", "sid", "score", "sentence1", "sentence2"]
+    rows = read_tsv(path)
     if not rows or rows[0][1] != header:
         raise ValueError(f"{path}, line 1: expected the header {header}, got {rows[0][1] if rows else 'nothing'}")
     s1, s2, scores = [], [], []
     for lineno, f in rows[1:]:
-        if len(f) != len(header):
-            raise ValueError(f"{path}, line {lineno}: expected {len(header)} tab-separated fields, got {len(f)}")
         if f[0] == split:
             s1.append(f[6])
             s2.append(f[7])
@@ -130,7 +116,7 @@ def _load_stsb(path: Path, split: str) -> tuple[list[str], list[str], list[float
 
 
 def _load_sick(path: Path, split: str) -> tuple[list[str], list[str], list[float]]:
-    rows = _rows(path)
+    rows = read_tsv(path)
     if not rows:
         raise ValueError(f"{path}, line 1: empty file, expected the SICK header")
     header = rows[0][1]
@@ -142,8 +128,6 @@ def _load_sick(path: Path, split: str) -> tuple[list[str], list[str], list[float
     want = split.upper()
     s1, s2, scores = [], [], []
     for lineno, f in rows[1:]:
-        if len(f) != len(header):
-            raise ValueError(f"{path}, line {lineno}: expected {len(header)} tab-separated fields, got {len(f)}")
         if f[iset] == want:
             s1.append(f[ia])
             s2.append(f[ib])
@@ -153,10 +137,7 @@ def _load_sick(path: Path, split: str) -> tuple[list[str], list[str], list[float
 
 def _load_cn(path: Path) -> tuple[list[str], list[str], list[float]]:
     s1, s2, scores = [], [], []
-    for lineno, f in _rows(path):
-        if len(f) != 3:
-            raise ValueError(f"{path}, line {lineno}: expected 3 tab-separated fields "
-                             f"(sentence1, sentence2, label), got {len(f)}")
+    for lineno, f in read_tsv(path, ncols=3):  # sentence1, sentence2, label
         s1.append(f[0])
         s2.append(f[1])
         scores.append(_score(f[2], path, lineno))
