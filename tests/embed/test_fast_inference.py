@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from kexue.models import Transformer, TransformerConfig
-from kexue.nn.frozen_linear import FrozenLinear, onednn_available
+from kexue.nn import frozen_linear
+from kexue.nn.frozen_linear import FrozenLinear, OneDNNFallbackWarning, onednn_available
 
 needs_onednn = pytest.mark.skipif(not onednn_available(), reason="this torch build has no oneDNN linear kernel")
 
@@ -145,10 +146,10 @@ def test_frozen_linear_rejects_bad_input():
         FrozenLinear([])
     with pytest.raises(ValueError, match=r"share in_features, got \[4, 5\]"):
         FrozenLinear([nn.Linear(4, 2), nn.Linear(5, 2)])
-    with pytest.raises(ValueError, match="unknown kernel 'cuda'"):
+    with pytest.raises(ValueError, match=r"expected kernel to be one of \['torch', 'onednn'\], got 'cuda'"):
         FrozenLinear([nn.Linear(4, 2)], "cuda")  # type: ignore[arg-type]
     if onednn_available():
-        with pytest.raises(ValueError, match="fp32 CPU weights, got torch.float64"):
+        with pytest.raises(ValueError, match="expected fp32 CPU weights for kernel='onednn', got torch.float64"):
             FrozenLinear([nn.Linear(4, 2).double()], "onednn")
 
 
@@ -166,9 +167,9 @@ def test_frozen_linear_fuses_gelu(act, approximate):
         assert torch.equal(fused, want)  # oneDNN's erf GELU gives torch's bits
     else:
         torch.testing.assert_close(fused, want, atol=1e-6, rtol=1e-6)
-    with pytest.raises(ValueError, match="fused only with kernel='onednn'"):
+    with pytest.raises(ValueError, match="got gelu='gelu' with kernel='torch'"):
         FrozenLinear([lin], "torch", gelu="gelu")
-    with pytest.raises(ValueError, match="fused only with kernel='onednn'"):
+    with pytest.raises(ValueError, match="got gelu='relu' with kernel='onednn'"):
         FrozenLinear([lin], "onednn", gelu="relu")
 
 
@@ -187,3 +188,73 @@ def test_onednn_fast_path_other_activations(act):
         with model.fast_inference("onednn"):
             fast = model(ids, mask).last_hidden_state
     torch.testing.assert_close(fast, plain, atol=1e-5, rtol=0)
+
+
+@pytest.fixture
+def onednn_broken(monkeypatch):
+    """oneDNN's private operators as if they had failed the capability check (a build without them, or a torch
+    release that changed them); the once-per-process warning is re-armed for the test."""
+    monkeypatch.setattr(frozen_linear, "_onednn_probe", lambda: False)
+    frozen_linear._warn_fallback.cache_clear()
+    yield
+    frozen_linear._warn_fallback.cache_clear()
+
+
+@pytest.mark.parametrize("broken", [None, "no_onednn", "raises", "wrong"])
+def test_capability_check_catches_a_changed_operator(monkeypatch, broken):
+    """The check runs the private operators and compares them with F.linear: the real ones pass; a build without
+    oneDNN, an operator that raises or one that computes something else fails it (``__wrapped__``: the check
+    itself, without its per-process cache)."""
+    if not torch.backends.mkldnn.is_available():
+        pytest.skip("this torch build has no oneDNN")
+    real = torch.ops.mkldnn._linear_pointwise
+
+    def fake(*args):
+        if broken == "raises":
+            raise RuntimeError("mkldnn: unsupported")
+        return real(*args) + 1.0
+
+    if broken == "no_onednn":
+        monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: False)
+    elif broken is not None:
+        monkeypatch.setattr(torch.ops.mkldnn, "_linear_pointwise", fake)
+    assert frozen_linear._onednn_probe.__wrapped__() is (broken is None)
+
+
+def test_onednn_falls_back_to_the_public_path_with_one_warning(onednn_broken):
+    torch.manual_seed(5)
+    model = Transformer(TransformerConfig(vocab_size=200, hidden_size=64, num_layers=3, num_heads=4,
+                                          intermediate_size=128, hidden_act="gelu_new")).eval()
+    ids = torch.randint(1, 200, (2, 9))
+    import warnings
+
+    with torch.inference_mode():
+        plain = model(ids).last_hidden_state
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with model.fast_inference("onednn"):  # 3 blocks, 9 FrozenLinear snapshots: one warning
+                fast = model(ids).last_hidden_state
+            with model.fast_inference("onednn"):
+                model(ids)
+            with model.fast_inference("auto"):  # auto picks the public path silently
+                auto = model(ids).last_hidden_state
+    fallbacks = [w for w in caught if issubclass(w.category, OneDNNFallbackWarning)]
+    assert len(fallbacks) == 1, [str(w.message) for w in caught]
+    assert "public F.linear path" in str(fallbacks[0].message)
+    assert torch.equal(fast, plain)  # the fallback is the public path: same bits as the plain forward
+    assert torch.equal(auto, plain)
+    assert all(b.ffn._frozen is None for b in model.blocks)
+
+
+@pytest.mark.parametrize("act", ["gelu", "gelu_new"])
+def test_fused_gelu_fallback_applies_the_activation(onednn_broken, act):
+    from kexue.nn.activations import get_activation
+
+    torch.manual_seed(6)
+    lin = nn.Linear(16, 32)
+    x = torch.randn(3, 16)
+    with pytest.warns(OneDNNFallbackWarning):
+        frozen = FrozenLinear([lin], "onednn", gelu=act)
+    assert frozen.kernel == "torch"
+    with torch.no_grad():
+        assert torch.equal(frozen(x), get_activation(act)(lin(x)))

@@ -15,34 +15,71 @@ Kernels:
   MiniLM-sized products 10–30 % faster than MKL here; its results differ from MKL's by float rounding
   (about 1e-6 relative). It can also apply GELU to its output in the same pass (the erf form gives the same bits
   as ``torch.nn.functional.gelu``; the tanh form differs by float rounding). No autograd: inference only.
+
+oneDNN's operators are private to torch (``torch.ops.mkldnn.*``, no stability promise). They are used only behind
+:func:`onednn_available`, a capability check that runs both operators once on a small input and compares the result
+with the public ``F.linear`` (+ ``F.gelu``). Where the check fails (a build without oneDNN, a torch release that
+renamed or changed them), ``kernel="onednn"`` falls back to the public path, ``F.linear`` followed by the activation,
+with one :class:`OneDNNFallbackWarning` per process. The public path is the reference the tests hold the fast path to.
 """
 
 from __future__ import annotations
 
-from typing import Literal, Sequence
+import functools
+import warnings
+from collections.abc import Sequence
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .activations import get_activation
+
 Kernel = Literal["torch", "onednn"]
-KERNELS: tuple[str, ...] = ("torch", "onednn")
+KERNELS: tuple[Kernel, ...] = get_args(Kernel)
 
 #: Hugging Face ``hidden_act`` names whose GELU oneDNN can apply inside its matmul, and its algorithm for each.
 ONEDNN_GELU: dict[str, str] = {"gelu": "none", "gelu_pytorch_tanh": "tanh", "gelu_new": "tanh",
                                "gelu_accurate": "tanh"}
 
 
+class OneDNNFallbackWarning(UserWarning):
+    """``kernel="onednn"`` was asked for, but oneDNN's private operators failed the capability check: the public
+    ``F.linear`` path runs instead (same results up to float rounding, somewhat slower on CPU)."""
+
+
 def onednn_available() -> bool:
-    """Whether this torch build has oneDNN's fp32 linear kernel (``torch.ops.mkldnn._linear_pointwise``)."""
+    """Whether oneDNN's fp32 linear kernel works in this torch build: both private operators
+    (``torch.ops.mkldnn._reorder_linear_weight`` and ``torch.ops.mkldnn._linear_pointwise``) exist, run, and give
+    ``F.linear``'s result (and ``F.gelu``'s after it) to float rounding on a small input. Checked once per process."""
+    return _onednn_probe()
+
+
+@functools.cache
+def _onednn_probe() -> bool:
     if not torch.backends.mkldnn.is_available():
         return False
     try:
-        torch.ops.mkldnn._linear_pointwise.default  # noqa: B018 - looking the op up is the test
-        torch.ops.mkldnn._reorder_linear_weight.default  # noqa: B018
-    except (AttributeError, RuntimeError):
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(3, 8, generator=g)
+        w = torch.randn(5, 8, generator=g)
+        b = torch.randn(5, generator=g)
+        packed = torch.ops.mkldnn._reorder_linear_weight(w, None)
+        y = torch.ops.mkldnn._linear_pointwise(x, packed, b, "none", [], "")
+        y_gelu = torch.ops.mkldnn._linear_pointwise(x, packed, b, "gelu", [], "none")
+    except (AttributeError, RuntimeError, TypeError, NotImplementedError):
         return False
-    return True
+    ref = F.linear(x, w, b)
+    return bool(torch.allclose(y, ref, rtol=1e-4, atol=1e-5)
+                and torch.allclose(y_gelu, F.gelu(ref), rtol=1e-4, atol=1e-5))
+
+
+@functools.cache
+def _warn_fallback() -> None:
+    # functools.cache: once per process, whichever layer asks first
+    warnings.warn("oneDNN's linear kernel failed its capability check in this torch build: kernel='onednn' runs "
+                  "the public F.linear path instead", OneDNNFallbackWarning, stacklevel=4)
 
 
 class FrozenLinear:
@@ -52,14 +89,21 @@ class FrozenLinear:
         """``gelu``: with ``kernel="onednn"``, a Hugging Face activation name from :data:`ONEDNN_GELU` to apply to
         the output inside the matmul (one pass over the output instead of two)."""
         if kernel not in KERNELS:
-            raise ValueError(f"unknown kernel {kernel!r}; expected one of {list(KERNELS)}")
+            raise ValueError(f"expected kernel to be one of {list(KERNELS)}, got {kernel!r}")
+        if gelu is not None and (kernel != "onednn" or gelu not in ONEDNN_GELU):
+            raise ValueError(f"expected gelu to be None, or with kernel='onednn' one of {list(ONEDNN_GELU)}; "
+                             f"got gelu={gelu!r} with kernel={kernel!r}")
+        if kernel == "onednn" and not onednn_available():
+            _warn_fallback()
+            kernel = "torch"
         if not linears:
             raise ValueError("FrozenLinear needs at least one nn.Linear")
         in_features = {lin.in_features for lin in linears}
         if len(in_features) != 1:
             raise ValueError(f"fused layers must share in_features, got {sorted(in_features)}")
         with torch.no_grad():
-            weight = torch.cat([lin.weight.detach() for lin in linears]) if len(linears) > 1 else linears[0].weight.detach()
+            weights = [lin.weight.detach() for lin in linears]
+            weight = torch.cat(weights) if len(weights) > 1 else weights[0]
             if all(lin.bias is None for lin in linears):
                 bias = None
             else:
@@ -68,14 +112,13 @@ class FrozenLinear:
                 ])
             if kernel == "onednn":
                 if weight.device.type != "cpu" or weight.dtype != torch.float32:
-                    raise ValueError(f"the onednn kernel takes fp32 CPU weights, got {weight.dtype} on {weight.device}")
-                if not onednn_available():
-                    raise RuntimeError("this torch build lacks oneDNN's linear kernel; use kernel='torch'")
+                    raise ValueError(f"expected fp32 CPU weights for kernel='onednn', got {weight.dtype} on "
+                                     f"{weight.device}")
                 weight = torch.ops.mkldnn._reorder_linear_weight(weight.contiguous(), None)
-        if gelu is not None and (kernel != "onednn" or gelu not in ONEDNN_GELU):
-            raise ValueError(f"gelu={gelu!r} is fused only with kernel='onednn' and one of {list(ONEDNN_GELU)}")
         self.kernel: Kernel = kernel
-        self.gelu_algorithm = ONEDNN_GELU[gelu] if gelu is not None else None
+        # the fused GELU's oneDNN algorithm; on the fallback path the same activation runs after F.linear
+        self.gelu_algorithm = ONEDNN_GELU[gelu] if gelu is not None and kernel == "onednn" else None
+        self.activation = get_activation(gelu) if gelu is not None and kernel == "torch" else None
         self.weight = weight
         self.bias = bias
         self.out_features = sum(lin.out_features for lin in linears)
@@ -85,7 +128,8 @@ class FrozenLinear:
             if self.gelu_algorithm is not None:
                 return torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, "gelu", [], self.gelu_algorithm)
             return torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, "none", [], "")
-        return F.linear(x, self.weight, self.bias)
+        y = F.linear(x, self.weight, self.bias)
+        return y if self.activation is None else self.activation(y)
 
 
-__all__ = ["FrozenLinear", "KERNELS", "Kernel", "ONEDNN_GELU", "onednn_available"]
+__all__ = ["KERNELS", "ONEDNN_GELU", "FrozenLinear", "Kernel", "OneDNNFallbackWarning", "onednn_available"]
