@@ -9,13 +9,14 @@ GELU(x) = x·Φ(x), Φ(x) = ½[1 + erf(x/√2)]. The two elementary approximatio
 - sigmoid form: Φ(x) ≈ σ(λx),                  λ = 1.702.
 
 The local (Taylor) fit of the tanh form gives b/a = (4 − π)/(6π); the "hybrid" fit keeps a = √(2/π) and chooses b
-by minimax on x ∈ [0, 4), which gives the published 0.044715. :func:`minimax_fit` re-derives both fitted constants.
+by minimax on x ∈ [0, 4), which gives the published 0.044715 (the ``gelu`` reproduction re-derives both fitted
+constants).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Callable, Literal
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -121,69 +122,3 @@ def get_activation(name: str) -> Callable[[Tensor], Tensor]:
         return ACTIVATIONS[name]
     except KeyError:
         raise ValueError(f"unknown activation {name!r}; expected one of {sorted(ACTIVATIONS)}") from None
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Deriving the constants (the post's method)
-
-
-def phi(x: Tensor) -> Tensor:
-    """Standard normal CDF Φ(x) = ½[1 + erf(x/√2)]."""
-    return 0.5 * (1.0 + torch.special.erf(x / math.sqrt(2.0)))
-
-
-def tanh_local_ratio() -> float:
-    """b/a of the local (Taylor) fit: zeroing the x and x³ terms of erf(x/√2) − tanh(ax + bx³) gives
-    a = √(2/π), b = a(4 − π)/(6π)."""
-    return (4.0 - math.pi) / (6.0 * math.pi)
-
-
-def _golden_min(f: Callable[[float], float], lo: float, hi: float, tol: float) -> float:
-    """Golden-section search for the minimiser of a quasi-convex ``f`` on [lo, hi]."""
-    g = (math.sqrt(5.0) - 1.0) / 2.0
-    c, d = hi - g * (hi - lo), lo + g * (hi - lo)
-    fc, fd = f(c), f(d)
-    while hi - lo > tol:
-        if fc < fd:
-            hi, d, fd = d, c, fc
-            c = hi - g * (hi - lo)
-            fc = f(c)
-        else:
-            lo, c, fc = c, d, fd
-            d = lo + g * (hi - lo)
-            fd = f(d)
-    return (lo + hi) / 2.0
-
-
-def minimax_fit(
-    form: Literal["tanh", "sigmoid"], x_max: float = 4.0, step: float = 1e-3, tol: float = 1e-12
-) -> float:
-    """Fit the free constant of an approximation of Φ by minimax on the grid x = 0, step, ..., < x_max.
-
-    - ``"tanh"``: a = √(2/π) fixed, returns b minimising max_x |erf(x/√2) − tanh(ax + bx³)| (the post's hybrid fit;
-      divide by a for the 0.044715 ratio).
-    - ``"sigmoid"``: returns λ minimising max_x |Φ(x) − σ(λx)|.
-
-    Each error term is monotone in the parameter, so the max-norm objective is quasi-convex and a golden-section
-    search finds its minimum (the post's pitfall: general optimisers stall on a max-norm objective).
-    Evenness (oddness of erf) means x ≥ 0 suffices.
-    """
-    if x_max <= 0 or step <= 0:
-        raise ValueError(f"expected x_max > 0 and step > 0, got x_max={x_max}, step={step}")
-    x = torch.arange(0.0, x_max, step, dtype=torch.float64)
-    target = torch.special.erf(x / math.sqrt(2.0))
-    if form == "tanh":
-        a = SQRT_2_OVER_PI
-
-        def err(b: float) -> float:
-            return (target - torch.tanh(a * x + b * x**3)).abs().max().item()
-
-        return _golden_min(err, 0.0, 0.2, tol)
-    if form == "sigmoid":
-        p = phi(x)
-
-        def err_s(lam: float) -> float:
-            return (p - torch.sigmoid(lam * x)).abs().max().item()
-
-        return _golden_min(err_s, 1.0, 2.5, tol)
-    raise ValueError(f"unknown form {form!r}; expected 'tanh' or 'sigmoid'")
