@@ -91,13 +91,6 @@ def test_distributions_share_the_variance(dist):
     assert w.var().item() == pytest.approx(1 / math.sqrt(1000 * 400), rel=1e-2)
 
 
-def test_sigmoid_second_moment_matches_quad():
-    integrate = pytest.importorskip("scipy.integrate")
-    ref, _ = integrate.quad(lambda z: stats.norm.pdf(z) / (1 + math.exp(-z)) ** 2, -40, 40)
-    assert I.sigmoid_second_moment() == pytest.approx(ref, abs=1e-10)
-    assert I.sigmoid_second_moment() == pytest.approx(0.2933790, abs=1e-7)
-
-
 def test_bad_values_are_named():
     with pytest.raises(ValueError, match="unknown fan mode 'fan_max'"):
         I.fan_average(1, 2, "fan_max")  # type: ignore[arg-type]

@@ -140,12 +140,3 @@ def init_weight_(weight: Tensor, scheme: str, std: float, generator: torch.Gener
     if scheme in FAN_MODES:
         return variance_scaling_(weight, mode=scheme, generator=generator)  # type: ignore[arg-type]
     raise ValueError(f"unknown init scheme {scheme!r}; expected one of {list(INIT_SCHEMES)}")
-
-
-def sigmoid_second_moment() -> float:
-    """E[σ(z)²] for z ~ N(0,1) (≈ 0.2933790; the post's gain for a sigmoid is 1/√ of it), by Gauss–Hermite
-    quadrature with 200 nodes."""
-    import numpy as np
-
-    x, w = np.polynomial.hermite_e.hermegauss(200)
-    return float(np.sum(w / (1 + np.exp(-x)) ** 2) / math.sqrt(2 * math.pi))

@@ -198,15 +198,3 @@ def softmax_attention(q: Tensor, k: Tensor, v: Tensor, *, mask: Tensor | None = 
         logits = logits.masked_fill(~torch.ones(logits.shape[-2:], dtype=torch.bool, device=q.device).tril(),
                                     float("-inf"))
     return torch.softmax(logits, dim=-1) @ v
-
-
-def attention_matrix(q: Tensor, k: Tensor, feature_map: FeatureMap | None = None, scale: bool = True) -> Tensor:
-    """The n×n attention matrix of a feature map (row-normalised), or of softmax when ``feature_map`` is None."""
-    if feature_map is None:
-        logits = q @ k.transpose(-1, -2)
-        return torch.softmax(logits / math.sqrt(q.shape[-1]) if scale else logits, dim=-1)
-    if scale:
-        s = q.shape[-1] ** -0.25
-        q, k = q * s, k * s
-    a = feature_map(q) @ feature_map(k).transpose(-1, -2)
-    return a / a.sum(-1, keepdim=True)
