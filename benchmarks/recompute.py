@@ -1,13 +1,13 @@
 """Recompute (activation checkpointing) against transformers' own, on the same BERT configuration.
 
-kexue's Transformer with ``kexue.train.enable_recompute`` (kexue's default, ``recompute_policy="tail_once"``: a
-checkpoint per block ending at the FFN down projection's output, so backward never re-runs that product; and the
-post's, ``"block"``: a checkpoint around each block) against
+kexue's Transformer with ``model.gradient_checkpointing_enable(policy)`` (kexue.models.recompute; kexue's default,
+``policy="tail_once"``: a checkpoint per block ending at the FFN down projection's output, so backward never re-runs
+that product; and the post's, ``"block"``: a checkpoint around each block) against
 transformers' ``BertModel`` (sdpa attention) with ``activation_checkpointing_enable`` (``gradient_checkpointing_enable``
 before transformers 5; ``use_reentrant=False``), each also without checkpointing. A training step is forward +
 backward of mean(last_hidden_state²) in training mode (dropout on).
 
-How it is measured (kexue.reproduce.recompute): memory: every configuration in a fresh process with glibc's
+How it is measured (kexue.reproduce._memory): memory: every configuration in a fresh process with glibc's
 ``MALLOC_MMAP_THRESHOLD_=65536`` (freed tensors leave the resident set at once); after a warm-up step it resets the
 peak-RSS counter (``/proc/self/clear_refs``), takes a step and reports peak RSS (``VmHWM``) minus the RSS before it:
 the step's activation memory (median over the rounds). Time: one process holding both models, glibc's default
@@ -45,7 +45,7 @@ def main() -> None:
     import torch
     import transformers
 
-    from kexue.reproduce.recompute import measure
+    from kexue.reproduce._memory import measure
 
     base = dict(layers=args.layers, hidden=args.hidden, heads=args.heads, ffn=args.ffn, vocab=1000,
                 dropout=args.dropout, seq=args.seq, batch=args.batch)
@@ -74,7 +74,7 @@ def main() -> None:
     w = {k: statistics.median(v) for k, v in wall.items()}
 
     def ratio(x: str, y: str) -> float:  # median over rounds of step(x) / step(y) in the same round
-        return statistics.median(p / q for p, q in zip(cpu[x], cpu[y]))
+        return statistics.median(p / q for p, q in zip(cpu[x], cpu[y], strict=True))
 
     print(f"\n{'':30s} {'activation MiB':>14s} {'CPU ms/step':>12s} {'wall ms/step':>13s}   CPU ms per round")
     for k in configs:
@@ -93,13 +93,15 @@ def main() -> None:
     print(f"  activation memory, kexue plain / kexue recompute:          {saving:6.2f}x  (>= 3x: {ok(saving >= 3)})")
     print(f"  extra CPU time of kexue recompute over kexue plain:        {100 * overhead:+6.1f} %  (<= 35 %: "
           f"{ok(overhead <= 0.35)})")
-    print(f"  activation memory, transformers ckpt / kexue recompute:   {mem_vs_hf:6.3f}x  (>= 1: {ok(mem_vs_hf >= 1)})")
+    print(f"  activation memory, transformers ckpt / kexue recompute:   {mem_vs_hf:6.3f}x  (>= 1: "
+          f"{ok(mem_vs_hf >= 1)})")
     print(f"  CPU time, transformers ckpt / kexue recompute:            {time_vs_hf:6.3f}x  (>= 1: "
           f"{ok(time_vs_hf >= 1)})")
     print("for reference")
     print(f"  the post's recompute (per block): saving {a['kexue plain'] / a[post]:.2f}x at "
           f"{100 * (ratio(post, 'kexue plain') - 1):+.1f} % time; against transformers' checkpointing: memory "
-          f"{a['transformers checkpointing'] / a[post]:.3f}x, time {1 / ratio(post, 'transformers checkpointing'):.3f}x")
+          f"{a['transformers checkpointing'] / a[post]:.3f}x, time "
+          f"{1 / ratio(post, 'transformers checkpointing'):.3f}x")
     print(f"  transformers: saving {a['transformers plain'] / a['transformers checkpointing']:.2f}x at "
           f"{100 * (ratio('transformers checkpointing', 'transformers plain') - 1):+.1f} % time; plain steps, "
           f"transformers / kexue: {ratio('transformers plain', 'kexue plain'):.3f}x")

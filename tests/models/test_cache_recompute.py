@@ -47,7 +47,8 @@ def test_unilm_incremental_with_padded_sources():
         cache = model.new_cache()
         out = [model(src, attention_mask=src_mask, token_type_ids=torch.zeros_like(src), cache=cache).mlm_logits]
         for t in range(5):
-            out.append(model(tgt[:, t:t + 1], token_type_ids=torch.ones(2, 1, dtype=torch.long), cache=cache).mlm_logits)
+            seg_t = torch.ones(2, 1, dtype=torch.long)
+            out.append(model(tgt[:, t:t + 1], token_type_ids=seg_t, cache=cache).mlm_logits)
     got = torch.cat(out, dim=1)
     real = mask.bool()
     torch.testing.assert_close(got[real], full[real], atol=1e-5, rtol=0)
@@ -82,8 +83,9 @@ def test_recompute_gives_identical_gradients_with_dropout(variant, policy):
     for ckpt in (False, True):
         torch.manual_seed(0)
         model = Transformer(TransformerConfig(**{**SMALL, "hidden_dropout": 0.2, "attention_dropout": 0.2},
-                                              gradient_checkpointing=ckpt, recompute_policy=policy,
                                               **variant)).train()
+        if ckpt:
+            model.gradient_checkpointing_enable(policy=policy)
         if variant.get("residual_gate"):  # gates start at 0: open them so every branch matters
             with torch.no_grad():
                 for b in model.blocks:
@@ -102,17 +104,18 @@ def test_recompute_gives_identical_gradients_with_dropout(variant, policy):
 
 @pytest.mark.parametrize("policy", ["tail_once", "block"])
 def test_recompute_is_skipped_in_eval_and_without_grad(monkeypatch, policy):
-    import kexue.models.transformer as T
+    import kexue.models.recompute as R
 
-    model = _model(gradient_checkpointing=True, recompute_policy=policy)
+    model = _model()
+    model.gradient_checkpointing_enable(policy=policy)
     calls = []
-    real = T.checkpoint
+    real = R.checkpoint
 
     def spy(*a, **k):
         calls.append(1)
         return real(*a, **k)
 
-    monkeypatch.setattr(T, "checkpoint", spy)
+    monkeypatch.setattr(R, "checkpoint", spy)
     model(torch.ones(1, 4, dtype=torch.long))  # eval mode
     model.train()
     with torch.no_grad():
@@ -131,14 +134,15 @@ def test_recompute_gives_the_same_hidden_states(norm, policy):
     for ckpt in (False, True):
         torch.manual_seed(0)
         model = Transformer(TransformerConfig(**{**SMALL, "hidden_dropout": 0.2, "attention_dropout": 0.2},
-                                              norm=norm, gradient_checkpointing=ckpt,
-                                              recompute_policy=policy)).train()
+                                              norm=norm)).train()
+        if ckpt:
+            model.gradient_checkpointing_enable(policy=policy)
         ids = torch.randint(1, 60, (2, 9), generator=torch.Generator().manual_seed(3))
         torch.manual_seed(9)
         out = model(ids, output_hidden_states=True)
         outs.append(out)
     plain, rec = outs
     assert len(rec.hidden_states) == len(plain.hidden_states) == SMALL["num_layers"] + 1
-    for a, b in zip(rec.hidden_states, plain.hidden_states):
+    for a, b in zip(rec.hidden_states, plain.hidden_states, strict=True):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
     torch.testing.assert_close(rec.last_hidden_state, plain.last_hidden_state, atol=1e-6, rtol=0)

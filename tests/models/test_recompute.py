@@ -1,22 +1,29 @@
 """Recompute (kexue.fm/archives/7367): gradients equal to the plain model's with dropout on (the RNG state is
-restored), on a kexue Transformer (its config switch, the generic per-block wrapper, every other block), on a
-transformers BERT (against its own ``gradient_checkpointing_enable``), with a frozen embedding; skipped in eval mode
-and without autograd; autograd keeps far fewer tensors; tail_once never re-runs the FFN down projection;
-refusals and undo."""
+restored), on a kexue Transformer (its run-time switch with either policy, the generic per-block wrapper, every other
+block), on a transformers BERT (against its own ``gradient_checkpointing_enable``), with a frozen embedding; skipped
+in eval mode and without autograd; autograd keeps far fewer tensors; tail_once never re-runs the FFN down
+projection; the switch leaves the config alone; refusals and undo."""
 
 from __future__ import annotations
 
 import copy
-import importlib
+import json
 
 import pytest
 import torch
 from torch import nn
 
-from kexue.models import Transformer, TransformerConfig
-from kexue.train import disable_recompute, enable_recompute, find_blocks, is_recomputed, recompute
-
-R = importlib.import_module("kexue.train.recompute")  # the module (kexue.train.recompute is the function)
+from kexue.models import (
+    Transformer,
+    TransformerConfig,
+    disable_recompute,
+    enable_recompute,
+    find_blocks,
+    is_recomputed,
+    save_pretrained,
+)
+from kexue.models import recompute as R
+from kexue.models.recompute import recompute
 
 CFG = dict(vocab_size=80, hidden_size=64, num_layers=4, num_heads=4, intermediate_size=128,
            max_position_embeddings=32, hidden_dropout=0.2, attention_dropout=0.2, with_mlm=True)
@@ -49,14 +56,14 @@ def _assert_same(got: dict[str, torch.Tensor], want: dict[str, torch.Tensor]) ->
         torch.testing.assert_close(got[n], want[n], atol=1e-6, rtol=1e-5, msg=n)
 
 
-@pytest.mark.parametrize("how", ["config", "config_block", "module_list", "every_2"])
+@pytest.mark.parametrize("how", ["switch", "switch_block", "module_list", "every_2"])
 def test_kexue_gradients_equal_with_dropout(how):
     want = _kexue_grads(_kexue())
     model = _kexue()
-    if how.startswith("config"):
-        blocks = enable_recompute(model, policy="block" if how == "config_block" else None)
-        assert model.config.gradient_checkpointing and blocks == list(model.blocks)
-        assert model.config.recompute_policy == ("block" if how == "config_block" else "tail_once")
+    if how.startswith("switch"):
+        blocks = enable_recompute(model, policy="block" if how == "switch_block" else None)
+        assert model.is_gradient_checkpointing and blocks == list(model.blocks)
+        assert model.checkpointing_policy == ("block" if how == "switch_block" else "tail_once")
     elif how == "module_list":
         blocks = enable_recompute(model.blocks)
         assert all(is_recomputed(b) for b in model.blocks)
@@ -233,12 +240,20 @@ def test_refusals_undo_and_copies():
         enable_recompute(nn.ModuleList([nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2)) for _ in range(2)]))
     with pytest.raises(ValueError, match="every >= 1, got 0"):
         enable_recompute(_kexue(), every=0)
-    with pytest.raises(ValueError, match="unknown policy 'layer'"):
+    with pytest.raises(ValueError, match=r"expected policy one of \['tail_once', 'block'\], got 'layer'"):
         enable_recompute(_kexue(), policy="layer")
-    with pytest.raises(ValueError, match="policy='tail_once' is a kexue Transformer's own"):
+    with pytest.raises(ValueError, match="expected policy one of"):
+        _kexue().gradient_checkpointing_enable(policy="layer")
+    with pytest.raises(ValueError, match="got 'tail_once': it is a kexue Transformer's own"):
         enable_recompute(_kexue().blocks, policy="tail_once")
-    with pytest.raises(ValueError, match="unknown recompute_policy 'layer'"):
-        TransformerConfig(**CFG, recompute_policy="layer")
+    with pytest.raises(ValueError, match="checkpointing for every > 1"):
+        m1 = _kexue()
+        m1.gradient_checkpointing_enable()
+        enable_recompute(m1, every=2)
+    with pytest.raises(ValueError, match=r"got blocks \[0, 2\] wrapped by enable_recompute"):
+        m1 = _kexue()
+        enable_recompute(m1, every=2)
+        m1.gradient_checkpointing_enable()
     with pytest.raises(ValueError, match="found no stack of blocks in Linear"):
         enable_recompute(nn.Linear(2, 2))
     with pytest.raises(ValueError, match="no module of type Conv1d"):
@@ -251,8 +266,42 @@ def test_refusals_undo_and_copies():
     assert not any(is_recomputed(b) for b in model.blocks) and "forward" not in model.blocks[0].__dict__
     m2 = _kexue()
     enable_recompute(m2)
-    assert disable_recompute(m2) == 4 and not m2.config.gradient_checkpointing
+    assert disable_recompute(m2) == 4 and not m2.is_gradient_checkpointing and m2.checkpointing_policy is None
+    assert disable_recompute(m2) == 0
     shared = TransformerConfig(**CFG)
     a, b = Transformer(shared), Transformer(shared)
     enable_recompute(a)
-    assert not b.config.gradient_checkpointing  # the switch went to a copy of the shared config
+    assert a.is_gradient_checkpointing and not b.is_gradient_checkpointing  # a switch on the model, not the config
+    twin = copy.deepcopy(a)
+    assert twin.checkpointing_policy == "tail_once"
+
+
+@pytest.mark.parametrize("policy", ["tail_once", "block"])
+def test_the_switch_leaves_the_config_and_config_json_alone(tmp_path, policy):
+    """Checkpointing is a run-time switch: the model keeps the same config object, equal to a fresh one, and
+    config.json is written the same with it on as off."""
+    model = _kexue(with_mlm=False)
+    config, before = model.config, TransformerConfig(**{**CFG, "with_mlm": False})
+    save_pretrained(model, tmp_path / "off")
+    model.gradient_checkpointing_enable(policy=policy)
+    assert model.config is config and config == before
+    save_pretrained(model, tmp_path / "on")
+    off, on = ((tmp_path / d / "config.json").read_text() for d in ("off", "on"))
+    assert on == off
+    assert not {"gradient_checkpointing", "recompute_policy"} & set(json.loads(on))
+    assert not {"gradient_checkpointing", "recompute_policy"} & set(config.to_dict())
+    model.gradient_checkpointing_disable()
+    assert model.config is config and not model.is_gradient_checkpointing
+
+
+def test_a_config_with_the_former_fields_names_the_switch():
+    for key, value in (("gradient_checkpointing", True), ("recompute_policy", "block")):
+        with pytest.raises(TypeError, match=rf"expected no {key} in a TransformerConfig, got {key}=.*"
+                                            r"model\.gradient_checkpointing_enable"):
+            TransformerConfig(**{**CFG, key: value})
+        with pytest.raises(TypeError, match=f"expected no {key}"):
+            TransformerConfig(**CFG).replace(**{key: value})
+        with pytest.raises(TypeError, match=f"expected no {key}"):
+            TransformerConfig.from_hf({"model_type": "bert", "vocab_size": 80, "hidden_size": 64,
+                                       "num_hidden_layers": 2, "num_attention_heads": 4,
+                                       "intermediate_size": 128}, **{key: value})

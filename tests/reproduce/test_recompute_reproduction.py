@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from kexue.reproduce import _memory as mem
 from kexue.reproduce import recompute as rc
 
 SPEC = dict(layers=4, hidden=128, heads=2, ffn=512, vocab=200, dropout=0.1, seq=128, batch=4, steps=1, impl="kexue")
@@ -13,15 +14,15 @@ SPEC = dict(layers=4, hidden=128, heads=2, ffn=512, vocab=200, dropout=0.1, seq=
 
 def _plain_forward() -> None:
     """One plain forward of the SPEC model with its loss (what the reproduction's step runs before backward)."""
-    model = rc._build({**SPEC, "recompute": "none"})
+    model = mem.build({**SPEC, "recompute": "none"})
     ids = torch.randint(1, SPEC["vocab"], (SPEC["batch"], SPEC["seq"]), generator=torch.Generator().manual_seed(1))
     model(ids).last_hidden_state.float().pow(2).mean()
 
 
-@pytest.mark.skipif(not rc.os.path.exists("/proc/self/clear_refs"), reason="needs Linux /proc for peak RSS")
+@pytest.mark.skipif(not mem.os.path.exists("/proc/self/clear_refs"), reason="needs Linux /proc for peak RSS")
 def test_peak_rss_activation_tracks_autograd_saved_bytes_and_recompute_lowers_it(saved_bytes):
-    plain = rc.measure({**SPEC, "recompute": "none"})
-    ckpt = rc.measure({**SPEC, "recompute": "kexue"})
+    plain = mem.measure({**SPEC, "recompute": "none"})
+    ckpt = mem.measure({**SPEC, "recompute": "kexue"})
     saved = saved_bytes(_plain_forward)
     assert plain["peak_reset"]
     # the step's peak holds every saved activation, plus backward's transient buffers
@@ -40,21 +41,22 @@ def test_alternating_timing_runs_every_configuration_in_one_process():
     warm-up round, under glibc's default allocator (no mmap threshold)."""
     spec = {**SPEC, "layers": 2, "seq": 16, "rounds": 2,
             "modes": [["kexue", "none", 1], ["kexue", "kexue", 1], ["kexue", "kexue_block", 1], ["hf", "hf", 1]]}
-    rec = rc.measure(spec)
+    rec = mem.measure(spec)
     assert set(rec["cpu"]) == {"kexue/none/1", "kexue/kexue/1", "kexue/kexue_block/1", "hf/hf/1"}
     assert all(len(v) == 2 and all(t > 0 for t in v) for v in rec["cpu"].values())
 
 
 def test_set_recompute_switches_policies_and_back():
-    model = rc._build({**SPEC, "recompute": "none"})
-    rc.set_recompute(model, "kexue", "kexue_block")
-    assert model.config.gradient_checkpointing and model.config.recompute_policy == "block"
-    rc.set_recompute(model, "kexue", "kexue")
-    assert model.config.gradient_checkpointing and model.config.recompute_policy == "tail_once"
-    rc.set_recompute(model, "kexue", "none")
-    assert not model.config.gradient_checkpointing
+    model = mem.build({**SPEC, "recompute": "none"})
+    config = model.config
+    mem.set_recompute(model, "kexue", "kexue_block")
+    assert model.checkpointing_policy == "block"
+    mem.set_recompute(model, "kexue", "kexue")
+    assert model.checkpointing_policy == "tail_once"
+    mem.set_recompute(model, "kexue", "none")
+    assert not model.is_gradient_checkpointing and model.config is config
     with pytest.raises(ValueError, match="unknown recompute 'sometimes'"):
-        rc.set_recompute(model, "kexue", "sometimes")
+        mem.set_recompute(model, "kexue", "sometimes")
 
 
 def test_run_assembles_verdict_tables_and_notes_from_the_measurements(monkeypatch):

@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kexue.models import Transformer, TransformerConfig
-from kexue.train import FGM, enable_recompute, fgm_step, gradient_penalty_loss
+from kexue.models import Transformer, TransformerConfig, enable_recompute
+from kexue.train import FGM, fgm_step, gradient_penalty_loss
 
 WORLD, MICRO = 2, 2
 CASES = ("fgm_post", "fgm_pytorch", "fgm_output", "penalty", "recompute")

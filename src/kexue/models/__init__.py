@@ -3,6 +3,7 @@
 from .config import TransformerConfig
 from .decoding import Hypothesis, StepFn, UniLMStep, beam_search, generate, greedy_search
 from .hf import CheckpointError, LoadReport, load_pretrained, save_pretrained
+from .recompute import disable_recompute, enable_recompute, find_blocks, is_recomputed
 from .tokenizer import Tokenizer
 from .transformer import KVCache, Transformer, TransformerOutput
 
@@ -18,8 +19,12 @@ __all__ = [
     "TransformerOutput",
     "UniLMStep",
     "beam_search",
+    "disable_recompute",
+    "enable_recompute",
+    "find_blocks",
     "generate",
     "greedy_search",
+    "is_recomputed",
     "load_pretrained",
     "save_pretrained",
 ]

@@ -21,6 +21,8 @@ _FAMILIES = ("bert", "roberta")
 _NORMS = ("post", "pre", "none")
 _MASKS = ("bidirectional", "lm", "unilm")
 _POSITIONS = ("bert", "roberta")
+#: Former fields, now switches on the model (kexue.models.recompute): refused with a message that says so.
+_RUN_TIME_SWITCHES = ("gradient_checkpointing", "recompute_policy")
 
 
 @dataclass
@@ -69,14 +71,6 @@ class TransformerConfig:
     mlm_hidden_act: str | None = None
     #: The MLM decoder reuses the word-embedding matrix.
     tie_word_embeddings: bool = True
-    #: Recompute each block in backward instead of keeping its activations (kexue.fm/archives/7367); training only.
-    gradient_checkpointing: bool = False
-    #: How recompute cuts the stack. "tail_once" (the default): a checkpoint per block whose boundary sits at the
-    #: FFN down projection's output (kexue.models.Transformer._run_tail_once); it keeps one tensor per block, as
-    #: the post's does (on CUDA also the FFN output's 1-byte dropout mask), and backward never re-runs the down
-    #: projection (a third of a block's projection FLOPs), its dropout or the residual sum. "block": the post's
-    #: recompute, a checkpoint around each block.
-    recompute_policy: str = "tail_once"
     # -- attention variants (see kexue.nn.attention) -----------------------------------------------------------
     #: "softmax", or a linear-attention kernel: "linear" (elu+1), "performer", "taylor", "exp_limit".
     attention: str = "softmax"
@@ -103,6 +97,15 @@ class TransformerConfig:
     #: Q/K projections for unscaled attention: "default" (as ``init``), "t5_hf" (W_q std (d·d_k)^−½, W_k and W_v
     #: std d^−½, as transformers' T5), "t5_sym" (W_q and W_k std (d·√d_k)^−½ each, Su's symmetric form).
     qk_init: str = "default"
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> TransformerConfig:
+        # before the generated __init__, which would only say "unexpected keyword argument"
+        moved = [name for name in _RUN_TIME_SWITCHES if name in kwargs]
+        if moved:
+            raise TypeError(f"expected no {' or '.join(moved)} in a TransformerConfig, got {moved[0]}="
+                            f"{kwargs[moved[0]]!r}: recompute is a run-time switch on the model, "
+                            f"model.gradient_checkpointing_enable(policy='tail_once' or 'block'), not a config field")
+        return super().__new__(cls)
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size",
@@ -145,8 +148,6 @@ class TransformerConfig:
         self._check_attention()
         if self.norm_kind not in ("layernorm", "rmsnorm"):
             raise ValueError(f"unknown norm_kind {self.norm_kind!r}; expected 'layernorm' or 'rmsnorm'")
-        if self.recompute_policy not in ("tail_once", "block"):
-            raise ValueError(f"unknown recompute_policy {self.recompute_policy!r}; expected 'tail_once' or 'block'")
         if self.residual_gate not in ("none", "rezero", "ramp"):
             raise ValueError(f"unknown residual_gate {self.residual_gate!r}; expected 'none', 'rezero' or 'ramp'")
         if self.residual_gate == "ramp":

@@ -10,23 +10,23 @@ Pre-norm block:          h = x + Attn(LN(x));  y = h + FFN(LN(h)); a final LN fo
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import partial
-from typing import Iterator
+from typing import cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.checkpoint import checkpoint
 
 from ..nn.activations import get_activation
 from ..nn.attention import Attention
 from ..nn.dropout import Dropout, seeded_dropout
 from ..nn.frozen_linear import KERNELS, ONEDNN_GELU, FrozenLinear, Kernel, onednn_available
 from ..nn.init import init_weight_
-from ..nn.masks import causal_mask, padding_mask, unilm_mask
+from ..nn.masks import padding_mask, unilm_mask
 from .config import TransformerConfig
+from .recompute import Policy, check_policy, is_recomputed, run_blocks
 
 
 @dataclass
@@ -118,8 +118,10 @@ class Block(nn.Module):
     - pre:  h = x + α·Attn(N(x)); y = h + α'·FFN(N(h))
     - none: h = x + α·Attn(x);    y = h + α'·FFN(h)      (ReZero's form with ``residual_gate="rezero"``)
 
-    ``forward(x, mask, scores=None, key_padding=None, causal=False) -> (x, scores)``: ``scores`` are the carried
-    pre-softmax scores of residual attention (None otherwise).
+    ``forward(x, mask, scores=None, key_padding=None, causal=False, cache=None) -> (y, scores)``: ``scores`` are
+    the carried pre-softmax scores of residual attention (None otherwise). It reads h = :meth:`attn_residual` (x),
+    y = :meth:`ffn_residual` (h, :meth:`ffn_out` (h)), then a post-norm block's second norm: three pieces, so that
+    the ``tail_once`` recompute (:mod:`kexue.models.recompute`) can end its checkpoint at ``ffn_out``.
     """
 
     def __init__(self, config: TransformerConfig) -> None:
@@ -133,9 +135,9 @@ class Block(nn.Module):
             impl=config.attn_impl, feature_order=config.linear_attention_order,  # type: ignore[arg-type]
             num_features=config.performer_features,
         )
-        self.attn_norm = make_norm(config) if config.norm != "none" else None
+        self.attn_norm = make_norm(config) if config.norm != "none" else nn.Identity()
         self.ffn = FeedForward(config)
-        self.ffn_norm = make_norm(config) if config.norm != "none" else None
+        self.ffn_norm = make_norm(config) if config.norm != "none" else nn.Identity()
         self.dropout = Dropout(config.hidden_dropout)
         # Residual gates (post 8620): α starts at 0 so each block starts as the identity. "rezero": learned;
         # "ramp" (Su's preference): a buffer, not trained, raised by a fixed step per optimizer step up to 1.
@@ -147,54 +149,34 @@ class Block(nn.Module):
         else:
             self.gate = None
 
-    def _attn_branch(self, x: Tensor, mask: Tensor | None, scores: Tensor | None, key_padding: Tensor | None,
-                     causal: bool, cache: dict[str, Tensor] | None = None) -> tuple[Tensor, Tensor | None]:
-        h = self.attn_norm(x) if self.placement == "pre" else x
-        return self.attn(h, mask, prev_scores=scores, key_padding=key_padding, causal=causal, return_scores=True,
-                         cache=cache)
+    def attn_residual(self, x: Tensor, mask: Tensor | None, scores: Tensor | None = None,
+                      key_padding: Tensor | None = None, causal: bool = False,
+                      cache: dict[str, Tensor] | None = None) -> tuple[Tensor, Tensor | None]:
+        """(h, scores): h = x + α·dropout(Attn(x)), the FFN branch's residual input (post: N(x + α·Attn(x)); pre:
+        x + α·Attn(N(x))), and the pre-softmax scores that residual attention carries."""
+        a, scores = self.attn(self.attn_norm(x) if self.placement == "pre" else x, mask, prev_scores=scores,
+                              key_padding=key_padding, causal=causal, return_scores=True, cache=cache)
+        h = x + self._gated(0, self.dropout(a))
+        return (self.attn_norm(h) if self.placement == "post" else h), scores
 
-    def _head(self, x: Tensor, mask: Tensor | None, scores: Tensor | None, key_padding: Tensor | None,
-              causal: bool, cache: dict[str, Tensor] | None = None) -> tuple[Tensor, Tensor, Tensor | None]:
-        """Everything up to the FFN down projection's output: (h, FFN(h) before its dropout, scores), with h the
-        FFN branch's residual input (post: N(x + α·Attn(x)); pre, none: x + α·Attn(N(x)))."""
-        a, scores = self._attn_branch(x, mask, scores, key_padding, causal, cache)
-        a = self.dropout(a)
-        h = x + (a if self.gate is None else self.gate[0] * a)
-        if self.placement == "post":
-            h = self.attn_norm(h)
-            return h, self.ffn(h), scores
-        return h, self.ffn(self.ffn_norm(h) if self.placement == "pre" else h), scores
+    def ffn_out(self, h: Tensor) -> Tensor:
+        """FFN(h) (pre: FFN(N(h))) before its dropout: the down projection's output, where the ``tail_once``
+        recompute ends each checkpoint (:mod:`kexue.models.recompute`)."""
+        return self.ffn(self.ffn_norm(h) if self.placement == "pre" else h)
 
-    def _tail(self, h: Tensor, f: Tensor) -> Tensor:
-        """h + α'·dropout(f), before a post-norm block's second norm. This dropout keeps no mask on CPU (it is drawn
-        again in backward from a seed: :func:`kexue.nn.dropout.seeded_dropout`): under ``recompute_policy=
-        "tail_once"`` the tail lies outside every checkpoint, and a block then keeps only its pre-norm sum for
-        backward (on CUDA, torch's dropout keeps its 1-byte mask here as well); inside the post's per-block
-        checkpoint of a pre-norm block, nothing kept after the down projection lets the early stop skip that
-        product too."""
-        f = seeded_dropout(f, self.dropout.p, self.training)
-        return h + (f if self.gate is None else self.gate[1] * f)
+    def ffn_residual(self, h: Tensor, f: Tensor) -> Tensor:
+        """h + α'·dropout(f), before a post-norm block's second norm. It keeps nothing for backward: the dropout is
+        :func:`~kexue.nn.dropout.seeded_dropout`, which draws its mask again in backward (on CPU; why: the
+        ``tail_once`` policy of :mod:`kexue.models.recompute`)."""
+        return h + self._gated(1, seeded_dropout(f, self.dropout.p, self.training))
 
-    def _region(self, s: Tensor, prev_norm: nn.Module | None, mask: Tensor | None, scores: Tensor | None,
-                key_padding: Tensor | None, causal: bool) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
-        """One ``tail_once`` recompute region: the previous post-norm block's second norm (``prev_norm``; None for
-        the first block and for pre/none blocks) and this block's :meth:`_head`: (x, h, f, scores) with x this
-        block's input."""
-        x = prev_norm(s) if prev_norm is not None else s
-        h, f, scores = self._head(x, mask, scores, key_padding, causal)
-        return x, h, f, scores
-
-    def _last_region(self, s: Tensor, prev_norm: nn.Module | None, mask: Tensor | None, scores: Tensor | None,
-                     key_padding: Tensor | None, causal: bool) -> tuple[Tensor, Tensor, Tensor | None]:
-        """The previous block's second norm and this whole block: (x, y, scores), x this block's input."""
-        x = prev_norm(s) if prev_norm is not None else s
-        y, scores = self(x, mask, scores, key_padding, causal)
-        return x, y, scores
+    def _gated(self, i: int, branch: Tensor) -> Tensor:
+        return branch if self.gate is None else self.gate[i] * branch
 
     def forward(self, x: Tensor, mask: Tensor | None, scores: Tensor | None = None, key_padding: Tensor | None = None,
                 causal: bool = False, cache: dict[str, Tensor] | None = None) -> tuple[Tensor, Tensor | None]:
-        h, f, scores = self._head(x, mask, scores, key_padding, causal, cache)
-        y = self._tail(h, f)
+        h, scores = self.attn_residual(x, mask, scores, key_padding, causal, cache)
+        y = self.ffn_residual(h, self.ffn_out(h))
         return (self.ffn_norm(y) if self.placement == "post" else y), scores
 
 
@@ -215,7 +197,8 @@ class MLMHead(nn.Module):
         self.dense = nn.Linear(config.hidden_size, config.hidden_size)
         self.act = get_activation(config.mlm_hidden_act or config.hidden_act)
         self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.decoder = None if config.tie_word_embeddings else nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.decoder = (None if config.tie_word_embeddings
+                        else nn.Linear(config.hidden_size, config.vocab_size, bias=False))
         self.bias = nn.Parameter(torch.zeros(config.vocab_size))
 
     def forward(self, hidden: Tensor, word_embeddings: Tensor) -> Tensor:
@@ -289,7 +272,34 @@ class Transformer(nn.Module):
         self.pooler = Pooler(config) if config.with_pooler else None
         self.mlm = MLMHead(config) if config.with_mlm else None
         self.nsp = nn.Linear(config.hidden_size, 2) if config.with_nsp else None
+        self._checkpointing: Policy | None = None  # see gradient_checkpointing_enable
         self.reset_parameters()
+
+    def gradient_checkpointing_enable(self, policy: Policy = "tail_once") -> None:
+        """Recompute activations in backward instead of keeping them (kexue.fm/archives/7367), in training-mode
+        forwards with autograd on; a run-time switch, as transformers' models have it: the config is untouched.
+        ``policy``: "tail_once" (the default: a checkpoint per block ending at the FFN down projection's output) or
+        "block" (the post's: a checkpoint around each block); see :mod:`kexue.models.recompute`."""
+        policy = check_policy(policy)
+        wrapped = [i for i, b in enumerate(self.blocks) if is_recomputed(b)]
+        if wrapped:
+            raise ValueError(f"expected blocks without a recompute() wrapper, got blocks {wrapped} wrapped by "
+                             f"enable_recompute(): disable_recompute(model) first")
+        self._checkpointing = policy
+
+    def gradient_checkpointing_disable(self) -> None:
+        """Switch :meth:`gradient_checkpointing_enable` off."""
+        self._checkpointing = None
+
+    @property
+    def is_gradient_checkpointing(self) -> bool:
+        """Whether :meth:`gradient_checkpointing_enable` is on."""
+        return self._checkpointing is not None
+
+    @property
+    def checkpointing_policy(self) -> Policy | None:
+        """The recompute policy switched on by :meth:`gradient_checkpointing_enable`, None when off."""
+        return self._checkpointing
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
@@ -443,19 +453,15 @@ class Transformer(nn.Module):
         # linear attention takes the padding mask as a key mask and the LM mask as a causal flag
         key_padding = attention_mask if c.attention != "softmax" else None
         causal = c.mask_type == "lm" and c.attention != "softmax"
-        scores: Tensor | None = None
         # a call with a key/value cache (incremental decoding) runs plainly: a recompute would extend the cache twice
-        recompute = c.gradient_checkpointing and self.training and torch.is_grad_enabled() and cache is None
-        if recompute and c.recompute_policy == "tail_once":
-            x, hidden = self._run_tail_once(x, hidden, mask, key_padding, causal)
+        if self._checkpointing is not None and self.training and torch.is_grad_enabled() and cache is None:
+            blocks = cast(Sequence[Block], self.blocks)
+            x = run_blocks(blocks, self._checkpointing, x, mask, key_padding, causal, c.residual_attention, hidden)
         else:
+            scores: Tensor | None = None
             for i, block in enumerate(self.blocks):
                 carried = scores if c.residual_attention else None
-                if recompute:  # the post's recompute (kexue.fm/archives/7367): a checkpoint around each block
-                    x, scores = checkpoint(block, x, mask, carried, key_padding, causal, use_reentrant=False,
-                                           preserve_rng_state=True)
-                else:
-                    x, scores = block(x, mask, carried, key_padding, causal, cache.layers[i] if cache else None)
+                x, scores = block(x, mask, carried, key_padding, causal, cache.layers[i] if cache else None)
                 if hidden is not None:
                     hidden.append(x)
         if self.final_norm is not None:
@@ -463,37 +469,6 @@ class Transformer(nn.Module):
             if hidden is not None:
                 hidden[-1] = x
         return x, tuple(hidden) if hidden is not None else None
-
-    def _run_tail_once(self, x: Tensor, hidden: list[Tensor] | None, mask: Tensor | None,
-                       key_padding: Tensor | None, causal: bool) -> tuple[Tensor, list[Tensor] | None]:
-        """The blocks under ``recompute_policy="tail_once"``: one non-reentrant checkpoint per block, its boundary
-        moved from the block's end to its FFN down projection's output (and, in a post-norm stack, from after the
-        second norm to before it, that norm opening the next block's region). Each region keeps one tensor, as the
-        post's per-block recompute does (the pre-norm sum instead of the normed output), and the RNG state; its
-        recompute stops once the down projection's input is rebuilt (torch's early stop), so the down projection,
-        its dropout (a seeded one, :meth:`Block._tail`) and the residual sum run once. The last block of a post-norm
-        stack is checkpointed whole (with the previous block's norm), so the stack keeps no more than the post's."""
-        c = self.config
-        s, prev_norm, scores = x, None, None
-        ckpt = partial(checkpoint, use_reentrant=False, preserve_rng_state=True)
-        last = len(self.blocks) - 1
-        for i, block in enumerate(self.blocks):
-            carried = scores if c.residual_attention else None
-            if i == last and block.placement == "post":
-                # the stack's last norm would keep its input outside every region: one tensor more than the post's
-                # recompute keeps. The last post-norm block is checkpointed whole instead (its tail is recomputed).
-                x, s, scores = ckpt(block._last_region, s, prev_norm, mask, carried, key_padding, causal)
-                prev_norm = None
-            else:
-                x, h, f, scores = ckpt(block._region, s, prev_norm, mask, carried, key_padding, causal)
-                s = block._tail(h, f)
-                prev_norm = block.ffn_norm if block.placement == "post" else None
-            if hidden is not None and i > 0:
-                hidden.append(x)  # the previous block's output
-        # s is the last block's output: a post-norm stack's last block ran whole, a pre/none block ends with its tail
-        if hidden is not None:
-            hidden.append(s)
-        return s, hidden
 
     def forward(
         self,

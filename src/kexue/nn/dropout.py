@@ -14,8 +14,8 @@ The mask is a bool tensor (what backward keeps: 1 byte per element instead of 4)
 
 :func:`seeded_dropout` keeps no mask at all: it draws one 64-bit seed, makes the mask from a generator seeded with
 it, and makes it again in backward. The kexue Transformer uses it for the FFN output, so that nothing after the FFN
-down projection is kept for backward and recompute can stop before that product
-(``TransformerConfig.recompute_policy``).
+down projection is kept for backward and recompute can stop before that product (the ``tail_once`` policy of
+``kexue.models.recompute``).
 
 The draws come from torch's default CPU generator (or the ``generator`` given), so ``torch.manual_seed``,
 ``torch.random.fork_rng`` and ``torch.utils.checkpoint``'s ``preserve_rng_state`` govern them as they govern
