@@ -32,7 +32,8 @@ def main() -> None:
 
     from kexue.env import set_threads
     from kexue.models import Transformer, TransformerConfig
-    from kexue.optim import AdaFactor, state_nbytes
+    from kexue.optim import AdaFactor
+    from kexue.reproduce._optim_state import state_nbytes
 
     threads = set_threads(1)
     device = torch.device(args.device)

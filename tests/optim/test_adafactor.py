@@ -13,7 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from kexue.optim import AdaFactor, factored_axes, state_nbytes, state_numel
+from kexue.optim import AdaFactor, factored_axes
+from kexue.reproduce._optim_state import state_nbytes, state_numel
 
 
 class SmallNet(nn.Module):

@@ -1,4 +1,4 @@
-"""Helpers shared by the kexue optimizers: state precision, state size, argument checks."""
+"""Helpers shared by the kexue optimizers: state precision, argument checks."""
 
 from __future__ import annotations
 
@@ -31,22 +31,6 @@ def restore_state_precision(optimizer: Optimizer, state_dict: dict[str, Any]) ->
         for key, value in saved.items():
             if isinstance(value, Tensor) and value.is_floating_point() and value.dim() > 0:
                 optimizer.state[p][key] = value.detach().to(device=p.device, dtype=state_dtype(p), copy=True)
-
-
-def state_nbytes(optimizer: Optimizer) -> int:
-    """Bytes held in tensors of ``optimizer.state`` (the per-parameter state; scalars such as step counts count too)."""
-    total = 0
-    for st in optimizer.state.values():
-        for v in st.values():
-            if isinstance(v, Tensor):
-                total += v.numel() * v.element_size()
-    return total
-
-
-def state_numel(optimizer: Optimizer) -> int:
-    """Number of tensor elements in ``optimizer.state`` that have at least one dimension (0-d step counters excluded)."""
-    return sum(v.numel() for st in optimizer.state.values() for v in st.values()
-               if isinstance(v, Tensor) and v.dim() > 0)
 
 
 def check_float(name: str, value: Any, *, low: float | None = None, high: float | None = None,

@@ -34,7 +34,8 @@ import torch
 from torch import nn
 
 from ..models import Transformer, TransformerConfig
-from ..optim import AdaFactor, state_numel
+from ..optim import AdaFactor
+from ._optim_state import state_numel
 from .common import pyplot
 from .result import Post, Result, Table
 from .rules import all_of, estimate, learned, non_inferiority, not_learned_reason, paired, superiority
