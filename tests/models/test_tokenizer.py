@@ -5,9 +5,11 @@ from __future__ import annotations
 import shutil
 
 import pytest
+import tokenizers
 import torch
 
 from kexue.models import Tokenizer
+from kexue.models.tokenizer import pad_encodings
 
 transformers = pytest.importorskip("transformers")
 
@@ -70,3 +72,28 @@ def test_bad_input(minilm_tokenizer, tmp_path):
         minilm_tokenizer(["a", "b"], ["c"])
     with pytest.raises(FileNotFoundError, match="no tokenizer.json or vocab.txt"):
         Tokenizer.from_pretrained(tmp_path)
+
+
+def test_pad_encodings_match_data_collator_with_padding(minilm_tokenizer, hf_tok):
+    encs = minilm_tokenizer.encode_raw(TEXTS, PAIRS, max_length=64)
+    ours = pad_encodings(encs, minilm_tokenizer.pad_token_id)
+    features = [{"input_ids": e.ids, "token_type_ids": e.type_ids, "attention_mask": e.attention_mask} for e in encs]
+    theirs = transformers.DataCollatorWithPadding(hf_tok, return_tensors="pt")(features)
+    for key in ("input_ids", "attention_mask", "token_type_ids"):
+        assert ours[key].dtype == torch.int64
+        assert torch.equal(ours[key], theirs[key]), key
+    assert torch.equal(minilm_tokenizer.collate(encs)["input_ids"], ours["input_ids"])
+
+
+def test_pad_encodings_match_the_tokenizers_own_padding(minilm_dir):
+    tok = tokenizers.Tokenizer.from_file(str(minilm_dir / "tokenizer.json"))
+    tok.no_truncation()
+    tok.no_padding()
+    encs = tok.encode_batch(list(zip(TEXTS, PAIRS, strict=True)))
+    tok.enable_padding(pad_id=5, pad_type_id=0, pad_token="[unused5]")  # a padding id that is not 0
+    padded = tok.encode_batch(list(zip(TEXTS, PAIRS, strict=True)))
+    ours = pad_encodings(encs, 5)
+    assert torch.equal(ours["input_ids"], torch.tensor([e.ids for e in padded]))
+    assert torch.equal(ours["attention_mask"], torch.tensor([e.attention_mask for e in padded]))
+    assert torch.equal(ours["token_type_ids"], torch.tensor([e.type_ids for e in padded]))
+    assert set(pad_encodings(encs, 5, with_types=False)) == {"input_ids", "attention_mask"}

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from kexue.models import Transformer, TransformerConfig
+from kexue.nn.padding import pad
 from kexue.reproduce import adversarial as adv
 from kexue.train import FGM
 
@@ -34,7 +35,7 @@ def test_vocabulary_cut_keeps_outputs_and_the_fgm_perturbation():
     cut_enc = copy.deepcopy(enc)
     remap = adv.prune_vocabulary(cut_enc, seqs)
     cut = adv.Classifier(cut_enc, 2, seed=0)
-    ids, mask = adv._pad(seqs)
+    ids, mask = pad(seqs)
     ids_cut = ids.clone().apply_(lambda t: remap[t])
     y = torch.as_tensor(labels)
     torch.testing.assert_close(cut(ids_cut, mask), full(ids, mask), rtol=0, atol=0)
@@ -59,9 +60,9 @@ def test_batches_cover_every_example_once():
     seqs, labels = _data(37)
     seen = []
     for ids, mask, y in adv._batches(seqs, labels, 8, torch.Generator().manual_seed(0)):
-        for row, m, lab in zip(ids, mask, y):
+        for row, m, lab in zip(ids, mask, y, strict=True):
             seen.append((tuple(row[: int(m.sum())].tolist()), int(lab)))
-    assert sorted(seen) == sorted((tuple(s), int(lab)) for s, lab in zip(seqs, labels))
+    assert sorted(seen) == sorted((tuple(s), int(lab)) for s, lab in zip(seqs, labels, strict=True))
 
 
 def test_attack_at_zero_is_clean_and_the_attack_hurts():

@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from kexue.nn.padding import pad
 from kexue.reproduce import accumulation, adafactor, child_tuning
 
 
@@ -62,7 +63,7 @@ def test_cached_top_classifier_equals_the_full_model(minilm, minilm_tokenizer):
     texts = ["a gripping, funny film", "dull"]
     cache = child_tuning._cache(minilm, minilm_tokenizer, texts, 5, 32)
     clf = child_tuning.TopClassifier(minilm, 1, 2, seed=0).eval()
-    h, mask = child_tuning._collate(cache)
+    h, mask = pad(cache)
     enc = minilm_tokenizer(texts, max_length=32)
     with torch.no_grad():
         full, _ = minilm.eval().run_encoder(enc["input_ids"], enc["attention_mask"])

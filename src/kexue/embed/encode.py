@@ -9,13 +9,15 @@ sentence-transformers' sort by character count computes 1.37.
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..models.tokenizer import pad_encodings
 from .pooling import normalize_pooling, pool, pooling_layers
 
 #: Inputs with at least this many texts get a progress bar unless ``progress=False``.
@@ -23,24 +25,6 @@ PROGRESS_MIN_TEXTS = 1024
 #: ``kernel="auto"`` packs weights for oneDNN only for inputs of at least this many tokens: packing
 #: all-MiniLM-L6-v2 costs about as much as encoding 2,000 tokens, so smaller inputs run faster on the torch kernel.
 AUTO_ONEDNN_MIN_TOKENS = 4096
-
-
-def _collate(encodings: Sequence[Any], pad_id: int, with_types: bool) -> dict[str, Tensor]:
-    """Pad a batch of ``tokenizers.Encoding`` to its longest member (int64 tensors)."""
-    lens = [len(e.ids) for e in encodings]
-    width = max(lens)
-    ids = np.full((len(encodings), width), pad_id, dtype=np.int64)
-    mask = np.zeros((len(encodings), width), dtype=np.int64)
-    types = np.zeros((len(encodings), width), dtype=np.int64) if with_types else None
-    for i, (e, n) in enumerate(zip(encodings, lens)):
-        ids[i, :n] = e.ids
-        mask[i, :n] = 1
-        if types is not None:
-            types[i, :n] = e.type_ids
-    out = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
-    if types is not None:
-        out["token_type_ids"] = torch.from_numpy(types)
-    return out
 
 
 def _forward(model: nn.Module, batch: dict[str, Tensor], want_hidden: bool, want_pooler: bool):
@@ -54,7 +38,7 @@ def _forward(model: nn.Module, batch: dict[str, Tensor], want_hidden: bool, want
     run_encoder = getattr(model, "run_encoder", None)
     if run_encoder is not None:  # a kexue Transformer: run no head but the pooler, and that only when asked
         last, hidden = run_encoder(batch["input_ids"], attn, types, output_hidden_states=want_hidden)
-        pooled = model.pooler(last) if want_pooler else None
+        pooled = model.get_submodule("pooler")(last) if want_pooler else None
         return last, hidden, pooled
     out = model(batch["input_ids"], attention_mask=attn, token_type_ids=types, output_hidden_states=want_hidden)
     return out.last_hidden_state, out.hidden_states, out.pooler_output
@@ -131,7 +115,7 @@ def encode(
     with torch.inference_mode(), (fast(kernel) if fast is not None else contextlib.nullcontext()):
         for start in starts:
             idx = order[start : start + batch_size]
-            batch = _collate([encodings[i] for i in idx], pad_id, with_types)
+            batch = pad_encodings([encodings[i] for i in idx], pad_id, with_types)
             batch = {k: v.to(device) for k, v in batch.items()}
             last, hidden, pooled = _forward(model, batch, want_hidden, want_pooler)
             states = hidden if want_hidden else last

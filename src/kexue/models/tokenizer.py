@@ -7,13 +7,26 @@ pairs with padding, truncation and segment ids, and decodes.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-import torch
 from tokenizers import Encoding
 from tokenizers import Tokenizer as _HFTokenizer
 from torch import Tensor
+
+from ..nn.padding import pad
+
+
+def pad_encodings(encodings: Sequence[Encoding], pad_id: int, with_types: bool = True) -> dict[str, Tensor]:
+    """Right-pad ``tokenizers`` encodings to the longest: int64 ``input_ids`` (``pad_id`` after the end),
+    ``attention_mask`` (1/0) and, with ``with_types``, ``token_type_ids`` (0 after the end), as
+    ``transformers.DataCollatorWithPadding`` pads them; :func:`kexue.nn.padding.pad` does the padding."""
+    ids, mask = pad([e.ids for e in encodings], pad_id)
+    out = {"input_ids": ids, "attention_mask": mask}
+    if with_types:
+        out["token_type_ids"] = pad([e.type_ids for e in encodings], 0)[0]
+    return out
 
 
 class Tokenizer:
@@ -37,7 +50,7 @@ class Tokenizer:
         self.pad_token_id = pad_id
 
     @classmethod
-    def from_pretrained(cls, path: str | Path) -> "Tokenizer":
+    def from_pretrained(cls, path: str | Path) -> Tokenizer:
         folder = Path(path)
         cfg: dict[str, Any] = {}
         if (folder / "tokenizer_config.json").exists():
@@ -93,7 +106,7 @@ class Tokenizer:
         if pairs is not None and len(pairs) != len(texts):
             raise ValueError(f"got {len(texts)} texts but {len(pairs)} pairs")
         limit = self.max_length if max_length is None else max_length
-        inputs = list(texts) if pairs is None else list(zip(texts, pairs))
+        inputs = list(texts) if pairs is None else list(zip(texts, pairs, strict=True))
         if truncation and limit is not None:
             self._tok.enable_truncation(limit)
         try:
@@ -108,18 +121,9 @@ class Tokenizer:
         return encs
 
     def collate(self, encodings: Sequence[Encoding]) -> dict[str, Tensor]:
-        """Pad encodings to the longest: ``input_ids``, ``attention_mask``, ``token_type_ids`` as int64 tensors."""
-        n = len(encodings)
-        width = max((len(e.ids) for e in encodings), default=0)
-        ids = torch.full((n, width), self.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((n, width), dtype=torch.long)
-        types = torch.zeros((n, width), dtype=torch.long)
-        for i, e in enumerate(encodings):
-            k = len(e.ids)
-            ids[i, :k] = torch.tensor(e.ids, dtype=torch.long)
-            mask[i, :k] = 1
-            types[i, :k] = torch.tensor(e.type_ids, dtype=torch.long)
-        return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+        """Pad encodings to the longest: ``input_ids``, ``attention_mask``, ``token_type_ids`` as int64 tensors
+        (:func:`pad_encodings` with this tokenizer's padding id)."""
+        return pad_encodings(encodings, self.pad_token_id)
 
     def __call__(
         self,
@@ -140,3 +144,6 @@ class Tokenizer:
         if isinstance(ids, Tensor):
             ids = ids.tolist()
         return self._tok.decode_batch([list(x) for x in ids], skip_special_tokens=skip_special_tokens)
+
+
+__all__ = ["Tokenizer", "pad_encodings"]

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..nn.padding import pad
 from ..train import FGM, fgm_step, gradient_penalty_loss, input_grad_penalty, record_output
 from ._paired import accuracy, paired_examples
 from .common import pyplot
@@ -136,16 +137,6 @@ def _encode(tokenizer: Any, texts: list[str], max_length: int) -> list[list[int]
     return [row[: int(m.sum())].tolist() for row, m in zip(enc["input_ids"], enc["attention_mask"])]
 
 
-def _pad(seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-    t = max(len(s) for s in seqs)
-    ids = torch.zeros(len(seqs), t, dtype=torch.long)
-    mask = torch.zeros(len(seqs), t, dtype=torch.long)
-    for i, s in enumerate(seqs):
-        ids[i, : len(s)] = torch.as_tensor(s)
-        mask[i, : len(s)] = 1
-    return ids, mask
-
-
 def _batches(seqs: list[list[int]], labels: np.ndarray, batch: int, gen: torch.Generator | None):
     """Length buckets: shuffled (with ``gen``) in chunks of 4 batches, sorted by length inside a chunk."""
     order = torch.randperm(len(seqs), generator=gen).tolist() if gen is not None else list(range(len(seqs)))
@@ -154,7 +145,7 @@ def _batches(seqs: list[list[int]], labels: np.ndarray, batch: int, gen: torch.G
         chunk = sorted(order[c:c + 4 * batch], key=lambda i: len(seqs[i]))
         for s in range(0, len(chunk), batch):
             idx = chunk[s:s + batch]
-            ids, mask = _pad([seqs[i] for i in idx])
+            ids, mask = pad([seqs[i] for i in idx])
             out.append((ids, mask, torch.as_tensor(labels[idx], dtype=torch.long)))
     if gen is not None:
         perm = torch.randperm(len(out), generator=gen).tolist()

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..nn.padding import pad
 from ..optim import ChildTuning, fisher_mask
 from .common import pyplot
 from .result import Post, Result, Table
@@ -149,20 +150,10 @@ def _cache(model: nn.Module, tokenizer: Any, texts: list[str], n_frozen: int, ma
     return out  # type: ignore[return-value]
 
 
-def _collate(xs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    t = max(x.shape[0] for x in xs)
-    h = torch.zeros(len(xs), t, xs[0].shape[1])
-    mask = torch.zeros(len(xs), t, dtype=torch.long)
-    for i, x in enumerate(xs):
-        h[i, : x.shape[0]] = x
-        mask[i, : x.shape[0]] = 1
-    return h, mask
-
-
 def _batches(xs: list[torch.Tensor], ys: np.ndarray, batch: int, order: list[int]):
     for s in range(0, len(order), batch):
         idx = order[s:s + batch]
-        h, mask = _collate([xs[i] for i in idx])
+        h, mask = pad([xs[i] for i in idx])
         yield h, mask, torch.as_tensor(ys[idx])
 
 

@@ -19,10 +19,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, overload
 
 import torch
 from torch import Tensor, nn
+
+from ..nn.padding import pad
 
 
 def _check_prob(name: str, value: float) -> None:
@@ -91,6 +93,14 @@ class MLMMasking:
         gen_dev = self.generator.device if self.generator is not None else device
         return torch.rand(*shape, generator=self.generator, device=gen_dev).to(device)
 
+    @overload
+    def __call__(self, input_ids: Tensor, attention_mask: Tensor | None = None,
+                 return_kinds: Literal[False] = False) -> tuple[Tensor, Tensor]: ...
+
+    @overload
+    def __call__(self, input_ids: Tensor, attention_mask: Tensor | None = None, *,
+                 return_kinds: Literal[True]) -> tuple[Tensor, Tensor, Tensor]: ...
+
     def __call__(self, input_ids: Tensor, attention_mask: Tensor | None = None,
                  return_kinds: bool = False) -> tuple[Tensor, Tensor] | tuple[Tensor, Tensor, Tensor]:
         """``(masked input_ids, labels)``; with ``return_kinds`` also a (batch, seq) int tensor: 0 not selected,
@@ -130,7 +140,8 @@ class MLMMasking:
         kinds = torch.where(to_random, 3, kinds)
         return masked, labels, kinds
 
-    def collate(self, examples: Sequence[Sequence[int] | Tensor | Mapping[str, Any]], pad_id: int = 0) -> dict[str, Tensor]:
+    def collate(self, examples: Sequence[Sequence[int] | Tensor | Mapping[str, Any]],
+                pad_id: int = 0) -> dict[str, Tensor]:
         """A ``DataLoader`` ``collate_fn``: right-pad the examples (token-id lists, 1-D tensors or dicts with
         ``input_ids``) with ``pad_id`` and mask them: ``{"input_ids", "attention_mask", "labels"}``. Use
         ``functools.partial(masking.collate, pad_id=...)`` for another padding id."""
@@ -140,14 +151,9 @@ class MLMMasking:
                 for e in examples]
         for i, r in enumerate(rows):
             if r.dim() != 1:
-                raise ValueError(f"example {i} has shape {tuple(r.shape)}, expected a 1-D list of token ids")
-        width = max(len(r) for r in rows)
-        ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-        attention_mask = torch.zeros(len(rows), width, dtype=torch.long)
-        for i, r in enumerate(rows):
-            ids[i, :len(r)] = r
-            attention_mask[i, :len(r)] = 1
-        masked, labels = self(ids, attention_mask)  # type: ignore[misc]
+                raise ValueError(f"expected example {i} to be a 1-D list of token ids, got shape {tuple(r.shape)}")
+        ids, attention_mask = pad(rows, pad_id)
+        masked, labels = self(ids, attention_mask)
         return {"input_ids": masked, "attention_mask": attention_mask, "labels": labels}
 
     def correct_embeddings_(self, weight: Tensor | nn.Embedding, exclude_ids: Iterable[int] | None = None) -> Tensor:
@@ -170,7 +176,7 @@ class MLMMasking:
         generator = self.generator
         if gen_state is not None and generator is None:
             generator = torch.Generator()
-        self.__init__(**kw, generator=generator)  # type: ignore[misc]
+        MLMMasking.__init__(self, **kw, generator=generator)
         if gen_state is not None:
             assert self.generator is not None
             self.generator.set_state(gen_state)
