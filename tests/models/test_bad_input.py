@@ -124,6 +124,25 @@ def test_save_leaves_no_temporary_files(tiny_folder):
     assert sorted(p.name for p in tiny_folder.iterdir()) == ["config.json", "model.safetensors"]
 
 
+def test_a_save_that_fails_keeps_the_saved_model_and_no_temporary_file(tiny_folder, monkeypatch):
+    from kexue.models import hf
+
+    before = {p.name: p.read_bytes() for p in tiny_folder.iterdir()}
+
+    def half_then_fail(tensors, path, metadata=None):
+        with open(path, "wb") as f:
+            f.write(b"half a checkpoint")
+        raise OSError("no space left on device")
+
+    monkeypatch.setattr(hf, "save_file", half_then_fail)
+    cfg = TransformerConfig(vocab_size=50, hidden_size=32, num_layers=2, num_heads=4, intermediate_size=40,
+                            max_position_embeddings=16)
+    with pytest.raises(OSError, match="no space left"):
+        save_pretrained(Transformer(cfg), tiny_folder)
+    assert {p.name: p.read_bytes() for p in tiny_folder.iterdir()} == before
+    load_pretrained(tiny_folder)
+
+
 def test_save_refuses_what_hf_cannot_hold(tmp_path):
     pre = Transformer(TransformerConfig(vocab_size=20, hidden_size=8, num_heads=2, num_layers=1,
                                         intermediate_size=8, norm="pre"))

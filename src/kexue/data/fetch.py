@@ -2,9 +2,10 @@
 
 Each file is downloaded from ``{mirror}/{repo}/{commit}/{source}`` (see :mod:`kexue.data.registry`), unpacked where
 the registry says so, checked against its SHA-256 and only then moved into place with ``os.replace`` from a
-temporary file in the same folder. On any failure the temporary files are removed, so the data folder never holds a
-partial file; files of the set already verified stay, and the next fetch skips them. Errors are one line
-(:class:`FetchError`) naming the set, the file and what went wrong or could not be reached.
+temporary file in the same folder (:func:`kexue._io.atomic_path`). On any failure the temporary files are removed,
+so the data folder never holds a partial file; files of the set already verified stay, and the next fetch skips
+them. Errors are one line (:class:`FetchError`) naming the set, the file and what went wrong or could not be
+reached.
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ import urllib.error
 import urllib.request
 import zipfile
 import zlib
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
+from .._io import atomic_path
 from .registry import REGISTRY, DataFile, DataSet, UnknownData, get
 
 #: Seconds to wait for a connection, and for each read once connected, before giving up.
@@ -104,25 +107,23 @@ def _fetch_file(ds: DataSet, f: DataFile, folder: Path, mirror: str | None, time
     dest = folder / f.path
     url = ds.url(f, mirror)
     created = _make_parents(dest.parent)
-    temps: list[Path] = []
     done = False
     try:
-        raw = _temp(dest, temps)
-        _download(url, raw, timeout, progress, f.path)
-        stored = raw
-        if f.unpack:
-            stored = _temp(dest, temps)
-            _unpack(f.unpack, raw, stored, url)
-        digest = sha256_file(stored)
-        if digest != f.sha256:
-            raise _Failure(f"checksum mismatch: {url} gave sha256 {digest}, expected {f.sha256}")
-        os.replace(stored, dest)
+        with atomic_path(dest, suffix=".part") as stored:
+            if f.unpack:
+                with tempfile.TemporaryDirectory(dir=dest.parent, prefix=f".{dest.name}.") as scratch:
+                    raw = Path(scratch) / "download"
+                    _download(url, raw, timeout, progress, f.path)
+                    _unpack(f.unpack, raw, stored, url)
+            else:
+                _download(url, stored, timeout, progress, f.path)
+            digest = sha256_file(stored)
+            if digest != f.sha256:
+                raise _Failure(f"checksum mismatch: {url} gave sha256 {digest}, expected {f.sha256}")
         done = True
     except OSError as e:  # writing the temporary file or moving it into place
         raise _Failure(f"cannot write in {dest.parent}: {e}") from None
     finally:
-        for t in temps:
-            t.unlink(missing_ok=True)
         if not done:
             for d in reversed(created):
                 try:
@@ -143,13 +144,6 @@ def _make_parents(folder: Path) -> list[Path]:
     except OSError as e:
         raise _Failure(f"cannot create {folder}: {e}") from None
     return list(reversed(missing))
-
-
-def _temp(dest: Path, temps: list[Path]) -> Path:
-    fd, name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    os.close(fd)
-    temps.append(Path(name))
-    return Path(name)
 
 
 def _download(url: str, path: Path, timeout: float, progress: bool, label: str) -> None:
@@ -198,10 +192,11 @@ def _unpack(how: str, src: Path, dest: Path, url: str) -> None:
 
 
 def _human(n: int) -> str:
+    x = float(n)
     for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
+        if x < 1000 or unit == "GB":
+            return f"{x:.0f} {unit}" if unit == "B" else f"{x:.1f} {unit}"
+        x /= 1000
     raise AssertionError
 
 

@@ -9,8 +9,6 @@ checkpoint against the table: missing, unexpected and mis-shaped tensors are all
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from .._io import atomic_path
 from .config import TransformerConfig
 from .transformer import Transformer
 
@@ -260,18 +259,8 @@ def save_pretrained(model: Transformer, path: str | Path) -> Path:
     tensors = {hf: own[kx].detach().to("cpu").contiguous().clone() for kx, hf in table.items()}
     folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)
-    _atomic_write(folder / "model.safetensors", lambda p: save_file(tensors, p, metadata={"format": "pt"}))
-    _atomic_write(folder / "config.json",
-                  lambda p: Path(p).write_text(json.dumps(hf_config, indent=2) + "\n", encoding="utf-8"))
+    with atomic_path(folder / "model.safetensors") as tmp:
+        save_file(tensors, tmp, metadata={"format": "pt"})
+    with atomic_path(folder / "config.json") as tmp:
+        tmp.write_text(json.dumps(hf_config, indent=2) + "\n", encoding="utf-8")
     return folder
-
-
-def _atomic_write(target: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

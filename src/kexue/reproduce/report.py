@@ -7,7 +7,8 @@ time. Each entry's section gives the claim, what we ran, the rule, the verdict, 
 skipped for missing data. ``results.json`` carries the same fields, one record per entry, with the raw numbers.
 
 Floats in tables are shown to 3 significant digits (:func:`sig3`); an entry that needs more digits passes the cell
-as a string. Every file is written atomically (a temporary file in the same folder, then ``os.replace``).
+as a string. Every file is written atomically (:func:`kexue._io.atomic_path`: a temporary file in the same folder,
+then ``os.replace``).
 """
 
 from __future__ import annotations
@@ -16,14 +17,13 @@ import datetime as _dt
 import json
 import math
 import numbers
-import os
 import re
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from .result import STATUSES, VERDICTS, Post
+from .._io import atomic_path
+from .result import STATUSES, VERDICTS
 from .runner import Outcome
 
 #: Every verdict and status, in the order the page counts them; each gets a CSS class ``v-<words-with-dashes>``.
@@ -72,7 +72,8 @@ def sig3(x: Any) -> str:
         return f"{x:.2e}"
     decimals = 2 - exponent
     rounded = round(x, decimals)
-    if rounded != 0 and math.floor(math.log10(abs(rounded))) > exponent:  # 9.996 -> 10.0: one digit fewer after the point
+    # 9.996 -> 10.0: one digit fewer after the point
+    if rounded != 0 and math.floor(math.log10(abs(rounded))) > exponent:
         decimals -= 1
         rounded = round(x, decimals)
     return f"{rounded:.{max(decimals, 0)}f}"
@@ -121,28 +122,6 @@ def _jsonable(x: Any) -> Any:
     return str(x)
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _write_png(fig: Any, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.png", dir=path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _safe(stem: str) -> str:
     """A file-name-safe form of a figure's stem or an entry's name."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", stem).strip("._") or "figure"
@@ -173,7 +152,8 @@ def _entry(o: Outcome, anchor: str, folder: Path) -> tuple[dict[str, Any], dict[
         k = 2
         while fname in files:
             fname, k = f"{anchor}-{_safe(stem)}-{k}.png", k + 1
-        _write_png(fig, folder / fname)
+        with atomic_path(folder / fname) as tmp:
+            fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
         plt.close(fig)
         files.append(fname)
     fields = {
@@ -182,7 +162,7 @@ def _entry(o: Outcome, anchor: str, folder: Path) -> tuple[dict[str, Any], dict[
         "skipped": list(r.skipped), "notes": list(r.notes), "quick": r.quick,
     }
     view.update(fields, claim_line=one_line(r.claim),
-                figures=[{"file": f, "stem": stem} for f, (stem, _) in zip(files, r.figures)],
+                figures=[{"file": f, "stem": stem} for f, (stem, _) in zip(files, r.figures, strict=True)],
                 tables=[{"title": t.title, "columns": [str(c) for c in t.columns],
                          "rows": [[{"text": sig3(v), "num": isinstance(v, numbers.Number) and not isinstance(v, bool)}
                                    for v in row] for row in t.rows]} for t in r.tables])
@@ -251,9 +231,11 @@ def write_report(outcomes: list[Outcome], out: str | Path) -> Path:
         mode=("quick" if modes == {True} else "full" if modes == {False} else "mixed" if modes else ""),
         kinds=KIND_TEXT, verdicts=VERDICT_TEXT, verdict_class=VERDICT_CLASS,
         data_folder=str(data_dir()), version=__version__,
-        generated=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        generated=_dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
     )
-    _atomic_write_bytes(folder / "results.json", (json.dumps(records, indent=2, ensure_ascii=False) + "\n").encode())
+    with atomic_path(folder / "results.json") as tmp:
+        tmp.write_bytes((json.dumps(records, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
     index = folder / "index.html"
-    _atomic_write_bytes(index, page.encode("utf-8"))
+    with atomic_path(index) as tmp:
+        tmp.write_bytes(page.encode("utf-8"))
     return index

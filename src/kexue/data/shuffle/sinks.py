@@ -11,16 +11,9 @@ from typing import IO, Any, Callable
 
 import numpy as np
 
+from ..._io import fsync_path
 from .errors import InsufficientSpace, ShuffleError
 from .records import checksum, gather, is_disk_full, write_all
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class FileSink:
@@ -110,7 +103,7 @@ class FileSink:
             self.close()
             os.replace(self.tmp_path, self.path)
             self.tmp_path = None
-            _fsync_dir(os.path.dirname(os.path.abspath(self.path)))
+            fsync_path(os.path.dirname(os.path.abspath(self.path)))
         else:
             self.close()
         return [self.path]
@@ -241,17 +234,13 @@ class ShardSink:
             self.done.append(self.cur)
             self.cur = None
         for s in self.done:
-            fd = os.open(s.path, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        _fsync_dir(self.tmp_dir)
+            fsync_path(s.path)
+        fsync_path(self.tmp_dir)
         if os.path.exists(self.out_dir):
             _swap_dir(self.tmp_dir, self.out_dir)
         else:
             os.rename(self.tmp_dir, self.out_dir)
-        _fsync_dir(os.path.dirname(os.path.abspath(self.out_dir)))
+        fsync_path(os.path.dirname(os.path.abspath(self.out_dir)))
         return [os.path.join(self.out_dir, os.path.basename(s.path)) for s in self.done]
 
     def abort(self) -> None:
