@@ -1,4 +1,5 @@
-"""Run by test_distributed.py under torchrun: trains a small kexue Transformer under DDP (gloo, CPU).
+"""Run by test_distributed.py through the ``run_ddp`` launcher (tests/conftest.py, torchrun): trains a small kexue
+Transformer under DDP (gloo, CPU).
 
 Each rank writes its final parameters to OUT_DIR/rank{r}.pt.
 """

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import torch
@@ -12,14 +9,8 @@ import torch
 from kexue.models import Transformer, TransformerConfig
 
 
-def test_ddp_two_processes_agree(tmp_path):
-    worker = Path(__file__).with_name("ddp_worker.py")
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           str(worker), str(tmp_path)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True,
-                          timeout=900)  # a guard against a hung rendezvous, not a speed limit
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+def test_ddp_two_processes_agree(tmp_path, run_ddp):
+    run_ddp(Path(__file__).with_name("ddp_worker.py"), tmp_path, nproc=2)
     r0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
     r1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
     assert r0.keys() == r1.keys()

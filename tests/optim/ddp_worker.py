@@ -1,4 +1,5 @@
-"""Run by test_distributed.py under torchrun: the kexue optimizers train a small Transformer under DDP (gloo, CPU).
+"""Run by test_distributed.py through the ``run_ddp`` launcher (tests/conftest.py, torchrun): the kexue optimizers
+train a small Transformer under DDP (gloo, CPU).
 
 Each rank writes its final parameters to OUT_DIR/{name}_rank{r}.pt for every optimizer in OPTIMIZERS.
 :func:`reference` trains the same model in one process on the rank-averaged gradients (what DDP computes).

@@ -4,9 +4,6 @@ agree exactly, and equal one process stepping on the rank-averaged gradients."""
 from __future__ import annotations
 
 import importlib.util
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import torch
@@ -21,14 +18,9 @@ def _worker_module():
     return mod
 
 
-def test_ddp_two_processes_agree_with_the_averaged_gradient_reference(tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(WORKER),
-           str(tmp_path)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True,
-                          timeout=900)  # a guard against a hung rendezvous, not a speed limit
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+def test_ddp_two_processes_agree_with_the_averaged_gradient_reference(tmp_path, run_ddp):
     worker = _worker_module()
+    run_ddp(WORKER, tmp_path, nproc=worker.WORLD)
     init = worker.make_model().state_dict()
     for name in worker.OPTIMIZERS:
         r0 = torch.load(tmp_path / f"{name}_rank0.pt", weights_only=True)
@@ -37,6 +29,7 @@ def test_ddp_two_processes_agree_with_the_averaged_gradient_reference(tmp_path):
         assert r0.keys() == r1.keys() == ref.keys()
         for k in r0:
             assert torch.equal(r0[k], r1[k]), (name, k)
-            torch.testing.assert_close(r0[k], ref[k], rtol=1e-5, atol=1e-6, msg=lambda m: f"{name} {k}: {m}")
+            at = f"{name} {k}"
+            torch.testing.assert_close(r0[k], ref[k], rtol=1e-5, atol=1e-6, msg=lambda m, at=at: f"{at}: {m}")
         moved = sum(not torch.equal(init[k], r0[k]) for k in r0)
         assert moved > len(r0) // 2, name

@@ -2,14 +2,14 @@
 gradient accumulation (``no_sync`` on the first of two micro-steps): each rank's gradient equals one process summing
 the same micro-steps over the ranks' batches and averaging over ranks (what DDP must compute).
 
-Run as a script (by the test, under torchrun) it is the worker.
+Run as a script (by the test, through the ``run_ddp`` launcher of tests/conftest.py, under torchrun) it is the
+worker.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -95,21 +95,17 @@ def main(out_dir: str) -> None:
     dist.destroy_process_group()
 
 
-def test_ddp_with_accumulation_equals_the_rank_averaged_reference(tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           str(Path(__file__)), str(tmp_path)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True,
-                          timeout=900)  # a guard against a hung rendezvous, not a speed limit
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+def test_ddp_with_accumulation_equals_the_rank_averaged_reference(tmp_path, run_ddp):
+    run_ddp(Path(__file__), tmp_path, nproc=WORLD)
     for case in CASES:
         r0 = torch.load(tmp_path / f"{case}_rank0.pt", weights_only=True)
         r1 = torch.load(tmp_path / f"{case}_rank1.pt", weights_only=True)
         ref = reference(case)
         assert r0.keys() == r1.keys() == ref.keys(), case
         for k in ref:
-            torch.testing.assert_close(r0[k], r1[k], rtol=0, atol=0, msg=lambda m: f"{case} {k}: {m}")
-            torch.testing.assert_close(r0[k], ref[k], rtol=1e-5, atol=1e-7, msg=lambda m: f"{case} {k}: {m}")
+            at = f"{case} {k}"
+            torch.testing.assert_close(r0[k], r1[k], rtol=0, atol=0, msg=lambda m, at=at: f"{at}: {m}")
+            torch.testing.assert_close(r0[k], ref[k], rtol=1e-5, atol=1e-7, msg=lambda m, at=at: f"{at}: {m}")
     # the forms differ: clean+adv carries the clean gradient too
     post, common = reference("fgm_post"), reference("fgm_pytorch")
     assert not torch.allclose(post["blocks.0.ffn.up.weight"], common["blocks.0.ffn.up.weight"])
