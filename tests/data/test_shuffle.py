@@ -383,26 +383,6 @@ def test_draw_composition_large_population_path(monkeypatch):
     assert stats.chisquare(observed, expected).pvalue > ALPHA
 
 
-def test_in_memory_references_match_exact_distributions():
-    """Monte Carlo of the in-memory references against the exact distributions the reproduction enumerates."""
-    from kexue.reproduce.shuffle import merge_distribution, naive_distribution, scatter_distribution
-
-    rng = np.random.default_rng(0)
-    runs = 12000
-    cases = [
-        ("naive", [2, 2], lambda rng: S.naive_rowwise_shuffle([[0, 1], [2, 3]], rng), naive_distribution([2, 2])),
-        ("merge", [3, 1], lambda rng: S.merge_shuffle([[0, 1, 2], [3]], rng), merge_distribution([3, 1])),
-        ("scatter", [4], lambda rng: S.scatter_shuffle([0, 1, 2, 3], 3, rng), scatter_distribution(4, 3)),
-    ]
-    for name, _, fn, exact in cases:
-        got = Counter(tuple(fn(rng)) for _ in range(runs))
-        support = sorted(p for p, q in exact.items() if q > 0)
-        assert set(got) <= set(support), name
-        observed = np.array([got.get(p, 0) for p in support])
-        expected = np.array([float(exact[p]) for p in support]) * runs
-        assert stats.chisquare(observed, expected).pvalue > ALPHA, name
-
-
 def test_long_records_into_byte_limited_shards(tmp_path):
     """Records streamed through a merge window land whole in shards of at most bytes_per_output bytes (a record
     longer than that gets a shard of its own)."""

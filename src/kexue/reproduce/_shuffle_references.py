@@ -1,9 +1,11 @@
-"""In-memory references of the three schemes (the tests and the reproduction check them, and the file-based code,
-against exact enumeration)."""
+"""In-memory references of the three shuffle schemes of the ``shuffle`` reproduction (kexue.fm/archives/8662): the
+post's row-wise interleave, the exact merge and Rao-Sandelius scatter, checked by Monte Carlo against the exact
+distributions the reproduction enumerates (the file-based code is :mod:`kexue.data.shuffle`)."""
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -41,6 +43,6 @@ def scatter_shuffle(records: Sequence[Any], K: int, rng: np.random.Generator) ->
     labels = rng.integers(K, size=len(records))
     out: list[Any] = []
     for j in range(K):
-        bucket = [records[i] for i in np.flatnonzero(labels == j)]
+        bucket = [records[int(i)] for i in np.flatnonzero(labels == j)]
         out.extend(bucket[i] for i in rng.permutation(len(bucket)))
     return out

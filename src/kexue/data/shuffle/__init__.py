@@ -46,7 +46,7 @@ Standard output as the output is allowed but not atomic.
 
 Layout: :mod:`.records` (numpy byte primitives: find separators, move variable-length records without a Python
 loop per record), :mod:`.reader` (chunked input, merge windows), :mod:`.sinks` (atomic files and shards),
-:mod:`.budget`, :mod:`.passes` (the methods' passes), :mod:`.references` (in-memory references), :mod:`.api`
+:mod:`.budget`, :mod:`.passes` (the methods' passes), :mod:`.api`
 (:func:`external_shuffle`), :mod:`.cli` (``kexue shuffle``). Spec: ``shared/specs/07-shuffle.md``.
 """
 
@@ -57,7 +57,6 @@ from .budget import Budget, parse_size
 from .cli import add_parser
 from .errors import InputError, InsufficientSpace, Interrupted, RecordTooLong, ShuffleError, VerifyError
 from .passes import draw_composition
-from .references import merge_shuffle, naive_rowwise_shuffle, scatter_shuffle
 
 __all__ = [
     "METHODS",
@@ -73,9 +72,6 @@ __all__ = [
     "add_parser",
     "draw_composition",
     "external_shuffle",
-    "merge_shuffle",
-    "naive_rowwise_shuffle",
     "parse_size",
     "peak_rss",
-    "scatter_shuffle",
 ]
