@@ -219,9 +219,11 @@ def test_state_dict_round_trip_mid_cycle(cls):
     assert opt_c.micro_step == 6 and opt_c.update_count == 1
     _run_micro(c, opt_c, batches[6:])
     assert _max_diff(a, c) == 0.0
-    with pytest.raises(ValueError, match="saved with .*'k': 4.* this optimizer has .*'k': 2"):
+    with pytest.raises(ValueError, match="expected a state dict saved with this optimizer's .*'k': 2.*, got one "
+                                         "saved with .*'k': 4"):
         cls(_mlp().parameters(), lr=1e-2, k=2).load_state_dict(saved)
-    with pytest.raises(ValueError, match="lacks the 'accumulate' entry"):
+    with pytest.raises(ValueError, match="expected a state dict saved by an accumulating optimizer .*, got one "
+                                         "without it"):
         ref = torch.optim.SGD(_mlp().parameters(), lr=1e-2)
         cls(_mlp().parameters(), **kw).load_state_dict(ref.state_dict())
 
@@ -249,23 +251,29 @@ def test_max_update_norm_clips_the_step_direction():
     assert torch.linalg.vector_norm(p.detach()).item() == pytest.approx(0.5 * 0.1, rel=1e-9)
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    ({"k": 0}, "k \\(micro-batches per update\\) to be a positive integer, got 0"),
-    ({"k": 2.0}, "got 2.0"),
-    ({"mode": "exact"}, "mode to be one of .* got 'exact'"),
-    ({"k": 2, "update_every_k": False}, "update_every_k=False needs mode='tilde_beta' or 'plain'"),
-    ({"lr": -1.0}, "lr >= 0.0, got -1.0"),
-    ({"betas": (0.9, 1.0)}, "betas\\[1\\] in \\[0.0, 1.0\\), got 1.0"),
-    ({"betas": 0.9}, "betas to be a pair"),
-    ({"max_update_norm": 0.0}, "max_update_norm > 0.0, got 0.0"),
+@pytest.mark.parametrize("kwargs,error,match", [
+    ({"k": 0}, ValueError, "expected k >= 1, got 0"),
+    ({"k": 2.0}, TypeError, "expected k to be an integer, got 2.0"),
+    ({"mode": "exact"}, ValueError, "expected mode to be one of \\['exact_m', 'tilde_beta', 'plain'\\], got 'exact'"),
+    ({"update_every_k": 1}, TypeError, "expected update_every_k to be a bool, got 1"),
+    ({"k": 2, "update_every_k": False}, ValueError,
+     "expected mode='tilde_beta' or 'plain' with update_every_k=False .*, got mode='exact_m'"),
+    ({"lr": -1.0}, ValueError, "expected lr >= 0.0, got -1.0"),
+    ({"weight_decay": -0.1}, ValueError, "expected weight_decay >= 0.0, got -0.1"),
+    ({"betas": (0.9, 1.0)}, ValueError, "expected betas\\[1\\] < 1.0, got 1.0"),
+    ({"betas": (-0.1, 0.9)}, ValueError, "expected betas\\[0\\] >= 0.0, got -0.1"),
+    ({"betas": 0.9}, TypeError, "expected betas to be a pair \\(beta1, beta2\\), got 0.9"),
+    ({"betas": (0.9, 0.99, 0.999)}, ValueError, "expected betas to be a pair \\(beta1, beta2\\), got 3 values"),
+    ({"eps": -1e-8}, ValueError, "expected eps >= 0.0, got -1e-08"),
+    ({"max_update_norm": 0.0}, ValueError, "expected max_update_norm > 0.0, got 0.0"),
 ])
-def test_bad_arguments_are_named(kwargs, match):
-    with pytest.raises(ValueError, match=match):
+def test_bad_arguments_are_named(kwargs, error, match):
+    with pytest.raises(error, match=match):
         AccumAdamW([nn.Parameter(torch.zeros(2))], **kwargs)
 
 
 def test_sgdm_momentum_is_checked():
-    with pytest.raises(ValueError, match="momentum in \\[0.0, 1.0\\), got 1.5"):
+    with pytest.raises(ValueError, match="expected momentum < 1.0, got 1.5"):
         AccumSGDM([nn.Parameter(torch.zeros(2))], lr=0.1, momentum=1.5)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import math
+from typing import get_args
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from kexue.optim import AdaFactor, factored_axes
+from kexue.optim import ADAFACTOR_PRESETS, AdaFactor, AdaFactorPreset, factored_axes
 from kexue.reproduce._optim_state import state_nbytes, state_numel
 
 
@@ -299,28 +300,47 @@ def test_optimizer_state_of_a_minilm_sized_model_is_under_one_percent_of_adamw()
     assert state_nbytes(ada) < 0.01 * state_nbytes(adamw)
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    ({"decay_exponent": 1.0}, "decay_exponent in \\(0.0, 1.0\\), got 1.0"),
-    ({"decay_exponent": 0.0}, "decay_exponent"),
-    ({"beta1": 1.0}, "beta1 in \\[0.0, 1.0\\), got 1.0"),
-    ({"lr": -1.0}, "lr >= 0.0, got -1.0"),
-    ({"eps1_mode": "root"}, "eps1_mode to be one of .* got 'root'"),
-    ({"factor_dims": "first"}, "factor_dims"),
-    ({"min_dim_size_to_factor": -1}, "min_dim_size_to_factor .* got -1"),
-    ({"warmup_init": True}, "warmup_init=True needs the relative step"),
-    ({"warmup_init": True, "relative_step": True}, "would ignore lr=0.001"),
-    ({"clip_threshold": 0.0}, "clip_threshold > 0.0, got 0.0"),
-    ({"exclude_from_parameter_scale": [3]}, "parameters or name patterns, got 3"),
+@pytest.mark.parametrize("kwargs,error,match", [
+    ({"decay_exponent": 1.0}, ValueError, "expected decay_exponent < 1.0, got 1.0"),
+    ({"decay_exponent": 0.0}, ValueError, "expected decay_exponent > 0.0, got 0.0"),
+    ({"beta1": 1.0}, ValueError, "expected beta1 < 1.0, got 1.0"),
+    ({"beta2": 1.0}, ValueError, "expected beta2 < 1.0, got 1.0"),
+    ({"lr": -1.0}, ValueError, "expected lr >= 0.0, got -1.0"),
+    ({"lr": "0.1"}, TypeError, "expected lr to be a real number, got '0.1'"),
+    ({"eps1": -1.0}, ValueError, "expected eps1 >= 0.0, got -1.0"),
+    ({"eps2": float("nan")}, ValueError, "expected eps2 to be finite, got nan"),
+    ({"weight_decay": -1.0}, ValueError, "expected weight_decay >= 0.0, got -1.0"),
+    ({"unscaled_relative_factor": 0.0}, ValueError, "expected unscaled_relative_factor > 0.0, got 0.0"),
+    ({"eps1_mode": "root"}, ValueError, "expected eps1_mode to be one of \\['add', 'add_and_root', 'floor'\\], "
+                                        "got 'root'"),
+    ({"factor_dims": "first"}, ValueError, "expected factor_dims to be one of \\['largest', 'last'\\], got 'first'"),
+    ({"momentum_on": "raw"}, ValueError, "expected momentum_on to be one of \\['clipped', 'scaled_update'\\], "
+                                         "got 'raw'"),
+    ({"weight_decay_on": "grad"}, ValueError, "expected weight_decay_on to be one of \\['lr', 'step'\\], got 'grad'"),
+    ({"min_dim_size_to_factor": -1}, ValueError, "expected min_dim_size_to_factor >= 0, got -1"),
+    ({"warmup_init": True}, ValueError,
+     "expected relative_step=True or lr=None with warmup_init=True .*, got relative_step=False and lr=0.001"),
+    ({"warmup_init": True, "relative_step": True}, ValueError,
+     "expected lr=None with warmup_init=True .*, got lr=0.001"),
+    ({"clip_threshold": 0.0}, ValueError, "expected clip_threshold > 0.0, got 0.0"),
+    ({"exclude_from_parameter_scale": [3]}, TypeError,
+     "expected exclude_from_parameter_scale to hold parameters or name patterns, got 3"),
 ])
-def test_bad_arguments_are_named(kwargs, match):
-    with pytest.raises(ValueError, match=match):
+def test_bad_arguments_are_named(kwargs, error, match):
+    with pytest.raises(error, match=match):
         AdaFactor([torch.nn.Parameter(torch.zeros(3))], **kwargs)
 
 
+def test_presets_are_the_literal_names():
+    assert tuple(ADAFACTOR_PRESETS) == get_args(AdaFactorPreset)
+
+
 def test_bad_preset_and_unnamed_patterns():
-    with pytest.raises(ValueError, match="unknown AdaFactor preset 'adam'"):
+    with pytest.raises(ValueError, match="expected name to be one of \\['bert4keras', 'paper', 'transformers', 't5', "
+                                         "'torch'\\], got 'adam'"):
         AdaFactor.preset("adam", [torch.nn.Parameter(torch.zeros(3))])
-    with pytest.raises(ValueError, match="parameters have no names"):
+    with pytest.raises(ValueError, match="expected named parameters .*, got exclude_from_parameter_scale name "
+                                         "patterns for parameters that have no names"):
         AdaFactor([torch.nn.Parameter(torch.zeros(3))], exclude_from_parameter_scale=["bias"])
     with pytest.raises(TypeError):
         AdaFactor.preset("torch", [torch.nn.Parameter(torch.zeros(3))], no_such_option=1)

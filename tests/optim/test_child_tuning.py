@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from kexue.optim import AccumAdamW, AdaFactor, ChildTuning, fisher_information, fisher_mask
-from kexue.optim.child_tuning import percentile
+from kexue.optim.child_tuning import _percentile
 
 
 def _z(sd: float = 5.0) -> float:
@@ -119,7 +119,7 @@ def test_update_target_masks_the_increment_and_keeps_the_full_state():
     ref_w = nn.Parameter(torch.randn(300, dtype=torch.float64))
     w = nn.Parameter(ref_w.detach().clone())
     ref = torch.optim.Adam([ref_w], lr=0.01)
-    opt = ChildTuning(torch.optim.Adam([w], lr=0.01), reserve_p=0.3, target="update",
+    opt = ChildTuning(torch.optim.Adam([w], lr=0.01), reserve_p=0.3, mask_on="update",
                       generator=torch.Generator().manual_seed(4))
     for _ in range(5):
         g = torch.randn(300, dtype=torch.float64)
@@ -210,29 +210,45 @@ def test_state_dict_round_trip_f_and_d():
     opt_e = ChildTuning(torch.optim.SGD([e], lr=0.1), mode="D", reserve_p=0.3, masks={e: torch.ones(500, dtype=bool)})
     opt_e.load_state_dict(opt_d.state_dict())
     assert torch.equal(opt_e.masks[e], mask)
-    with pytest.raises(ValueError, match="saved with .*'reserve_p': 0.3.* this ChildTuning has .*'reserve_p': 0.2"):
+    with pytest.raises(ValueError, match="expected a state dict saved with this ChildTuning's .*'reserve_p': 0.2.*, "
+                                         "got one saved with .*'reserve_p': 0.3"):
         ChildTuning(torch.optim.SGD([e], lr=0.1), mode="D", reserve_p=0.2, masks={e: mask}).load_state_dict(
             opt_d.state_dict())
+    with pytest.raises(ValueError, match="expected a state dict saved by ChildTuning .*, got one without it"):
+        opt_e.load_state_dict(torch.optim.SGD([e], lr=0.1).state_dict())
+    f = _param((500,))
+    with pytest.raises(ValueError, match="expected a ChildTuning with a generator .*, got generator=None"):
+        ChildTuning(torch.optim.AdamW([f], lr=0.01), reserve_p=0.3).load_state_dict(saved)
 
 
 def test_bad_arguments_are_named():
     w = _param((4,))
     sgd = torch.optim.SGD([w], lr=0.1)
-    with pytest.raises(ValueError, match="reserve_p in \\(0.0, 1.0\\], got 0.0"):
+    with pytest.raises(ValueError, match="expected reserve_p > 0.0, got 0.0"):
         ChildTuning(sgd, reserve_p=0.0)
-    with pytest.raises(ValueError, match="mode='D' needs masks"):
+    with pytest.raises(ValueError, match="expected reserve_p <= 1.0, got 1.5"):
+        ChildTuning(sgd, reserve_p=1.5)
+    with pytest.raises(ValueError, match="expected masks with mode='D' .*, got None"):
         ChildTuning(sgd, mode="D")
-    with pytest.raises(ValueError, match="pass masks only with mode='D'"):
+    with pytest.raises(ValueError, match="expected masks=None with mode='F' .*, got masks for 1 parameters"):
         ChildTuning(sgd, masks={w: torch.ones(4, dtype=bool)})
+    with pytest.raises(ValueError, match="expected param_filter=None with mode='D' .*, got a filter"):
+        ChildTuning(sgd, mode="D", masks={w: torch.ones(4, dtype=bool)}, param_filter=lambda n, p: True)
+    with pytest.raises(ValueError, match="expected mask_on='grad' with mask_weight_decay=True .*, got "
+                                         "mask_on='update'"):
+        ChildTuning(sgd, mask_on="update", mask_weight_decay=True)
     with pytest.raises(ValueError, match="bool mask of shape \\(4,\\), got torch.float32 \\(4,\\)"):
         ChildTuning(sgd, mode="D", masks={w: torch.ones(4)})
-    with pytest.raises(ValueError, match="not a parameter of the base"):
+    with pytest.raises(ValueError, match="expected masks keyed by parameters of the base optimizer, got a \\(4,\\) "
+                                         "tensor that is not one"):
         ChildTuning(sgd, mode="D", masks={_param((4,)): torch.ones(4, dtype=bool)})
-    with pytest.raises(ValueError, match="mode to be one of .* got 'G'"):
+    with pytest.raises(ValueError, match="expected mode to be one of \\['F', 'D'\\], got 'G'"):
         ChildTuning(sgd, mode="G")
-    with pytest.raises(ValueError, match="expected base to be a torch.optim.Optimizer, got list"):
+    with pytest.raises(ValueError, match="expected mask_on to be one of \\['grad', 'update'\\], got 'grads'"):
+        ChildTuning(sgd, mask_on="grads")
+    with pytest.raises(TypeError, match="expected base to be a torch.optim.Optimizer, got list"):
         ChildTuning([w])  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="needs to know how AdaFactor applies weight decay"):
+    with pytest.raises(ValueError, match="expected a base whose weight decay rule is known .*, got AdaFactor"):
         ChildTuning(AdaFactor([w], weight_decay=0.1), mask_weight_decay=True)
     accum = AccumAdamW([w], k=2)
     accum.release_gradients()
@@ -322,15 +338,20 @@ def test_fisher_mask_keeps_the_top_fraction(scope):
        q=st.floats(0.0, 100.0))
 def test_percentile_is_numpy_percentile(values, q):
     x = np.array(values)
-    ours = percentile(torch.tensor(x), q).item()
+    ours = _percentile(torch.tensor(x), q).item()
     assert ours == pytest.approx(float(np.percentile(x, q)), rel=1e-12, abs=1e-12)
 
 
 def test_fisher_errors():
     model = _Clf()
-    with pytest.raises(ValueError, match="no parameter to score"):
+    with pytest.raises(ValueError, match="expected at least one trainable parameter that param_filter accepts, "
+                                         "got none"):
         fisher_information(model, [], _nll, param_filter=lambda n, p: False)
-    with pytest.raises(ValueError, match="the loader yielded no batch"):
+    with pytest.raises(ValueError, match="expected a loader that yields batches, got one that yielded none"):
         fisher_information(model, [], _nll)
+    with pytest.raises(ValueError, match="expected max_grad_norm > 0.0, got 0.0"):
+        fisher_information(model, [], _nll, max_grad_norm=0.0)
+    with pytest.raises(ValueError, match="expected a non-empty tensor, got one with no element"):
+        _percentile(torch.zeros(0), 50.0)
     with pytest.raises(ValueError, match="scope to be one of .* got 'layer'"):
         fisher_mask(model, [], _nll, 0.2, scope="layer")  # type: ignore[arg-type]

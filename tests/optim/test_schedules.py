@@ -7,8 +7,15 @@ import pytest
 import torch
 from torch import nn
 
-from kexue.optim import AccumAdamW, AdaFactor, piecewise_linear, warmup_linear
-from kexue.optim.schedules import piecewise_linear_factor, update_count, warmup_linear_factor
+from kexue.optim import (
+    AccumAdamW,
+    AdaFactor,
+    piecewise_linear,
+    piecewise_linear_factor,
+    warmup_linear,
+    warmup_linear_factor,
+)
+from kexue.optim.schedules import _update_count
 
 
 def _lrs(sched, opt, n):
@@ -38,8 +45,12 @@ def test_warmup_linear_final_factor_and_errors():
     opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.1)
     with pytest.raises(ValueError, match="total_steps > warmup_steps, got total_steps=5, warmup_steps=5"):
         warmup_linear(opt, 5, 5)
-    with pytest.raises(ValueError, match="warmup_steps to be an integer >= 0, got -1"):
+    with pytest.raises(ValueError, match="expected warmup_steps >= 0, got -1"):
         warmup_linear(opt, -1, 5)
+    with pytest.raises(TypeError, match="expected total_steps to be an integer, got 5.0"):
+        warmup_linear(opt, 1, 5.0)
+    with pytest.raises(ValueError, match="expected final_factor >= 0.0, got -0.1"):
+        warmup_linear(opt, 1, 5, final_factor=-0.1)
 
 
 @pytest.mark.parametrize("schedule,from_zero", [({1000: 1.0, 2000: 0.1}, True), ({0: 0.5, 10: 1.0, 30: 0.0}, True),
@@ -58,9 +69,13 @@ def test_piecewise_linear_lambda_lr_and_errors():
     opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=2.0)
     lrs = _lrs(piecewise_linear(opt, {4: 1.0, 8: 0.5}), opt, 10)
     np.testing.assert_allclose(lrs, 2.0 * np.interp(np.arange(10), [0, 4, 8], [0.0, 1.0, 0.5]), rtol=1e-12)
-    for bad, match in (({}, "non-empty"), ({-1: 1.0}, "integers >= 0, got -1"), ({3: -1.0}, "schedule\\[3\\] >= 0.0")):
+    for bad, match in (({}, "expected schedule to be a non-empty \\{step: factor\\} dict, got \\{\\}"),
+                       ({-1: 1.0}, "expected schedule step >= 0, got -1"),
+                       ({3: -1.0}, "expected schedule\\[3\\] >= 0.0, got -1.0")):
         with pytest.raises(ValueError, match=match):
             piecewise_linear(opt, bad)
+    with pytest.raises(TypeError, match="expected schedule to be a \\{step: factor\\} dict, got list"):
+        piecewise_linear(opt, [(4, 1.0)])
 
 
 def test_schedules_count_updates_of_accumulating_optimizers():
@@ -76,7 +91,7 @@ def test_schedules_count_updates_of_accumulating_optimizers():
     # update n (cycle n) uses the factor at n: micro-steps 3n+1..3n+3 see it
     expected = [warmup_linear_factor(n, 2, 6) for n in range(4) for _ in range(3)]
     assert seen == pytest.approx(expected)
-    assert update_count(opt) == 4 and update_count(torch.optim.SGD([p], lr=0.1)) is None
+    assert _update_count(opt) == 4 and _update_count(torch.optim.SGD([p], lr=0.1)) is None
 
 
 def test_schedule_scales_adafactor_lr():

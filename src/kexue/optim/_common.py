@@ -9,6 +9,8 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
+from .._validate import check_float
+
 
 def state_dtype(param: Tensor) -> torch.dtype:
     """The dtype optimizer state is kept in: fp32 for fp32 and lower-precision parameters, fp64 for fp64 ones."""
@@ -33,26 +35,10 @@ def restore_state_precision(optimizer: Optimizer, state_dict: dict[str, Any]) ->
                 optimizer.state[p][key] = value.detach().to(device=p.device, dtype=state_dtype(p), copy=True)
 
 
-def check_float(name: str, value: Any, *, low: float | None = None, high: float | None = None,
-                low_open: bool = False, high_open: bool = False, allow_none: bool = False) -> None:
-    """Raise ``ValueError`` naming ``name`` and ``value`` unless ``value`` is a real number in the stated range."""
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"expected {name} to be a number, got {value!r}")
-    lo_ok = low is None or (value > low if low_open else value >= low)
-    hi_ok = high is None or (value < high if high_open else value <= high)
-    if lo_ok and hi_ok:
-        return
-    if low is not None and high is not None:
-        rng = f"in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
-    elif low is not None:
-        rng = f"{'>' if low_open else '>='} {low}"
-    else:
-        rng = f"{'<' if high_open else '<='} {high}"
-    raise ValueError(f"expected {name} {rng}, got {value!r}")
+def check_optional_float(name: str, value: Any, **interval: Any) -> None:
+    """:func:`kexue._validate.check_float` for an argument that may also be None (None passes)."""
+    if value is not None:
+        check_float(name, value, **interval)
 
 
-def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"expected {name} to be one of {choices}, got {value!r}")
+__all__ = ["check_optional_float", "restore_state_precision", "state_dtype"]

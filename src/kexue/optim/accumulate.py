@@ -45,8 +45,7 @@ direction (m for SGDM, m̂/(√v̂ + ε) for Adam) to that L2 norm.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
 import torch
@@ -54,17 +53,17 @@ from torch import Tensor
 from torch.optim import Optimizer
 from torch.utils.hooks import RemovableHandle
 
-from ._common import check_choice, check_float, restore_state_precision, state_dtype
+from .._validate import check_choice, check_float, check_int
+from ._common import check_optional_float, restore_state_precision, state_dtype
 
-Mode = Literal["exact_m", "tilde_beta", "plain"]
-_MODES = ("exact_m", "tilde_beta", "plain")
+AccumMode = Literal["exact_m", "tilde_beta", "plain"]
 
 
 class GradientRelease:
     """The hooks :meth:`_Accumulating.release_gradients` registered; ``remove()`` (or leaving a ``with`` block)
     returns the optimizer to the ordinary path."""
 
-    def __init__(self, optimizer: "_Accumulating", handles: list[RemovableHandle]) -> None:
+    def __init__(self, optimizer: _Accumulating, handles: list[RemovableHandle]) -> None:
         self.optimizer = optimizer
         self._handles = handles
 
@@ -74,7 +73,7 @@ class GradientRelease:
         self._handles = []
         self.optimizer._release = None
 
-    def __enter__(self) -> "GradientRelease":
+    def __enter__(self) -> GradientRelease:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -87,17 +86,17 @@ class _Accumulating(Optimizer):
     #: (state key, index of its β in the group's betas, squared gradient?) for each moment.
     _moments: tuple[tuple[str, int, bool], ...] = ()
 
-    def __init__(self, params: Any, defaults: dict[str, Any], k: int, mode: Mode, update_every_k: bool) -> None:
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise ValueError(f"expected k (micro-batches per update) to be a positive integer, got {k!r}")
-        check_choice("mode", mode, _MODES)
+    def __init__(self, params: Any, defaults: dict[str, Any], k: int, mode: AccumMode, update_every_k: bool) -> None:
+        check_int("k", k, minimum=1)
+        check_choice("mode", mode, AccumMode)
         if not isinstance(update_every_k, bool):
-            raise ValueError(f"expected update_every_k to be a bool, got {update_every_k!r}")
+            raise TypeError(f"expected update_every_k to be a bool, got {update_every_k!r}")
         if mode == "exact_m" and not update_every_k and k > 1:
-            raise ValueError("mode='exact_m' folds k micro-batches into one update, so it updates every k "
-                             "micro-steps; update_every_k=False needs mode='tilde_beta' or 'plain'")
+            raise ValueError("expected mode='tilde_beta' or 'plain' with update_every_k=False (mode='exact_m' folds "
+                             "k micro-batches into one update, so it updates every k micro-steps), got "
+                             "mode='exact_m'")
         self.k = k
-        self.mode: Mode = mode
+        self.mode: AccumMode = mode
         self.update_every_k = update_every_k
         #: Micro-steps completed (t in the post).
         self.micro_step = 0
@@ -134,12 +133,12 @@ class _Accumulating(Optimizer):
         state_dict = dict(state_dict)
         acc = state_dict.pop("accumulate", None)
         if acc is None:
-            raise ValueError("state dict lacks the 'accumulate' entry (micro-step counter): it was not saved by an "
-                             f"accumulating optimizer, so {type(self).__name__} cannot resume it")
+            raise ValueError(f"expected a state dict saved by an accumulating optimizer (with an 'accumulate' entry, "
+                             f"the micro-step counter {type(self).__name__} resumes from), got one without it")
         mine = {"k": self.k, "mode": self.mode, "update_every_k": self.update_every_k}
         theirs = {key: acc[key] for key in mine}
         if theirs != mine:
-            raise ValueError(f"state dict was saved with {theirs}, this optimizer has {mine}")
+            raise ValueError(f"expected a state dict saved with this optimizer's {mine}, got one saved with {theirs}")
         super().load_state_dict(state_dict)
         restore_state_precision(self, state_dict)
         self.micro_step = int(acc["micro_step"])
@@ -243,8 +242,10 @@ class _Accumulating(Optimizer):
         self._release = GradientRelease(self, handles)
         return self._release
 
-    def _make_hook(self, group: dict[str, Any]):
+    def _make_hook(self, group: dict[str, Any]) -> Callable[[Tensor], None]:
         def hook(p: Tensor) -> None:
+            if p.grad is None:  # backward has just accumulated it; nothing to fold otherwise
+                return
             with torch.no_grad():
                 self._fold(group, p, p.grad)
             p.grad = None
@@ -255,7 +256,7 @@ class _Accumulating(Optimizer):
 def _check_common(lr: float, max_update_norm: float | None, weight_decay: float) -> None:
     check_float("lr", lr, low=0.0)
     check_float("weight_decay", weight_decay, low=0.0)
-    check_float("max_update_norm", max_update_norm, low=0.0, low_open=True, allow_none=True)
+    check_optional_float("max_update_norm", max_update_norm, low=0.0, low_open=True)
 
 
 class AccumSGDM(_Accumulating):
@@ -269,7 +270,7 @@ class AccumSGDM(_Accumulating):
     _moments = (("exp_avg", 0, False),)
 
     def __init__(self, params: Iterable[Tensor] | Iterable[dict[str, Any]], lr: float, momentum: float = 0.9,
-                 k: int = 1, mode: Mode = "exact_m", update_every_k: bool = True, weight_decay: float = 0.0,
+                 k: int = 1, mode: AccumMode = "exact_m", update_every_k: bool = True, weight_decay: float = 0.0,
                  max_update_norm: float | None = None) -> None:
         _check_common(lr, max_update_norm, weight_decay)
         check_float("momentum", momentum, low=0.0, high=1.0, high_open=True)
@@ -306,11 +307,13 @@ class AccumAdam(_Accumulating):
 
     def __init__(self, params: Iterable[Tensor] | Iterable[dict[str, Any]], lr: float = 1e-3,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0,
-                 k: int = 1, mode: Mode = "exact_m", update_every_k: bool = True, eps_inside_root: bool = False,
+                 k: int = 1, mode: AccumMode = "exact_m", update_every_k: bool = True, eps_inside_root: bool = False,
                  max_update_norm: float | None = None) -> None:
         _check_common(lr, max_update_norm, weight_decay)
-        if not (isinstance(betas, (tuple, list)) and len(betas) == 2):
-            raise ValueError(f"expected betas to be a pair (beta1, beta2), got {betas!r}")
+        if not isinstance(betas, (tuple, list)):
+            raise TypeError(f"expected betas to be a pair (beta1, beta2), got {betas!r}")
+        if len(betas) != 2:
+            raise ValueError(f"expected betas to be a pair (beta1, beta2), got {len(betas)} values {betas!r}")
         check_float("betas[0]", betas[0], low=0.0, high=1.0, high_open=True)
         check_float("betas[1]", betas[1], low=0.0, high=1.0, high_open=True)
         check_float("eps", eps, low=0.0)
@@ -359,8 +362,11 @@ class AccumAdamW(AccumAdam):
 
     def __init__(self, params: Iterable[Tensor] | Iterable[dict[str, Any]], lr: float = 1e-3,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 1e-2,
-                 k: int = 1, mode: Mode = "exact_m", update_every_k: bool = True, eps_inside_root: bool = False,
+                 k: int = 1, mode: AccumMode = "exact_m", update_every_k: bool = True, eps_inside_root: bool = False,
                  max_update_norm: float | None = None) -> None:
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, k=k, mode=mode,
                          update_every_k=update_every_k, eps_inside_root=eps_inside_root,
                          max_update_norm=max_update_norm)
+
+
+__all__ = ["AccumAdam", "AccumAdamW", "AccumMode", "AccumSGDM", "GradientRelease"]

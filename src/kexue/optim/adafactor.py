@@ -16,8 +16,8 @@ The reference is the post's corrected equations. For an m×n parameter θ with g
 Vectors (and tensors too small to factor) keep a full v_t = β̂₂,t·v_{t−1} + (1 − β̂₂,t)·(g² + ε₁). Means and the
 post's sums give the same v̂ because the normalisation cancels the factor n (or m).
 
-Presets (``AdaFactor.preset(name, params, **overrides)``) reproduce the well-known variants; each is parity-tested
-against its anchor (see ``tests/optim/test_adafactor.py``):
+Presets (``AdaFactor.preset(name, params, **overrides)``, the settings in :data:`ADAFACTOR_PRESETS`) reproduce the
+well-known variants; each is parity-tested against its anchor (see ``tests/optim/test_adafactor.py``):
 
 - ``"bert4keras"`` (the default; Su's final code): explicit lr = 1e−3; ε₁ added to g² and again inside the root;
   the two *largest* axes are factored when the second largest has at least 128 entries; optional momentum is an EMA
@@ -48,20 +48,18 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from ._common import check_choice, check_float, restore_state_precision, state_dtype
+from .._validate import check_choice, check_float, check_int
+from ._common import check_optional_float, restore_state_precision, state_dtype
 
 FactorDims = Literal["largest", "last"]
 Eps1Mode = Literal["add", "add_and_root", "floor"]
 MomentumOn = Literal["clipped", "scaled_update"]
 WeightDecayOn = Literal["lr", "step"]
+AdaFactorPreset = Literal["bert4keras", "paper", "transformers", "t5", "torch"]
 
-_FACTOR_DIMS = ("largest", "last")
-_EPS1_MODES = ("add", "add_and_root", "floor")
-_MOMENTUM_ON = ("clipped", "scaled_update")
-_WEIGHT_DECAY_ON = ("lr", "step")
-
-#: The named presets: overrides of the class defaults (which are the ``"bert4keras"`` preset).
-PRESETS: dict[str, dict[str, Any]] = {
+#: The named presets (:meth:`AdaFactor.preset`): overrides of the class defaults (which are the ``"bert4keras"``
+#: preset), one entry per name of :data:`AdaFactorPreset`.
+ADAFACTOR_PRESETS: dict[AdaFactorPreset, dict[str, Any]] = {
     "bert4keras": {},
     "paper": {"lr": None, "relative_step": True, "eps1_mode": "add"},
     "transformers": {"lr": None, "relative_step": True, "eps1_mode": "add", "factor_dims": "last",
@@ -75,7 +73,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def factored_axes(shape: tuple[int, ...] | torch.Size, min_dim_size_to_factor: int,
-                  factor_dims: str) -> tuple[int, int] | None:
+                  factor_dims: FactorDims) -> tuple[int, int] | None:
     """The axes (reduced for the row statistic, reduced for the column statistic), or None when not factored.
 
     ``"largest"`` (bert4keras, Mesh-TF): the largest axis and the second largest (ties: the later axis counts as
@@ -162,7 +160,7 @@ class AdaFactor(Optimizer):
         excl = list(exclude_from_parameter_scale)
         for e in excl:
             if not isinstance(e, (str, Tensor)):
-                raise ValueError(f"exclude_from_parameter_scale takes parameters or name patterns, got {e!r}")
+                raise TypeError(f"expected exclude_from_parameter_scale to hold parameters or name patterns, got {e!r}")
         self._exclude_patterns = [re.compile(e) for e in excl if isinstance(e, str)]
         self._exclude_tensors = [e for e in excl if isinstance(e, Tensor)]
         self._unscaled: set[int] = set()  # ids of parameters excluded from the parameter scale
@@ -170,14 +168,14 @@ class AdaFactor(Optimizer):
 
     # ----------------------------------------------------------------------------------------------- construction
     @classmethod
-    def preset(cls, name: str, params: Any, **overrides: Any) -> "AdaFactor":
-        """An AdaFactor configured as the named variant (see :data:`PRESETS`); ``overrides`` take precedence.
+    def preset(cls, name: AdaFactorPreset, params: Any, **overrides: Any) -> AdaFactor:
+        """An AdaFactor configured as the named variant (see :data:`ADAFACTOR_PRESETS`); ``overrides`` take
+        precedence.
 
         ``"bert4keras"`` (the post, the default), ``"paper"``, ``"transformers"``, ``"t5"``, ``"torch"``.
         """
-        if name not in PRESETS:
-            raise ValueError(f"unknown AdaFactor preset {name!r}; expected one of {sorted(PRESETS)}")
-        return cls(params, **{**PRESETS[name], **overrides})
+        check_choice("name", name, AdaFactorPreset)
+        return cls(params, **{**ADAFACTOR_PRESETS[name], **overrides})
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         super().add_param_group(param_group)
@@ -190,8 +188,9 @@ class AdaFactor(Optimizer):
                 self._unscaled.add(id(p))
             elif self._exclude_patterns:
                 if name is None:
-                    raise ValueError("exclude_from_parameter_scale holds name patterns but the parameters have no "
-                                     "names: pass model.named_parameters() (or the tensors themselves)")
+                    raise ValueError("expected named parameters (model.named_parameters(), or the tensors themselves "
+                                     "in exclude_from_parameter_scale), got exclude_from_parameter_scale name "
+                                     "patterns for parameters that have no names")
                 if any(pat.search(name) for pat in self._exclude_patterns):
                     self._unscaled.add(id(p))
 
@@ -274,7 +273,7 @@ class AdaFactor(Optimizer):
     def _single(self, group: dict[str, Any], p: Tensor) -> None:
         state = self._init_state(group, p)
         cdtype = state_dtype(p)
-        g = p.grad.to(cdtype)
+        g = _grad(p).to(cdtype)
         theta = p if p.dtype == cdtype else p.to(cdtype)
         state["step"] += 1
         t = state["step"]
@@ -350,7 +349,7 @@ class AdaFactor(Optimizer):
             one_minus_b2.append(1.0 - b2)
             alphas.append(self.step_size(group, t))
             eps1s.append(group["eps1"] if group["eps1"] is not None else torch.finfo(p.dtype).eps)
-        grads = [p.grad if p.grad.dtype == cdtype else p.grad.to(cdtype) for p in ps]
+        grads = [_grad(p).to(cdtype) for p in ps]
         thetas = [p if p.dtype == cdtype else p.to(cdtype) for p in ps]
 
         # Parameter scale max(ε₂, RMS(θ_{t−1})): one host transfer for the whole bucket.
@@ -361,11 +360,11 @@ class AdaFactor(Optimizer):
             for i, n in zip(scaled, norms):
                 scales[i] = max(group["eps2"], n / math.sqrt(ps[i].numel()))
 
-        updates: list[Tensor] = [None] * len(ps)  # type: ignore[list-item]
+        updates: list[Tensor] = list(grads)  # placeholders: every entry is replaced below
         fac = [i for i in range(len(ps)) if "exp_avg_sq_row" in states[i]]
         unf = [i for i in range(len(ps)) if "exp_avg_sq_row" not in states[i]]
         if fac:
-            axes = [factored_axes(ps[i].shape, group["min_dim_size_to_factor"], group["factor_dims"]) for i in fac]
+            axes = [_axes(ps[i].shape, group) for i in fac]
             rows = [states[i]["exp_avg_sq_row"] for i in fac]
             cols = [states[i]["exp_avg_sq_col"] for i in fac]
             g_f = [grads[i] for i in fac]
@@ -454,26 +453,45 @@ def _rms(x: Tensor) -> Tensor:
     return torch.linalg.vector_norm(x) / math.sqrt(x.numel())
 
 
+def _grad(p: Tensor) -> Tensor:
+    grad = p.grad
+    if grad is None:  # step() passes only parameters with a gradient
+        raise RuntimeError(f"expected a gradient on the {tuple(p.shape)} parameter, got None")
+    return grad
+
+
+def _axes(shape: torch.Size, group: dict[str, Any]) -> tuple[int, int]:
+    """The factored axes of a parameter whose state is factored."""
+    axes = factored_axes(shape, group["min_dim_size_to_factor"], group["factor_dims"])
+    if axes is None:  # _init_state refuses a state that does not match the factoring settings
+        raise RuntimeError(f"expected a factored {tuple(shape)} parameter, got factoring settings that do not "
+                           f"factor it")
+    return axes
+
+
 def _check_group(group: dict[str, Any]) -> None:
-    check_float("lr", group["lr"], low=0.0, allow_none=True)
+    check_optional_float("lr", group["lr"], low=0.0)
     check_float("beta1", group["beta1"], low=0.0, high=1.0, high_open=True)
     # The post requires 0 < c < 1 (c = 1 would be the plain mean of all squared gradients).
     check_float("decay_exponent", group["decay_exponent"], low=0.0, high=1.0, low_open=True, high_open=True)
-    check_float("beta2", group["beta2"], low=0.0, high=1.0, high_open=True, allow_none=True)
-    check_float("eps1", group["eps1"], low=0.0, allow_none=True)
+    check_optional_float("beta2", group["beta2"], low=0.0, high=1.0, high_open=True)
+    check_optional_float("eps1", group["eps1"], low=0.0)
     check_float("eps2", group["eps2"], low=0.0)
-    check_float("clip_threshold", group["clip_threshold"], low=0.0, low_open=True, allow_none=True)
+    check_optional_float("clip_threshold", group["clip_threshold"], low=0.0, low_open=True)
     check_float("weight_decay", group["weight_decay"], low=0.0)
     check_float("unscaled_relative_factor", group["unscaled_relative_factor"], low=0.0, low_open=True)
-    m = group["min_dim_size_to_factor"]
-    if isinstance(m, bool) or not isinstance(m, int) or m < 0:
-        raise ValueError(f"expected min_dim_size_to_factor to be an integer >= 0, got {m!r}")
-    check_choice("factor_dims", group["factor_dims"], _FACTOR_DIMS)
-    check_choice("eps1_mode", group["eps1_mode"], _EPS1_MODES)
-    check_choice("momentum_on", group["momentum_on"], _MOMENTUM_ON)
-    check_choice("weight_decay_on", group["weight_decay_on"], _WEIGHT_DECAY_ON)
+    check_int("min_dim_size_to_factor", group["min_dim_size_to_factor"], minimum=0)
+    check_choice("factor_dims", group["factor_dims"], FactorDims)
+    check_choice("eps1_mode", group["eps1_mode"], Eps1Mode)
+    check_choice("momentum_on", group["momentum_on"], MomentumOn)
+    check_choice("weight_decay_on", group["weight_decay_on"], WeightDecayOn)
     if group["warmup_init"] and not (group["relative_step"] or group["lr"] is None):
-        raise ValueError("warmup_init=True needs the relative step (relative_step=True or lr=None)")
+        raise ValueError("expected relative_step=True or lr=None with warmup_init=True (it scales the relative "
+                         f"step), got relative_step=False and lr={group['lr']!r}")
     if group["warmup_init"] and group["lr"] is not None:
-        raise ValueError(f"warmup_init=True sets the step to min(1e-6·t, 1/√t) and would ignore lr={group['lr']!r}; "
-                         f"pass lr=None")
+        raise ValueError("expected lr=None with warmup_init=True (the step is min(1e-6·t, 1/√t), which would ignore "
+                         f"lr), got lr={group['lr']!r}")
+
+
+__all__ = ["ADAFACTOR_PRESETS", "AdaFactor", "AdaFactorPreset", "Eps1Mode", "FactorDims", "MomentumOn",
+           "WeightDecayOn", "factored_axes"]

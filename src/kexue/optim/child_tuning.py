@@ -9,7 +9,7 @@ Su Jianlin, "ChildTuning：试试把Dropout加到梯度上去？" (ChildTuning: 
 
 Su's reading: under Adam, gradient dropout in the long run scales the learning rate by √p (the step tends to
 η·√p·E[g]/√E[g²]) rather than adding variance; his CLUE runs show small, mixed effects. He also tried masking the
-parameter *increment*, Δθ ← Δθ ⊗ M/p, with the optimizer state seeing the full gradient (``target="update"``).
+parameter *increment*, Δθ ← Δθ ⊗ M/p, with the optimizer state seeing the full gradient (``mask_on="update"``).
 
 Where the official code (AliceMind ``ChildTuningAdamW``) and the post differ, the library follows the post: the
 official D mode multiplies by M without dividing by p; ``rescale=False`` reproduces it (both divide in F mode, and
@@ -33,10 +33,12 @@ import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
-from ._common import check_choice, check_float
+from .._validate import check_choice, check_float
+from ._common import check_optional_float
 
-Mode = Literal["F", "D"]
-Target = Literal["grad", "update"]
+ChildTuningMode = Literal["F", "D"]
+MaskOn = Literal["grad", "update"]
+FisherScope = Literal["global", "per_tensor"]
 ParamFilter = Callable[[str, Tensor], bool]
 
 # Optimizers whose weight_decay is L2 added to the gradient (they carry no "decoupled_weight_decay" flag).
@@ -53,11 +55,11 @@ class ChildTuning(Optimizer):
         base: the optimizer to wrap (any ``torch.optim.Optimizer``).
         mode: ``"F"`` (a fresh Bernoulli(``reserve_p``) mask per step) or ``"D"`` (the fixed ``masks``).
         reserve_p: p, the kept fraction.
-        target: ``"grad"`` masks ``p.grad`` before ``base.step()``; ``"update"`` masks the increment
+        mask_on: ``"grad"`` masks ``p.grad`` before ``base.step()``; ``"update"`` masks the increment
             Δθ = θ_after − θ_before that ``base.step()`` made (weight decay included).
         rescale: divide by p (the post; default). ``False`` with D reproduces the official code.
         masks: D mode: ``{parameter: bool mask}`` (see :func:`fisher_mask`); parameters without one update normally.
-        mask_weight_decay: with ``target="grad"``, apply the base's weight decay only where the mask is 1 (by default
+        mask_weight_decay: with ``mask_on="grad"``, apply the base's weight decay only where the mask is 1 (by default
             decoupled decay still shrinks masked entries, so masked is not frozen). Needs a base whose decay rule is
             known: a ``decoupled_weight_decay`` group flag (θ ← θ(1 − lr·λ), e.g. ``torch.optim.AdamW``) or an L2
             optimizer such as ``torch.optim.SGD``.
@@ -66,28 +68,31 @@ class ChildTuning(Optimizer):
         generator: the ``torch.Generator`` for F masks (default: torch's global generator); its state is saved.
     """
 
-    def __init__(self, base: Optimizer, mode: Mode = "F", reserve_p: float = 0.2, target: Target = "grad",
+    def __init__(self, base: Optimizer, mode: ChildTuningMode = "F", reserve_p: float = 0.2, mask_on: MaskOn = "grad",
                  rescale: bool = True, masks: Mapping[Tensor, Tensor] | None = None,
                  mask_weight_decay: bool = False, param_filter: ParamFilter | None = None,
                  generator: torch.Generator | None = None) -> None:
         if not isinstance(base, Optimizer):
-            raise ValueError(f"expected base to be a torch.optim.Optimizer, got {type(base).__name__}")
-        check_choice("mode", mode, ("F", "D"))
-        check_choice("target", target, ("grad", "update"))
+            raise TypeError(f"expected base to be a torch.optim.Optimizer, got {type(base).__name__}")
+        check_choice("mode", mode, ChildTuningMode)
+        check_choice("mask_on", mask_on, MaskOn)
         check_float("reserve_p", reserve_p, low=0.0, high=1.0, low_open=True)
         if mode == "D" and masks is None:
-            raise ValueError("mode='D' needs masks: compute them with fisher_mask(model, loader, loss_fn, reserve_p)")
+            raise ValueError("expected masks with mode='D' (compute them with fisher_mask(model, loader, loss_fn, "
+                             "reserve_p)), got None")
         if mode == "F" and masks is not None:
-            raise ValueError("mode='F' draws its own masks; pass masks only with mode='D'")
+            raise ValueError("expected masks=None with mode='F' (it draws its own masks; masks are for mode='D'), "
+                             f"got masks for {len(masks)} parameters")
         if mode == "D" and param_filter is not None:
-            raise ValueError("mode='D' masks exactly the parameters in masks; param_filter is for mode='F'")
-        if mask_weight_decay and target == "update":
-            raise ValueError("mask_weight_decay is for target='grad'; target='update' already masks the whole "
-                             "increment, weight decay included")
+            raise ValueError("expected param_filter=None with mode='D' (it masks exactly the parameters in masks; "
+                             "param_filter is for mode='F'), got a filter")
+        if mask_weight_decay and mask_on == "update":
+            raise ValueError("expected mask_on='grad' with mask_weight_decay=True (mask_on='update' already masks "
+                             "the whole increment, weight decay included), got mask_on='update'")
         self.base = base
-        self.mode: Mode = mode
+        self.mode: ChildTuningMode = mode
         self.reserve_p = float(reserve_p)
-        self.target: Target = target
+        self.mask_on: MaskOn = mask_on
         self.rescale = bool(rescale)
         self.mask_weight_decay = bool(mask_weight_decay)
         self.generator = generator
@@ -100,8 +105,8 @@ class ChildTuning(Optimizer):
         if masks is not None:
             for p, m in masks.items():
                 if id(p) not in known:
-                    raise ValueError(f"masks holds a {tuple(p.shape)} tensor that is not a parameter of the base "
-                                     f"optimizer")
+                    raise ValueError(f"expected masks keyed by parameters of the base optimizer, got a "
+                                     f"{tuple(p.shape)} tensor that is not one")
                 if m.shape != p.shape or m.dtype != torch.bool:
                     raise ValueError(f"expected a bool mask of shape {tuple(p.shape)}, got {m.dtype} "
                                      f"{tuple(m.shape)}")
@@ -118,8 +123,9 @@ class ChildTuning(Optimizer):
         if mask_weight_decay:
             for g in self.param_groups:
                 if g.get("weight_decay", 0) and "decoupled_weight_decay" not in g and not isinstance(base, _COUPLED):
-                    raise ValueError(f"mask_weight_decay needs to know how {type(base).__name__} applies weight "
-                                     f"decay (no 'decoupled_weight_decay' flag in its parameter groups)")
+                    raise ValueError(f"expected a base whose weight decay rule is known with mask_weight_decay=True "
+                                     f"(a 'decoupled_weight_decay' group flag, or an L2 optimizer such as SGD), got "
+                                     f"{type(base).__name__}")
 
     def __getattr__(self, name: str) -> Any:
         # is_update_step, will_update, update_count, micro_step, k... of an accumulating base
@@ -162,7 +168,7 @@ class ChildTuning(Optimizer):
         masks = self.current_masks()
         self._n_steps += 1
         scale = 1.0 / self.reserve_p if self.rescale else 1.0
-        if self.target == "update":
+        if self.mask_on == "update":
             before = {p: p.detach().clone() for p in masks if p.grad is not None}
             self.base.step()
             for p, old in before.items():
@@ -212,7 +218,7 @@ class ChildTuning(Optimizer):
         sd = self.base.state_dict()
         index = {id(p): i for i, p in enumerate(chain.from_iterable(g["params"] for g in self.param_groups))}
         sd["child_tuning"] = {
-            "mode": self.mode, "reserve_p": self.reserve_p, "target": self.target, "rescale": self.rescale,
+            "mode": self.mode, "reserve_p": self.reserve_p, "mask_on": self.mask_on, "rescale": self.rescale,
             "masks": {index[id(p)]: m.clone() for p, m in self.masks.items()},
             "f_masks": {index[id(p)]: m.clone() for p, m in self._current.items()},
             "generator": self.generator.get_state() if self.generator is not None else None,
@@ -224,11 +230,13 @@ class ChildTuning(Optimizer):
         state_dict = dict(state_dict)
         ct = state_dict.pop("child_tuning", None)
         if ct is None:
-            raise ValueError("state dict lacks the 'child_tuning' entry: it was not saved by ChildTuning")
-        mine = {"mode": self.mode, "reserve_p": self.reserve_p, "target": self.target, "rescale": self.rescale}
-        theirs = {k: ct[k] for k in mine}
+            raise ValueError("expected a state dict saved by ChildTuning (with a 'child_tuning' entry), got one "
+                             "without it")
+        mine = {"mode": self.mode, "reserve_p": self.reserve_p, "mask_on": self.mask_on, "rescale": self.rescale}
+        theirs = {k: ct.get(k) for k in mine}
         if theirs != mine:
-            raise ValueError(f"state dict was saved with {theirs}, this ChildTuning has {mine}")
+            raise ValueError(f"expected a state dict saved with this ChildTuning's {mine}, got one saved with "
+                             f"{theirs}")
         self.base.load_state_dict(state_dict)
         self.param_groups = self.base.param_groups
         self.state = self.base.state
@@ -238,7 +246,8 @@ class ChildTuning(Optimizer):
         self._n_steps, self._drawn_at = ct["n_steps"], ct["drawn_at"]
         if ct["generator"] is not None:
             if self.generator is None:
-                raise ValueError("state dict holds a generator state but this ChildTuning has no generator")
+                raise ValueError("expected a ChildTuning with a generator to load a state dict that holds a generator "
+                                 "state, got generator=None")
             self.generator.set_state(ct["generator"])
 
 
@@ -256,11 +265,11 @@ def fisher_information(model: nn.Module, loader: Iterable[Any], loss_fn: Callabl
     mode); the model's mode and any existing gradients are restored afterwards. Returns ``{name: F}`` for the
     parameters that require grad and pass ``param_filter(name, parameter)``.
     """
-    check_float("max_grad_norm", max_grad_norm, low=0.0, low_open=True, allow_none=True)
+    check_optional_float("max_grad_norm", max_grad_norm, low=0.0, low_open=True)
     named = [(n, p) for n, p in model.named_parameters()
              if p.requires_grad and (param_filter is None or param_filter(n, p))]
     if not named:
-        raise ValueError("no parameter to score: param_filter rejected every trainable parameter")
+        raise ValueError("expected at least one trainable parameter that param_filter accepts, got none")
     was_training = model.training
     saved_grads = {p: p.grad for _, p in model.named_parameters()}
     scores = {n: torch.zeros_like(p, dtype=torch.float64 if p.dtype == torch.float64 else torch.float32)
@@ -286,20 +295,20 @@ def fisher_information(model: nn.Module, loader: Iterable[Any], loss_fn: Callabl
         for p, g in saved_grads.items():
             p.grad = g
     if batches == 0:
-        raise ValueError("the loader yielded no batch")
+        raise ValueError("expected a loader that yields batches, got one that yielded none")
     for s in scores.values():
         s.div_(batches)
     return scores
 
 
-def percentile(x: Tensor, q: float) -> Tensor:
+def _percentile(x: Tensor, q: float) -> Tensor:
     """``numpy.percentile(x, q)`` (linear interpolation) for a flat tensor, with ``torch.kthvalue`` (no size limit,
     unlike ``torch.quantile``)."""
     check_float("q", q, low=0.0, high=100.0)
     x = x.reshape(-1)
     n = x.numel()
     if n == 0:
-        raise ValueError("percentile of an empty tensor")
+        raise ValueError("expected a non-empty tensor, got one with no element")
     pos = q / 100.0 * (n - 1)
     lo = int(pos)
     frac = pos - lo
@@ -313,7 +322,7 @@ def percentile(x: Tensor, q: float) -> Tensor:
 
 
 def fisher_mask(model: nn.Module, loader: Iterable[Any], loss_fn: Callable[[nn.Module, Any], Tensor],
-                reserve_p: float, scope: Literal["global", "per_tensor"] = "global",
+                reserve_p: float, scope: FisherScope = "global",
                 max_grad_norm: float | None = None, param_filter: ParamFilter | None = None,
                 train_mode: bool = False) -> dict[Tensor, Tensor]:
     """ChildTuning-D's mask: the top-``reserve_p`` fraction of scored parameters by Fisher information.
@@ -324,11 +333,15 @@ def fisher_mask(model: nn.Module, loader: Iterable[Any], loss_fn: Callable[[nn.M
     when its score is ≥ the threshold. See :func:`fisher_information` for the scores. Returns ``{parameter: bool}``.
     """
     check_float("reserve_p", reserve_p, low=0.0, high=1.0, low_open=True)
-    check_choice("scope", scope, ("global", "per_tensor"))
+    check_choice("scope", scope, FisherScope)
     scores = fisher_information(model, loader, loss_fn, max_grad_norm, param_filter, train_mode)
     params = dict(model.named_parameters())
     q = (1.0 - reserve_p) * 100.0
     if scope == "global":
-        thr = percentile(torch.cat([s.reshape(-1) for s in scores.values()]), q)
+        thr = _percentile(torch.cat([s.reshape(-1) for s in scores.values()]), q)
         return {params[n]: s >= thr for n, s in scores.items()}
-    return {params[n]: s >= percentile(s, q) for n, s in scores.items()}
+    return {params[n]: s >= _percentile(s, q) for n, s in scores.items()}
+
+
+__all__ = ["ChildTuning", "ChildTuningMode", "FisherScope", "MaskOn", "ParamFilter", "fisher_information",
+           "fisher_mask"]

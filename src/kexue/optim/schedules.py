@@ -16,11 +16,12 @@ call its ``step()`` once per ``optimizer.step()``.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import Any
 
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
-from ._common import check_float
+from .._validate import check_float, check_int
 
 
 def warmup_linear_factor(step: int, warmup_steps: int, total_steps: int, final_factor: float = 0.0) -> float:
@@ -48,20 +49,21 @@ def piecewise_linear_factor(step: float, schedule: Mapping[int, float], from_zer
     return float(points[-1][1])
 
 
-def update_count(optimizer: Optimizer) -> int | None:
+def _update_count(optimizer: Optimizer) -> int | None:
     """The optimizer's number of parameter updates if it counts them (accumulating optimizers, and wrappers such as
     :class:`~kexue.optim.child_tuning.ChildTuning` around one), else None."""
-    while optimizer is not None:
-        n = getattr(optimizer, "update_count", None)
+    opt: Any = optimizer
+    while opt is not None:
+        n = getattr(opt, "update_count", None)
         if n is not None:
             return int(n)
-        optimizer = getattr(optimizer, "base", None)
+        opt = getattr(opt, "base", None)
     return None
 
 
 def _lambda(optimizer: Optimizer, factor: Callable[[int], float]) -> Callable[[int], float]:
     def lr_lambda(last_epoch: int) -> float:
-        n = update_count(optimizer)
+        n = _update_count(optimizer)
         return factor(last_epoch if n is None else n)
 
     return lr_lambda
@@ -73,9 +75,8 @@ def warmup_linear(optimizer: Optimizer, warmup_steps: int, total_steps: int, fin
 
     With ``final_factor=0`` this is ``transformers.get_linear_schedule_with_warmup``.
     """
-    for name, v in (("warmup_steps", warmup_steps), ("total_steps", total_steps)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-            raise ValueError(f"expected {name} to be an integer >= 0, got {v!r}")
+    check_int("warmup_steps", warmup_steps, minimum=0)
+    check_int("total_steps", total_steps, minimum=0)
     if total_steps <= warmup_steps:
         raise ValueError(f"expected total_steps > warmup_steps, got total_steps={total_steps}, "
                          f"warmup_steps={warmup_steps}")
@@ -93,10 +94,14 @@ def piecewise_linear(optimizer: Optimizer, schedule: Mapping[int, float], from_z
 
 
 def _check_schedule(schedule: Mapping[int, float]) -> list[tuple[int, float]]:
-    if not isinstance(schedule, Mapping) or not schedule:
-        raise ValueError(f"expected a non-empty {{step: factor}} dict, got {schedule!r}")
+    if not isinstance(schedule, Mapping):
+        raise TypeError(f"expected schedule to be a {{step: factor}} dict, got {type(schedule).__name__}")
+    if not schedule:
+        raise ValueError(f"expected schedule to be a non-empty {{step: factor}} dict, got {schedule!r}")
     for t, x in schedule.items():
-        if isinstance(t, bool) or not isinstance(t, int) or t < 0:
-            raise ValueError(f"schedule steps must be integers >= 0, got {t!r}")
+        check_int("schedule step", t, minimum=0)
         check_float(f"schedule[{t}]", x, low=0.0)
     return sorted((t, float(x)) for t, x in schedule.items())
+
+
+__all__ = ["piecewise_linear", "piecewise_linear_factor", "warmup_linear", "warmup_linear_factor"]
