@@ -71,8 +71,8 @@ def _methods(dense: torch.Tensor, idx: torch.Tensor) -> dict[str, Callable[[torc
     dense_bool = dense.bool()
     return {
         "bce": lambda x: F.binary_cross_entropy_with_logits(x, dense, reduction="none").sum(-1).mean(),
-        "zlpr": lambda x: zlpr(x, targets=dense),
-        "zlpr-bool": lambda x: zlpr(x, targets=dense_bool),
+        "zlpr": lambda x: zlpr(x, dense),
+        "zlpr-bool": lambda x: zlpr(x, dense_bool),
         "sparse": lambda x: sparse_zlpr(x, pos_index=idx),
     }
 
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> None:
     for c in args.labels:
         logits, dense, idx = _inputs(args.batch, c, args.positives, args.device)
         # sanity: the dense and sparse forms are the same loss
-        torch.testing.assert_close(zlpr(logits, targets=dense), sparse_zlpr(logits, pos_index=idx))
+        torch.testing.assert_close(zlpr(logits, dense), sparse_zlpr(logits, pos_index=idx))
         base_t = base_m = None
         for name, fn in _methods(dense, idx).items():
             t = _time(fn, logits, args.repeats)

@@ -17,35 +17,48 @@ Posts:
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ._validate import check_choice, check_float, check_int
+
 Reduction = Literal["mean", "sum", "none"]
-_REDUCTIONS = ("mean", "sum", "none")
 
 
-def _compute_dtype(x: Tensor) -> torch.dtype:
+def _compute_dtype(x: Tensor, name: str = "logits") -> torch.dtype:
+    if not isinstance(x, Tensor):
+        raise TypeError(f"expected {name} to be a tensor, got {type(x).__name__}")
     if not x.is_floating_point():
-        raise TypeError(f"expected floating-point logits, got dtype {x.dtype}")
+        raise TypeError(f"expected {name} to be floating-point, got dtype {x.dtype}")
     return torch.promote_types(x.dtype, torch.float32)
 
 
-def _reduce(loss: Tensor, reduction: str) -> Tensor:
+def _reduce(loss: Tensor, reduction: Reduction) -> Tensor:
+    """Apply a reduction the public entry has checked."""
     if reduction == "mean":
         return loss.mean()
     if reduction == "sum":
         return loss.sum()
-    if reduction == "none":
-        return loss
-    raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+    return loss
 
 
-def _check_reduction(reduction: str) -> None:
-    if reduction not in _REDUCTIONS:
-        raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+def _check_reduction(reduction: Reduction) -> None:
+    check_choice("reduction", reduction, Reduction)
+
+
+def _check_labels(name: str, target: object, num_classes: int, shape: tuple[int, ...]) -> Tensor:
+    """``target`` as a long tensor of class indices of ``shape``, each in [0, num_classes)."""
+    if not isinstance(target, Tensor) or target.is_floating_point() or target.dtype == torch.bool:
+        raise TypeError(f"expected {name} to be an integer tensor, got {getattr(target, 'dtype', type(target))}")
+    if tuple(target.shape) != shape:
+        raise ValueError(f"expected {name} of shape {shape}, got {tuple(target.shape)}")
+    if target.numel() and (int(target.min()) < 0 or int(target.max()) >= num_classes):
+        raise ValueError(f"expected {name} values in [0, {num_classes}), got {int(target.min())}.."
+                         f"{int(target.max())}")
+    return target.long()
 
 
 def _lse_with_zero(terms: Tensor) -> Tensor:
@@ -95,8 +108,8 @@ def _log1p_sum_exp(
 
 def zlpr(
     logits: Tensor,
+    target: Tensor,
     *,
-    targets: Tensor,
     reduction: Reduction = "mean",
     ignore_mask: Tensor | None = None,
 ) -> Tensor:
@@ -118,7 +131,7 @@ def zlpr(
 
     Args:
         logits: (..., C) unbounded scores; no sigmoid or softmax before the loss.
-        targets: keyword-only, same shape, values in [0, 1] (bool, integer or float).
+        target: same shape, values in [0, 1] (bool, integer or float).
         reduction: ``"mean"`` over rows (all leading dims), ``"sum"`` or ``"none"`` (shape ``logits.shape[:-1]``).
         ignore_mask: optional bool tensor broadcastable to ``logits``; True marks classes left out of both sets
             (e.g. a GlobalPointer's lower triangle). Applied to the final terms, after the log-label bias, so a
@@ -128,29 +141,30 @@ def zlpr(
     """
     _check_reduction(reduction)
     dtype = _compute_dtype(logits)
-    if not isinstance(targets, Tensor):
-        raise TypeError(f"targets must be a tensor, got {type(targets).__name__}")
-    if targets.shape != logits.shape:
-        raise ValueError(f"targets shape {tuple(targets.shape)} != logits shape {tuple(logits.shape)}")
+    if not isinstance(target, Tensor):
+        raise TypeError(f"expected target to be a tensor, got {type(target).__name__}")
     if logits.dim() == 0:
-        raise ValueError("logits must have at least one dimension (the classes)")
+        raise ValueError("expected logits with at least one dimension (the classes), got a 0-d tensor")
+    if target.shape != logits.shape:
+        raise ValueError(f"expected logits and target of one shape, got {tuple(logits.shape)} and "
+                         f"{tuple(target.shape)}")
     s = logits.to(dtype)
     ignore = None
     if ignore_mask is not None:
         ignore = torch.as_tensor(ignore_mask, device=s.device).to(torch.bool).expand(s.shape)
-    hard = not targets.is_floating_point()
+    hard = not target.is_floating_point()
     if not hard:
-        y = targets.to(dtype)
+        y = target.to(dtype)
         bad = (y < 0) | (y > 1) | torch.isnan(y)
         if bool(bad.any()):
-            raise ValueError(f"targets must lie in [0, 1], got a value {y[bad][0].item()!r}")
+            raise ValueError(f"expected target values in [0, 1], got {y[bad][0].item()!r}")
         hard = bool(((y == 0) | (y == 1)).all())
         yb = y == 1
     else:
-        yb = targets.to(s.device)
+        yb = target.to(s.device)
         bad = (yb != 0) & (yb != 1)
         if bool(bad.any()):
-            raise ValueError(f"integer targets must be 0 or 1, got {yb[bad][0].item()!r}")
+            raise ValueError(f"expected integer target values 0 or 1, got {yb[bad][0].item()!r}")
         yb = yb.to(torch.bool)
     if hard:
         # 0/1 labels: the negative set is {s_i : y_i = 0}, the positive set {−s_j : y_j = 1}.
@@ -165,7 +179,7 @@ def zlpr(
     return _reduce(loss, reduction)
 
 
-#: The name bert4keras uses (``multilabel_categorical_crossentropy``); same function, (logits, *, targets) order.
+#: The name bert4keras uses (``multilabel_categorical_crossentropy``); same function, (logits, target) order.
 multilabel_categorical_crossentropy = zlpr
 
 
@@ -180,8 +194,8 @@ def _check_unique_positions(pos_index: Tensor, ignore_zero: bool) -> None:
         where = dup.nonzero()[0].tolist()
         row, col = tuple(where[:-1]), where[-1]
         raise ValueError(
-            f"pos_index row {row} repeats label {srt[row][col + 1].item()}: positive indices must be unique per row "
-            "(a duplicate would be counted twice in the positive set)"
+            "expected unique pos_index values within each row (a duplicate would count twice in the positive set), "
+            f"got label {srt[row][col + 1].item()} twice in row {row}"
         )
 
 
@@ -216,20 +230,21 @@ def sparse_zlpr(
     _check_reduction(reduction)
     dtype = _compute_dtype(logits)
     if logits.dim() == 0:
-        raise ValueError("logits must have at least one dimension (the classes)")
+        raise ValueError("expected logits with at least one dimension (the classes), got a 0-d tensor")
     if not isinstance(pos_index, Tensor) or pos_index.is_floating_point() or pos_index.dtype == torch.bool:
-        raise TypeError(f"pos_index must be an integer tensor, got {getattr(pos_index, 'dtype', type(pos_index))}")
+        raise TypeError(f"expected pos_index to be an integer tensor, got "
+                        f"{getattr(pos_index, 'dtype', type(pos_index))}")
     if pos_index.dim() != logits.dim() or pos_index.shape[:-1] != logits.shape[:-1]:
         raise ValueError(
-            f"pos_index shape {tuple(pos_index.shape)} must be logits' leading shape {tuple(logits.shape[:-1])} "
-            "plus a trailing number of positives"
+            f"expected pos_index of shape ({''.join(f'{n}, ' for n in logits.shape[:-1])}P) (logits' leading shape "
+            f"plus the number of positives P), got {tuple(pos_index.shape)}"
         )
     c = logits.shape[-1]
     idx = pos_index.to(device=logits.device, dtype=torch.long)
     if idx.numel():
         lo, hi = int(idx.min()), int(idx.max())
         if lo < 0 or hi >= c:
-            raise ValueError(f"pos_index values must lie in [0, {c}), got {lo if lo < 0 else hi}")
+            raise ValueError(f"expected pos_index values in [0, {c}), got {lo if lo < 0 else hi}")
     _check_unique_positions(idx, ignore_zero=mask_zero)
     s = logits.to(dtype)
     # Positive part: {0} ∪ {−s_j}; padding (index 0 under mask_zero) leaves the set.
@@ -258,15 +273,15 @@ def zlpr_proba(logits: Tensor) -> Tensor:
 
 
 class ZLPRLoss(nn.Module):
-    """Module twin of :func:`zlpr`: ``loss(logits, targets, ignore_mask=None)``."""
+    """Module twin of :func:`zlpr`: ``loss(logits, target, ignore_mask=None)``."""
 
     def __init__(self, reduction: Reduction = "mean") -> None:
         super().__init__()
         _check_reduction(reduction)
         self.reduction = reduction
 
-    def forward(self, logits: Tensor, targets: Tensor, ignore_mask: Tensor | None = None) -> Tensor:
-        return zlpr(logits, targets=targets, reduction=self.reduction, ignore_mask=ignore_mask)
+    def forward(self, logits: Tensor, target: Tensor, ignore_mask: Tensor | None = None) -> Tensor:
+        return zlpr(logits, target, reduction=self.reduction, ignore_mask=ignore_mask)
 
     def extra_repr(self) -> str:
         return f"reduction={self.reduction!r}"
@@ -293,7 +308,6 @@ class SparseZLPRLoss(nn.Module):
 # ----------------------------------------------------------------------------------------------------------------
 
 Distance = Literal["cos", "euclid_unit", "sqrt_cos"]
-_DISTANCES = ("cos", "euclid_unit", "sqrt_cos")
 # √ has an infinite slope at 0; a sample sitting exactly on its centre would get a NaN gradient without this floor.
 _SQRT_FLOOR = 1e-12
 
@@ -302,15 +316,14 @@ def _cosines(z: Tensor, centers: Tensor) -> Tensor:
     return F.normalize(z, dim=-1) @ F.normalize(centers, dim=-1).T
 
 
-def _distance_from_cos(cos: Tensor, distance: str) -> Tensor:
-    """d(z, c) as a function of cos(z, c): 1 − cos, ‖z/‖z‖ − c/‖c‖‖ = √(2 − 2cos), or √(1 − cos)."""
+def _distance_from_cos(cos: Tensor, distance: Distance) -> Tensor:
+    """d(z, c) as a function of cos(z, c): 1 − cos, ‖z/‖z‖ − c/‖c‖‖ = √(2 − 2cos), or √(1 − cos) (``distance``
+    checked by the public entry)."""
     if distance == "cos":
         return 1.0 - cos
     if distance == "euclid_unit":
         return torch.sqrt((2.0 - 2.0 * cos).clamp_min(_SQRT_FLOOR))
-    if distance == "sqrt_cos":
-        return torch.sqrt((1.0 - cos).clamp_min(_SQRT_FLOOR))
-    raise ValueError(f"distance must be one of {_DISTANCES}, got {distance!r}")
+    return torch.sqrt((1.0 - cos).clamp_min(_SQRT_FLOOR))
 
 
 def am_softmax_logits(
@@ -319,28 +332,25 @@ def am_softmax_logits(
 ) -> Tensor:
     """The margin-adjusted logits of :func:`am_softmax`: s·(cos_j − m·[j = t]) for ``distance="cos"``, and
     −s·(d_j + m·[j = t]) otherwise. With ``target=None`` (inference) no margin is applied."""
-    if distance not in _DISTANCES:
-        raise ValueError(f"distance must be one of {_DISTANCES}, got {distance!r}")
+    check_choice("distance", distance, Distance)
+    check_float("scale", scale, low=0.0, low_open=True)
+    check_float("margin", margin)
+    dtype = torch.promote_types(_compute_dtype(z, "z"), _compute_dtype(centers, "centers"))
     if z.dim() != 2 or centers.dim() != 2 or z.shape[1] != centers.shape[1]:
         raise ValueError(
             f"expected z (batch, dim) and centers (classes, dim) with the same dim, got {tuple(z.shape)} and "
             f"{tuple(centers.shape)}"
         )
-    dtype = torch.promote_types(_compute_dtype(z), _compute_dtype(centers))
     cos = _cosines(z.to(dtype), centers.to(dtype))
     if distance == "cos":
         score = cos  # the post's exact AM-Softmax: cos_t − cos_j > m
     else:
         score = -_distance_from_cos(cos, distance)
     if target is not None:
-        if target.shape != (z.shape[0],) or target.is_floating_point():
-            raise ValueError(f"target must be an integer tensor of shape ({z.shape[0]},), got "
-                             f"{target.dtype} {tuple(target.shape)}")
         k = centers.shape[0]
-        if target.numel() and (int(target.min()) < 0 or int(target.max()) >= k):
-            raise ValueError(f"target values must lie in [0, {k}), got {int(target.min())}..{int(target.max())}")
+        t = _check_labels("target", target, k, (z.shape[0],))
         # The margin goes on the target logit, *inside* the scale: s·(cos_t − m), not s·cos_t − m.
-        score = score - margin * F.one_hot(target.long(), k).to(dtype)
+        score = score - margin * F.one_hot(t, k).to(dtype)
     return scale * score
 
 
@@ -376,17 +386,25 @@ def am_softmax(
     return F.cross_entropy(logits, target.long(), reduction=reduction)
 
 
-def class_mean_diameter(emb: Tensor, labels: Tensor, centers: Tensor, distance: Distance = "cos") -> float:
-    """2 × mean_i d(z_i, c_{y_i}): the classes' mean diameter, the margin of the adaptive-m recipe of
-    kexue.fm/archives/8656 (train with m = 0, set m to this, retrain, repeat). ``distance`` as in
-    :func:`am_softmax` (``"cos"`` measures d = 1 − cos, the unit in which the cosine margin is expressed)."""
-    if emb.shape[0] != labels.shape[0]:
-        raise ValueError(f"emb has {emb.shape[0]} rows but labels has {labels.shape[0]}")
-    if emb.shape[0] == 0:
-        raise ValueError("class_mean_diameter needs at least one sample")
+def class_mean_diameter(z: Tensor, target: Tensor, centers: Tensor, distance: Distance = "cos") -> float:
+    """2 × mean_i d(z_i, c_{t_i}): the classes' mean diameter, the margin of the adaptive-m recipe of
+    kexue.fm/archives/8656 (train with m = 0, set m to this, retrain, repeat). ``z``: (N, dim) embeddings,
+    ``target``: (N,) their classes, ``centers``: (classes, dim); ``distance`` as in :func:`am_softmax` (``"cos"``
+    measures d = 1 − cos, the unit in which the cosine margin is expressed)."""
+    check_choice("distance", distance, Distance)
+    _compute_dtype(z, "z")
+    _compute_dtype(centers, "centers")
+    if z.dim() != 2 or centers.dim() != 2 or z.shape[1] != centers.shape[1]:
+        raise ValueError(
+            f"expected z (batch, dim) and centers (classes, dim) with the same dim, got {tuple(z.shape)} and "
+            f"{tuple(centers.shape)}"
+        )
+    if z.shape[0] == 0:
+        raise ValueError("expected z with at least one sample, got 0 rows")
+    t = _check_labels("target", target, centers.shape[0], (z.shape[0],))
     with torch.no_grad():
-        cos = _cosines(emb.double(), centers.double())
-        d = _distance_from_cos(cos.gather(1, labels.long().view(-1, 1)).squeeze(1), distance)
+        cos = _cosines(z.double(), centers.double())
+        d = _distance_from_cos(cos.gather(1, t.view(-1, 1)).squeeze(1), distance)
         return float(2.0 * d.mean())
 
 
@@ -400,14 +418,11 @@ class AMSoftmaxLoss(nn.Module):
         self, num_classes: int, dim: int, scale: float = 30.0, margin: float = 0.35, distance: Distance = "cos"
     ) -> None:
         super().__init__()
-        if num_classes < 2:
-            raise ValueError(f"num_classes must be at least 2, got {num_classes}")
-        if dim < 1:
-            raise ValueError(f"dim must be positive, got {dim}")
-        if scale <= 0:
-            raise ValueError(f"scale must be positive, got {scale}")
-        if distance not in _DISTANCES:
-            raise ValueError(f"distance must be one of {_DISTANCES}, got {distance!r}")
+        check_int("num_classes", num_classes, minimum=2)
+        check_int("dim", dim, minimum=1)
+        check_float("scale", scale, low=0.0, low_open=True)
+        check_float("margin", margin)
+        check_choice("distance", distance, Distance)
         self.num_classes, self.dim = num_classes, dim
         self.scale, self.margin, self.distance = float(scale), float(margin), distance
         self.centers = nn.Parameter(torch.empty(num_classes, dim))
@@ -430,16 +445,10 @@ class AMSoftmaxLoss(nn.Module):
 
 
 def _check_nce(logits: Tensor, target: Tensor) -> Tensor:
+    _compute_dtype(logits)
     if logits.dim() != 2:
         raise ValueError(f"expected logits of shape (batch, K), got {tuple(logits.shape)}")
-    if not isinstance(target, Tensor) or target.is_floating_point() or target.dtype == torch.bool:
-        raise TypeError(f"target must be an integer tensor, got {getattr(target, 'dtype', type(target))}")
-    if target.shape != (logits.shape[0],):
-        raise ValueError(f"target shape {tuple(target.shape)} != ({logits.shape[0]},)")
-    k = logits.shape[1]
-    if target.numel() and (int(target.min()) < 0 or int(target.max()) >= k):
-        raise ValueError(f"target values must lie in [0, {k}), got {int(target.min())}..{int(target.max())}")
-    return target.long()
+    return _check_labels("target", target, logits.shape[1], (logits.shape[0],))
 
 
 def info_nce(logits: Tensor, target: Tensor, reduction: Reduction = "mean") -> Tensor:
@@ -470,11 +479,11 @@ def flat_nce(
     rescaling. Needs at least one negative (K ≥ 2).
     """
     _check_reduction(reduction)
-    if form not in ("su", "paper"):
-        raise ValueError(f"form must be 'su' or 'paper', got {form!r}")
+    check_choice("form", form, FlatForm)
     t = _check_nce(logits, target)
     if logits.shape[1] < 2:
-        raise ValueError(f"flat_nce needs at least one negative per row (K >= 2), got K = {logits.shape[1]}")
+        raise ValueError(f"expected logits with K >= 2 columns (at least one negative per row), got K = "
+                         f"{logits.shape[1]}")
     s = logits.to(_compute_dtype(logits))
     pos = s.gather(1, t.view(-1, 1)).squeeze(1)
     negs = s.scatter(1, t.view(-1, 1), float("-inf"))  # exclude the positive from the logsumexp
@@ -484,21 +493,27 @@ def flat_nce(
     return _reduce(loss, reduction)
 
 
-def simclr_logits(z1: Tensor, z2: Tensor, tau: float = 0.1) -> tuple[Tensor, Tensor]:
+class SimCLRLogits(NamedTuple):
+    """What :func:`simclr_logits` returns (unpacks as ``logits, target = ...``)."""
+
+    logits: Tensor  #: (2B, 2B − 1) scaled cosines, the self-similarity removed
+    target: Tensor  #: (2B,) the column of each row's positive
+
+
+def simclr_logits(z1: Tensor, z2: Tensor, tau: float = 0.1) -> SimCLRLogits:
     """SimCLR's 2N-view logits: cos(z_a, z_b)/τ over the 2B views, each row without its self-similarity.
 
-    Returns ``(logits [2B, 2B − 1], target [2B])``: row i < B is view 1 of sample i, whose positive is view 2
-    (column i + B − 1 once the diagonal is removed); row i ≥ B's positive is column i − B.
+    Returns ``SimCLRLogits(logits [2B, 2B − 1], target [2B])``: row i < B is view 1 of sample i, whose positive is
+    view 2 (column i + B − 1 once the diagonal is removed); row i ≥ B's positive is column i − B.
     """
+    dtype = torch.promote_types(_compute_dtype(z1, "z1"), _compute_dtype(z2, "z2"))
     if z1.shape != z2.shape or z1.dim() != 2:
         raise ValueError(f"expected z1 and z2 of the same shape (batch, dim), got {tuple(z1.shape)} and "
                          f"{tuple(z2.shape)}")
-    if tau <= 0:
-        raise ValueError(f"tau must be positive, got {tau}")
+    check_float("tau", tau, low=0.0, low_open=True)
     b = z1.shape[0]
     if b < 2:
-        raise ValueError(f"simclr_logits needs a batch of at least 2 (so that there are negatives), got {b}")
-    dtype = torch.promote_types(_compute_dtype(z1), _compute_dtype(z2))
+        raise ValueError(f"expected z1 and z2 with a batch of at least 2 (so that there are negatives), got {b}")
     z = F.normalize(torch.cat([z1, z2]).to(dtype), dim=-1)
     sim = z @ z.T / tau
     n = 2 * b
@@ -506,7 +521,7 @@ def simclr_logits(z1: Tensor, z2: Tensor, tau: float = 0.1) -> tuple[Tensor, Ten
     logits = sim[off_diag].view(n, n - 1)
     i = torch.arange(n, device=z.device)
     target = torch.where(i < b, i + b - 1, i - b)
-    return logits, target
+    return SimCLRLogits(logits, target)
 
 
 class InfoNCELoss(nn.Module):
@@ -527,8 +542,7 @@ class FlatNCELoss(nn.Module):
     def __init__(self, reduction: Reduction = "mean", form: FlatForm = "su") -> None:
         super().__init__()
         _check_reduction(reduction)
-        if form not in ("su", "paper"):
-            raise ValueError(f"form must be 'su' or 'paper', got {form!r}")
+        check_choice("form", form, FlatForm)
         self.reduction, self.form = reduction, form
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
@@ -537,8 +551,12 @@ class FlatNCELoss(nn.Module):
 
 __all__ = [
     "AMSoftmaxLoss",
+    "Distance",
+    "FlatForm",
     "FlatNCELoss",
     "InfoNCELoss",
+    "Reduction",
+    "SimCLRLogits",
     "SparseZLPRLoss",
     "ZLPRLoss",
     "am_softmax",

@@ -106,16 +106,39 @@ def test_class_mean_diameter():
 
 def test_am_softmax_bad_input():
     z, c, t = _am_data()
-    with pytest.raises(ValueError, match="distance must be one of"):
+    with pytest.raises(ValueError, match="expected distance to be one of \\['cos', 'euclid_unit', 'sqrt_cos'\\], "
+                                         "got 'sq_euclid'"):
         am_softmax(z, c, t, distance="sq_euclid")  # squared Euclidean breaks the triangle inequality
-    with pytest.raises(ValueError, match=r"target values must lie in \[0, 5\)"):
+    with pytest.raises(ValueError, match=r"expected target values in \[0, 5\), got \d+..\d+"):
         am_softmax(z, c, t + 5)
+    with pytest.raises(ValueError, match=r"expected target of shape \(12,\), got \(11,\)"):
+        am_softmax(z, c, t[:-1])
+    with pytest.raises(TypeError, match="expected target to be an integer tensor, got torch.float64"):
+        am_softmax(z, c, t.double())
     with pytest.raises(ValueError, match="same dim"):
         am_softmax(z, c[:, :3], t)
-    with pytest.raises(ValueError, match="num_classes must be at least 2"):
+    with pytest.raises(ValueError, match="expected scale > 0.0, got 0.0"):
+        am_softmax(z, c, t, scale=0.0)
+    with pytest.raises(ValueError, match="expected margin to be finite, got inf"):
+        am_softmax(z, c, t, margin=math.inf)
+    with pytest.raises(TypeError, match="expected z to be floating-point, got dtype torch.int64"):
+        am_softmax(z.long(), c, t)
+    with pytest.raises(ValueError, match="expected reduction to be one of \\['mean', 'sum', 'none'\\], got 'avg'"):
+        am_softmax(z, c, t, reduction="avg")
+    with pytest.raises(ValueError, match="expected num_classes >= 2, got 1"):
         AMSoftmaxLoss(1, 4)
-    with pytest.raises(ValueError, match="scale must be positive, got -1"):
+    with pytest.raises(ValueError, match="expected dim >= 1, got 0"):
+        AMSoftmaxLoss(3, 0)
+    with pytest.raises(ValueError, match="expected scale > 0.0, got -1"):
         AMSoftmaxLoss(3, 4, scale=-1)
+    with pytest.raises(ValueError, match="expected distance to be one of"):
+        AMSoftmaxLoss(3, 4, distance="l2")
+    with pytest.raises(ValueError, match="expected distance to be one of"):
+        class_mean_diameter(z, t, c, "l2")
+    with pytest.raises(ValueError, match=r"expected target of shape \(12,\), got \(11,\)"):
+        class_mean_diameter(z, t[:-1], c)
+    with pytest.raises(ValueError, match="expected z with at least one sample, got 0 rows"):
+        class_mean_diameter(z[:0], t[:0], c)
 
 
 # ---------------------------------------------------------------- InfoNCE / FlatNCE
@@ -213,7 +236,9 @@ def test_info_nce_on_simclr_logits_matches_nt_xent():
 def test_simclr_logits_layout():
     g = torch.Generator().manual_seed(6)
     z1, z2 = torch.randn(3, 4, generator=g, dtype=torch.float64), torch.randn(3, 4, generator=g, dtype=torch.float64)
-    logits, target = simclr_logits(z1, z2, 0.5)
+    out = simclr_logits(z1, z2, 0.5)
+    logits, target = out
+    assert out.logits is logits and out.target is target
     z = F.normalize(torch.cat([z1, z2]), dim=1)
     for i in range(6):
         others = [j for j in range(6) if j != i]
@@ -242,15 +267,26 @@ def test_nce_modules_and_bad_input():
     s, t = _nce_data()
     torch.testing.assert_close(InfoNCELoss()(s, t), info_nce(s, t))
     torch.testing.assert_close(FlatNCELoss(form="paper")(s, t), flat_nce(s, t, form="paper"))
-    with pytest.raises(ValueError, match="K >= 2"):
+    with pytest.raises(ValueError, match="expected logits with K >= 2 columns .*, got K = 1"):
         flat_nce(torch.zeros(3, 1), torch.zeros(3, dtype=torch.long))
-    with pytest.raises(ValueError, match=r"target values must lie in \[0, 9\), got 0..9"):
+    with pytest.raises(ValueError, match=r"expected target values in \[0, 9\), got 0..9"):
         flat_nce(s, torch.tensor([0, 1, 2, 3, 4, 9]))
-    with pytest.raises(TypeError, match="integer tensor"):
+    with pytest.raises(ValueError, match=r"expected target of shape \(6,\), got \(5,\)"):
+        info_nce(s, t[:-1])
+    with pytest.raises(ValueError, match=r"expected logits of shape \(batch, K\), got \(9,\)"):
+        info_nce(s[0], t[:1])
+    with pytest.raises(TypeError, match="expected target to be an integer tensor, got torch.float32"):
         info_nce(s, t.float())
-    with pytest.raises(ValueError, match="form must be 'su' or 'paper'"):
+    with pytest.raises(ValueError, match="expected reduction to be one of \\['mean', 'sum', 'none'\\], got 'avg'"):
+        InfoNCELoss(reduction="avg")
+    with pytest.raises(ValueError, match="expected form to be one of \\['su', 'paper'\\], got 'flat'"):
         flat_nce(s, t, form="flat")
-    with pytest.raises(ValueError, match="tau must be positive"):
+    with pytest.raises(ValueError, match="expected form to be one of \\['su', 'paper'\\], got 'flat'"):
+        FlatNCELoss(form="flat")
+    with pytest.raises(ValueError, match="expected tau > 0.0, got 0.0"):
         simclr_logits(torch.zeros(2, 3), torch.zeros(2, 3), 0.0)
-    with pytest.raises(ValueError, match="at least 2"):
+    with pytest.raises(ValueError, match="expected z1 and z2 with a batch of at least 2 .*, got 1"):
         simclr_logits(torch.zeros(1, 3), torch.zeros(1, 3))
+    with pytest.raises(ValueError, match=r"expected z1 and z2 of the same shape \(batch, dim\), got \(2, 3\) and "
+                                         r"\(2, 4\)"):
+        simclr_logits(torch.zeros(2, 3), torch.zeros(2, 4))

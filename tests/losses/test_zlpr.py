@@ -67,17 +67,17 @@ def _dense_from_index(idx: torch.Tensor, c: int, mask_zero: bool) -> torch.Tenso
 def test_dense_hard_labels_match_the_formula():
     s, y = _random()
     ref = reference(s, y)
-    for targets in (y, y.bool(), y.double()):
-        torch.testing.assert_close(zlpr(s, targets=targets, reduction="none"), ref, rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(zlpr(s, targets=y), ref.mean(), rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(zlpr(s, targets=y, reduction="sum"), ref.sum(), rtol=1e-12, atol=1e-12)
+    for target in (y, y.bool(), y.double()):
+        torch.testing.assert_close(zlpr(s, target=target, reduction="none"), ref, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(zlpr(s, target=y), ref.mean(), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(zlpr(s, target=y, reduction="sum"), ref.sum(), rtol=1e-12, atol=1e-12)
 
 
 def test_empty_sets_contribute_zero():
     s = torch.randn(3, 5, dtype=torch.float64)
-    none = zlpr(s, targets=torch.zeros(3, 5), reduction="none")
+    none = zlpr(s, target=torch.zeros(3, 5), reduction="none")
     torch.testing.assert_close(none, torch.log1p(s.exp().sum(-1)))  # positive part is log(1 + 0) = 0
-    every = zlpr(s, targets=torch.ones(3, 5), reduction="none")
+    every = zlpr(s, target=torch.ones(3, 5), reduction="none")
     torch.testing.assert_close(every, torch.log1p((-s).exp().sum(-1)))
 
 
@@ -89,7 +89,7 @@ def test_single_label_case_is_softmax_cross_entropy_with_a_zero_class():
     y = torch.nn.functional.one_hot(t, 7)
     expected = torch.log1p(s.exp().sum(-1) - s.gather(1, t[:, None]).squeeze(1).exp()) + torch.nn.functional.softplus(
         -s.gather(1, t[:, None]).squeeze(1))
-    torch.testing.assert_close(zlpr(s, targets=y, reduction="none"), expected)
+    torch.testing.assert_close(zlpr(s, target=y, reduction="none"), expected)
 
 
 def test_soft_labels_match_the_formula_and_reduce_to_hard():
@@ -98,14 +98,14 @@ def test_soft_labels_match_the_formula_and_reduce_to_hard():
     y = torch.rand(5, 9, generator=g, dtype=torch.float64)
     y[0, :3] = 0.0
     y[1, :3] = 1.0
-    torch.testing.assert_close(zlpr(s, targets=y, reduction="none"), reference(s, y), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(zlpr(s, target=y, reduction="none"), reference(s, y), rtol=1e-12, atol=1e-12)
 
 
 def test_soft_optimum_is_sigmoid_of_two_s():
     # one class: dL/ds = 0 at s* = ½ log(y / (1 − y)), i.e. σ(2s*) = y, so the read-out is σ(2s) (not σ(s))
     for yv in (0.1, 0.37, 0.5, 0.9):
         s = torch.tensor([[0.5 * math.log(yv / (1 - yv))]], dtype=torch.float64, requires_grad=True)
-        zlpr(s, targets=torch.tensor([[yv]], dtype=torch.float64)).backward()
+        zlpr(s, target=torch.tensor([[yv]], dtype=torch.float64)).backward()
         assert abs(s.grad.item()) < 1e-12
         assert zlpr_proba(s.detach()).item() == pytest.approx(yv, abs=1e-12)
 
@@ -115,22 +115,22 @@ def test_ignore_mask_removes_classes_from_both_sets():
     ignore = torch.zeros(5, 10, dtype=torch.bool)
     ignore[:, 7:] = True
     ignore[2, 0] = True
-    torch.testing.assert_close(zlpr(s, targets=y, ignore_mask=ignore, reduction="none"), reference(s, y, ignore))
+    torch.testing.assert_close(zlpr(s, target=y, ignore_mask=ignore, reduction="none"), reference(s, y, ignore))
     # soft labels at a masked class give no ∞ − ∞
     ys = y.double() * 0.8
-    out = zlpr(s, targets=ys, ignore_mask=ignore, reduction="none")
+    out = zlpr(s, target=ys, ignore_mask=ignore, reduction="none")
     assert torch.isfinite(out).all()
     torch.testing.assert_close(out, reference(s, ys, ignore))
     # a broadcast mask (one per class)
     col = torch.zeros(10, dtype=torch.bool)
     col[3] = True
-    torch.testing.assert_close(zlpr(s, targets=y, ignore_mask=col, reduction="none"), reference(s, y, col))
+    torch.testing.assert_close(zlpr(s, target=y, ignore_mask=col, reduction="none"), reference(s, y, col))
 
 
 def test_extra_leading_dims():
     s = torch.randn(2, 3, 4, 8, dtype=torch.float64)
     y = (torch.rand(2, 3, 4, 8) < 0.4).long()
-    torch.testing.assert_close(zlpr(s, targets=y, reduction="none"), reference(s, y))
+    torch.testing.assert_close(zlpr(s, target=y, reduction="none"), reference(s, y))
 
 
 @pytest.mark.parametrize("mask_zero", [False, True])
@@ -149,7 +149,7 @@ def test_sparse_equals_dense(mask_zero):
     if mask_zero:
         ignore = torch.zeros(c, dtype=torch.bool)
         ignore[0] = True  # class 0 is reserved: it leaves both parts
-    want = zlpr(s, targets=dense_y, ignore_mask=ignore, reduction="none")
+    want = zlpr(s, target=dense_y, ignore_mask=ignore, reduction="none")
     got = sparse_zlpr(s, pos_index=idx, mask_zero=mask_zero, reduction="none")
     torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(got, reference(s, dense_y, ignore), rtol=1e-12, atol=1e-12)
@@ -174,9 +174,9 @@ def test_sparse_is_exact_where_the_clipped_subtraction_is_not():
 def test_gradcheck():
     s, y = _random(b=3, c=6, seed=5, scale=2.0)
     s.requires_grad_(True)
-    assert torch.autograd.gradcheck(lambda x: zlpr(x, targets=y, reduction="none"), (s,))
+    assert torch.autograd.gradcheck(lambda x: zlpr(x, target=y, reduction="none"), (s,))
     ys = torch.rand(3, 6, dtype=torch.float64)
-    assert torch.autograd.gradcheck(lambda x: zlpr(x, targets=ys, reduction="sum"), (s,))
+    assert torch.autograd.gradcheck(lambda x: zlpr(x, target=ys, reduction="sum"), (s,))
     idx = torch.tensor([[1, 2], [0, 5], [3, 0]])
     assert torch.autograd.gradcheck(lambda x: sparse_zlpr(x, pos_index=idx, mask_zero=True, reduction="none"), (s,))
     assert torch.autograd.gradcheck(lambda x: sparse_zlpr(x, pos_index=idx, reduction="sum"), (s,))
@@ -190,7 +190,7 @@ def test_gradients_of_sparse_and_dense_agree():
     b = s.clone().requires_grad_(True)
     ign = torch.zeros(12, dtype=torch.bool)
     ign[0] = True
-    zlpr(b, targets=_dense_from_index(idx, 12, True), ignore_mask=ign).backward()
+    zlpr(b, target=_dense_from_index(idx, 12, True), ignore_mask=ign).backward()
     torch.testing.assert_close(a.grad, b.grad, rtol=1e-12, atol=1e-14)
     assert a.grad[:, 0].abs().max() == 0  # the reserved class gets no gradient
 
@@ -219,7 +219,7 @@ def test_property_finite_and_faithful(b, c, labels, magnitude, dtype, seed):
     else:
         y = torch.rand(b, c, generator=g)
     x = s.clone().requires_grad_(True)
-    loss = zlpr(x, targets=y, reduction="none")
+    loss = zlpr(x, target=y, reduction="none")
     assert loss.dtype == torch.float32
     assert torch.isfinite(loss).all()
     assert (loss >= 0).all()
@@ -244,7 +244,7 @@ def test_autocast_bf16_computes_in_fp32():
     s = torch.randn(4, 10) * 1e4
     y = (torch.rand(4, 10) < 0.3).float()
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        out = zlpr(s.bfloat16(), targets=y)
+        out = zlpr(s.bfloat16(), target=y)
     assert out.dtype == torch.float32 and torch.isfinite(out)
 
 
@@ -253,7 +253,8 @@ def test_predict_and_alias_and_modules():
     assert torch.equal(zlpr_predict(s), s > 0)
     assert torch.equal(zlpr_predict(s, threshold=1.5), s > 1.5)
     assert multilabel_categorical_crossentropy is zlpr
-    torch.testing.assert_close(ZLPRLoss(reduction="none")(s, y), zlpr(s, targets=y, reduction="none"))
+    torch.testing.assert_close(ZLPRLoss(reduction="none")(s, y), zlpr(s, target=y, reduction="none"))
+    torch.testing.assert_close(ZLPRLoss()(s, target=y), zlpr(s, y))  # (logits, target), as info_nce and F.cross_entropy
     idx = torch.tensor([[1, 2]] * s.shape[0])
     torch.testing.assert_close(SparseZLPRLoss(mask_zero=True)(s, idx), sparse_zlpr(s, pos_index=idx, mask_zero=True))
     assert "mask_zero=True" in repr(SparseZLPRLoss(mask_zero=True))
@@ -261,27 +262,34 @@ def test_predict_and_alias_and_modules():
 
 def test_bad_input_is_named():
     s = torch.randn(2, 4)
-    with pytest.raises(TypeError):
-        zlpr(s, torch.zeros(2, 4))  # targets is keyword-only: (logits, targets) order cannot be swapped silently
-    with pytest.raises(ValueError, match=r"targets shape \(2, 3\) != logits shape \(2, 4\)"):
-        zlpr(s, targets=torch.zeros(2, 3))
-    with pytest.raises(ValueError, match="targets must lie in \\[0, 1\\], got a value 1.5"):
-        zlpr(s, targets=torch.full((2, 4), 1.5))
-    with pytest.raises(ValueError, match="integer targets must be 0 or 1, got 2"):
-        zlpr(s, targets=torch.full((2, 4), 2))
-    with pytest.raises(ValueError, match="reduction must be one of"):
-        zlpr(s, targets=torch.zeros(2, 4), reduction="avg")
-    with pytest.raises(TypeError, match="floating-point logits"):
-        zlpr(torch.zeros(2, 4, dtype=torch.long), targets=torch.zeros(2, 4))
-    with pytest.raises(ValueError, match="repeats label 3"):
+    with pytest.raises(ValueError, match=r"expected logits and target of one shape, got \(2, 4\) and \(2, 3\)"):
+        zlpr(s, torch.zeros(2, 3))
+    with pytest.raises(TypeError, match="expected target to be a tensor, got list"):
+        zlpr(s, [[0, 1, 0, 0]] * 2)
+    with pytest.raises(ValueError, match="expected logits with at least one dimension \\(the classes\\), got a 0-d"):
+        zlpr(torch.tensor(0.5), torch.tensor(1.0))
+    with pytest.raises(ValueError, match="expected target values in \\[0, 1\\], got 1.5"):
+        zlpr(s, torch.full((2, 4), 1.5))
+    with pytest.raises(ValueError, match="expected integer target values 0 or 1, got 2"):
+        zlpr(s, torch.full((2, 4), 2))
+    with pytest.raises(ValueError, match="expected reduction to be one of \\['mean', 'sum', 'none'\\], got 'avg'"):
+        zlpr(s, torch.zeros(2, 4), reduction="avg")
+    with pytest.raises(ValueError, match="expected reduction to be one of \\['mean', 'sum', 'none'\\], got 'avg'"):
+        ZLPRLoss(reduction="avg")
+    with pytest.raises(ValueError, match="expected reduction to be one of \\['mean', 'sum', 'none'\\], got 'avg'"):
+        sparse_zlpr(s, pos_index=torch.tensor([[1], [2]]), reduction="avg")
+    with pytest.raises(TypeError, match="expected logits to be floating-point, got dtype torch.int64"):
+        zlpr(torch.zeros(2, 4, dtype=torch.long), torch.zeros(2, 4))
+    with pytest.raises(ValueError, match="expected unique pos_index values within each row .*, got label 3 twice in "
+                                         "row \\(1,\\)"):
         sparse_zlpr(s, pos_index=torch.tensor([[1, 2], [3, 3]]))
-    with pytest.raises(ValueError, match=r"must lie in \[0, 4\), got 4"):
+    with pytest.raises(ValueError, match=r"expected pos_index values in \[0, 4\), got 4"):
         sparse_zlpr(s, pos_index=torch.tensor([[1, 4], [0, 1]]))
-    with pytest.raises(ValueError, match=r"must lie in \[0, 4\), got -1"):
+    with pytest.raises(ValueError, match=r"expected pos_index values in \[0, 4\), got -1"):
         sparse_zlpr(s, pos_index=torch.tensor([[1, -1], [0, 1]]))
-    with pytest.raises(TypeError, match="integer tensor"):
+    with pytest.raises(TypeError, match="expected pos_index to be an integer tensor, got torch.float32"):
         sparse_zlpr(s, pos_index=torch.tensor([[1.0, 2.0], [0.0, 1.0]]))
-    with pytest.raises(ValueError, match="leading shape"):
+    with pytest.raises(ValueError, match=r"expected pos_index of shape \(2, P\) .*, got \(2,\)"):
         sparse_zlpr(s, pos_index=torch.tensor([1, 2]))
     # padding zeros may repeat under mask_zero
     sparse_zlpr(s, pos_index=torch.tensor([[1, 0, 0], [0, 0, 0]]), mask_zero=True)

@@ -164,7 +164,7 @@ def _train(x: np.ndarray, y: np.ndarray, loss: str, seed: int, hidden: int | Non
             idx = perm[i : i + batch]
             logits = model(xt[idx])
             if loss == "zlpr":
-                value = zlpr(logits, targets=yt[idx])
+                value = zlpr(logits, yt[idx])
             else:
                 value = F.binary_cross_entropy_with_logits(logits, yt[idx], pos_weight=pw)
             opt.zero_grad()
