@@ -137,10 +137,14 @@ def test_prior_from_labels():
     y = np.array([0, 2, 2, 1, 2, 0])
     np.testing.assert_allclose(prior_from_labels(y, 4), np.bincount(y, minlength=4) / 6)
     np.testing.assert_allclose(prior_from_labels(torch.tensor(y), 3), [2 / 6, 1 / 6, 3 / 6])
-    with pytest.raises(ValueError, match=r"class indices must lie in \[0, 2\), got 0..2"):
+    with pytest.raises(ValueError, match=r"expected y values in \[0, 2\), got 0..2"):
         prior_from_labels(y, 2)
-    with pytest.raises(TypeError, match="integer class indices"):
+    with pytest.raises(TypeError, match="expected y to hold integer class indices, got dtype float64"):
         prior_from_labels(y.astype(float), 3)
+    with pytest.raises(ValueError, match=r"expected y to be a non-empty 1-D array of class indices, got shape \(0,\)"):
+        prior_from_labels(y[:0], 3)
+    with pytest.raises(ValueError, match="expected num_classes >= 1, got 0"):
+        prior_from_labels(y, 0)
 
 
 def test_bad_input_is_named():
@@ -148,21 +152,34 @@ def test_bad_input_is_named():
     prior = np.full(4, 0.25)
     bad = p.copy()
     bad[3] *= 2
-    with pytest.raises(ValueError, match="row 3 sums to 2"):
+    with pytest.raises(ValueError, match="expected probs rows summing to 1 \\(within 0.001\\), got row 3 summing to 2"):
         can(bad, prior)
-    with pytest.raises(ValueError, match=r"k must be in \[2, 2\] for 2 classes, got 3"):
+    with pytest.raises(ValueError, match=r"expected k <= 2 \(the number of classes\), got 3"):
         can(np.array([[0.3, 0.7]]), np.array([0.5, 0.5]))
-    with pytest.raises(ValueError, match=r"prior must have shape \(4,\)"):
+    with pytest.raises(ValueError, match="expected k >= 2, got 1"):
+        topk_uncertainty(p, k=1)
+    with pytest.raises(ValueError, match="expected kind to be one of \\['su', 'paper'\\], got 'entropy'"):
+        topk_uncertainty(p, kind="entropy")
+    with pytest.raises(ValueError, match=r"expected prior of shape \(4,\) \(one value per class\), got \(3,\)"):
         can(p, np.full(3, 1 / 3))
-    with pytest.raises(ValueError, match="tau must be in \\[0, 1\\]"):
+    with pytest.raises(ValueError, match="expected prior to be finite, non-negative and not all zero, got "
+                                         "\\[0.0, 0.0, 0.0, 0.0\\]"):
+        can(p, np.zeros(4))
+    with pytest.raises(ValueError, match="expected tau <= 1.0, got 1.5"):
         can(p, prior, tau=1.5)
-    with pytest.raises(ValueError, match="iters must be a positive integer, got 0"):
+    with pytest.raises(ValueError, match="expected tau >= 0.0, got -0.1"):
+        confident_mask(p, tau=-0.1)
+    with pytest.raises(ValueError, match="expected iters >= 1, got 0"):
         can(p, prior, iters=0)
-    with pytest.raises(ValueError, match="alpha must be positive"):
+    with pytest.raises(TypeError, match="expected iters to be an integer, got 2.0"):
+        can(p, prior, iters=2.0)
+    with pytest.raises(ValueError, match="expected alpha > 0.0, got 0"):
         can(p, prior, alpha=0)
-    with pytest.raises(ValueError, match="mode must be"):
+    with pytest.raises(ValueError, match="expected mode to be one of \\['per_sample', 'batch'\\], got 'joint'"):
         can(p, prior, mode="joint")
-    with pytest.raises(ValueError, match="finite and non-negative"):
+    with pytest.raises(ValueError, match="expected probs to be finite and non-negative, got -"):
         can(-p, prior)
-    with pytest.raises(ValueError, match="2-D"):
+    with pytest.raises(ValueError, match=r"expected probs to be a 2-D \(samples, classes\) array, got shape \(4,\)"):
         can(p[0], prior)
+    with pytest.raises(ValueError, match="expected probs with at least 2 classes, got 1"):
+        can(np.ones((3, 1)), np.ones(1))

@@ -121,7 +121,9 @@ def test_linear_regression_equals_sklearn():
     np.testing.assert_allclose(w, ref.coef_, rtol=1e-8)
     assert float(b) == pytest.approx(ref.intercept_, rel=1e-10)
     y2 = np.stack([yv, 2 * yv + 1], axis=1)
-    w2, b2 = analytic_linear_regression(x, y2)
+    sol = analytic_linear_regression(x, y2)
+    w2, b2 = sol
+    assert sol.weight is w2 and sol.bias is b2
     np.testing.assert_allclose(w2[:, 1], 2 * ref.coef_, rtol=1e-8)
     np.testing.assert_allclose(b2, [ref.intercept_, 2 * ref.intercept_ + 1], rtol=1e-10)
 
@@ -146,20 +148,35 @@ def test_estimator_protocol_and_export():
 
 def test_bad_input_is_named():
     x, y = datasets.load_iris(return_X_y=True)
-    with pytest.raises(ValueError, match="need at least 2 classes"):
+    with pytest.raises(ValueError, match="expected y with at least 2 classes, got 1"):
         AnalyticLogisticRegression().fit(x, np.zeros(len(x)))
-    with pytest.raises(ValueError, match="one label per row of X \\(150\\)"):
+    with pytest.raises(ValueError, match="expected y to be 1-D with one label per row of X \\(150\\), got shape "
+                                         "\\(10,\\)"):
         AnalyticLogisticRegression().fit(x, y[:10])
-    with pytest.raises(ValueError, match="sigma must be 'within' or 'identity'"):
+    with pytest.raises(ValueError, match="expected sigma to be one of \\['within', 'identity'\\], got 'total'"):
         AnalyticLogisticRegression(sigma="total").fit(x, y)
-    with pytest.raises(ValueError, match="priors must be 3 positive values"):
+    with pytest.raises(ValueError, match="expected shrinkage >= 0.0, got -1"):
+        AnalyticLogisticRegression(shrinkage=-1).fit(x, y)
+    with pytest.raises(ValueError, match="expected rcond < 1.0, got 1"):
+        AnalyticLogisticRegression(rcond=1).fit(x, y)
+    with pytest.raises(ValueError, match="expected priors to be one of \\['empirical', 'uniform'\\], got 'flat'"):
+        AnalyticLogisticRegression(priors="flat").fit(x, y)
+    with pytest.raises(ValueError, match="expected priors to be one of \\['empirical', 'uniform'\\] or 3 positive "
+                                         "values \\(one per class\\), got \\[1, 1\\]"):
         AnalyticLogisticRegression(priors=[1, 1]).fit(x, y)
-    with pytest.raises(ValueError, match="NaN or infinite"):
+    with pytest.raises(ValueError, match="expected X to be finite, got nan"):
         AnalyticLogisticRegression().fit(np.full_like(x, np.nan), y)
+    with pytest.raises(ValueError, match="expected X with some variance, got every feature constant"):
+        AnalyticLogisticRegression().fit(np.ones_like(x), y)
+    with pytest.raises(ValueError, match=r"expected X to be a 2-D \(samples, features\) array, got shape \(150,\)"):
+        AnalyticLogisticRegression().fit(x[:, 0], y)
+    with pytest.raises(ValueError, match="expected X and Y with one row per sample, got 150 and 10 rows"):
+        analytic_linear_regression(x, y[:10])
     with pytest.raises(RuntimeError, match="not fitted"):
         AnalyticLogisticRegression().predict(x)
     est = AnalyticLogisticRegression().fit(x, y)
-    with pytest.raises(ValueError, match="X has 3 features, but the model was fitted with 4"):
+    with pytest.raises(ValueError, match=r"expected X with 4 features \(as in fit\), got 3"):
         est.predict(x[:, :3])
-    with pytest.raises(ValueError, match="invalid parameter 'C'"):
+    with pytest.raises(ValueError, match="expected parameter to be one of \\['priors', 'rcond', 'shrinkage', 'sigma', "
+                                         "'whiten'\\], got 'C'"):
         est.set_params(C=1.0)

@@ -108,7 +108,9 @@ def test_pairs_put_the_prompt_in_segment_a_when_prompt_first(minilm_tokenizer, r
     hf, _ = random_pretraining
     clf = NSPZeroShot(hf, minilm_tokenizer, templates="It was [label]", label_words=["terrible", "great"],
                       prompt_first=True)
-    a, b = clf.pairs(["good film", "bad film"], "It was [label]")
+    pairs = clf.pairs(["good film", "bad film"], "It was [label]")
+    a, b = pairs
+    assert (pairs.a, pairs.b) == (a, b)
     assert a == ["It was terrible", "It was great"] * 2
     assert b == ["good film", "good film", "bad film", "bad film"]
     enc = minilm_tokenizer(a[:1], b[:1])
@@ -190,33 +192,49 @@ def test_quantile_thresholds_give_equal_count_bins():
     np.testing.assert_array_equal(np.bincount(assign_by_thresholds(dev, th_prior), minlength=3), [60, 30, 30])
     # label 0 takes the lowest IsNext scores
     assert assign_by_thresholds([dev.min()], th)[0] == 0 and assign_by_thresholds([dev.max()], th)[0] == 2
-    with pytest.raises(ValueError, match="prior must hold 3 positive values"):
+    with pytest.raises(ValueError, match=r"expected prior to hold 3 positive values, got \[1.0, 1.0\]"):
         quantile_thresholds(dev, 3, prior=[1, 1])
-    with pytest.raises(ValueError, match="cannot cut 2 dev scores into 3 bins"):
+    with pytest.raises(ValueError, match=r"expected at least n_labels = 3 dev scores \(one per bin\), got 2"):
         quantile_thresholds([0.1, 0.2], 3)
+    with pytest.raises(ValueError, match="expected n_labels >= 2, got 1"):
+        quantile_thresholds(dev, 1)
+    with pytest.raises(ValueError, match="expected dev_scores to be a non-empty array of finite scores, got 0 scores"):
+        quantile_thresholds([], 2)
+    with pytest.raises(ValueError, match=r"expected thresholds to be a 1-D ascending array, got \[0.5, 0.1\]"):
+        assign_by_thresholds(dev, [0.5, 0.1])
 
 
 def test_models_without_an_nsp_head_are_refused(minilm, minilm_tokenizer):
-    with pytest.raises(ValueError, match="no NSP head.*all-MiniLM-L6-v2"):
+    with pytest.raises(ValueError, match="expected a model with an NSP head, got a kexue Transformer without one.*"
+                                         "all-MiniLM-L6-v2"):
         NSPZeroShot(minilm, minilm_tokenizer, templates="[label]", label_words=["a", "b"])
     roberta = transformers.RobertaForMaskedLM(transformers.RobertaConfig(
         vocab_size=100, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32))
-    with pytest.raises(ValueError, match="RoBERTa-style"):
+    with pytest.raises(ValueError, match="expected a model with an NSP head, got RobertaForMaskedLM, a RoBERTa-style"):
         pair_scores(roberta, minilm_tokenizer, ["a"], ["b"])
     bare = transformers.BertModel(_tiny_config(layers=1))
-    with pytest.raises(ValueError, match="BertModel has no NSP head"):
+    with pytest.raises(ValueError, match="expected a model with an NSP head .*, got BertModel, which has none"):
         pair_scores(bare, minilm_tokenizer, ["a"], ["b"])
 
 
 def test_bad_arguments(random_pretraining, minilm_tokenizer):
     hf, _ = random_pretraining
-    with pytest.raises(ValueError, match=r"has no \[label\] slot"):
+    with pytest.raises(ValueError, match=r"expected every template to hold the \[label\] slot, got 'It was'"):
         NSPZeroShot(hf, minilm_tokenizer, templates="It was", label_words=["a", "b"])
-    with pytest.raises(ValueError, match="at least 2 labels"):
+    with pytest.raises(ValueError, match="expected templates to name at least one template, got none"):
+        NSPZeroShot(hf, minilm_tokenizer, templates=[], label_words=["a", "b"])
+    with pytest.raises(ValueError, match=r"expected label_words to list at least 2 labels, got \['a'\]"):
         NSPZeroShot(hf, minilm_tokenizer, templates="[label]", label_words=["a"])
+    with pytest.raises(ValueError, match="expected max_len >= 3, got 2"):
+        NSPZeroShot(hf, minilm_tokenizer, templates="[label]", label_words=["a", "b"], max_len=2)
+    with pytest.raises(ValueError, match="expected batch_size >= 1, got 0"):
+        pair_scores(hf, minilm_tokenizer, ["a"], ["b"], batch_size=0)
+    with pytest.raises(TypeError, match="expected a and b to be sequences of texts, got a single string"):
+        pair_scores(hf, minilm_tokenizer, "a", ["b"])
     with pytest.raises(TypeError):
         NSPZeroShot(hf, minilm_tokenizer, "[label]", ["a", "b"])  # keyword-only
-    with pytest.raises(ValueError, match="2 first sentences but 1 second"):
+    with pytest.raises(ValueError, match="expected a and b of one length, got 2 and 1"):
         pair_scores(hf, minilm_tokenizer, ["a", "b"], ["c"])
-    with pytest.raises(TypeError, match="single text in a list"):
+    with pytest.raises(TypeError, match="expected texts to be a sequence of texts \\(wrap a single text in a list\\), "
+                                        "got a string"):
         NSPZeroShot(hf, minilm_tokenizer, templates="[label]", label_words=["a", "b"]).scores("one text")

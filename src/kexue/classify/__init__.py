@@ -6,14 +6,36 @@
   kexue.fm/archives/8671).
 """
 
-from .can import can, confident_mask, prior_from_labels, topk_uncertainty
-from .logistic import AnalyticLogisticRegression, GaussianLinearClassifier, analytic_linear_regression
-from .nsp_zero_shot import NSPZeroShot, assign_by_thresholds, nsp_zero_shot, pair_scores, quantile_thresholds
+from .can import CANMode, UncertaintyKind, can, confident_mask, prior_from_labels, topk_uncertainty
+from .logistic import (
+    AnalyticLogisticRegression,
+    GaussianLinearClassifier,
+    LinearSolution,
+    Priors,
+    Sigma,
+    analytic_linear_regression,
+)
+from .nsp_zero_shot import (
+    LABEL_SLOT,
+    NSPZeroShot,
+    SentencePairs,
+    assign_by_thresholds,
+    nsp_zero_shot,
+    pair_scores,
+    quantile_thresholds,
+)
 
 __all__ = [
+    "LABEL_SLOT",
     "AnalyticLogisticRegression",
+    "CANMode",
     "GaussianLinearClassifier",
+    "LinearSolution",
     "NSPZeroShot",
+    "Priors",
+    "SentencePairs",
+    "Sigma",
+    "UncertaintyKind",
     "analytic_linear_regression",
     "assign_by_thresholds",
     "can",

@@ -21,44 +21,53 @@ hurt, and a class-balanced few-shot training set gives a poor prior. The post's 
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from .._validate import check_choice, check_float, check_int
+
 #: Probabilities are clipped to at least this before powers and logs (they must be strictly positive).
-PROB_FLOOR = 1e-12
+_PROB_FLOOR = 1e-12
 #: Elements per chunk of the (uncertain rows × (confident + 1) × classes) tensor in the general per-sample path.
 _CHUNK_ELEMENTS = 1 << 22
 
-Kind = Literal["su", "paper"]
-Mode = Literal["per_sample", "batch"]
+UncertaintyKind = Literal["su", "paper"]
+CANMode = Literal["per_sample", "batch"]
 
 
-def _to_tensor(probs: Any, what: str = "probs") -> tuple[Tensor, bool, torch.dtype]:
-    """(float64 CPU tensor, was numpy, original torch dtype)."""
+class _Probs(NamedTuple):
+    tensor: Tensor  # float64, on the CPU
+    is_numpy: bool  # the input was not a tensor
+    dtype: torch.dtype  # the input's dtype
+
+
+def _to_tensor(probs: Any, what: str = "probs") -> _Probs:
     is_numpy = not isinstance(probs, Tensor)
     t = torch.as_tensor(np.asarray(probs) if is_numpy else probs)
     orig = t.dtype
     if t.dim() != 2:
-        raise ValueError(f"{what} must be a 2-D (samples, classes) array, got shape {tuple(t.shape)}")
+        raise ValueError(f"expected {what} to be a 2-D (samples, classes) array, got shape {tuple(t.shape)}")
     if t.shape[1] < 2:
-        raise ValueError(f"{what} needs at least 2 classes, got {t.shape[1]}")
+        raise ValueError(f"expected {what} with at least 2 classes, got {t.shape[1]}")
     t = t.detach().to(device="cpu", dtype=torch.float64)
-    if not bool(torch.isfinite(t).all()) or bool((t < 0).any()):
-        raise ValueError(f"{what} must be finite and non-negative")
-    return t, is_numpy, orig
+    bad = ~torch.isfinite(t) | (t < 0)
+    if bool(bad.any()):
+        raise ValueError(f"expected {what} to be finite and non-negative, got {float(t[bad][0])!r}")
+    return _Probs(t, is_numpy, orig)
 
 
 def _check_rows(p: Tensor, tol: float = 1e-3) -> None:
     err = (p.sum(dim=1) - 1).abs()
     if p.shape[0] and float(err.max()) > tol:
         row = int(err.argmax())
-        raise ValueError(f"probs rows must sum to 1 (within {tol}); row {row} sums to {float(p[row].sum()):.6g}")
+        raise ValueError(f"expected probs rows summing to 1 (within {tol}), got row {row} summing to "
+                         f"{float(p[row].sum()):.6g}")
 
 
-def topk_uncertainty(probs: Any, k: int = 3, kind: Kind = "su") -> Any:
+def topk_uncertainty(probs: Any, k: int = 3, kind: UncertaintyKind = "su") -> Any:
     """The top-k uncertainty of each row (kexue.fm/archives/8728).
 
     ``kind="su"``: U = −Σ_{i≤k} p̃_i log p̃_i / log k with p̃ the k largest probabilities renormalised to sum 1, in
@@ -69,11 +78,11 @@ def topk_uncertainty(probs: Any, k: int = 3, kind: Kind = "su") -> Any:
     """
     p, is_numpy, _ = _to_tensor(probs)
     c = p.shape[1]
-    if not 2 <= k <= c:
-        raise ValueError(f"k must be in [2, {c}] for {c} classes, got {k}")
-    if kind not in ("su", "paper"):
-        raise ValueError(f"kind must be 'su' or 'paper', got {kind!r}")
-    top = p.topk(k, dim=1).values.clamp_min(PROB_FLOOR)
+    check_int("k", k, minimum=2)
+    if k > c:
+        raise ValueError(f"expected k <= {c} (the number of classes), got {k}")
+    check_choice("kind", kind, UncertaintyKind)
+    top = p.topk(k, dim=1).values.clamp_min(_PROB_FLOOR)
     if kind == "su":
         top = top / top.sum(dim=1, keepdim=True)
         u = -(top * top.log()).sum(dim=1) / math.log(k)
@@ -82,21 +91,24 @@ def topk_uncertainty(probs: Any, k: int = 3, kind: Kind = "su") -> Any:
     return u.numpy() if is_numpy else u
 
 
-def confident_mask(probs: Any, k: int = 3, tau: float = 0.9, kind: Kind = "su") -> Any:
-    """True where U < τ (a confident prediction), as a bool array of the input's kind."""
+def confident_mask(probs: Any, k: int = 3, tau: float = 0.9, kind: UncertaintyKind = "su") -> Any:
+    """True where U < τ (a confident prediction), as a bool array of the input's kind; τ in [0, 1], Su's normalised
+    scale."""
+    check_float("tau", tau, low=0.0, high=1.0)
     u = topk_uncertainty(probs, k, kind)
     return u < tau
 
 
 def prior_from_labels(y: Any, num_classes: int) -> np.ndarray:
     """Label frequencies p̃_c = #{y = c} / N (float64), the prior CAN normalises the columns towards."""
+    check_int("num_classes", num_classes, minimum=1)
     arr = np.asarray(y.detach().cpu() if isinstance(y, Tensor) else y)
     if arr.ndim != 1 or arr.size == 0:
-        raise ValueError(f"y must be a non-empty 1-D array of class indices, got shape {arr.shape}")
+        raise ValueError(f"expected y to be a non-empty 1-D array of class indices, got shape {arr.shape}")
     if not np.issubdtype(arr.dtype, np.integer):
-        raise TypeError(f"y must hold integer class indices, got dtype {arr.dtype}")
+        raise TypeError(f"expected y to hold integer class indices, got dtype {arr.dtype}")
     if arr.min() < 0 or arr.max() >= num_classes:
-        raise ValueError(f"class indices must lie in [0, {num_classes}), got {arr.min()}..{arr.max()}")
+        raise ValueError(f"expected y values in [0, {num_classes}), got {arr.min()}..{arr.max()}")
     counts = np.bincount(arr, minlength=num_classes).astype(np.float64)
     return counts / counts.sum()
 
@@ -123,8 +135,8 @@ def can(
     tau: float = 0.9,
     alpha: float = 1.0,
     iters: int = 1,
-    mode: Mode = "per_sample",
-    kind: Kind = "su",
+    mode: CANMode = "per_sample",
+    kind: UncertaintyKind = "su",
 ) -> Any:
     """Classification with Alternating Normalization (Su's variant, kexue.fm/archives/8728; see the module doc).
 
@@ -146,25 +158,19 @@ def can(
     pr = torch.as_tensor(np.asarray(prior.detach().cpu() if isinstance(prior, Tensor) else prior),
                          dtype=torch.float64)
     if pr.shape != (c,):
-        raise ValueError(f"prior must have shape ({c},) for {c} classes, got {tuple(pr.shape)}")
+        raise ValueError(f"expected prior of shape ({c},) (one value per class), got {tuple(pr.shape)}")
     if not bool(torch.isfinite(pr).all()) or bool((pr < 0).any()) or float(pr.sum()) <= 0:
-        raise ValueError("prior must be finite, non-negative and not all zero")
+        raise ValueError(f"expected prior to be finite, non-negative and not all zero, got {pr.tolist()}")
     pr = pr / pr.sum()
-    if not 0.0 <= tau <= 1.0:
-        raise ValueError(f"tau must be in [0, 1] (Su's normalised scale), got {tau}")
-    if not alpha > 0:
-        raise ValueError(f"alpha must be positive, got {alpha}")
-    if int(iters) != iters or iters < 1:
-        raise ValueError(f"iters must be a positive integer, got {iters}")
-    if mode not in ("per_sample", "batch"):
-        raise ValueError(f"mode must be 'per_sample' or 'batch', got {mode!r}")
-    iters = int(iters)
+    check_float("alpha", alpha, low=0.0, low_open=True)
+    check_int("iters", iters, minimum=1)
+    check_choice("mode", mode, CANMode)
 
-    conf = topk_uncertainty(p, k, kind) < tau
+    conf = confident_mask(p, k, tau, kind)
     out = p.clone()
     unc_idx = torch.nonzero(~conf).flatten()
     if unc_idx.numel():
-        q = p.clamp_min(PROB_FLOOR)
+        q = p.clamp_min(_PROB_FLOOR)
         a, b = q[conf], q[unc_idx]
         if mode == "batch":
             y = _alternate(torch.cat([a, b]), pr, alpha, iters, dim=0)
@@ -197,4 +203,4 @@ def _per_sample_general(a: Tensor, b: Tensor, prior: Tensor, alpha: float, iters
     return torch.cat(rows)
 
 
-__all__ = ["PROB_FLOOR", "can", "confident_mask", "prior_from_labels", "topk_uncertainty"]
+__all__ = ["CANMode", "UncertaintyKind", "can", "confident_mask", "prior_from_labels", "topk_uncertainty"]

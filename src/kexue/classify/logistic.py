@@ -1,7 +1,7 @@
 """The closed-form ("analytic") logistic / softmax regression of a Gaussian linear model.
 
-Post: "概率视角下的线性模型：逻辑回归有解析解吗？" (Linear models from a probabilistic viewpoint: does logistic regression
-have an analytic solution?), 2021-07-22, https://kexue.fm/archives/8578.
+Post: "概率视角下的线性模型：逻辑回归有解析解吗？" (Linear models from a probabilistic viewpoint: does logistic
+regression have an analytic solution?), 2021-07-22, https://kexue.fm/archives/8578.
 
 Row vectors. Assume class-conditional Gaussians with a shared covariance, p(x|y=i) = N(μ_i, Σ), and priors p_i.
 The log-odds are then exactly linear, so (up to a common shift) the softmax classifier is
@@ -21,45 +21,56 @@ for every K; ``sigma="identity"`` reproduces the binary script.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple, get_args
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .._validate import check_choice, check_float
+
 Sigma = Literal["within", "identity"]
+Priors = Literal["empirical", "uniform"]
 
 
 def _as_float64(x: Any, what: str) -> Tensor:
     t = torch.as_tensor(np.asarray(x.detach().cpu() if isinstance(x, Tensor) else x))
     if t.dim() != 2:
-        raise ValueError(f"{what} must be a 2-D (samples, features) array, got shape {tuple(t.shape)}")
+        raise ValueError(f"expected {what} to be a 2-D (samples, features) array, got shape {tuple(t.shape)}")
     t = t.to(torch.float64)
-    if not bool(torch.isfinite(t).all()):
-        raise ValueError(f"{what} contains NaN or infinite values")
+    bad = ~torch.isfinite(t)
+    if bool(bad.any()):
+        raise ValueError(f"expected {what} to be finite, got {float(t[bad][0])!r}")
     return t
 
 
-def analytic_linear_regression(X: Any, Y: Any) -> tuple[np.ndarray, np.ndarray]:
+class LinearSolution(NamedTuple):
+    """What :func:`analytic_linear_regression` returns (unpacks as ``W, b = ...``)."""
+
+    weight: np.ndarray  #: W, (d, m), or (d,) for a 1-D Y
+    bias: np.ndarray  #: b, (m,), or () for a 1-D Y
+
+
+def analytic_linear_regression(X: Any, Y: Any) -> LinearSolution:
     """Least squares from the jointly-Gaussian view (kexue.fm/archives/8578): W = Σ_xx⁻¹Σ_xy, b = μ_y − μ_x W.
 
-    ``X``: (N, d); ``Y``: (N,) or (N, m). Returns (W of shape (d, m) or (d,), b of shape (m,) or ()), float64.
-    Σ_xx is solved by least squares, so a singular Σ_xx gives the minimum-norm W.
+    ``X``: (N, d); ``Y``: (N,) or (N, m). Returns ``LinearSolution(weight=W of shape (d, m) or (d,), bias=b of shape
+    (m,) or ())``, float64. Σ_xx is solved by least squares, so a singular Σ_xx gives the minimum-norm W.
     """
     x = _as_float64(X, "X")
     y_arr = np.asarray(Y.detach().cpu() if isinstance(Y, Tensor) else Y, dtype=np.float64)
     vec = y_arr.ndim == 1
     y = torch.as_tensor(y_arr.reshape(len(y_arr), -1))
     if y.shape[0] != x.shape[0]:
-        raise ValueError(f"X has {x.shape[0]} rows but Y has {y.shape[0]}")
+        raise ValueError(f"expected X and Y with one row per sample, got {x.shape[0]} and {y.shape[0]} rows")
     mx, my = x.mean(0), y.mean(0)
     xc, yc = x - mx, y - my
     sxx, sxy = xc.T @ xc / x.shape[0], xc.T @ yc / x.shape[0]
     w = torch.linalg.lstsq(sxx, sxy, driver="gelsd").solution
     b = my - mx @ w
     if vec:
-        return w[:, 0].numpy(), b[0].numpy()
-    return w.numpy(), b.numpy()
+        return LinearSolution(w[:, 0].numpy(), b[0].numpy())
+    return LinearSolution(w.numpy(), b.numpy())
 
 
 class AnalyticLogisticRegression:
@@ -72,7 +83,8 @@ class AnalyticLogisticRegression:
             space, the released binary script).
         shrinkage: λ added to Σ's diagonal (Σ + λI), for small N and high d where Σ is near-singular. In whitened
             coordinates that is λ relative to unit total variance.
-        priors: ``"empirical"`` (training frequencies, baked into b), ``"uniform"``, or an array of K priors.
+        priors: ``"empirical"`` (training frequencies, baked into b), ``"uniform"``, or an array of K positive
+            priors (normalised).
             The covariance estimate always weights classes by their training frequencies.
         rcond: the relative eigenvalue cut-off of the whitening (only with ``whiten=True``).
 
@@ -86,7 +98,7 @@ class AnalyticLogisticRegression:
         whiten: bool = True,
         sigma: Sigma = "within",
         shrinkage: float = 0.0,
-        priors: str | Any = "empirical",
+        priors: Priors | Any = "empirical",
         rcond: float = 1e-10,
     ) -> None:
         self.whiten = whiten
@@ -100,11 +112,10 @@ class AnalyticLogisticRegression:
         return {"whiten": self.whiten, "sigma": self.sigma, "shrinkage": self.shrinkage, "priors": self.priors,
                 "rcond": self.rcond}
 
-    def set_params(self, **params: Any) -> "AnalyticLogisticRegression":
-        valid = self.get_params()
+    def set_params(self, **params: Any) -> AnalyticLogisticRegression:
+        valid = sorted(self.get_params())
         for k, v in params.items():
-            if k not in valid:
-                raise ValueError(f"invalid parameter {k!r} for AnalyticLogisticRegression; valid: {sorted(valid)}")
+            check_choice("parameter", k, valid)
             setattr(self, k, v)
         return self
 
@@ -113,42 +124,37 @@ class AnalyticLogisticRegression:
         return f"AnalyticLogisticRegression({args})"
 
     def _check_params(self) -> None:
-        if self.sigma not in ("within", "identity"):
-            raise ValueError(f"sigma must be 'within' or 'identity', got {self.sigma!r}")
-        if not self.shrinkage >= 0:
-            raise ValueError(f"shrinkage must be non-negative, got {self.shrinkage}")
-        if not 0 <= self.rcond < 1:
-            raise ValueError(f"rcond must be in [0, 1), got {self.rcond}")
+        check_choice("sigma", self.sigma, Sigma)
+        check_float("shrinkage", self.shrinkage, low=0.0)
+        check_float("rcond", self.rcond, low=0.0, high=1.0, high_open=True)
+        if isinstance(self.priors, str):
+            check_choice("priors", self.priors, Priors)
 
-    def fit(self, X: Any, y: Any) -> "AnalyticLogisticRegression":
+    def fit(self, X: Any, y: Any) -> AnalyticLogisticRegression:
         """Priors, class means and the shared covariance from (X, y); then w_i = μ_iΣ⁻¹, b_i = ln p_i − ½μ_iΣ⁻¹μ_iᵀ."""
         self._check_params()
         x = _as_float64(X, "X")
         labels = np.asarray(y.detach().cpu() if isinstance(y, Tensor) else y)
         if labels.ndim != 1 or labels.shape[0] != x.shape[0]:
-            raise ValueError(f"y must be 1-D with one label per row of X ({x.shape[0]}), got shape {labels.shape}")
+            raise ValueError(f"expected y to be 1-D with one label per row of X ({x.shape[0]}), got shape "
+                             f"{labels.shape}")
         classes, idx = np.unique(labels, return_inverse=True)
         k = len(classes)
         if k < 2:
-            raise ValueError(f"need at least 2 classes to fit, got {k} ({classes.tolist()})")
+            raise ValueError(f"expected y with at least 2 classes, got {k} ({classes.tolist()})")
         n, d = x.shape
         yi = torch.as_tensor(idx)
         counts = torch.bincount(yi, minlength=k).to(torch.float64)
         freq = counts / n
         onehot = torch.nn.functional.one_hot(yi, k).to(torch.float64)
         means = (onehot.T @ x) / counts[:, None]  # (K, d)
-        if isinstance(self.priors, str):
-            if self.priors == "empirical":
-                prior = freq
-            elif self.priors == "uniform":
-                prior = torch.full((k,), 1.0 / k, dtype=torch.float64)
-            else:
-                raise ValueError(f"priors must be 'empirical', 'uniform' or an array of {k} values, "
-                                 f"got {self.priors!r}")
+        if isinstance(self.priors, str):  # one of Priors (_check_params)
+            prior = freq if self.priors == "empirical" else torch.full((k,), 1.0 / k, dtype=torch.float64)
         else:
             prior = torch.as_tensor(np.asarray(self.priors, dtype=np.float64))
-            if prior.shape != (k,) or bool((prior <= 0).any()):
-                raise ValueError(f"priors must be {k} positive values (one per class), got {np.asarray(self.priors)}")
+            if prior.shape != (k,) or not bool(torch.isfinite(prior).all()) or bool((prior <= 0).any()):
+                raise ValueError(f"expected priors to be one of {list(get_args(Priors))} or {k} positive values (one "
+                                 f"per class), got {np.asarray(self.priors).tolist()}")
             prior = prior / prior.sum()
 
         mu = x.mean(0)
@@ -159,7 +165,7 @@ class AnalyticLogisticRegression:
             evals, evecs = evals.flip(0), evecs.flip(1)  # descending (eigh is ascending)
             keep = evals > self.rcond * max(float(evals[0]), 0.0)
             if not bool(keep.any()):
-                raise ValueError("X has no variance: every feature is constant")
+                raise ValueError("expected X with some variance, got every feature constant")
             proj = evecs[:, keep] / evals[keep].sqrt()  # (d, r): x̃ = (x − μ̃) proj
             m = (means - mu) @ proj  # whitened class means (K, r)
             r = proj.shape[1]
@@ -199,7 +205,7 @@ class AnalyticLogisticRegression:
             raise RuntimeError("AnalyticLogisticRegression is not fitted: call fit(X, y) first")
         x = _as_float64(X, "X")
         if x.shape[1] != self.n_features_in_:
-            raise ValueError(f"X has {x.shape[1]} features, but the model was fitted with {self.n_features_in_}")
+            raise ValueError(f"expected X with {self.n_features_in_} features (as in fit), got {x.shape[1]}")
         return x
 
     def decision_function(self, X: Any) -> np.ndarray:
@@ -236,4 +242,5 @@ class AnalyticLogisticRegression:
 #: The spec's name for the same estimator.
 GaussianLinearClassifier = AnalyticLogisticRegression
 
-__all__ = ["AnalyticLogisticRegression", "GaussianLinearClassifier", "analytic_linear_regression"]
+__all__ = ["AnalyticLogisticRegression", "GaussianLinearClassifier", "LinearSolution", "Priors", "Sigma",
+           "analytic_linear_regression"]

@@ -23,32 +23,46 @@ templates by accuracy, not raw probabilities across prompts of different lengths
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from .._validate import check_int
+
 LABEL_SLOT = "[label]"
 
+_ModelKind = Literal["kexue", "hf"]
 
-def _check_model(model: Any) -> str:
-    """'kexue' or 'hf'; raises if the model has no NSP head."""
+
+class SentencePairs(NamedTuple):
+    """Segments A and B of the pairs ``[CLS] a [SEP] b [SEP]`` (unpacks as ``a, b = ...``)."""
+
+    a: list[str]
+    b: list[str]
+
+
+def _check_model(model: Any) -> _ModelKind:
+    """Which forward the model has; raises if the model has no NSP head."""
     cfg = getattr(model, "config", None)
     family = getattr(cfg, "family", None) or getattr(cfg, "model_type", None)
     if family is not None and "roberta" in str(family).lower():
-        raise ValueError(f"{type(model).__name__} is a RoBERTa-style model ({family}): it has no NSP head, so "
-                         "NSP zero-shot classification cannot use it")
+        raise ValueError(f"expected a model with an NSP head, got {type(model).__name__}, a RoBERTa-style model "
+                         f"({family}), which has none")
     if hasattr(model, "nsp") and hasattr(model, "blocks"):  # a kexue Transformer
         if model.nsp is None:
-            raise ValueError("this kexue Transformer has no NSP head (config.with_nsp is False; the checkpoint has no "
-                             "cls.seq_relationship, as all-MiniLM-L6-v2 has none): NSP zero-shot needs one")
+            raise ValueError("expected a model with an NSP head, got a kexue Transformer without one "
+                             "(config.with_nsp is False; the checkpoint has no cls.seq_relationship, as "
+                             "all-MiniLM-L6-v2 has none)")
         return "kexue"
     cls = getattr(model, "cls", None)
     if cls is not None and hasattr(cls, "seq_relationship"):
         return "hf"
-    raise ValueError(f"{type(model).__name__} has no NSP head: pass transformers' BertForNextSentencePrediction or "
-                     "BertForPreTraining, or a kexue Transformer loaded from a checkpoint with cls.seq_relationship")
+    raise ValueError(f"expected a model with an NSP head (transformers' BertForNextSentencePrediction or "
+                     f"BertForPreTraining, or a kexue Transformer loaded from a checkpoint with cls.seq_relationship), "
+                     f"got {type(model).__name__}, which has none")
 
 
 def _encode(tokenizer: Any, a: Sequence[str], b: Sequence[str], max_len: int) -> dict[str, Tensor]:
@@ -59,7 +73,7 @@ def _encode(tokenizer: Any, a: Sequence[str], b: Sequence[str], max_len: int) ->
 
 
 @torch.no_grad()
-def _nsp_logits(model: Any, kind: str, batch: dict[str, Tensor]) -> Tensor:
+def _nsp_logits(model: Any, kind: _ModelKind, batch: dict[str, Tensor]) -> Tensor:
     device = next(model.parameters()).device
     batch = {k: v.to(device) for k, v in batch.items()}
     # Keyword arguments only: token_type_ids passed positionally where attention_mask is expected is a known trap
@@ -89,17 +103,21 @@ def pair_scores(
     ``max_len`` tokens are truncated longest-first. The model runs as it is (call ``model.eval()`` first).
     """
     if isinstance(a, str) or isinstance(b, str):
-        raise TypeError("a and b must be sequences of texts, not single strings")
+        raise TypeError("expected a and b to be sequences of texts, got a single string")
     if len(a) != len(b):
-        raise ValueError(f"got {len(a)} first sentences but {len(b)} second sentences")
-    if batch_size < 1 or max_len < 3:
-        raise ValueError(f"batch_size must be >= 1 and max_len >= 3, got {batch_size} and {max_len}")
+        raise ValueError(f"expected a and b of one length, got {len(a)} and {len(b)}")
+    _check_sizes(max_len, batch_size)
     kind = _check_model(model)
     out = np.empty(len(a), dtype=np.float64)
     for s in range(0, len(a), batch_size):
         logits = _nsp_logits(model, kind, _encode(tokenizer, a[s : s + batch_size], b[s : s + batch_size], max_len))
         out[s : s + batch_size] = torch.softmax(logits.double(), dim=-1)[:, 0].cpu().numpy()
     return out
+
+
+def _check_sizes(max_len: int, batch_size: int) -> None:
+    check_int("max_len", max_len, minimum=3)
+    check_int("batch_size", batch_size, minimum=1)
 
 
 class NSPZeroShot:
@@ -131,31 +149,32 @@ class NSPZeroShot:
         self.model, self.tokenizer = model, tokenizer
         self.templates = self._check_templates(templates)
         if isinstance(label_words, str) or len(label_words) < 2:
-            raise ValueError(f"label_words must list at least 2 labels, got {label_words!r}")
+            raise ValueError(f"expected label_words to list at least 2 labels, got {label_words!r}")
         self.label_words = [str(w) for w in label_words]
         self.prompt_first = bool(prompt_first)
-        self.max_len, self.batch_size = int(max_len), int(batch_size)
+        _check_sizes(max_len, batch_size)
+        self.max_len, self.batch_size = max_len, batch_size
 
     @staticmethod
     def _check_templates(templates: str | Sequence[str]) -> list[str]:
         ts = [templates] if isinstance(templates, str) else list(templates)
         if not ts:
-            raise ValueError("templates must name at least one template")
+            raise ValueError("expected templates to name at least one template, got none")
         for t in ts:
             if LABEL_SLOT not in t:
-                raise ValueError(f"template {t!r} has no {LABEL_SLOT} slot")
+                raise ValueError(f"expected every template to hold the {LABEL_SLOT} slot, got {t!r}")
         return ts
 
     def prompts(self, template: str) -> list[str]:
         """The prompt sentence of every label for one template."""
         return [template.replace(LABEL_SLOT, w) for w in self.label_words]
 
-    def pairs(self, texts: Sequence[str], template: str) -> tuple[list[str], list[str]]:
-        """(segment A, segment B) for every (text, label), text-major: row i·C + y pairs text i with label y."""
+    def pairs(self, texts: Sequence[str], template: str) -> SentencePairs:
+        """Segments A and B for every (text, label), text-major: row i·C + y pairs text i with label y."""
         prompts = self.prompts(template)
         tx = [t for t in texts for _ in prompts]
         pr = [p for _ in texts for p in prompts]
-        return (pr, tx) if self.prompt_first else (tx, pr)
+        return SentencePairs(pr, tx) if self.prompt_first else SentencePairs(tx, pr)
 
     def _one_template(self, texts: Sequence[str], template: str) -> np.ndarray:
         a, b = self.pairs(texts, template)
@@ -166,7 +185,7 @@ class NSPZeroShot:
         """(N, C) P(IsNext) of each text with each label's prompt; the mean over all templates unless one is
         given."""
         if isinstance(texts, str):
-            raise TypeError("texts must be a sequence of texts; wrap a single text in a list")
+            raise TypeError("expected texts to be a sequence of texts (wrap a single text in a list), got a string")
         if template is not None:
             return self._one_template(texts, self._check_templates(template)[0])
         return self.ensemble(texts, self.templates)
@@ -203,16 +222,16 @@ def quantile_thresholds(dev_scores: Any, n_labels: int, prior: Any = None) -> np
     by default), for sentence-pair tasks. Label 0 gets the lowest scores, so label ids must run from least to
     most "continuous". Returns the ``n_labels − 1`` ascending thresholds; threshold j is the lowest score of bin
     j + 1 (see :func:`assign_by_thresholds`)."""
+    check_int("n_labels", n_labels, minimum=2)
     s = np.sort(np.asarray(dev_scores, dtype=np.float64).ravel())
     if s.size == 0 or not np.isfinite(s).all():
-        raise ValueError("dev_scores must be a non-empty array of finite scores")
-    if n_labels < 2:
-        raise ValueError(f"n_labels must be at least 2, got {n_labels}")
+        raise ValueError(f"expected dev_scores to be a non-empty array of finite scores, got {s.size} scores"
+                         f"{'' if s.size == 0 else ' with NaN or infinity'}")
     if n_labels > s.size:
-        raise ValueError(f"cannot cut {s.size} dev scores into {n_labels} bins")
+        raise ValueError(f"expected at least n_labels = {n_labels} dev scores (one per bin), got {s.size}")
     p = np.full(n_labels, 1.0 / n_labels) if prior is None else np.asarray(prior, dtype=np.float64)
-    if p.shape != (n_labels,) or (p <= 0).any():
-        raise ValueError(f"prior must hold {n_labels} positive values, got {p}")
+    if p.shape != (n_labels,) or not np.isfinite(p).all() or (p <= 0).any():
+        raise ValueError(f"expected prior to hold {n_labels} positive values, got {p.tolist()}")
     cum = np.cumsum(p / p.sum())[:-1]
     idx = np.clip(np.round(cum * s.size).astype(int), 0, s.size - 1)
     return s[idx]
@@ -222,9 +241,9 @@ def assign_by_thresholds(scores: Any, thresholds: Any) -> np.ndarray:
     """Label of each score: the number of thresholds it reaches (score ≥ threshold)."""
     t = np.asarray(thresholds, dtype=np.float64)
     if t.ndim != 1 or (np.diff(t) < 0).any():
-        raise ValueError("thresholds must be a 1-D ascending array")
+        raise ValueError(f"expected thresholds to be a 1-D ascending array, got {t.tolist()}")
     return np.searchsorted(t, np.asarray(scores, dtype=np.float64), side="right")
 
 
-__all__ = ["LABEL_SLOT", "NSPZeroShot", "assign_by_thresholds", "nsp_zero_shot", "pair_scores",
+__all__ = ["LABEL_SLOT", "NSPZeroShot", "SentencePairs", "assign_by_thresholds", "nsp_zero_shot", "pair_scores",
            "quantile_thresholds"]
