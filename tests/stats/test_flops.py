@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from kexue.stats.flops import crossover_lengths, linear_attention_macs, transformer_layer_macs
+from kexue.stats import crossover_lengths, linear_attention_macs, transformer_layer_macs
 
 
 def _explicit_layer(x, heads, d, ffn_mult, glu=False):
@@ -60,10 +60,24 @@ def test_quadratic_share_closed_form():
 
 
 def test_bad_values():
-    with pytest.raises(ValueError, match="n to be a positive integer, got 0"):
+    with pytest.raises(ValueError, match="expected n >= 1, got 0"):
         transformer_layer_macs(0)
-    with pytest.raises(ValueError, match="unknown ffn_kind 'moe'"):
+    with pytest.raises(TypeError, match="expected heads to be an integer, got 1.5"):
+        transformer_layer_macs(10, heads=1.5)
+    with pytest.raises(ValueError, match="expected head_size >= 1, got 0"):
+        transformer_layer_macs(10, head_size=0)
+    with pytest.raises(ValueError, match="expected ffn_mult > 0.0, got 0"):
+        transformer_layer_macs(10, ffn_mult=0)
+    with pytest.raises(ValueError, match="expected ffn_kind to be one of \\['mlp', 'glu'\\], got 'moe'"):
         transformer_layer_macs(10, ffn_kind="moe")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="expected ffn_kind to be one of \\['mlp', 'glu'\\], got 'moe'"):
+        crossover_lengths(ffn_kind="moe")
+    with pytest.raises(ValueError, match="expected head_mult > 0.0, got -1"):
+        crossover_lengths(head_mult=-1)
+    with pytest.raises(ValueError, match="expected head_mult > 0.0, got 0"):
+        linear_attention_macs(10, head_mult=0)
+    with pytest.raises(ValueError, match="expected heads >= 1, got 0"):
+        linear_attention_macs(10, heads=0)
 
 
 def test_cli(capsys):
@@ -76,3 +90,5 @@ def test_cli(capsys):
     assert args.func(args) == 0
     out = capsys.readouterr().out
     assert "past n = 4608" in out and "past n = 1536" in out and "past n = 1024" in out
+    with pytest.raises(SystemExit, match="kexue flops: expected --hidden divisible by --heads >= 1, got 768 and 5"):
+        args.func(parser.parse_args(["flops", "--hidden", "768", "--heads", "5"]))

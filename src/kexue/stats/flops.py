@@ -19,24 +19,56 @@ an FFN of inner size ffn_mult·hd:
 from __future__ import annotations
 
 import argparse
-from typing import Literal
+from typing import Literal, TypedDict, get_args
+
+from .._validate import check_choice, check_float, check_int
 
 FFNKind = Literal["mlp", "glu"]
 
 
+class LayerMACs(TypedDict):
+    """What :func:`transformer_layer_macs` returns: MACs by part, their total, and the quadratic part's share."""
+
+    qkv: float
+    scores: float
+    weighted_sum: float
+    out_proj: float
+    ffn: float
+    total: float
+    quadratic: float
+    quadratic_share: float
+
+
+class Crossovers(TypedDict):
+    """What :func:`crossover_lengths` returns: the sequence lengths where the balance tips."""
+
+    attention_over_ffn: float
+    quadratic_over_linear: float
+    linear_attention: float
+
+
+class AttentionMACs(TypedDict):
+    """What :func:`linear_attention_macs` returns: MACs of softmax and of linear attention's core."""
+
+    softmax: float
+    linear: float
+
+
+def _check_sizes(heads: int, head_size: int, ffn_mult: float, ffn_kind: FFNKind) -> None:
+    check_int("heads", heads, minimum=1)
+    check_int("head_size", head_size, minimum=1)
+    check_float("ffn_mult", ffn_mult, low=0.0, low_open=True)
+    check_choice("ffn_kind", ffn_kind, FFNKind)
+
+
 def transformer_layer_macs(n: int, heads: int = 12, head_size: int = 64, ffn_mult: float = 4,
-                           ffn_kind: FFNKind = "mlp") -> dict[str, float]:
+                           ffn_kind: FFNKind = "mlp") -> LayerMACs:
     """MACs of one BERT-like layer at sequence length ``n`` (batch 1), by part.
 
-    Returns ``{qkv, scores, weighted_sum, out_proj, ffn, total, quadratic, quadratic_share}``.
+    Returns ``{qkv, scores, weighted_sum, out_proj, ffn, total, quadratic, quadratic_share}`` (a :class:`LayerMACs`).
     """
-    for name, v in (("n", n), ("heads", heads), ("head_size", head_size)):
-        if not isinstance(v, int) or v < 1:
-            raise ValueError(f"expected {name} to be a positive integer, got {v!r}")
-    if ffn_mult <= 0:
-        raise ValueError(f"expected ffn_mult > 0, got {ffn_mult}")
-    if ffn_kind not in ("mlp", "glu"):
-        raise ValueError(f"unknown ffn_kind {ffn_kind!r}; expected 'mlp' or 'glu'")
+    check_int("n", n, minimum=1)
+    _check_sizes(heads, head_size, ffn_mult, ffn_kind)
     hidden = heads * head_size
     qkv = 3 * n * hidden * hidden
     scores = heads * n * n * head_size
@@ -45,12 +77,12 @@ def transformer_layer_macs(n: int, heads: int = 12, head_size: int = 64, ffn_mul
     ffn = (2 if ffn_kind == "mlp" else 3) * ffn_mult * n * hidden * hidden
     total = qkv + scores + weighted + out + ffn
     quadratic = scores + weighted
-    return {"qkv": qkv, "scores": scores, "weighted_sum": weighted, "out_proj": out, "ffn": ffn,
-            "total": total, "quadratic": quadratic, "quadratic_share": quadratic / total}
+    return LayerMACs(qkv=qkv, scores=scores, weighted_sum=weighted, out_proj=out, ffn=ffn, total=total,
+                     quadratic=quadratic, quadratic_share=quadratic / total)
 
 
 def crossover_lengths(heads: int = 12, head_size: int = 64, ffn_mult: float = 4, head_mult: float = 4,
-                      ffn_kind: FFNKind = "mlp") -> dict[str, float]:
+                      ffn_kind: FFNKind = "mlp") -> Crossovers:
     """Sequence lengths where the balance tips (closed forms of :func:`transformer_layer_macs`):
 
     - ``attention_over_ffn``: SA > FFN ⇔ 4nh²d² + 2n²hd > c·n·h²d² ⇔ n > (c − 4)hd/2, c = 2·ffn_mult (GLU: 3·ffn_mult)
@@ -58,21 +90,24 @@ def crossover_lengths(heads: int = 12, head_size: int = 64, ffn_mult: float = 4,
     - ``quadratic_over_linear``: 2n²hd > (4 + c)nh²d² ⇔ n > (4 + c)hd/2 (6hd = 4,608 for base);
     - ``linear_attention``: 2n(head_mult·d)² < 2n²d ⇔ n > head_mult²·d (16d = 1,024 for d = 64).
     """
+    _check_sizes(heads, head_size, ffn_mult, ffn_kind)
+    check_float("head_mult", head_mult, low=0.0, low_open=True)
     c = (2 if ffn_kind == "mlp" else 3) * ffn_mult
     hd = heads * head_size
-    return {
-        "attention_over_ffn": (c - 4) * hd / 2,
-        "quadratic_over_linear": (4 + c) * hd / 2,
-        "linear_attention": head_mult**2 * head_size,
-    }
+    return Crossovers(attention_over_ffn=(c - 4) * hd / 2, quadratic_over_linear=(4 + c) * hd / 2,
+                      linear_attention=head_mult**2 * head_size)
 
 
-def linear_attention_macs(n: int, head_size: int = 64, head_mult: float = 4, heads: int = 1) -> dict[str, float]:
+def linear_attention_macs(n: int, head_size: int = 64, head_mult: float = 4, heads: int = 1) -> AttentionMACs:
     """MACs of the attention core with ``heads`` heads: softmax (QKᵀ then AV: 2n²d per head) against linear
     attention with feature size head_mult·d (φ(K)ᵀV then φ(Q)·(...): 2n(head_mult·d)² per head; feature maps and
     the normaliser not counted)."""
+    check_int("n", n, minimum=1)
+    check_int("head_size", head_size, minimum=1)
+    check_float("head_mult", head_mult, low=0.0, low_open=True)
+    check_int("heads", heads, minimum=1)
     d_lin = head_mult * head_size
-    return {"softmax": heads * 2 * n * n * head_size, "linear": heads * 2 * n * d_lin * d_lin}
+    return AttentionMACs(softmax=heads * 2 * n * n * head_size, linear=heads * 2 * n * d_lin * d_lin)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -83,18 +118,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--layers", type=int, default=12, help="layers (default 12)")
     p.add_argument("--seq", type=int, nargs="+", default=[128, 512, 1536, 4608], help="sequence lengths")
     p.add_argument("--ffn-mult", type=float, default=4.0, help="FFN inner size / hidden (default 4)")
-    p.add_argument("--ffn-kind", choices=["mlp", "glu"], default="mlp")
+    p.add_argument("--ffn-kind", choices=list(get_args(FFNKind)), default="mlp")
     p.add_argument("--head-mult", type=float, default=4.0,
                    help="linear attention's feature size / head size (Su's rule of thumb: 4)")
     p.set_defaults(func=_cmd_flops)
 
 
 def _cmd_flops(args: argparse.Namespace) -> int:
-    if args.hidden % args.heads:
-        raise SystemExit(f"kexue flops: --hidden must be divisible by --heads ({args.hidden} % {args.heads} = "
-                         f"{args.hidden % args.heads})")
+    if args.heads < 1 or args.hidden % args.heads:
+        raise SystemExit(f"kexue flops: expected --hidden divisible by --heads >= 1, got {args.hidden} and "
+                         f"{args.heads}")
     d = args.hidden // args.heads
-    print(f"hidden {args.hidden} = {args.heads} heads × {d}; {args.layers} layers; FFN {args.ffn_kind} ×{args.ffn_mult:g}")
+    print(f"hidden {args.hidden} = {args.heads} heads × {d}; {args.layers} layers; "
+          f"FFN {args.ffn_kind} ×{args.ffn_mult:g}")
     print(f"{'n':>7} {'GMACs/layer':>12} {'GFLOPs model':>13} {'attention':>10} {'FFN':>7} {'quadratic':>10}")
     for n in args.seq:
         c = transformer_layer_macs(n, args.heads, d, args.ffn_mult, args.ffn_kind)
@@ -107,3 +143,7 @@ def _cmd_flops(args: argparse.Namespace) -> int:
     print(f"linear attention (feature size {args.head_mult:g}×{d}) is cheaper than softmax attention past "
           f"n = {x['linear_attention']:g}")
     return 0
+
+
+__all__ = ["AttentionMACs", "Crossovers", "FFNKind", "LayerMACs", "add_parser", "crossover_lengths",
+           "linear_attention_macs", "transformer_layer_macs"]
