@@ -21,7 +21,7 @@ import argparse
 import statistics
 import time
 import weakref
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F

@@ -10,7 +10,6 @@ import torch
 from torch import nn
 
 from kexue.optim import AccumAdam, AccumAdamW, AccumSGDM, warmup_linear
-from kexue.optim.schedules import warmup_linear_factor
 
 
 def _mlp(dtype=torch.float64, seed=0) -> nn.Module:

@@ -6,8 +6,7 @@ import math
 
 import pytest
 
-from kexue.reproduce.child_tuning import (BASELINE, LR_SQRT, MIN_MARGIN, decide, equivalence, ft_margin,
-                                          sqrt_p_deviation)
+from kexue.reproduce.child_tuning import BASELINE, LR_SQRT, MIN_MARGIN, decide, equivalence, ft_margin, sqrt_p_deviation
 from kexue.reproduce.rules import Estimate
 
 SQRT_OK = {0.1: Estimate(0.002, 0.010, 2), 0.25: Estimate(-0.004, 0.008, 2), 0.5: Estimate(0.001, 0.006, 2)}

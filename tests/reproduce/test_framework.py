@@ -12,8 +12,8 @@ import pytest
 
 from kexue import reproduce
 from kexue.cli import main
-from kexue.reproduce import Post, Result, Table
 from kexue.data.registry import MissingData
+from kexue.reproduce import Post, Result, Table
 from kexue.reproduce import gelu as gelu_repro
 from kexue.reproduce.report import write_report
 from kexue.reproduce.runner import Outcome, run_all

@@ -8,8 +8,7 @@ import pytest
 
 from kexue.embed.sts import rankdata, spearman
 from kexue.reproduce import whitening as W
-from kexue.reproduce.rules import clear_gain
-from kexue.reproduce.rules import Estimate
+from kexue.reproduce.rules import Estimate, clear_gain
 
 SYN = Estimate(0.85, 0.02, 2000)
 TRUNC = Estimate(0.023, 0.002, 2000)

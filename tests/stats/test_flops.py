@@ -81,8 +81,9 @@ def test_bad_values():
 
 
 def test_cli(capsys):
-    from kexue.stats.flops import add_parser
     import argparse
+
+    from kexue.stats.flops import add_parser
 
     parser = argparse.ArgumentParser()
     add_parser(parser.add_subparsers(dest="command"))

@@ -16,7 +16,7 @@ seeds that happen to agree from making the interval too narrow.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

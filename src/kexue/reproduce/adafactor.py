@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -330,8 +331,8 @@ def run(quick: bool = True) -> Result:
         f"{finals[128][context][0]:.3f} at batch 128 (unigram loss {unigram:.3f}): from an initialisation of std 0.02 it "
         f"moves each weight by about 2e-5 per step, 50 times less than Adam; it is meant for fine-tuning or the "
         f"relative step, and is shown as context, not judged.",
-        f"The post's setting (BERT-scale pretraining) cannot run on this CPU; the Markov LM is a toy stand-in, where "
-        f"small-batch noise may act differently.",
+        "The post's setting (BERT-scale pretraining) cannot run on this CPU; the Markov LM is a toy stand-in, where "
+        "small-batch noise may act differently.",
         f"Took {time.perf_counter() - t0:.1f} s.",
     ]
     measured = (f"AdaFactor (factored, no parameter scale) vs Adam, final loss: batch 128 {np.mean(finals[128][ADA]):.3f} "

@@ -18,11 +18,10 @@ m's seed standard deviation).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..losses import AMSoftmaxLoss, class_mean_diameter

@@ -19,8 +19,8 @@ seeds). The verdict is :func:`decide`.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 import numpy as np
 import torch

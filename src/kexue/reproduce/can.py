@@ -16,8 +16,8 @@ iters ∈ {1, 3} in the table. The rule (:func:`decide`) judges one iteration.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 

@@ -25,8 +25,8 @@ Quick: 3 seeds, 4 epochs, batch 16. Full: 3 seeds, 20 epochs, batches 16 and 256
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch

@@ -20,7 +20,8 @@ accuracy, by 15.0 ± 0.6 % (λ = 1e-3, short of the spec's 20 %: that part does 
 from __future__ import annotations
 
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,7 +31,7 @@ from torch import nn
 from ._penalty_inequality import cross_entropy_readout, gp_inequality, mlp_param_grad_sq
 from .common import pyplot
 from .result import Post, Result, Table
-from .rules import Estimate, all_of, clear_gain, estimate, learned, non_inferiority, not_learned_reason, paired
+from .rules import all_of, clear_gain, estimate, learned, non_inferiority, not_learned_reason, paired
 
 POST = Post(title="输入梯度惩罚与参数梯度惩罚的一个不等式",
             gloss="An inequality between the input-gradient and the parameter-gradient penalty",

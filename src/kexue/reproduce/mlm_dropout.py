@@ -33,12 +33,29 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._mlm_dropout_tasks import (DROP_BATCH, DROP_LR, N_DEV, N_TRAIN, correction_experiment, droptoken_experiment,
-                                 mae_monte_carlo, time_steps)
+from ._mlm_dropout_tasks import (
+    DROP_BATCH,
+    DROP_LR,
+    N_DEV,
+    N_TRAIN,
+    correction_experiment,
+    droptoken_experiment,
+    mae_monte_carlo,
+    time_steps,
+)
 from .common import pyplot
 from .result import Post, Result, Table
-from .rules import (Estimate, all_of, equivalence, estimate, learned, non_inferiority, not_learned_reason, paired,
-                    superiority)
+from .rules import (
+    Estimate,
+    all_of,
+    equivalence,
+    estimate,
+    learned,
+    non_inferiority,
+    not_learned_reason,
+    paired,
+    superiority,
+)
 
 POST = Post(title="Dropout视角下的MLM和MAE：一些新的启发", gloss="MLM and MAE from the dropout viewpoint: some new insights",
             date="2021-11-29", url="https://kexue.fm/archives/8770")

@@ -123,7 +123,7 @@ def run(quick: bool = True) -> Result:
         claim="For an m→n→m pair sharing one variance t, the second moment scales by mn·t² per pair: 1 for the "
               "geometric mean √(mn), < 1 for the arithmetic (Xavier) and contraharmonic means; the contraharmonic "
               "(m²+n²)/(m+n) minimises the per-step deviations (mt−1)²+(nt−1)²; (m²+n²)/(m+n) ≥ (m+n)/2 ≥ √(mn).",
-        measured=f"8-pair forward ratios: " + ", ".join(f"{r[0]} {r[4]:.3g} (analytic {r[3]:.3g})" for r in rows)
+        measured="8-pair forward ratios: " + ", ".join(f"{r[0]} {r[4]:.3g} (analytic {r[3]:.3g})" for r in rows)
                  + f"; smallest step deviation: {min(dev, key=dev.get)}",
         verdict=verdict,
         kind="math",

@@ -21,9 +21,9 @@ News test with "The above news is about [label]" ∈ {political, sports, busines
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch

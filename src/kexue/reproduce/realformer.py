@@ -11,7 +11,6 @@ scale). The Post-LN runs are shared with ``talking_heads`` through ``_mlm``'s ca
 
 from __future__ import annotations
 
-
 from . import _mlm, rules
 from .result import Post, Result
 

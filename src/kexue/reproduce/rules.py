@@ -13,8 +13,9 @@ measurements in ``tests/reproduce/test_rules.py``.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Literal, Sequence
+from typing import Literal
 
 Decision = Literal["holds", "does not hold", "inconclusive"]
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 import multiprocessing
 import time
 import traceback
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
-from typing import Callable
 
 from ..data.registry import MissingData
 from . import load

@@ -12,7 +12,6 @@ the gain is judged best lr against best lr.
 
 from __future__ import annotations
 
-
 from . import _mlm, rules
 from .realformer import FULL, QUICK
 from .result import Post, Result, Table

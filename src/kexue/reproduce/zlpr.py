@@ -28,8 +28,9 @@ C = 20, +2.0 at C = 300, +4.5 on GoEmotions). On the informative variant ZLPR@0 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
