@@ -83,6 +83,31 @@ def _matrices(noise: float, steps: int) -> tuple[np.ndarray, np.ndarray]:
     return trans, emit
 
 
+class _ExactDecoder:
+    """The exact model of :func:`exact_reference` for one reading ``s`` (digits 0–9): the backward messages β and
+    the argmax / greedy decoding on top of them."""
+
+    def __init__(self, trans: np.ndarray, emit: np.ndarray, s: list[int]) -> None:
+        self.trans, self.emit, self.s = trans, emit, s
+        n = len(s)
+        self.beta = np.ones((n, 10))
+        for t in range(n - 2, -1, -1):
+            self.beta[t] = trans @ (emit[:, s[t + 1]] * self.beta[t + 1])
+            self.beta[t] /= self.beta[t].sum()
+
+    def best(self, t: int, prev: int | None) -> int:
+        """argmax_y T[prev, y]·E[y, s_t]·β_t(y) (a uniform prior at t = 0)."""
+        prior = np.full(10, 0.1) if prev is None else self.trans[prev]
+        return int(np.argmax(prior * self.emit[:, self.s[t]] * self.beta[t]))
+
+    def greedy(self, prefix: list[int]) -> list[int]:
+        """``prefix`` continued greedily on its own outputs to the reading's length."""
+        seq = list(prefix)
+        for t in range(len(seq), len(self.s)):
+            seq.append(self.best(t, seq[-1] if seq else None))
+        return seq
+
+
 def exact_reference(sources: list[list[int]], targets: list[list[int]], noise: float = NOISE, steps: int = STEPS,
                     shifts: list[int] | None = None) -> dict[str, list[float]]:
     """The exact teacher-forced model p(y_t | y_{t−1}, s_{t:}) ∝ T[y_{t−1}, y_t]·E[y_t, s_t]·β_t(y_t), with β the
@@ -93,33 +118,17 @@ def exact_reference(sources: list[list[int]], targets: list[list[int]], noise: f
     trans, emit = _matrices(noise, steps)
     out: dict[str, list[float]] = {"tf": [], "free": [], "free_exact": [], "recovery": []}
     for i, (src, tgt) in enumerate(zip(sources, targets)):
-        s = [x - DIGIT0 for x in src]
+        exact = _ExactDecoder(trans, emit, [x - DIGIT0 for x in src])
         y = [x - DIGIT0 for x in tgt]
-        n = len(s)
-        beta = np.ones((n, 10))
-        for t in range(n - 2, -1, -1):
-            beta[t] = trans @ (emit[:, s[t + 1]] * beta[t + 1])
-            beta[t] /= beta[t].sum()
-
-        def best(t: int, prev: int | None) -> int:
-            prior = np.full(10, 0.1) if prev is None else trans[prev]
-            return int(np.argmax(prior * emit[:, s[t]] * beta[t]))
-
-        out["tf"].append(sum(best(t, y[t - 1] if t else None) == y[t] for t in range(n)) / n)
-
-        def run(prefix: list[int]) -> list[int]:
-            seq = list(prefix)
-            for t in range(len(seq), n):
-                seq.append(best(t, seq[-1] if seq else None))
-            return seq
-
-        free = run([])
+        n = len(exact.s)
+        out["tf"].append(sum(exact.best(t, y[t - 1] if t else None) == y[t] for t in range(n)) / n)
+        free = exact.greedy([])
         out["free"].append(sum(a == b for a, b in zip(free, y)) / n)
         out["free_exact"].append(float(free == y))
         if shifts is not None:
             forced = y[:ERROR_AT + 1]
             forced[ERROR_AT] = (forced[ERROR_AT] + shifts[i]) % 10
-            rest = run(forced)[ERROR_AT + 1:]
+            rest = exact.greedy(forced)[ERROR_AT + 1:]
             out["recovery"].append(sum(a == b for a, b in zip(rest, y[ERROR_AT + 1:])) / len(rest))
     return out
 
@@ -204,9 +213,9 @@ def evaluate(model: Transformer, sources: list[list[int]], targets: list[list[in
             src = pack_unilm(sources[i:i + batch_size], None, CLS, SEP, PAD)
             outs = generate(model, src["input_ids"], src["attention_mask"], SEP, beam_size=k,
                             max_len=LENGTHS[1] + 2, target_start=TARGET_START)
-            for j, (pred, gold) in enumerate(zip(outs, targets[i:i + batch_size])):
-                exact[i + j] = float(pred == gold)
-                tok[i + j] = sum(p == q for p, q in zip(pred, gold)) / len(gold)
+            for j, (hyp, ref) in enumerate(zip(outs, targets[i:i + batch_size])):
+                exact[i + j] = float(hyp == ref)
+                tok[i + j] = sum(p == q for p, q in zip(hyp, ref)) / len(ref)
         per[f"beam{k}_exact"] = exact
         per[f"beam{k}_token_acc"] = tok
     per["recovery_token_acc"] = _recovery(model, sources, targets, batch_size)
