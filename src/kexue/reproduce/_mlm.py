@@ -27,6 +27,7 @@ from ..data.classification import sst2
 from ..env import minilm_path
 from ..models import Tokenizer, Transformer, TransformerConfig
 from . import rules
+from .result import Verdict
 
 PAD, MASK, UNK, CLS, SEP = 0, 1, 2, 3, 4
 #: Nats by which the held-out MLM loss must beat the unigram loss for a run to count as having learned.
@@ -233,7 +234,7 @@ def penalty(losses: Losses, name: str, low: float, high: float, diverged: float)
 
 
 def decide_gain(losses: Losses, ours: str, base: str, lrs: Sequence[float], unigram: float,
-                diverged: float) -> tuple[str, str]:
+                diverged: float) -> tuple[Verdict, str]:
     """Claim "ours reaches a lower held-out MLM loss than base". ``not measured`` if either did not learn (guard);
     else :func:`rules.superiority` of the paired best-lr-against-best-lr gain."""
     why = learned_guard(losses, (ours, base), lrs, unigram, diverged)
@@ -250,7 +251,7 @@ def learned_amount(losses: Losses, name: str, lr: float, unigram: float, diverge
 
 
 def decide_robustness(losses: Losses, ours: str, base: str, low: float, high: float, unigram: float,
-                      diverged: float) -> tuple[str, str]:
+                      diverged: float) -> tuple[Verdict, str]:
     """Claim "ours trains well over a wider range of learning rates than base", tested where raising the lr from
     ``low`` to ``high`` hurts base. ``not measured`` if ours or base did not learn at ``low``; ``inconclusive`` if the
     high lr does not clearly hurt base (:func:`penalty`, superiority: the range did not test robustness); else

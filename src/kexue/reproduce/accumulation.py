@@ -30,7 +30,7 @@ from torch import nn
 
 from ..optim import AccumAdam, AccumSGDM
 from .common import pyplot
-from .result import Post, Result, Table
+from .result import Post, Result, Table, Verdict
 from .rules import Estimate, all_of, estimate, learned, not_learned_reason, paired, superiority
 
 POST = Post(title="隐藏在动量中的梯度累积：少更新几步，效果反而更好？",
@@ -180,7 +180,7 @@ def best_lr(val: np.ndarray) -> int:
 
 
 # --------------------------------------------------------------------------------------------- the rule
-def decide(exact_ok: bool, best: dict[str, list[float]], majority: float) -> tuple[str, str]:
+def decide(exact_ok: bool, best: dict[str, list[float]], majority: float) -> tuple[Verdict, str]:
     """Verdict and reason from test accuracies per seed at each variant's best lr (``best``, paired by seed).
 
     ``does not hold`` if SGDM's folded rule is not exact; ``not measured`` if per-step updates or either
@@ -274,7 +274,7 @@ def run(quick: bool = True) -> Result:
               f"epochs, k = {K}, lrs {', '.join(f'{lr:g}' for lr in lrs)}, {len(seeds)} seeds; plus a float64 "
               f"noisy quadratic for exactness.",
         measured=measured,
-        verdict=verdict,  # type: ignore[arg-type]
+        verdict=verdict,
         reason=reason,
         rule="does not hold if SGDM's built-in rule differs from explicit accumulation by more than 1e-12; not "
              "measured unless per-step updates and both update-every-k variants beat the majority class by 2 s.e.; "

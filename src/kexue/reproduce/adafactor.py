@@ -38,7 +38,7 @@ from ..models import Transformer, TransformerConfig
 from ..optim import AdaFactor
 from ._optim_state import state_numel
 from .common import pyplot
-from .result import Post, Result, Table
+from .result import Post, Result, Table, Verdict
 from .rules import all_of, estimate, learned, non_inferiority, not_learned_reason, paired, superiority
 
 POST = Post(title="AdaFactor优化器浅析（附开源实现）",
@@ -245,7 +245,7 @@ class Measurements:
     ada_small: Sequence[float]
 
 
-def decide(m: Measurements) -> tuple[str, str]:
+def decide(m: Measurements) -> tuple[Verdict, str]:
     """The verdict and its reason.
 
     ``inconclusive`` if our AdaFactor differs from the post's equations by more than 1e−10; ``does not hold`` if the
@@ -352,7 +352,7 @@ def run(quick: bool = True) -> Result:
         setup=f"2-layer d=128 causal Transformer LM on a vocab-128 Markov corpus, lr 1e-3, batches 128 and 8, "
               f"{steps} steps, {seeds} seeds; state counted on a 6-layer d=256 and a MiniLM-sized Transformer.",
         measured=measured,
-        verdict=verdict,  # type: ignore[arg-type]
+        verdict=verdict,
         reason=reason,
         rule=f"inconclusive if our AdaFactor differs from the post's equations by more than 1e-10; does not hold "
              f"if a factored m×n matrix keeps other than m + n values or the state exceeds "

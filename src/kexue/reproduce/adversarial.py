@@ -37,7 +37,7 @@ from ..nn.padding import pad
 from ..train import FGM, fgm_step, gradient_penalty_loss, input_grad_penalty, record_output
 from ._paired import accuracy, paired_examples
 from .common import pyplot
-from .result import Post, Result, Table
+from .result import Post, Result, Table, Verdict
 from .rules import Estimate, all_of, learned, non_inferiority, not_learned_reason, superiority
 
 POST = Post(title="对抗训练浅谈：意义、方法和思考（附Keras实现）",
@@ -289,7 +289,7 @@ class Measurements:
     attack: Mapping[str, np.ndarray]
 
 
-def decide(m: Measurements) -> tuple[str, str]:
+def decide(m: Measurements) -> tuple[Verdict, str]:
     """The verdict and its reason.
 
     ``does not hold`` if the equivalence fails (cosine < :data:`COS_MIN` or slope < :data:`ORDER_MIN` in either

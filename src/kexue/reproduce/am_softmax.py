@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from ..losses import AMSoftmaxLoss, class_mean_diameter
-from .result import Post, Result, Table
+from .result import Post, Result, Table, Verdict
 from .rules import Estimate, all_of, estimate, learned, non_inferiority, not_learned_reason, paired, superiority
 
 POST = Post(
@@ -43,7 +43,7 @@ ADAPT_MARGIN = 0.01
 
 
 def decide(map_seen: dict[str, Sequence[float]], accuracy: dict[str, Sequence[float]], majority: float
-           ) -> tuple[str, str]:
+           ) -> tuple[Verdict, str]:
     """The verdict and its reason from per-seed measurements (lists paired by seed), keyed by margin name ("0",
     "0.2", "0.35", and "adaptive" in full mode); ``majority`` is the held-out majority-class rate.
 
@@ -214,7 +214,7 @@ def run(quick: bool = True) -> Result:
         claim="Features of a classifier reused for retrieval need a margin: with AM-Softmax, a margin m > 0 makes "
               "same-class pairs closer than cross-class pairs, which m = 0 does not guarantee.",
         measured=measured,
-        verdict=verdict,  # type: ignore[arg-type]
+        verdict=verdict,
         reason=reason,
         rule="learned guard: every model's held-out accuracy must beat the majority class by 2 s.e.; then holds if "
              "seen-class mAP at m = 0.2 and at m = 0.35 each exceed m = 0's (paired over seeds, 2-s.e. interval "

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from ..classify.logistic import AnalyticLogisticRegression
 from ..data.registry import MissingData
 from ._paired import accuracy, paired_examples, paired_split_runs, pooled
-from .result import Post, Result, Table
+from .result import Post, Result, Table, Verdict
 from .rules import Estimate, all_of, learned, non_inferiority, not_learned_reason, superiority
 
 POST = Post(
@@ -197,7 +197,7 @@ def _test_accuracy(runs: Runs, method: str) -> Estimate:
     return accuracy(a) if runs.shared_test else paired_split_runs(a, [np.zeros_like(x) for x in a])
 
 
-def decide(small: Mapping[str, Runs], full: Mapping[str, Runs], cosine: float, gd: str) -> tuple[str, str]:
+def decide(small: Mapping[str, Runs], full: Mapping[str, Runs], cosine: float, gd: str) -> tuple[Verdict, str]:
     """The verdict and its reason (2-s.e. intervals; effects pooled over data sets with equal weight).
 
     ``does not hold`` if the synthetic weights miss the maximum-likelihood ones (cosine ≤ :data:`COS_MIN`); ``not

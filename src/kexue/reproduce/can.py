@@ -24,7 +24,7 @@ import numpy as np
 from ..classify.can import can, confident_mask, prior_from_labels
 from ..data.registry import MissingData
 from ._paired import accuracy, paired_examples, pooled
-from .result import Post, Result, Table
+from .result import Post, Result, Table, Verdict
 from .rules import Estimate, all_of, estimate, learned, not_learned_reason, paired, superiority
 
 POST = Post(
@@ -80,7 +80,7 @@ def confidence_gap(s: RealSet) -> Estimate:
     return Estimate(p_c - p_u, se, int(min(n_c, n_u)))
 
 
-def decide(mech: Mechanism, sets: Sequence[RealSet]) -> tuple[str, str]:
+def decide(mech: Mechanism, sets: Sequence[RealSet]) -> tuple[Verdict, str]:
     """The verdict and its reason (2-s.e. intervals throughout).
 
     1. Guard: the digits classifier and every real classifier must clearly beat the majority class, else ``not

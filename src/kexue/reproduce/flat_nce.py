@@ -35,7 +35,7 @@ from torch import nn
 
 from ..losses import flat_nce, info_nce, simclr_logits
 from .common import pyplot
-from .result import Post, Result, Table
+from .result import Post, Result, Table, Verdict
 from .rules import estimate, learned, not_learned_reason, paired, superiority
 
 POST = Post(
@@ -106,7 +106,7 @@ class Measurements:
     majority: float
 
 
-def decide(m: Measurements) -> tuple[str, str]:
+def decide(m: Measurements) -> tuple[Verdict, str]:
     """The verdict and its reason.
 
     ``does not hold`` if the float32 mechanism checks fail; ``not measured`` if either loss's 5-NN accuracy does not
@@ -320,7 +320,7 @@ def run(quick: bool = True) -> Result:
               + ("" if quick else "; also batch 256 and the spec's setting (τ 0.1, strong augmentation)")
               + f"; plus {N_DRAWS} synthetic float32/float64 draws.",
         measured=measured,
-        verdict=verdict,  # type: ignore[arg-type]
+        verdict=verdict,
         reason=reason,
         rule=f"does not hold if the float32 mechanism fails (on every draw with ξ < 2⁻²⁴: CE loss and positive "
              f"gradient exactly 0, negatives' gradients not, FlatNCE exact); not measured unless both losses' 5-NN "

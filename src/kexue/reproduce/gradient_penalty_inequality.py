@@ -30,7 +30,7 @@ from torch import nn
 
 from ._penalty_inequality import cross_entropy_readout, gp_inequality, mlp_param_grad_sq
 from .common import pyplot
-from .result import Post, Result, Table
+from .result import Post, Result, Table, Verdict
 from .rules import all_of, clear_gain, estimate, learned, non_inferiority, not_learned_reason, paired
 
 POST = Post(title="输入梯度惩罚与参数梯度惩罚的一个不等式",
@@ -45,7 +45,7 @@ INIT_MIN_NORM = 0.9  # Su: variance-preserving initialisations have ‖W‖₂ �
 LAMBDAS = (1e-3, 1e-2)
 
 
-def decide(violations: int, per_layer_violations: int, init_norms: Sequence[float]) -> tuple[str, str]:
+def decide(violations: int, per_layer_violations: int, init_norms: Sequence[float]) -> tuple[Verdict, str]:
     """The math verdict: ``verified`` iff no MLP violates the whole inequality or a per-layer piece beyond rounding
     and every variance-preserving initialisation's ‖W‖₂ (``init_norms``) is at least :data:`INIT_MIN_NORM`."""
     low = [v for v in init_norms if v < INIT_MIN_NORM]
@@ -56,7 +56,7 @@ def decide(violations: int, per_layer_violations: int, init_norms: Sequence[floa
 
 
 def decide_training(accuracy: dict[float, Sequence[float]], input_grad: dict[float, Sequence[float]],
-                    majority: float) -> tuple[str, str]:
+                    majority: float) -> tuple[Verdict, str]:
     """The training effect's empirical verdict from per-seed test measurements paired by seed (same data and
     initialisation), keyed by λ (0 = plain).
 
@@ -297,7 +297,7 @@ def run(quick: bool = True) -> Result:
               "the output, so a parameter-gradient penalty (implicit in SGD) bounds an input-gradient penalty; and "
               "standard initialisations have ‖W‖₂ ≈ 1 or more, not ≈ 0 as the paper argued.",
         measured=measured,
-        verdict=verdict,  # type: ignore[arg-type]
+        verdict=verdict,
         reason=reason,
         rule=rule,
         kind="math",

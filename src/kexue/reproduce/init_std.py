@@ -16,7 +16,7 @@ import torch
 from ..models import Transformer, TransformerConfig
 from . import rules
 from .common import pyplot
-from .result import Post, Result, Table
+from .result import Post, Result, Table, Verdict
 
 POST = Post(title="模型优化漫谈：BERT的初始标准差为什么是0.02？", gloss="Why is BERT's initial std 0.02?",
             date="2021-11-08", url="https://kexue.fm/archives/8747")
@@ -63,7 +63,7 @@ def _profiles(layers: int, norm: str, std: float, seeds: int) -> list[list[float
     return [grad_profile(layers, norm, std, s) for s in range(seeds)]
 
 
-def decide(post: list[float], half: list[float], pre: list[float]) -> tuple[str, str]:
+def decide(post: list[float], half: list[float], pre: list[float]) -> tuple[Verdict, str]:
     """The verdict from per-seed log ratios ln(last / first) of the FFN-weight gradient norm, paired by seed:
     ``post`` Post-LN at std 1/√d, ``half`` Post-LN at 0.5/√d, ``pre`` Pre-LN at 1/√d (every depth pooled).
 
@@ -172,7 +172,7 @@ def run(quick: bool = True) -> Result:
               "is roughly flat.",
         measured="last/first layer gradient ratio: " + "; ".join(
             f"{L} layers: " + ", ".join(f"{n} {ratios[(L, n)]:.2f}" for n, _, _ in configs) for L in (12, 24)),
-        verdict=verdict,  # type: ignore[arg-type]
+        verdict=verdict,
         reason=reason,
         kind="empirical",
         post_figure="no figure in the post (an argument: Post-LN gradients decay towards the input at initialisation)",

@@ -27,7 +27,7 @@ import torch
 
 from . import rules
 from .common import pyplot
-from .result import Post, Result, Table
+from .result import Post, Result, Table, Verdict
 
 POST = Post(title="突破瓶颈，打造更强大的Transformer", gloss="Breaking the low-rank bottleneck: key_size and talking heads",
             date="2020-04-13", url="https://kexue.fm/archives/7325")
@@ -132,7 +132,7 @@ class Measurements:
     recall: dict[str, list[float]] | None = None  # "k8", "k32", "k8 talking" -> per-seed accuracy
 
 
-def decide_bottleneck(baseline: list[float], kl: dict[int, list[float]]) -> tuple[str, str]:
+def decide_bottleneck(baseline: list[float], kl: dict[int, list[float]]) -> tuple[Verdict, str]:
     """Part 2. ``not measured`` unless every k's fit beats the uniform pattern (paired over seeds); then all of: log KL
     falls at each doubling of k (paired superiority), k = n gets near zero (log10 KL below log10(NEAR_ZERO·baseline)
     by 2 s.e.), and k = n/2 does not (above it by 2 s.e.)."""
@@ -150,7 +150,7 @@ def decide_bottleneck(baseline: list[float], kl: dict[int, list[float]]) -> tupl
                      f"k = {ks[-2]} not near zero: {below}")
 
 
-def decide_talking(baseline: list[float], plain: list[float], talking: list[float]) -> tuple[str, str]:
+def decide_talking(baseline: list[float], plain: list[float], talking: list[float]) -> tuple[Verdict, str]:
     """Part 3. ``not measured`` unless both fits beat the uniform pattern; then :func:`rules.superiority` of the
     per-seed log10 KL(plain) − log10 KL(talking) − 1, each KL floored at the near-zero level NEAR_ZERO·KL(P*‖uniform)
     (digits below it are no gain): holds if talking heads fit more than 10× better by 2 s.e. (the post's "far
@@ -165,7 +165,7 @@ def decide_talking(baseline: list[float], plain: list[float], talking: list[floa
             f"log10 KL(plain) − log10 KL(talking), floored at {NEAR_ZERO:g} × KL(P*‖uniform): {gain}, against 1")
 
 
-def decide_recall(acc: dict[str, list[float]], chance: float = RECALL_CHANCE) -> tuple[str, str]:
+def decide_recall(acc: dict[str, list[float]], chance: float = RECALL_CHANCE) -> tuple[Verdict, str]:
     """Part 4. ``not measured`` unless some model beats ``chance`` + RECALL_MARGIN by 2 s.e. (if none learned the
     task, nothing can be compared); then all of: key_size 32 beats 8, talking heads beat plain at key_size 8 (paired
     accuracy differences over seeds, superiority)."""
@@ -179,7 +179,7 @@ def decide_recall(acc: dict[str, list[float]], chance: float = RECALL_CHANCE) ->
     return rules.all_of(ds, dt), f"key_size 32 − 8: {ks} ({ds}); talking − plain: {th} ({dt})"
 
 
-def decide(m: Measurements) -> tuple[str, str]:
+def decide(m: Measurements) -> tuple[Verdict, str]:
     """All parts: the math part as holds / does not hold, parts 2 and 3, and part 4 when measured; a part that did not
     learn (2 or 3) makes the whole ``not measured``; recall that did not learn is left out and said so."""
     b_v, b_r = decide_bottleneck(m.baseline, m.kl)
@@ -283,7 +283,7 @@ def run(quick: bool = True) -> Result:
         measured=(f"rank bound {'verified' if m.math_ok else 'NOT verified'}; one-head KL by key_size "
                   + ", ".join(f"{k}: {v:.2g}" for k, v in kmean.items())
                   + f"; {HEADS} heads of k = {HEAD_K} on rank-{N} targets: plain {pmean:.3g}, talking {tmean:.3g}"),
-        verdict=verdict,  # type: ignore[arg-type]
+        verdict=verdict,
         reason=reason,
         rule="Math: rank(QKᵀ) = k, a talking-heads logit reaches rank min(n, hk), the targets exceed rank k + 2 "
              "(verified, else the whole does not hold). Part 2 (one head): not measured unless every fit beats the "

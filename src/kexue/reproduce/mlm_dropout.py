@@ -44,7 +44,7 @@ from ._mlm_dropout_tasks import (
     time_steps,
 )
 from .common import pyplot
-from .result import Post, Result, Table
+from .result import Post, Result, Table, Verdict
 from .rules import (
     Estimate,
     all_of,
@@ -100,9 +100,9 @@ class Measurements:
 class Judgement:
     """The entry's verdict and reason, and each part's (verdict, reason)."""
 
-    verdict: str
+    verdict: Verdict
     reason: str
-    parts: dict[str, tuple[str, str]] = field(default_factory=dict)
+    parts: dict[str, tuple[Verdict, str]] = field(default_factory=dict)
 
 
 def run_noise(accs: Sequence[float], n_dev: int) -> float:
@@ -118,7 +118,7 @@ def _beats_majority(accs: Sequence[float], majority: float, n_dev: int) -> bool:
     return learned(Estimate(e.mean, run_noise(accs, n_dev), e.n), majority)
 
 
-def _correction(m: Measurements) -> tuple[str, str]:
+def _correction(m: Measurements) -> tuple[Verdict, str]:
     mlm = Estimate(m.mlm_loss, m.mlm_loss_se, 2)  # the s.e. over masked positions is given; n is not used
     if not learned(mlm, m.unigram_loss, higher_is_better=False):
         return "not measured", not_learned_reason("held-out MLM loss", m.mlm_loss, m.unigram_loss, "unigram loss")
@@ -132,7 +132,7 @@ def _correction(m: Measurements) -> tuple[str, str]:
     return d, f"Δacc {effect} against the margin ±{margin:.3g} (one run's noise)"
 
 
-def _droptoken_accuracy(m: Measurements) -> tuple[str, str]:
+def _droptoken_accuracy(m: Measurements) -> tuple[Verdict, str]:
     base = m.accuracy.get(0.0, [])
     if not base or not _beats_majority(base, m.drop_majority, m.drop_dev):
         return "not measured", not_learned_reason("r = 0 dev accuracy", estimate(base).mean, m.drop_majority,
@@ -156,7 +156,7 @@ def _droptoken_accuracy(m: Measurements) -> tuple[str, str]:
     return all_of(*parts), "; ".join(words) + f"; margin {margin:.3g} (one run's noise)"
 
 
-def _speed(m: Measurements) -> tuple[str, str]:
+def _speed(m: Measurements) -> tuple[Verdict, str]:
     t0, t5 = m.step_seconds.get(0.0, []), m.step_seconds.get(0.5, [])
     if min(len(t0), len(t5)) < MIN_SEEDS:
         return "not measured", f"fewer than {MIN_SEEDS} paired timings of r = 0 and r = 0.5"
@@ -287,7 +287,7 @@ def run(quick: bool = True) -> Result:
               "hurts, and dropping makes training faster.",
         measured=f"{judged.reason}; DropToken = masked keys {'verified' if equiv_ok else 'not verified'}, MAE weight "
                  f"average {'verified' if mae_ok else 'not verified'}",
-        verdict=judged.verdict,  # type: ignore[arg-type]
+        verdict=judged.verdict,
         rule="guards first: MLM held-out loss below the unigram loss by 2 s.e., and every judged baseline above the "
              "majority class by 2 × one run's noise (else not measured); each part needs ≥ 3 seeds (timings). "
              "Correction: paired Δacc ± 2 s.e. inside ±(one run's noise: max of seed s.d. and binomial s.e.) → "

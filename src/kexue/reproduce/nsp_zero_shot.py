@@ -32,7 +32,7 @@ from ..classify.nsp_zero_shot import NSPZeroShot, assign_by_thresholds, pair_sco
 from ..data.registry import MissingData
 from ..env import minilm_path
 from ..models import Tokenizer, Transformer, TransformerConfig
-from .result import Post, Result, Table
+from .result import Post, Result, Table, Verdict
 from .rules import Estimate, all_of, proportion, superiority
 
 POST = Post(
@@ -182,7 +182,7 @@ class Accuracy:
     score_sd: float
 
 
-def decide(mechanics_ok: bool, runs: Sequence[Accuracy]) -> tuple[str, str]:
+def decide(mechanics_ok: bool, runs: Sequence[Accuracy]) -> tuple[Verdict, str]:
     """The verdict on a real checkpoint, and its reason.
 
     ``not measured`` if the mechanics checks fail (the accuracy would measure a broken pipeline), if no data set ran,

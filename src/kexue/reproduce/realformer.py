@@ -12,7 +12,7 @@ scale). The Post-LN runs are shared with ``talking_heads`` through ``_mlm``'s ca
 from __future__ import annotations
 
 from . import _mlm, rules
-from .result import Post, Result
+from .result import Post, Result, Verdict
 
 POST = Post(title="RealFormer：把残差转移到Attention矩阵上面去", gloss="RealFormer: residuals on the attention scores",
             date="2020-12-24", url="https://kexue.fm/archives/8027")
@@ -26,7 +26,7 @@ QUICK = (600, 1, (1e-3,))
 FULL = (1000, 3, (1e-3, 3e-3))
 
 
-def decide(losses: _mlm.Losses, lrs: tuple[float, ...], unigram: float, diverged: float) -> tuple[str, str]:
+def decide(losses: _mlm.Losses, lrs: tuple[float, ...], unigram: float, diverged: float) -> tuple[Verdict, str]:
     """The verdict from the held-out losses: ``not measured`` if Post-LN or RealFormer did not learn (guard, see
     ``_mlm.learned_guard``); else all of (1) RealFormer's loss below Post-LN's, best lr against best lr (paired
     superiority) and (2) robustness (``_mlm.decide_robustness``): where raising the lr from ``lrs[0]`` to ``lrs[-1]``
@@ -61,7 +61,7 @@ def run(quick: bool = True) -> Result:
         claim="RealFormer (residual on the attention scores) reaches a lower MLM loss than Post-LN and trains well "
               "over a wider range of learning rates (the paper, relayed by the post).",
         measured=_mlm.measured_text(m, list(configs), lrs),
-        verdict=verdict,  # type: ignore[arg-type]
+        verdict=verdict,
         reason=reason,
         rule=f"Not measured unless Post-LN and RealFormer each beat the unigram loss by {_mlm.LEARN_MARGIN} nats (and "
              "2 s.e.) at their best lr. (1) Lower loss: Post-LN − RealFormer held-out loss, best lr against best lr, "

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from . import _mlm, rules
 from .realformer import FULL, QUICK
-from .result import Post, Result, Table
+from .result import Post, Result, Table, Verdict
 
 POST = Post(title="突破瓶颈，打造更强大的Transformer", gloss="Breaking the low-rank bottleneck: key_size and talking heads",
             date="2020-04-13", url="https://kexue.fm/archives/7325")
@@ -24,7 +24,7 @@ CONFIGS = {"standard": {"norm": "post"}, "talking heads": {"norm": "post", "talk
                                                           "talking_heads_post_softmax": True}}
 
 
-def decide(losses: _mlm.Losses, lrs: tuple[float, ...], unigram: float, diverged: float) -> tuple[str, str]:
+def decide(losses: _mlm.Losses, lrs: tuple[float, ...], unigram: float, diverged: float) -> tuple[Verdict, str]:
     """``not measured`` if standard or talking-heads attention did not learn (``_mlm.learned_guard``); else
     superiority of standard − talking heads' held-out loss, best lr against best lr, paired by seed."""
     return _mlm.decide_gain(losses, "talking heads", "standard", lrs, unigram, diverged)
@@ -44,7 +44,7 @@ def run(quick: bool = True) -> Result:
         claim="Mixing the attention logits across heads (talking heads) improves masked-LM pre-training at a fixed "
               "hidden size (the paper's BERT/ALBERT/T5 results, relayed by the post).",
         measured=_mlm.measured_text(m, list(CONFIGS), lrs),
-        verdict=verdict,  # type: ignore[arg-type]
+        verdict=verdict,
         reason=reason,
         rule=f"Not measured unless both beat the unigram loss by {_mlm.LEARN_MARGIN} nats (and 2 s.e.) at their best "
              "lr. Standard − talking heads' held-out loss, best lr against best lr, paired by seed: holds if above 0 "

@@ -31,7 +31,7 @@ import torch
 
 from ..embed.sts import cosine_scores, spearman
 from ..embed.whitening import Whitening
-from .result import Post, Result, Table
+from .result import Post, Result, Table, Verdict
 from .rules import Estimate, all_of, clear_gain
 
 POST = Post(
@@ -55,7 +55,7 @@ MIN_GAIN = 0.02
 
 
 def decide(mechanics_ok: bool, syn_gain: Estimate, syn_truncation: Estimate, sts_gain: Estimate | None,
-           *, min_gain: float = MIN_GAIN) -> tuple[str, str]:
+           *, min_gain: float = MIN_GAIN) -> tuple[Verdict, str]:
     """The verdict and its reason (2-s.e. intervals of bootstrap-over-pairs standard errors).
 
     1. Mechanics fail (covariance ≠ I, streaming ≠ batch, wrong eigen order): ``not measured``, since nothing
@@ -344,7 +344,7 @@ def run(quick: bool = True) -> Result:
               "vectors isotropic and lifts STS-B Spearman from 59.04 to 71.20 (71.42 with k = 256), on par with "
               "BERT-flow (70.72).",
         measured=measured,
-        verdict=verdict,  # type: ignore[arg-type]
+        verdict=verdict,
         reason=reason,
         rule=f"not measured if the mechanics fail; holds if the synthetic control's whitening-100 beats raw by ≥ "
              f"{MIN_GAIN * 100:g} Spearman points with a 2-s.e. interval above 0 and beats full rank (interval above "

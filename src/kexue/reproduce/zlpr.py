@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..losses import zlpr
-from .result import Post, Result, Table
+from .result import Post, Result, Table, Verdict
 from .rules import Estimate, all_of, estimate, learned, non_inferiority, not_learned_reason, superiority
 
 POST = Post(
@@ -70,7 +70,7 @@ class Setting:
     constant: float  # micro-F1 of the best constant label set
 
 
-def decide(settings: Sequence[Setting], trend: Estimate | None, *, margin: float = MARGIN) -> tuple[str, str]:
+def decide(settings: Sequence[Setting], trend: Estimate | None, *, margin: float = MARGIN) -> tuple[Verdict, str]:
     """The verdict and its reason (2-s.e. intervals).
 
     1. Guard: a setting whose best method does not clearly beat the constant predictor is left out ("did not
@@ -365,7 +365,7 @@ def run(quick: bool = True) -> Result:
         claim="ZLPR (multi-label softmax + cross-entropy) at the fixed threshold 0 matches per-label BCE that needs "
               "tuning (weights or threshold), with the advantage over untuned BCE growing with the number of labels.",
         measured=measured,
-        verdict=verdict,  # type: ignore[arg-type]
+        verdict=verdict,
         reason=reason,
         rule="learned guard: a setting whose best method does not beat the constant label set by 2 s.e. is left out; "
              f"then holds if, in every setting, ZLPR@0's micro-F1 is no worse than BCE@0.5's and than tuned BCE's "
