@@ -172,8 +172,10 @@ def test_bad_input_is_named():
         AnalyticLogisticRegression().fit(x[:, 0], y)
     with pytest.raises(ValueError, match="expected X and Y with one row per sample, got 150 and 10 rows"):
         analytic_linear_regression(x, y[:10])
-    with pytest.raises(RuntimeError, match="not fitted"):
+    with pytest.raises(RuntimeError, match="expected a fitted AnalyticLogisticRegression, got one not fitted"):
         AnalyticLogisticRegression().predict(x)
+    with pytest.raises(RuntimeError, match="expected a fitted AnalyticLogisticRegression, got one not fitted"):
+        AnalyticLogisticRegression().to_linear()
     est = AnalyticLogisticRegression().fit(x, y)
     with pytest.raises(ValueError, match=r"expected X with 4 features \(as in fit\), got 3"):
         est.predict(x[:, :3])

@@ -345,8 +345,18 @@ def test_release_handle_removes_the_hooks():
     model = _mlp()
     opt = AccumSGDM(model.parameters(), lr=0.1, k=2)
     handle = opt.release_gradients()
-    with pytest.raises(RuntimeError, match="already on"):
+    with pytest.raises(RuntimeError, match="expected gradient release off before release_gradients\\(\\), got it "
+                                           "already on"):
         opt.release_gradients()
     handle.remove()
     _loss(model, _batches(1)[0]).backward()
     assert all(p.grad is not None for p in model.parameters())
+
+
+def test_sparse_gradients_are_refused():
+    emb = nn.Embedding(10, 4, sparse=True)
+    opt = AccumAdamW(emb.parameters(), k=2)
+    emb(torch.tensor([1, 2])).sum().backward()
+    with pytest.raises(RuntimeError, match="expected dense gradients \\(AccumAdamW keeps dense moments\\), got sparse "
+                                           "gradients for a \\(10, 4\\) parameter"):
+        opt.step()

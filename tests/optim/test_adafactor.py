@@ -350,7 +350,23 @@ def test_sparse_gradients_are_refused():
     emb = nn.Embedding(10, 4, sparse=True)
     opt = AdaFactor(emb.parameters())
     emb(torch.tensor([1, 2])).sum().backward()
-    with pytest.raises(RuntimeError, match="sparse gradients"):
+    with pytest.raises(RuntimeError, match="expected dense gradients .*, got sparse gradients for a \\(10, 4\\) "
+                                           "parameter"):
+        opt.step()
+
+
+def test_complex_parameters_and_changed_factoring_are_refused():
+    z = nn.Parameter(torch.zeros(3, dtype=torch.complex64))
+    z.grad = torch.ones_like(z)
+    with pytest.raises(RuntimeError, match="expected real parameters, got a complex \\(3,\\) one"):
+        AdaFactor([z]).step()
+    w = nn.Parameter(torch.zeros(4, 6))
+    opt = AdaFactor([w], min_dim_size_to_factor=0)
+    w.grad = torch.ones_like(w)
+    opt.step()  # factored state
+    opt.param_groups[0]["min_dim_size_to_factor"] = 100
+    with pytest.raises(RuntimeError, match="expected AdaFactor state with 'exp_avg_sq' for the \\(4, 6\\) parameter, "
+                                           "got state without it"):
         opt.step()
 
 

@@ -202,7 +202,7 @@ class AnalyticLogisticRegression:
 
     def _check_fitted(self, X: Any) -> Tensor:
         if not hasattr(self, "coef_"):
-            raise RuntimeError("AnalyticLogisticRegression is not fitted: call fit(X, y) first")
+            raise RuntimeError("expected a fitted AnalyticLogisticRegression, got one not fitted: call fit(X, y) first")
         x = _as_float64(X, "X")
         if x.shape[1] != self.n_features_in_:
             raise ValueError(f"expected X with {self.n_features_in_} features (as in fit), got {x.shape[1]}")
@@ -230,7 +230,7 @@ class AnalyticLogisticRegression:
     def to_linear(self) -> nn.Linear:
         """The classifier as ``nn.Linear(d, K)`` (float32), whitening included: logits = linear(x)."""
         if not hasattr(self, "coef_"):
-            raise RuntimeError("AnalyticLogisticRegression is not fitted: call fit(X, y) first")
+            raise RuntimeError("expected a fitted AnalyticLogisticRegression, got one not fitted: call fit(X, y) first")
         k, d = self.coef_.shape
         lin = nn.Linear(d, k)
         with torch.no_grad():

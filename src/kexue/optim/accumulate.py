@@ -150,7 +150,8 @@ class _Accumulating(Optimizer):
     def _fold(self, group: dict[str, Any], p: Tensor, grad: Tensor) -> None:
         """Fold one micro-batch gradient of ``p`` into its moments, at micro-step ``micro_step + 1``."""
         if grad.is_sparse:
-            raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
+            raise RuntimeError(f"expected dense gradients ({type(self).__name__} keeps dense moments), got sparse "
+                               f"gradients for a {tuple(p.shape)} parameter")
         state = self.state[p]
         dtype = state_dtype(p)
         if len(state) == 0:
@@ -233,7 +234,8 @@ class _Accumulating(Optimizer):
         Not for ``DistributedDataParallel`` (see the module docstring).
         """
         if self._release is not None:
-            raise RuntimeError("gradient release is already on for this optimizer")
+            raise RuntimeError("expected gradient release off before release_gradients(), got it already on for this "
+                               "optimizer (remove() the handle first)")
         handles = []
         for group in self.param_groups:
             for p in group["params"]:

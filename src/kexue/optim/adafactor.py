@@ -236,8 +236,8 @@ class AdaFactor(Optimizer):
             state["exp_avg"] = torch.zeros(p.shape, dtype=dtype, device=p.device)
         expected = "exp_avg_sq" if axes is None else "exp_avg_sq_row"
         if expected not in state:
-            raise RuntimeError(f"AdaFactor state of a {tuple(p.shape)} parameter lacks {expected!r}: the factoring "
-                               f"settings changed after the state was created")
+            raise RuntimeError(f"expected AdaFactor state with {expected!r} for the {tuple(p.shape)} parameter, got "
+                               f"state without it: the factoring settings changed after the state was created")
         return state
 
     @torch.no_grad()
@@ -253,10 +253,10 @@ class AdaFactor(Optimizer):
                 if p.grad is None:
                     continue
                 if p.grad.is_sparse:
-                    raise RuntimeError("AdaFactor does not support sparse gradients (the factored statistics need "
-                                       "the dense gradient)")
+                    raise RuntimeError(f"expected dense gradients (the factored statistics need them), got sparse "
+                                       f"gradients for a {tuple(p.shape)} parameter")
                 if torch.is_complex(p):
-                    raise RuntimeError("AdaFactor does not support complex parameters")
+                    raise RuntimeError(f"expected real parameters, got a complex {tuple(p.shape)} one ({p.dtype})")
                 if p.numel() == 0:
                     continue
                 params.append(p)

@@ -162,9 +162,9 @@ class ChildTuning(Optimizer):
             with torch.enable_grad():
                 loss = closure()
         if getattr(self.base, "_release", None) is not None:
-            raise RuntimeError("ChildTuning masks .grad in step(), but the base optimizer releases gradients inside "
-                               "backward (release_gradients()), so there is nothing left to mask; use the ordinary "
-                               "path")
+            raise RuntimeError("expected a base optimizer on the ordinary path (ChildTuning masks .grad in step()), "
+                               "got one that releases gradients inside backward (release_gradients()), which leaves "
+                               "nothing to mask")
         masks = self.current_masks()
         self._n_steps += 1
         scale = 1.0 / self.reserve_p if self.rescale else 1.0

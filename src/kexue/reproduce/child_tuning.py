@@ -176,9 +176,8 @@ def fine_tune(variant: str, base_model: nn.Module, n_top: int, train: tuple[list
     only_blocks = lambda name, p: id(p) in block_ids  # noqa: E731 - ChildTuning scores the encoder only
     if variant.startswith("ChildTuning-F"):
         p = 0.2 if "p=0.2" in variant else 0.3
-        target = "update" if "increment" in variant else "grad"
-        opt: torch.optim.Optimizer = ChildTuning(base, "F", reserve_p=p, target=target, param_filter=only_blocks,
-                                                 generator=gen)
+        opt: torch.optim.Optimizer = ChildTuning(base, "F", reserve_p=p, param_filter=only_blocks, generator=gen,
+                                                 mask_on="update" if "increment" in variant else "grad")
     elif variant.startswith("ChildTuning-D"):
         xs, ys = train
         masks = fisher_mask(clf, list(_batches(xs, ys, batch, list(range(len(ys))))), _loss, 0.2,
