@@ -52,7 +52,8 @@ def test_am_softmax_is_cross_entropy_on_margin_adjusted_cosines():
         for j in range(c.shape[0]):
             cos[i, j] = (z[i] @ c[j]) / (z[i].norm() * c[j].norm())
     logits = s * (cos - m * F.one_hot(t, c.shape[0]))  # margin inside the scale
-    torch.testing.assert_close(am_softmax(z, c, t, s, m, reduction="none"), F.cross_entropy(logits, t, reduction="none"))
+    torch.testing.assert_close(am_softmax(z, c, t, s, m, reduction="none"),
+                               F.cross_entropy(logits, t, reduction="none"))
     # not s·cos_t − m
     wrong = F.cross_entropy(s * cos - m * F.one_hot(t, c.shape[0]), t)
     assert not torch.allclose(am_softmax(z, c, t, s, m), wrong)
@@ -87,7 +88,8 @@ def test_am_softmax_grad_and_module():
     mod = AMSoftmaxLoss(num_classes=3, dim=4, scale=5.0, margin=0.2)
     torch.testing.assert_close(mod(z.float(), t), am_softmax(z.float(), mod.centers, t, 5.0, 0.2))
     # no margin at inference
-    torch.testing.assert_close(mod.scores(z.float()), 5.0 * F.normalize(z.float(), dim=1) @ F.normalize(mod.centers, dim=1).T)
+    torch.testing.assert_close(mod.scores(z.float()),
+                               5.0 * F.normalize(z.float(), dim=1) @ F.normalize(mod.centers, dim=1).T)
     fresh = AMSoftmaxLoss(num_classes=3, dim=4, scale=5.0, margin=0.2)
     fresh.load_state_dict(mod.state_dict())
     torch.testing.assert_close(fresh(z.float(), t), mod(z.float(), t))

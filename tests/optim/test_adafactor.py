@@ -231,7 +231,7 @@ def test_bf16_parameters_keep_fp32_state_and_match_an_fp32_run():
     theta0 = {k: v for k, v in theta0.items() if k in ("w", "b")}
     grads = [{k: g[k] for k in theta0} for g in grads]
     for foreach in (True, False):
-        ours, opt = _run_ours(theta0, grads, lambda ps: AdaFactor(ps, foreach=foreach), dtype=torch.bfloat16)
+        ours, opt = _run_ours(theta0, grads, lambda ps, fe=foreach: AdaFactor(ps, foreach=fe), dtype=torch.bfloat16)
         assert all(v.dtype == torch.float32 for s in opt.state.values() for v in s.values() if torch.is_tensor(v))
         ref = _post_reference({k: torch.tensor(v).bfloat16().double().numpy() for k, v in theta0.items()},
                               [{k: torch.tensor(v).bfloat16().double().numpy() for k, v in g.items()}

@@ -303,7 +303,7 @@ def test_fisher_restores_mode_and_grads_and_clips_per_tensor():
     data = [(torch.randn(4, 6, dtype=torch.float64), torch.randint(0, 3, (4,))) for _ in range(3)]
     clipped = fisher_information(model, data, _nll, max_grad_norm=1e-3)
     assert model.training and torch.equal(model.head.bias.grad, marker) and model.body.weight.grad is None
-    for k, s in clipped.items():  # each tensor's gradient has norm ≤ 1e-3, so Σ F ≤ 1e-6
+    for s in clipped.values():  # each tensor's gradient has norm ≤ 1e-3, so Σ F ≤ 1e-6
         assert s.sum().item() <= 1e-6 * (1 + 1e-9)
     # dropout off by default: deterministic; train_mode=True turns it on
     a, b = fisher_information(model, data, _nll), fisher_information(model, data, _nll)
