@@ -22,8 +22,13 @@ import numpy as np
 
 from .rules import Estimate, estimate
 
+#: One run's (seed's) per-example outcomes: a list of floats or a 1-D array.
+Outcomes = Sequence[float] | np.ndarray
+#: Outcomes over seeds: a (seeds, examples) array or one :data:`Outcomes` per seed.
+OutcomeMatrix = Sequence[Outcomes] | np.ndarray
 
-def _matrix(x: Sequence[Sequence[float]] | np.ndarray) -> np.ndarray:
+
+def _matrix(x: OutcomeMatrix) -> np.ndarray:
     a = np.asarray(x, dtype=np.float64)
     if a.ndim == 1:
         a = a[None, :]
@@ -32,8 +37,7 @@ def _matrix(x: Sequence[Sequence[float]] | np.ndarray) -> np.ndarray:
     return a
 
 
-def paired_examples(ours: Sequence[Sequence[float]] | np.ndarray,
-                    base: Sequence[Sequence[float]] | np.ndarray) -> Estimate:
+def paired_examples(ours: OutcomeMatrix, base: OutcomeMatrix) -> Estimate:
     """Mean of ``ours − base`` over seeds and examples, with the larger of the test-sample and the seed standard
     error (module docstring); ``n`` is the number of test examples."""
     a, b = _matrix(ours), _matrix(base)
@@ -48,21 +52,21 @@ def paired_examples(ours: Sequence[Sequence[float]] | np.ndarray,
     return Estimate(float(d.mean()), se, d.shape[1])
 
 
-def accuracy(correct: Sequence[Sequence[float]] | np.ndarray) -> Estimate:
+def accuracy(correct: OutcomeMatrix) -> Estimate:
     """Accuracy over seeds and examples with the same two-source standard error (against a constant 0)."""
     a = _matrix(correct)
     return paired_examples(a, np.zeros_like(a))
 
 
-def paired_split_runs(ours: Sequence[Sequence[float]], base: Sequence[Sequence[float]]) -> Estimate:
+def paired_split_runs(ours: Sequence[Outcomes], base: Sequence[Outcomes]) -> Estimate:
     """Like :func:`paired_examples` for runs that each have their own test examples (random splits, or each run's
     own training rows): the mean of the per-run mean differences, with the larger of the test-sample standard error
     √(Σ_r var_r / n_r) / R and the standard error of the per-run means; ``n`` is the number of examples in all."""
     if len(ours) != len(base) or not ours:
         raise ValueError(f"expected paired runs of equal, non-zero number, got {len(ours)} and {len(base)}")
     diffs = []
-    for a, b in zip(ours, base):
-        a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    for run_ours, run_base in zip(ours, base):
+        a, b = np.asarray(run_ours, dtype=np.float64), np.asarray(run_base, dtype=np.float64)
         if a.shape != b.shape or a.ndim != 1 or a.size == 0:
             raise ValueError(f"expected paired outcomes of one non-empty 1-D shape, got {a.shape} and {b.shape}")
         diffs.append(a - b)

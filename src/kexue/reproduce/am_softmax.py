@@ -18,7 +18,8 @@ m's seed standard deviation).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -42,7 +43,7 @@ EPOCHS, BATCH, LR = 60, 64, 1e-3
 ADAPT_MARGIN = 0.01
 
 
-def decide(map_seen: dict[str, Sequence[float]], accuracy: dict[str, Sequence[float]], majority: float
+def decide(map_seen: Mapping[str, Sequence[float]], accuracy: Mapping[str, Sequence[float]], majority: float
            ) -> tuple[Verdict, str]:
     """The verdict and its reason from per-seed measurements (lists paired by seed), keyed by margin name ("0",
     "0.2", "0.35", and "adaptive" in full mode); ``majority`` is the held-out majority-class rate.
@@ -204,7 +205,8 @@ def run(quick: bool = True) -> Result:
         f"Adaptive-m recipe (full mode): m = 2·mean(1 − cos(z, c_y)) from the m = 0 model; measured diameters "
         f"{', '.join(f'{d:.3f}' for d in diameters)}.",
     ]
-    numbers = {name: {k: float(np.mean([r[k] for r in rs])) for k in rs[0]} for name, rs in per_margin.items()}
+    numbers: dict[str, Any] = {name: {k: float(np.mean([r[k] for r in rs])) for k in rs[0]}
+                               for name, rs in per_margin.items()}
     numbers["per_seed_map_seen"] = maps
     numbers["diameters"] = diameters
     numbers["majority"] = majority

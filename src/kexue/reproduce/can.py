@@ -236,15 +236,17 @@ def run(quick: bool = True) -> Result:
                     "accuracy ×100, mean over 10 seeds (k = 3, τ = 0.9, 1 iteration)",
                     ["bias b", "uncertain", "before", "CAN (per sample)", "Δ ± s.e.", "CAN (batch mode)"], mech_rows)]
     seeds, iters = (1, (1,)) if quick else (3, (1, 3))
-    sets, rows, skipped = [], [], []
+    sets: list[RealSet] = []
+    rows: list[list[object]] = []
+    skipped: list[str] = []
     for label, name, train, test, analyzer in REAL[:1] if quick else REAL:
         try:
-            s, r = _real(label, name, train, test, analyzer, seeds, iters)
+            real_set, real_rows = _real(label, name, train, test, analyzer, seeds, iters)
         except MissingData as e:
             skipped.append(f"{label}: {e}")
             continue
-        sets.append(s)
-        rows += r
+        sets.append(real_set)
+        rows += real_rows
     if rows:
         tables.append(Table(f"Real classifiers (τ = 0.9, k = 3; prior = training label frequencies); accuracy ×100, "
                             f"{'seed 0 of 3' if seeds > 1 else 'one fit'}",
@@ -283,8 +285,8 @@ def run(quick: bool = True) -> Result:
              f"intervals: CAN's paired gain on the biased digits at b = 2 must be > 0 and exceed its gain at b = 0; "
              f"the paired per-example change in accuracy (1 iteration; larger of the test-sample and seed s.e.), "
              f"averaged over the sets with ≥ {GAIN_CLASSES} classes, must be > 0 (below 0: does not hold); on every "
-             f"real set the confident subset must beat the uncertain one by > {CONF_GAP * 100:.0f} points. Holds if all parts "
-             f"hold, does not hold if any part does not, else inconclusive.",
+             f"real set the confident subset must beat the uncertain one by > {CONF_GAP * 100:.0f} points. Holds if "
+             f"all parts hold, does not hold if any part does not, else inconclusive.",
         kind="empirical",
         post_figure="BERT + CAN on CLUE dev: IFLYTEK 60.06 → 60.52 (+0.46), TNEWS 56.80 → 56.86 (+0.06) points; "
                     "IFLYTEK confident 63+ vs uncertain 22+",

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
 
 from ..data.registry import MissingData
 from ..nn.activations import SIGMOID_LAMBDA, SQRT_2_OVER_PI, TANH_RATIO, gelu, gelu_sigmoid, gelu_tanh
-from .result import Post, Result, Table
+from .result import Post, Result, Table, Verdict
 
 POST = Post(
     title="GELU的两个初等函数近似是怎么来的",
@@ -94,10 +94,11 @@ def minimax_fit(
     raise ValueError(f"unknown form {form!r}; expected 'tanh' or 'sigmoid'")
 
 
-def _errors() -> list[list[object]]:
+def _errors() -> list[list[Any]]:
+    """Rows [form, max |Φ error|, max |GELU error|] of the two approximations on [−8, 8]."""
     x = torch.arange(-80000, 80001, dtype=torch.float64) * 1e-4  # [-8, 8], step 1e-4
     p = phi(x)
-    rows = []
+    rows: list[list[Any]] = []
     for name, fn, phi_approx in (
         ("tanh (0.044715)", gelu_tanh, lambda t: 0.5 * (1 + torch.tanh(SQRT_2_OVER_PI * (t + TANH_RATIO * t**3)))),
         ("sigmoid (1.702)", gelu_sigmoid, lambda t: torch.sigmoid(SIGMOID_LAMBDA * t)),
@@ -169,7 +170,7 @@ def run(quick: bool = True) -> Result:
     notes = ["b_hybrid: a = √(2/π) fixed, b by minimax of |erf(x/√2) − tanh(ax + bx³)| on [0, 4) step 0.001 "
              "(golden-section search; each error term is monotone in b so the objective is quasi-convex).",
              "λ: minimax of |Φ(x) − σ(λx)| on [0, 8) step 0.001."]
-    verdict = "verified" if all(ok.values()) else "not verified"
+    verdict: Verdict = "verified" if all(ok.values()) else "not verified"
     summary = (f"b/a = {measured['b_hybrid_over_a']:.7f} (hybrid), λ = {lam:.7f}, "
                f"local b/a = {measured['b_local_over_a']:.7f}; max GELU error: tanh {err_rows[0][2]:.2e}, "
                f"sigmoid {err_rows[1][2]:.2e}")

@@ -15,7 +15,7 @@ import torch
 
 from ..nn import linear_attention as L
 from .common import pyplot
-from .result import Post, Result, Table
+from .result import Post, Result, Table, Verdict
 
 POST = Post(title="Transformer升级之路：5、作为无限维的线性Attention",
             gloss="Transformer upgrade road 5: attention as infinite-dimensional linear attention",
@@ -95,7 +95,7 @@ def run(quick: bool = True) -> Result:
             errs = []
             for draw in range(20):
                 om = L.performer_omega(m, d, torch.Generator().manual_seed(100 + draw), dtype=torch.float64)
-                errs.append((attention_matrix(q, k, lambda x: L.performer_features(x, om), scale=True) - soft)
+                errs.append((attention_matrix(q, k, partial(L.performer_features, omega=om), scale=True) - soft)
                             .abs().max().item())
             perf.append(sum(errs) / len(errs))
         numbers["performer_error"] = dict(zip(ms, perf))
@@ -109,7 +109,7 @@ def run(quick: bool = True) -> Result:
     ax.set_ylabel("max |A − softmax A|")
     ax.legend(loc="lower left")
     fig.tight_layout()
-    verdict = "verified" if monotone and exact and faster and rank_ok else "not verified"
+    verdict: Verdict = "verified" if monotone and exact and faster and rank_ok else "not verified"
     return Result(
         name="infinite_linear_attention", post=POST,
         claim="Softmax attention is linear attention with infinite-dimensional features: the Taylor series and "

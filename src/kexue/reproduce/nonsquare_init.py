@@ -9,12 +9,13 @@ SGD, 50 epochs, 3 seeds per mode (exploratory: the post makes no training claim)
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 
-from ..nn.init import FAN_MODES, fan_average
+from ..nn.init import FAN_MODES, FanMode, fan_average
 from .common import digits_split, pyplot
-from .result import Post, Result, Table
+from .result import Post, Result, Table, Verdict
 
 POST = Post(title="初始化方法中非方阵的维度平均策略思考",
             gloss="Averaging fan-in/fan-out for non-square matrices", date="2021-10-18",
@@ -47,7 +48,7 @@ def _measure(t: float, seed: int) -> tuple[float, float, float, float]:
     return f.mean().item(), (f.std() / math.sqrt(DRAWS)).item(), b.mean().item(), (b.std() / math.sqrt(DRAWS)).item()
 
 
-def _train(mode: str, seed: int, epochs: int) -> tuple[float, float]:
+def _train(mode: FanMode, seed: int, epochs: int) -> tuple[float, float]:
     X, y, tr, te = digits_split(standardize=True)
     torch.manual_seed(seed)
     layers: list[torch.nn.Module] = [torch.nn.Linear(64, 64)]
@@ -58,7 +59,7 @@ def _train(mode: str, seed: int, epochs: int) -> tuple[float, float]:
     with torch.no_grad():
         for mod in net:
             if isinstance(mod, torch.nn.Linear):
-                t = 1.0 / fan_average(mod.in_features, mod.out_features, mode)  # type: ignore[arg-type]
+                t = 1.0 / fan_average(mod.in_features, mod.out_features, mode)
                 mod.weight.normal_(0, math.sqrt(t))
                 mod.bias.zero_()
     opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
@@ -73,14 +74,17 @@ def _train(mode: str, seed: int, epochs: int) -> tuple[float, float]:
             opt.step()
     with torch.no_grad():
         logits = net(X[te])
-        return torch.nn.functional.cross_entropy(logits, y[te]).item(), (logits.argmax(1) == y[te]).float().mean().item()
+        accuracy = (logits.argmax(1) == y[te]).float().mean().item()
+        return torch.nn.functional.cross_entropy(logits, y[te]).item(), accuracy
 
 
 def run(quick: bool = True) -> Result:
-    rows, numbers, ok_all = [], {}, True
-    dev = {}
+    rows: list[list[Any]] = []
+    numbers: dict[str, Any] = {}
+    ok_all = True
+    dev: dict[str, float] = {}
     for i, mode in enumerate(FAN_MODES):
-        t = 1.0 / fan_average(M, N, mode)  # type: ignore[arg-type]
+        t = 1.0 / fan_average(M, N, mode)
         pair = M * N * t * t
         analytic = pair**PAIRS
         f, fse, b, bse = _measure(t, seed=10 + i)
@@ -91,7 +95,7 @@ def run(quick: bool = True) -> Result:
         rows.append([mode, t, pair, analytic, f, b, f ** (1 / PAIRS), dev[mode], "yes" if ok else "no"])
         numbers[mode] = {"t": t, "pair_factor": pair, "analytic_8": analytic, "forward_8": f, "forward_se": fse,
                          "backward_8": b, "backward_se": bse, "step_deviation": dev[mode]}
-    ch_best = min(dev, key=dev.get) == "fan_ch"
+    ch_best = min(dev, key=dev.__getitem__) == "fan_ch"
     chain = fan_average(M, N, "fan_ch") >= fan_average(M, N, "fan_avg") >= fan_average(M, N, "fan_geo")
     tables = [Table(f"{PAIRS} pairs {M}→{N}→{M}, no activation, {DRAWS} draws of batch {BATCH}",
                     ["mode", "variance t", "mn·t² (pair)", "(mn·t²)⁸", "measured fwd", "measured bwd",
@@ -117,14 +121,14 @@ def run(quick: bool = True) -> Result:
             numbers.setdefault("training", {})[mode] = {"loss": losses, "accuracy": accs}
         tables.append(Table("Exploratory: 12-block 64→256→64 tanh MLP on digits, SGD 50 epochs, 3 seeds "
                             "(tests no claim)", ["mode", "mean test loss", "min", "max", "mean accuracy"], train_rows))
-    verdict = "verified" if ok_all and ch_best and chain else "not verified"
+    verdict: Verdict = "verified" if ok_all and ch_best and chain else "not verified"
     return Result(
         name="nonsquare_init", post=POST,
         claim="For an m→n→m pair sharing one variance t, the second moment scales by mn·t² per pair: 1 for the "
               "geometric mean √(mn), < 1 for the arithmetic (Xavier) and contraharmonic means; the contraharmonic "
               "(m²+n²)/(m+n) minimises the per-step deviations (mt−1)²+(nt−1)²; (m²+n²)/(m+n) ≥ (m+n)/2 ≥ √(mn).",
         measured="8-pair forward ratios: " + ", ".join(f"{r[0]} {r[4]:.3g} (analytic {r[3]:.3g})" for r in rows)
-                 + f"; smallest step deviation: {min(dev, key=dev.get)}",
+                 + f"; smallest step deviation: {min(dev, key=dev.__getitem__)}",
         verdict=verdict,
         kind="math",
         post_figure="no figure in the post (a derivation: mn·t² per pair; fan_geo keeps it at 1)",
@@ -132,5 +136,6 @@ def run(quick: bool = True) -> Result:
         setup=f"{PAIRS} linear pairs {M}→{N}→{M} without activation, {DRAWS} Monte Carlo draws of batch {BATCH} per "
               "fan mode" + ("" if quick else "; exploratory: a 12-block tanh MLP on digits, 3 seeds, 50 epochs") + ".",
         rule="verified if every mode's measured forward and backward ratios agree with (mn·t²)⁸ within 4 Monte Carlo "
-             "standard errors (or 2 %), fan_ch has the smallest (mt−1)²+(nt−1)², and the mean inequality holds; otherwise not verified.",
+             "standard errors (or 2 %), fan_ch has the smallest (mt−1)²+(nt−1)², and the mean inequality holds; "
+             "otherwise not verified.",
         tables=tables, figures=[("moments", fig)], numbers=numbers, notes=notes, quick=quick)
