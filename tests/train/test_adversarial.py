@@ -6,6 +6,7 @@ after an exception), gradient accumulation, GradScaler, bf16 autocast, kexue aga
 from __future__ import annotations
 
 import copy
+from typing import Any, get_args
 
 import pytest
 import torch
@@ -13,8 +14,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from kexue.models import Transformer, TransformerConfig
-from kexue.train import (FGM, embedding_gradient_penalty, fgm_step, find_input_embedding, input_grad_penalty,
-                         perturbation)
+from kexue.train import (
+    FGM,
+    FGM_PRESETS,
+    FGMLosses,
+    FGMPreset,
+    embedding_gradient_penalty,
+    fgm_step,
+    find_input_embedding,
+    input_grad_penalty,
+    perturbation,
+)
 
 
 class Bag(nn.Module):
@@ -95,8 +105,10 @@ def test_named_forms():
     post, common = FGM.preset("post", model), FGM.preset("pytorch", model, epsilon=2.0)
     assert (post.epsilon, post.norm, post.scope, post.update) == (0.5, "l2", "weight", "adv_only")
     assert (common.epsilon, common.update) == (2.0, "clean+adv")
-    with pytest.raises(ValueError, match="unknown FGM preset 'keras'"):
-        FGM.preset("keras", model)
+    assert FGM_PRESETS.keys() == set(get_args(FGMPreset))
+    bad: Any = "keras"
+    with pytest.raises(ValueError, match=r"^expected name to be one of \['post', 'pytorch'\], got 'keras'$"):
+        FGM.preset(bad, model)
 
 
 def test_delta_inside_the_block_and_perturbation_norms():
@@ -133,7 +145,7 @@ def test_output_scope_matches_hand_built_and_masks_padding():
         torch.testing.assert_close(got[n], want, rtol=1e-12, atol=1e-14, msg=n)
     fgm.remove()
     assert not model.emb._forward_hooks
-    with pytest.raises(ValueError, match="mask applies to scope 'output'"):
+    with pytest.raises(ValueError, match=r"^expected mask=None with scope='weight' .*got a mask$"):
         with FGM(model).perturbed(loss_fn(model, batch), mask=mask):
             pass
 
@@ -222,13 +234,13 @@ def test_restored_after_an_exception_and_refusals():
             assert not torch.equal(model.emb.weight, before)
             raise KeyError("boom")
     assert torch.equal(model.emb.weight, before)
-    with pytest.raises(RuntimeError, match="cannot nest"):
+    with pytest.raises(RuntimeError, match=r"^expected FGM.perturbed\(\) blocks one after another, got one inside"):
         with fgm.perturbed(loss_fn(model, batch)):
             with fgm.perturbed(loss_fn(model, batch)):
                 pass
     assert torch.equal(model.emb.weight, before)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    with pytest.raises(RuntimeError, match=r"modified inside FGM.perturbed\(\)"):
+    with pytest.raises(RuntimeError, match=r"^expected the embedding weight unchanged inside FGM.perturbed"):
         with fgm.perturbed(loss_fn(model, batch)):
             loss_fn(model, batch).backward()
             opt.step()
@@ -237,19 +249,25 @@ def test_restored_after_an_exception_and_refusals():
 
 def test_error_messages():
     model, batch = _setup()
-    for kw, msg in ((dict(norm="l1"), "unknown norm 'l1'"), (dict(scope="table"), "unknown scope 'table'"),
-                    (dict(update="adv"), "unknown update 'adv'"), (dict(epsilon=-1.0), "epsilon >= 0, got -1.0")):
-        with pytest.raises(ValueError, match=msg):
+    for kw, msg in ((dict(norm="l1"), r"expected norm to be one of \['l2', 'row', 'sign'\], got 'l1'"),
+                    (dict(scope="table"), r"expected scope to be one of \['weight', 'output'\], got 'table'"),
+                    (dict(update="adv"), r"expected update to be one of \['adv_only', 'clean\+adv'\], got 'adv'"),
+                    (dict(epsilon=-1.0), r"expected epsilon >= 0.0, got -1.0"),
+                    (dict(eps=-1e-8), r"expected eps >= 0.0, got -1e-08")):
+        with pytest.raises(ValueError, match=f"^{msg}$"):
             FGM(model, **kw)
+    with pytest.raises(ValueError, match=r"^expected norm to be one of \['l2', 'row', 'sign'\], got 'l1'$"):
+        bad_norm: Any = "l1"
+        perturbation(torch.ones(2), 0.5, bad_norm)
     model.emb.weight.requires_grad_(False)
-    with pytest.raises(ValueError, match="needs the embedding weight to require grad"):
+    with pytest.raises(ValueError, match="^expected an embedding weight that requires grad for scope='weight', got a"):
         with FGM(model).perturbed(loss_fn(model, batch)):
             pass
     model.emb.weight.requires_grad_(True)
     other = nn.Embedding(3, 2)
-    with pytest.raises(ValueError, match="not a module of this model"):
+    with pytest.raises(ValueError, match="^expected model to contain the FGM's embedding, got a Bag without it$"):
         fgm_step(model, batch, loss_fn, None, FGM(other))
-    with pytest.raises(RuntimeError, match="does not depend on the FGM's embedding"):
+    with pytest.raises(RuntimeError, match="^expected a clean loss that depends on the FGM's embedding"):
         with FGM(other).perturbed(loss_fn(model, batch)):
             pass
     with pytest.raises(ValueError, match="expected the scalar clean loss"):
@@ -311,7 +329,9 @@ def test_bf16_autocast_restores_exactly_and_stays_close_to_float32():
     for dt in (None, torch.bfloat16):
         model.zero_grad()
         head.zero_grad()
-        clean, adv = fgm_step(model, ids, lf, None, FGM(model, epsilon=1.0), autocast_dtype=dt)
+        out = fgm_step(model, ids, lf, None, FGM(model, epsilon=1.0), autocast_dtype=dt)
+        assert isinstance(out, FGMLosses) and out._fields == ("clean", "adversarial")
+        clean, adv = out
         assert torch.equal(model.embeddings.word.weight, before)
         assert float(adv) > float(clean) - 0.05
         grads[dt] = torch.cat([p.grad.flatten() for p in model.blocks.parameters()])
@@ -366,7 +386,8 @@ def test_find_input_embedding_by_module_reference():
     assert find_input_embedding(Wrapper()) is kx.embeddings.word
     seq = nn.Sequential(nn.Embedding(4, 2), nn.Linear(2, 2))
     assert find_input_embedding(seq) is seq[0]
-    with pytest.raises(ValueError, match="holds 2 nn.Embedding modules"):
+    with pytest.raises(ValueError, match=r"^expected one nn.Embedding in Sequential \(it holds no kexue Transformer "
+                                         r"or transformers model\), got 2"):
         find_input_embedding(nn.Sequential(nn.Embedding(4, 2), nn.Embedding(4, 2)))
-    with pytest.raises(ValueError, match="holds 2 backbones"):
+    with pytest.raises(ValueError, match=r"^expected one backbone in ModuleList, got 2 \(Transformer, Transformer\)"):
         find_input_embedding(nn.ModuleList([_tiny_kexue(), _tiny_kexue()]))

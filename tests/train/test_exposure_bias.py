@@ -11,7 +11,14 @@ import torch
 from scipy import stats
 
 from kexue.models import Transformer, TransformerConfig
-from kexue.train.exposure_bias import RandomTokenReplacement, pack_unilm, penalized_unilm_loss, unilm_seq2seq_loss
+from kexue.train import PenalizedLoss
+from kexue.train.exposure_bias import (
+    CorruptedBatch,
+    RandomTokenReplacement,
+    pack_unilm,
+    penalized_unilm_loss,
+    unilm_seq2seq_loss,
+)
 
 PAD, CLS, SEP = 0, 1, 2
 
@@ -44,7 +51,7 @@ def test_replacement_rates_and_untouched_labels(pool):
     draws = 20
     touched = replaced = 0
     for _ in range(draws):
-        out, labels, chosen = rtr.unilm(ids, seg, mask, return_mask=True)
+        out, labels, chosen = rtr.unilm(ids, seg, mask)
         assert torch.equal(labels, ids)  # labels are the gold tokens
         assert not bool((chosen & ~eligible).any())  # never the source, [SEP], [CLS] or padding
         assert torch.equal(out[~chosen], ids[~chosen])
@@ -65,7 +72,7 @@ def test_exact_fraction_replaces_round_of_token_prob():
     ids, seg, mask = batch["input_ids"], batch["token_type_ids"], batch["attention_mask"]
     rtr = RandomTokenReplacement(1.0, 0.3, exact_fraction=True, protect_ids=(PAD, CLS, SEP),
                                  generator=torch.Generator().manual_seed(0))
-    _, _, chosen = rtr.unilm(ids, seg, mask, return_mask=True)
+    _, _, chosen = rtr.unilm(ids, seg, mask)
     n = ((seg == 1) & mask.bool() & (ids != SEP)).sum(1)
     assert torch.equal(chosen.sum(1), torch.floor(0.3 * n.double() + 0.5).long())
 
@@ -74,7 +81,7 @@ def test_sample_probability_with_exact_fraction():
     batch = _unilm_batch(2000, seed=3)
     rtr = RandomTokenReplacement(0.5, 0.3, exact_fraction=True, protect_ids=(PAD, CLS, SEP),
                                  generator=torch.Generator().manual_seed(4))
-    _, _, chosen = rtr.unilm(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"], return_mask=True)
+    _, _, chosen = rtr.unilm(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])
     # every target here has ≥ 4 tokens, so round(0.3·n) ≥ 1: a row is touched iff its coin came up
     assert _binomial_ok(int(chosen.any(1).sum()), 2000, 0.5)
 
@@ -87,8 +94,7 @@ def test_replacements_are_uniform_over_the_pool(pool):
     batch = pack_unilm([src] * 4000, [tgt] * 4000, CLS, SEP, PAD)
     rtr = RandomTokenReplacement(1.0, 0.3, pool=pool, protect_ids=(PAD, CLS, SEP),
                                  generator=torch.Generator().manual_seed(7))
-    out, _, chosen = rtr.unilm(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"],
-                               return_mask=True)
+    out, _, chosen = rtr.unilm(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])
     drawn = out[chosen]
     pool_tokens = tgt if pool == "target" else [CLS, *src, SEP, *tgt, SEP]
     values = sorted(set(pool_tokens))
@@ -102,8 +108,7 @@ def test_vocab_pool_never_draws_protected_ids():
     batch = _unilm_batch(300)
     rtr = RandomTokenReplacement(1.0, 1.0, pool="vocab", vocab_size=8, protect_ids=(PAD, CLS, SEP),
                                  generator=torch.Generator().manual_seed(0))
-    out, _, chosen = rtr.unilm(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"],
-                               return_mask=True)
+    out, _, chosen = rtr.unilm(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])
     assert set(out[chosen].unique().tolist()) == {3, 4, 5, 6, 7}
 
 
@@ -122,16 +127,34 @@ def test_replacement_is_repeatable_and_state_dict_round_trips():
 
 
 def test_replacement_bad_input():
-    with pytest.raises(ValueError, match="expected token_prob in \\[0, 1\\], got 1.5"):
+    with pytest.raises(ValueError, match=r"^expected token_prob <= 1.0, got 1.5$"):
         RandomTokenReplacement(token_prob=1.5)
-    with pytest.raises(ValueError, match="unknown pool 'source'"):
+    with pytest.raises(ValueError, match=r"^expected apply_prob >= 0.0, got -0.1$"):
+        RandomTokenReplacement(apply_prob=-0.1)
+    with pytest.raises(ValueError, match=r"^expected pool to be one of \['target', 'sequence', 'vocab'\], got 'sou"):
         bad_pool: Any = "source"
         RandomTokenReplacement(pool=bad_pool)
-    with pytest.raises(ValueError, match="pool='vocab' needs vocab_size"):
+    with pytest.raises(ValueError, match=r"^expected vocab_size \(an integer\) with pool='vocab', got None$"):
         RandomTokenReplacement(pool="vocab")
+    with pytest.raises(ValueError, match=r"^expected vocab_size >= 4, got 3$"):
+        RandomTokenReplacement(pool="vocab", vocab_size=3, protect_ids=(0, 1, 2))
+    with pytest.raises(ValueError, match=r"^expected protect_ids in the vocabulary \[0, 10\), got \[12\]$"):
+        RandomTokenReplacement(pool="vocab", vocab_size=10, protect_ids=(0, 12))
     rtr = RandomTokenReplacement()
-    with pytest.raises(ValueError, match="target_mask shape \\(2, 3\\) != input_ids shape \\(2, 4\\)"):
+    with pytest.raises(ValueError, match=r"^expected target_mask in the shape of input_ids, \(2, 4\), got \(2, 3"):
         rtr(torch.ones(2, 4, dtype=torch.long), torch.ones(2, 3, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"^expected token_type_ids in the shape of input_ids, \(2, 4\), got \(2,"):
+        rtr.unilm(torch.ones(2, 4, dtype=torch.long), torch.ones(2, 3, dtype=torch.long))
+    with pytest.raises(KeyError, match="expected a RandomTokenReplacement state_dict with 'pool'"):
+        rtr.load_state_dict({"apply_prob": 0.5, "token_prob": 0.3})
+
+
+def test_replacement_returns_one_named_type():
+    batch = _unilm_batch(4)
+    rtr = RandomTokenReplacement(protect_ids=(PAD, CLS, SEP), generator=torch.Generator().manual_seed(2))
+    out = rtr.unilm(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])
+    assert isinstance(out, CorruptedBatch) and out._fields == ("input_ids", "labels", "replaced")
+    assert out.replaced.dtype == torch.bool and torch.equal(out.labels, batch["input_ids"])
 
 
 # -- UniLM batches and loss ------------------------------------------------------------------------------------
@@ -159,6 +182,28 @@ def test_unilm_loss_equals_per_token_cross_entropy():
             if seg[t] == 1:  # predicted from position t - 1
                 terms.append(-torch.log_softmax(logits[r, t - 1], -1)[ids[t]])
     torch.testing.assert_close(got, torch.stack(terms).mean())
+    per_token = unilm_seq2seq_loss(logits, b["input_ids"], b["token_type_ids"], b["attention_mask"], reduction="none")
+    torch.testing.assert_close(per_token.sum(), torch.stack(terms).sum())
+
+
+def test_unilm_batch_and_loss_bad_input():
+    with pytest.raises(ValueError, match=r"^expected as many targets as sources \(2\), got 1$"):
+        pack_unilm([[7], [8]], [[9]], CLS, SEP)
+    with pytest.raises(ValueError, match=r"^expected at least one source, got none$"):
+        pack_unilm([], None, CLS, SEP)
+    with pytest.raises(ValueError, match=r"^expected target_start >= 0, got -1$"):
+        pack_unilm([[7]], [[8]], CLS, SEP, target_start=-1)
+    b = pack_unilm([[7, 8]], [[10]], CLS, SEP, PAD)
+    logits = torch.zeros(1, 6, 15)
+    bad: Any = "avg"
+    with pytest.raises(ValueError, match=r"^expected reduction to be one of \['mean', 'sum', 'none'\], got 'avg'$"):
+        unilm_seq2seq_loss(logits, b["input_ids"], b["token_type_ids"], reduction=bad)
+    with pytest.raises(ValueError, match=r"^expected logits \(batch, seq, vocab\) matching target \(1, 6\), got"):
+        unilm_seq2seq_loss(logits[:, :5], b["input_ids"], b["token_type_ids"])
+    with pytest.raises(ValueError, match=r"^expected attention_mask in the shape of target, \(1, 6\), got \(1, 5\)"):
+        unilm_seq2seq_loss(logits, b["input_ids"], b["token_type_ids"], b["attention_mask"][:, :5])
+    with pytest.raises(KeyError, match="expected batch to hold 'token_type_ids'"):
+        penalized_unilm_loss(_unilm_model(), {"input_ids": b["input_ids"], "attention_mask": b["attention_mask"]})
 
 
 def _unilm_model(**kw) -> Transformer:
@@ -179,7 +224,9 @@ def test_penalized_unilm_loss_is_half_the_squared_embedding_output_gradient():
     model = _unilm_model()
     model.train()
     batch = pack_unilm([[5, 6, 7], [8]], [[9, 10], [11, 12, 13]], CLS, SEP, PAD)
-    total, loss, penalty = penalized_unilm_loss(model, batch, epsilon=1.0)
+    out = penalized_unilm_loss(model, batch, epsilon=1.0)
+    assert isinstance(out, PenalizedLoss) and out._fields == ("total", "loss", "penalty")
+    total, loss, penalty = out
     # second computation: the token-embedding output replaced by a leaf tensor through a forward hook
     with torch.no_grad():
         e = model.embeddings.word(batch["input_ids"])

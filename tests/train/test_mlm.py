@@ -4,12 +4,13 @@ and the post's formula, DropToken against masked keys in every layer (kexue and 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 import torch
 
 from kexue.models import Transformer, TransformerConfig, save_pretrained
-from kexue.train.mlm import DropToken, MLMMasking, expected_embedding_correction_
+from kexue.train.mlm import DropToken, MaskedBatch, MLMMasking, expected_embedding_correction_
 
 PAD, MASK, CLS, SEP = 0, 1, 2, 3
 
@@ -40,7 +41,7 @@ def test_masking_rates_match_transformers_collator(minilm_dir):
         return n, {"select": n / sel.numel() * ids.shape[1] / (ids.shape[1] - 2), "mask": float(is_mask.float().mean()),
                    "keep": float(kept.float().mean()), "random": float((~is_mask & ~kept).float().mean())}
 
-    n_o, f_o = fractions(*ours(ids))
+    n_o, f_o = fractions(*ours(ids)[:2])
     batch = hf([{"input_ids": row} for row in ids.tolist()])
     n_h, f_h = fractions(batch["input_ids"], batch["labels"])
     assert not bool((batch["labels"][:, [0, -1]] != -100).any())
@@ -60,7 +61,7 @@ def test_masking_labels_protection_and_kinds():
     attn[:8, 15:] = 0
     ids[:8, 15:] = PAD
     m = MLMMasking(MASK, 50, protect_ids=(PAD, CLS, SEP), generator=torch.Generator().manual_seed(1))
-    masked, labels, kinds = m(ids, attn, return_kinds=True)
+    masked, labels, kinds = m(ids, attn)
     sel = labels != -100
     assert torch.equal(sel, kinds > 0)
     assert torch.equal(labels[sel], ids[sel])
@@ -86,13 +87,13 @@ def test_masking_collate_pads_and_masks():
 def test_masking_exact_fraction_and_unigram_draws():
     ids = torch.randint(4, 30, (50, 40), generator=torch.Generator().manual_seed(0))
     m = MLMMasking(MASK, 30, exact_fraction=True, generator=torch.Generator().manual_seed(0))
-    _, labels = m(ids)
+    _, labels, _ = m(ids)
     assert bool(((labels != -100).sum(1) == 6).all())  # round(0.15 · 40)
     q = torch.zeros(30)
     q[10], q[11] = 3.0, 1.0  # random replacements from a unigram distribution
     m = MLMMasking(MASK, 30, select=1.0, p_mask=0.0, p_keep=0.0, p_random=1.0, random_dist=q,
                    generator=torch.Generator().manual_seed(0))
-    masked, _ = m(ids)
+    masked, _, _ = m(ids)
     assert set(masked.unique().tolist()) == {10, 11}
     assert _within(float((masked == 10).float().mean()), 0.75, masked.numel())
 
@@ -113,12 +114,31 @@ def test_masking_state_dict_round_trips():
 def test_masking_bad_input():
     with pytest.raises(ValueError, match="p_mask \\+ p_keep \\+ p_random = 1, got 0.8 \\+ 0.1 \\+ 0.2"):
         MLMMasking(MASK, 30, p_random=0.2)
-    with pytest.raises(ValueError, match="expected 0 <= mask_id < vocab_size \\(30\\), got 30"):
+    with pytest.raises(ValueError, match=r"^expected mask_id <= 29, got 30$"):
         MLMMasking(30, 30)
+    with pytest.raises(ValueError, match=r"^expected vocab_size >= 1, got 0$"):
+        MLMMasking(0, 0)
+    with pytest.raises(ValueError, match=r"^expected select <= 1.0, got 1.5$"):
+        MLMMasking(MASK, 30, select=1.5)
+    with pytest.raises(ValueError, match=r"^expected p_keep >= 0.0, got -0.1$"):
+        MLMMasking(MASK, 30, p_mask=1.0, p_keep=-0.1, p_random=0.1)
     with pytest.raises(ValueError, match="random_dist of shape \\(30,\\), got \\(29,\\)"):
         MLMMasking(MASK, 30, random_dist=torch.ones(29))
-    with pytest.raises(ValueError, match="protect_ids \\[40\\] fall outside"):
+    with pytest.raises(ValueError, match=r"^expected random_dist to be non-negative with a positive sum, got min"):
+        MLMMasking(MASK, 30, random_dist=-torch.ones(30))
+    with pytest.raises(ValueError, match=r"^expected protect_ids in the vocabulary \[0, 30\), got \[40\]$"):
         MLMMasking(MASK, 30, protect_ids=(40,))
+    masking = MLMMasking(MASK, 30)
+    with pytest.raises(ValueError, match=r"^expected attention_mask in the shape of input_ids, \(2, 4\), got \(2, 3"):
+        masking(torch.ones(2, 4, dtype=torch.long), torch.ones(2, 3, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"^expected at least one example to collate, got none$"):
+        masking.collate([])
+
+
+def test_masking_returns_one_named_type():
+    out = MLMMasking(MASK, 30, generator=torch.Generator().manual_seed(0))(torch.randint(3, 30, (2, 8)))
+    assert isinstance(out, MaskedBatch) and out._fields == ("input_ids", "labels", "kinds")
+    assert torch.equal(out.kinds == 0, out.labels == -100)
 
 
 # -- the expected-embedding correction ----------------------------------------------------------------------------
@@ -134,7 +154,7 @@ def test_correction_equals_monte_carlo_expectation(unigram):
     corrected = weight.clone()
     masking.correct_embeddings_(corrected)
     for token in (4, 7):
-        masked, _ = masking(torch.full((1, n), token))
+        masked = masking(torch.full((1, n), token)).input_ids
         mc = weight[masked[0]].mean(0)  # E[embedding of the corrupted input], sampled through the transform
         se = weight[masked[0]].std(0) / math.sqrt(n)
         assert bool(((mc - corrected[token]).abs() <= 5 * se + 1e-12).all()), (mc, corrected[token])
@@ -164,7 +184,7 @@ def test_correction_touches_only_token_embeddings_of_a_model():
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed == {"embeddings.word.weight"}
     assert torch.equal(after["embeddings.word.weight"][PAD], before["embeddings.word.weight"][PAD])
-    with pytest.raises(ValueError, match="expected 0 <= mask_id < 40, got 41"):
+    with pytest.raises(ValueError, match=r"^expected mask_id <= 39, got 41$"):
         expected_embedding_correction_(model.embeddings.word, 41)
 
 
@@ -283,7 +303,14 @@ def test_droptoken_eval_min_keep_and_exact_fraction():
 
 
 def test_droptoken_bad_input():
-    with pytest.raises(ValueError, match="expected rate in \\[0, 1\\), got 1.0"):
+    with pytest.raises(ValueError, match=r"^expected rate < 1.0, got 1.0$"):
         DropToken(1.0)
-    with pytest.raises(ValueError, match="attention_mask shape \\(2, 3\\) != input_ids shape \\(2, 4\\)"):
+    with pytest.raises(ValueError, match=r"^expected min_keep >= 0, got -1$"):
+        DropToken(0.1, min_keep=-1)
+    with pytest.raises(TypeError, match=r"^expected pad_id to be an integer, got 0.5 \(float\)$"):
+        bad_pad: Any = 0.5
+        DropToken(0.1, pad_id=bad_pad)
+    with pytest.raises(ValueError, match=r"^expected attention_mask in the shape of input_ids, \(2, 4\), got \(2, 3"):
         DropToken(0.1)(torch.ones(2, 4, dtype=torch.long), torch.ones(2, 3, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"^expected position_ids of shape \(2, 4\) or \(1, 4\) for input_ids"):
+        DropToken(0.1)(torch.ones(2, 4, dtype=torch.long), position_ids=torch.zeros(3, 4, dtype=torch.long))

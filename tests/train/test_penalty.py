@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kexue.train import (
+    PenalizedLoss,
     batch_param_grad_penalty,
     double_backward_attention,
     embedding_gradient_penalty,
@@ -109,7 +110,8 @@ def test_mask_drops_padding_positions():
     g = torch.autograd.grad(loss, e, retain_graph=True)[0]
     ref = (g.pow(2).sum(-1) * mask).sum()  # by hand: the per-position squared norms of the real tokens
     torch.testing.assert_close(pen, ref, rtol=1e-12, atol=0)
-    with pytest.raises(ValueError, match=r"mask shape \(4, 6\)"):
+    with pytest.raises(ValueError, match=r"^expected mask in the leading dimensions of the gradient \(4, 7, 6\) .*"
+                                         r"got \(4, 6\)$"):
         embedding_gradient_penalty(loss, e, mask=mask[:, :6])
 
 
@@ -126,16 +128,22 @@ def test_errors_name_the_bad_value():
     x = torch.randn(3, requires_grad=True)
     with pytest.raises(ValueError, match=r"expected a scalar loss tensor, got \(3,\)"):
         input_grad_penalty(x * 2, x)
-    with pytest.raises(ValueError, match="unknown form 'cube'"):
+    with pytest.raises(ValueError, match=r"^expected form to be one of \['squared', 'norm'\], got 'cube'$"):
         bad_form: Any = "cube"
         input_grad_penalty((x * 2).sum(), x, form=bad_form)
     other = torch.randn(2, requires_grad=True)
-    with pytest.raises(ValueError, match=r"inputs\[0\] \(shape \(2,\)\) is not part of the loss's graph"):
+    with pytest.raises(ValueError, match=r"^expected inputs\[0\] to be part of the loss's graph, got a \(2,\) tensor"):
         input_grad_penalty((x * 2).sum(), other)
-    with pytest.raises(ValueError, match="epsilon >= 0"):
+    with pytest.raises(ValueError, match=r"^expected epsilon >= 0.0, got -1$"):
         embedding_gradient_penalty((x * 2).sum(), x, epsilon=-1)
-    with pytest.raises(ValueError, match="does not require grad"):
+    with pytest.raises(ValueError, match=r"^expected weight >= 0.0, got -0.5$"):
+        input_grad_penalty((x * 2).sum(), x, weight=-0.5)
+    with pytest.raises(ValueError, match=r"^expected weight >= 0.0, got -1$"):
+        batch_param_grad_penalty((x * 2).sum(), [x], weight=-1)
+    with pytest.raises(ValueError, match="^expected a loss that requires grad, got one that does not"):
         input_grad_penalty(torch.tensor(1.0), x)
+    with pytest.raises(ValueError, match=r"^expected inputs\[0\] to be a tensor that requires grad .*got a tensor"):
+        input_grad_penalty((x * 2).sum(), torch.ones(3))
 
 
 def test_record_output_counts_calls():
@@ -143,10 +151,21 @@ def test_record_output_counts_calls():
     with record_output(emb) as rec:
         emb(torch.tensor([1]))
         emb(torch.tensor([2]))
-    with pytest.raises(RuntimeError, match="it ran 2 times"):
+    with pytest.raises(RuntimeError, match=r"^expected the module to run once inside record_output\(\), got 2 runs$"):
         _ = rec.output
     emb(torch.tensor([1]))
     assert len(rec.outputs) == 2  # the hook is gone after the block
+
+
+def test_record_output_refuses_a_module_that_returns_no_tensor():
+    class Pair(nn.Module):
+        def forward(self, x):
+            return x, x
+
+    pair = Pair()
+    with pytest.raises(TypeError, match=r"^expected Pair to return a tensor inside record_output\(\), got tuple$"):
+        with record_output(pair):
+            pair(torch.ones(1))
 
 
 def test_gradient_penalty_loss_on_transformers_matches_inputs_embeds_path():
@@ -163,7 +182,9 @@ def test_gradient_penalty_loss_on_transformers_matches_inputs_embeds_path():
     def loss_fn(m, b):
         return F.cross_entropy(m(input_ids=b).logits, y)
 
-    total, loss, pen = gradient_penalty_loss(model, ids, loss_fn, epsilon=1.0)
+    out = gradient_penalty_loss(model, ids, loss_fn, epsilon=1.0)
+    assert isinstance(out, PenalizedLoss) and out._fields == ("total", "loss", "penalty")
+    total, loss, pen = out
     got = torch.autograd.grad(total, list(model.parameters()), allow_unused=True)
     e = model.get_input_embeddings()(ids)
     with double_backward_attention():  # SDPA's fused CPU kernel has no double backward
@@ -234,8 +255,10 @@ def test_param_grad_penalty_equals_per_sample_loop_and_is_differentiable():
     want = torch.autograd.grad(ref, list(model.parameters()))
     for a, b in zip(got, want, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-14)
-    with pytest.raises(ValueError, match=r"inputs\[1\] has 4 samples, inputs\[0\] has 5"):
+    with pytest.raises(ValueError, match=r"^expected inputs\[1\] to have the 5 samples of inputs\[0\], got 4$"):
         param_grad_penalty(per_sample, params, (x, y[:4]))
+    with pytest.raises(ValueError, match=r"^expected at least one batched input tensor, got none$"):
+        param_grad_penalty(per_sample, params, ())
 
 
 def test_batch_param_grad_penalty_equals_autograd_norm():

@@ -168,8 +168,8 @@ def train(variant: str, seed: int, steps: int, batch_size: int = 32, lr: float =
         start = time.perf_counter()
         batch = pack_unilm(*sample(batch_size, g), CLS, SEP, PAD, target_start=TARGET_START)
         if replace is not None:
-            batch["input_ids"], batch["labels"] = replace.unilm(batch["input_ids"], batch["token_type_ids"],
-                                                                batch["attention_mask"])
+            batch["input_ids"], batch["labels"], _ = replace.unilm(batch["input_ids"], batch["token_type_ids"],
+                                                                   batch["attention_mask"])
         if variant == PENALTY:
             loss, _, _ = penalized_unilm_loss(model, batch, epsilon=1.0)
         else:

@@ -150,7 +150,7 @@ def _pretrain(steps: int, seed: int = 0, vocab: int = 200, length: int = 32, bat
     curve = []
     model.train()
     for _ in range(steps):
-        x, y = masking(_mixed(task, batch, g))
+        x, y, _ = masking(_mixed(task, batch, g))
         loss = F.cross_entropy(model(x).mlm_logits.flatten(0, 1), y.flatten(), ignore_index=-100)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -170,7 +170,7 @@ def mlm_heldout(model: Transformer, task: dict[str, Any], n: int = 512, seed: in
     counts = torch.bincount(_mixed(task, 2000, g).flatten(), minlength=task["vocab"]).double() + 0.5
     counts[list(SPECIALS)] = 0.0
     masking = MLMMasking(MASK, task["vocab"], protect_ids=SPECIALS, generator=torch.Generator().manual_seed(seed))
-    x, y = masking(_mixed(task, n, g))
+    x, y, _ = masking(_mixed(task, n, g))
     sel = y != -100
     loss = F.cross_entropy(model(x).mlm_logits[sel], y[sel], reduction="none")
     unigram = -torch.log(counts / counts.sum())[y[sel]]

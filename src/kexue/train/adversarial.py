@@ -10,7 +10,7 @@ over the whole matrix gradient of the batch (bert4keras: ``delta = epsilon * gra
 and only the adversarial loss drives the update (ε = 1 in the routine's signature, 0.5 in the IFLYTEK example).
 The PyTorch FGM copied across the web instead back-propagates the clean loss first and adds the adversarial
 gradient (``loss.backward(); attack(); loss_adv.backward(); restore()``): a different objective, L(x) + L(x + δ).
-Both are here, named (:data:`FGM_PRESETS`): ``"post"`` and ``"pytorch"``.
+Both are here, named (:data:`FGM_PRESETS`, :meth:`FGM.preset`): ``"post"`` and ``"pytorch"``.
 
 Departures, each on purpose: δ comes from the gradient of the current (micro-)batch only, never from ``.grad``
 (which holds earlier micro-batches under gradient accumulation; the copied PyTorch code reads ``param.grad``);
@@ -21,42 +21,50 @@ exactly); a gradient that is not finite (fp16 overflow) gives no perturbation (t
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable, Iterator, Literal
+from collections.abc import Callable, Iterator
+from typing import Any, Literal, NamedTuple
 
 import torch
 from torch import Tensor, nn
 
-from ._embedding import autocast_for, find_input_embedding, unwrap
+from .._validate import check_choice, check_float
+from ..models.recompute import unwrap
+from ._embedding import autocast_for, find_input_embedding
 
-Norm = Literal["l2", "row", "sign"]
-Scope = Literal["weight", "output"]
-Update = Literal["adv_only", "clean+adv"]
-NORMS: tuple[str, ...] = ("l2", "row", "sign")
-SCOPES: tuple[str, ...] = ("weight", "output")
-UPDATES: tuple[str, ...] = ("adv_only", "clean+adv")
+FGMNorm = Literal["l2", "row", "sign"]
+FGMScope = Literal["weight", "output"]
+FGMUpdate = Literal["adv_only", "clean+adv"]
+FGMPreset = Literal["post", "pytorch"]
 
-#: Named forms. ``post``: the post's / bert4keras's FGM (matrix scope, one Frobenius norm over the whole table
-#: gradient, only the adversarial loss drives the update, ε = 0.5 as in the IFLYTEK example). ``pytorch``: the
-#: widely copied PyTorch FGM (the same perturbation, ε = 1, clean plus adversarial gradient).
-FGM_PRESETS: dict[str, dict[str, Any]] = {
+#: Named forms (:meth:`FGM.preset`), one entry per name of :data:`FGMPreset`. ``post``: the post's / bert4keras's
+#: FGM (matrix scope, one Frobenius norm over the whole table gradient, only the adversarial loss drives the update,
+#: ε = 0.5 as in the IFLYTEK example). ``pytorch``: the widely copied PyTorch FGM (the same perturbation, ε = 1,
+#: clean plus adversarial gradient).
+FGM_PRESETS: dict[FGMPreset, dict[str, Any]] = {
     "post": dict(epsilon=0.5, norm="l2", scope="weight", update="adv_only"),
     "pytorch": dict(epsilon=1.0, norm="l2", scope="weight", update="clean+adv"),
 }
 
 
-def perturbation(grad: Tensor, epsilon: float, norm: Norm, eps: float = 1e-8) -> Tensor:
+class FGMLosses(NamedTuple):
+    """What :func:`fgm_step` returns: the clean and the adversarial loss of the step, detached."""
+
+    clean: Tensor
+    adversarial: Tensor
+
+
+def perturbation(grad: Tensor, epsilon: float, norm: FGMNorm, eps: float = 1e-8) -> Tensor:
     """δ from a gradient: ``"l2"`` ε·g/(‖g‖_F + eps) over the whole tensor (bert4keras), ``"row"`` the same per last-
     dimension row (per token row of the table, or per position of the embedding output), ``"sign"`` ε·sign(g) (FGSM).
     Computed in float32 or wider."""
+    check_choice("norm", norm, FGMNorm)
     g = grad.float() if grad.dtype in (torch.float16, torch.bfloat16) else grad
     if norm in ("l2", "row"):
         n = torch.linalg.vector_norm(g) if norm == "l2" else torch.linalg.vector_norm(g, dim=-1, keepdim=True)
         denom = n + eps
         # a zero gradient gives no step (not 0/0 when eps = 0)
         return torch.where(denom > 0, epsilon * g / denom.clamp_min(torch.finfo(g.dtype).tiny), torch.zeros_like(g))
-    if norm == "sign":
-        return epsilon * torch.sign(g)
-    raise ValueError(f"unknown norm {norm!r}; expected one of {NORMS}")
+    return epsilon * torch.sign(g)
 
 
 class FGM:
@@ -86,20 +94,15 @@ class FGM:
     :meth:`preset` (``"post"``, ``"pytorch"``).
     """
 
-    def __init__(self, model_or_embedding: nn.Module, epsilon: float = 0.5, norm: Norm = "l2",
-                 scope: Scope = "weight", update: Update = "adv_only", eps: float = 1e-8) -> None:
-        if norm not in NORMS:
-            raise ValueError(f"unknown norm {norm!r}; expected one of {NORMS}")
-        if scope not in SCOPES:
-            raise ValueError(f"unknown scope {scope!r}; expected one of {SCOPES}")
-        if update not in UPDATES:
-            raise ValueError(f"unknown update {update!r}; expected one of {UPDATES}")
-        if not epsilon >= 0:
-            raise ValueError(f"expected epsilon >= 0, got {epsilon}")
+    def __init__(self, model_or_embedding: nn.Module, epsilon: float = 0.5, norm: FGMNorm = "l2",
+                 scope: FGMScope = "weight", update: FGMUpdate = "adv_only", eps: float = 1e-8) -> None:
+        check_choice("norm", norm, FGMNorm)
+        check_choice("scope", scope, FGMScope)
+        check_choice("update", update, FGMUpdate)
+        self.epsilon = check_float("epsilon", epsilon, low=0.0)
+        self.eps = check_float("eps", eps, low=0.0)
         self.embedding = find_input_embedding(model_or_embedding)
-        if not isinstance(getattr(self.embedding, "weight", None), Tensor):
-            raise ValueError(f"{type(self.embedding).__name__} has no weight tensor to perturb")
-        self.epsilon, self.norm, self.scope, self.update, self.eps = float(epsilon), norm, scope, update, eps
+        self.norm, self.scope, self.update = norm, scope, update
         self._active = False
         self._output_delta: Tensor | None = None
         self._last_output: Tensor | None = None
@@ -109,10 +112,9 @@ class FGM:
         self.skipped = False
 
     @classmethod
-    def preset(cls, name: str, model_or_embedding: nn.Module, **overrides: Any) -> "FGM":
-        """A named form of FGM (see :data:`FGM_PRESETS`), with any argument overridden."""
-        if name not in FGM_PRESETS:
-            raise ValueError(f"unknown FGM preset {name!r}; expected one of {sorted(FGM_PRESETS)}")
+    def preset(cls, name: FGMPreset, model_or_embedding: nn.Module, **overrides: Any) -> FGM:
+        """A named form of FGM (see :data:`FGM_PRESETS`: ``"post"``, ``"pytorch"``), with any argument overridden."""
+        check_choice("name", name, FGMPreset)
         return cls(model_or_embedding, **{**FGM_PRESETS[name], **overrides})
 
     def __repr__(self) -> str:
@@ -124,8 +126,8 @@ class FGM:
         if self._output_delta is not None:
             delta = self._output_delta
             if delta.shape != output.shape:
-                raise RuntimeError(f"FGM output scope: the perturbed forward's embedding output has shape "
-                                   f"{tuple(output.shape)}, the clean one had {tuple(delta.shape)}: run the same batch")
+                raise RuntimeError(f"expected the perturbed forward's embedding output in the shape of the clean one, "
+                                   f"{tuple(delta.shape)}, got {tuple(output.shape)}: run the same batch")
             return output + delta.to(output.dtype)
         if torch.is_grad_enabled() and output.requires_grad:
             self._last_output = output  # for the clean gradient of the next perturbed()
@@ -143,19 +145,22 @@ class FGM:
         if not isinstance(loss, Tensor) or loss.dim() != 0:
             raise ValueError(f"expected the scalar clean loss, got {getattr(loss, 'shape', type(loss).__name__)}")
         if not loss.requires_grad:
-            raise ValueError("the clean loss does not require grad: compute it with autograd on")
+            raise ValueError("expected a clean loss that requires grad, got one that does not: compute it with "
+                             "autograd on")
         if self.scope == "weight":
             target = self.embedding.weight
             if not target.requires_grad:
-                raise ValueError("FGM scope 'weight' needs the embedding weight to require grad (it is frozen); "
-                                 "use scope='output'")
+                raise ValueError("expected an embedding weight that requires grad for scope='weight', got a frozen "
+                                 "one: unfreeze it or use scope='output'")
         else:
             if self._hook is None:
-                raise RuntimeError("this FGM's hook was removed")
-            target = self._last_output
-            if target is None:
-                raise RuntimeError("FGM scope 'output': no embedding output was recorded; compute the clean loss "
-                                   "with autograd on, through the embedding this FGM was built for")
+                raise RuntimeError("expected an FGM with its forward hook, got one after remove()")
+            recorded = self._last_output
+            if recorded is None:
+                raise RuntimeError("expected an embedding output recorded by the clean forward (scope='output'), got "
+                                   "none: compute the clean loss with autograd on, through the embedding this FGM was "
+                                   "built for")
+            target = recorded
         scale = float(scaler.get_scale()) if scaler is not None and scaler.is_enabled() else None
         scaled = loss * scale if scale is not None else loss
         if self.update == "adv_only":
@@ -163,8 +168,9 @@ class FGM:
                 (g,) = torch.autograd.grad(scaled, [target])
             except RuntimeError as e:
                 if "not have been used in the graph" in str(e):
-                    raise RuntimeError("the clean loss does not depend on the FGM's embedding (or its recorded "
-                                       "output): compute it from the model this FGM was built for") from e
+                    raise RuntimeError("expected a clean loss that depends on the FGM's embedding (or its recorded "
+                                       "output), got one that does not: compute it from the model this FGM was "
+                                       "built for") from e
                 raise
         else:  # clean + adv: the clean loss goes into .grad; a hook catches this backward's embedding gradient
             caught: list[Tensor] = []
@@ -174,14 +180,16 @@ class FGM:
             finally:
                 handle.remove()
             if not caught:
-                raise RuntimeError("the clean loss does not depend on the FGM's embedding")
-            g = caught[0] if len(caught) == 1 else sum(caught)  # type: ignore[assignment]
+                raise RuntimeError("expected a clean loss that depends on the FGM's embedding, got one that does not")
+            g = caught[0]
+            for more in caught[1:]:  # a tied table used twice in the graph
+                g = g + more
         g = g.float() if g.dtype in (torch.float16, torch.bfloat16) else g
         return g / scale if scale is not None else g
 
     # ------------------------------------------------------------------------------------------- the block
     @contextlib.contextmanager
-    def perturbed(self, loss: Tensor, mask: Tensor | None = None, scaler: Any | None = None) -> Iterator["FGM"]:
+    def perturbed(self, loss: Tensor, mask: Tensor | None = None, scaler: Any | None = None) -> Iterator[FGM]:
         """Take the gradient of the clean ``loss`` with respect to the embedding, move the embedding by δ for the
         duration of the block, restore it exactly on exit (also when the block raises).
 
@@ -193,14 +201,17 @@ class FGM:
         loss inside ``model.no_sync()`` (its gradient must not start an all-reduce); :func:`fgm_step` does that.
         """
         if self._active:
-            raise RuntimeError("FGM.perturbed() is already active: blocks cannot nest")
+            raise RuntimeError("expected FGM.perturbed() blocks one after another, got one inside another: blocks "
+                               "cannot nest")
         if mask is not None and self.scope != "output":
-            raise ValueError("mask applies to scope 'output' (the weight scope perturbs table rows, not positions)")
+            raise ValueError("expected mask=None with scope='weight' (it perturbs table rows, not positions; mask "
+                             "applies to scope 'output'), got a mask")
         g = self._clean_gradient(loss, scaler)
         self._last_output = None
         if mask is not None:
             if mask.shape != g.shape[:-1]:
-                raise ValueError(f"mask shape {tuple(mask.shape)} != embedding output shape {tuple(g.shape[:-1])}")
+                raise ValueError(f"expected mask in the embedding output's shape {tuple(g.shape[:-1])}, got "
+                                 f"{tuple(mask.shape)}")
             g = g * mask.unsqueeze(-1).to(g.dtype)
         rows = None
         if self.scope == "weight":
@@ -246,21 +257,22 @@ class FGM:
         if w._version != version:  # the weight changed inside the block: keep that change, take δ back off
             with torch.no_grad():
                 w.index_add_(0, rows, -delta.to(w.dtype))
-            raise RuntimeError("the embedding weight was modified inside FGM.perturbed() (optimizer.step() inside "
-                               "the block?): δ was subtracted, but the restore is no longer exact; step after the "
-                               "block")
+            raise RuntimeError("expected the embedding weight unchanged inside FGM.perturbed(), got it modified "
+                               "inside the block (optimizer.step() inside it?): δ was subtracted, but the restore is "
+                               "no longer exact; step after the block")
         with torch.no_grad():
             w.index_copy_(0, rows, backup)
 
 
-def _no_sync(model: nn.Module) -> contextlib.AbstractContextManager:
-    return model.no_sync() if hasattr(model, "no_sync") and callable(model.no_sync) else contextlib.nullcontext()
+def _no_sync(model: nn.Module) -> contextlib.AbstractContextManager[Any]:
+    no_sync = getattr(model, "no_sync", None)
+    return no_sync() if callable(no_sync) else contextlib.nullcontext()
 
 
 def fgm_step(model: nn.Module, batch: Any, loss_fn: Callable[[nn.Module, Any], Tensor],
              optimizer: torch.optim.Optimizer | None, fgm: FGM, scaler: Any | None = None, mask: Tensor | None = None,
-             autocast_dtype: torch.dtype | None = None) -> tuple[Tensor, Tensor]:
-    """One FGM training step: ``(clean loss, adversarial loss)``, detached.
+             autocast_dtype: torch.dtype | None = None) -> FGMLosses:
+    """One FGM training step: :class:`FGMLosses` ``(clean, adversarial)``, the two losses, detached.
 
     ``loss_fn(model, batch)`` returns the scalar loss (already divided by the number of micro-steps under gradient
     accumulation). The clean forward and its gradient run first (under ``model.no_sync()`` when ``model`` is
@@ -272,7 +284,8 @@ def fgm_step(model: nn.Module, batch: Any, loss_fn: Callable[[nn.Module, Any], T
     ``torch.autocast`` (e.g. ``torch.bfloat16`` on CPU).
     """
     if fgm.embedding not in set(unwrap(model).modules()):
-        raise ValueError("the FGM's embedding is not a module of this model")
+        raise ValueError(f"expected model to contain the FGM's embedding, got a {type(unwrap(model)).__name__} "
+                         f"without it")
     with contextlib.ExitStack() as stack:
         # the clean pass never all-reduces: 'adv_only' takes no parameter gradient from it, 'clean+adv' accumulates
         # it locally and the adversarial backward's all-reduce then covers both
@@ -290,4 +303,8 @@ def fgm_step(model: nn.Module, batch: Any, loss_fn: Callable[[nn.Module, Any], T
         else:
             optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-    return clean.detach(), adv.detach()
+    return FGMLosses(clean.detach(), adv.detach())
+
+
+__all__ = ["FGM", "FGMLosses", "FGMNorm", "FGMPreset", "FGMScope", "FGMUpdate", "FGM_PRESETS", "fgm_step",
+           "perturbation"]

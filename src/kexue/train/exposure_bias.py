@@ -25,16 +25,21 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .._validate import check_choice, check_float, check_int
+from ..losses import Reduction
+from .penalty import PenalizedLoss, gradient_penalty_loss
+
 logger = logging.getLogger(__name__)
 
-Pool = Literal["target", "sequence", "vocab"]
-_POOLS = ("target", "sequence", "vocab")
+ReplacementPool = Literal["target", "sequence", "vocab"]
+_POOL_SOURCE: dict[ReplacementPool, str] = {"target": "the post", "sequence": "the released code",
+                                            "vocab": "uniform over the vocabulary"}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -42,9 +47,18 @@ _POOLS = ("target", "sequence", "vocab")
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _check_prob(name: str, value: float) -> None:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 <= value <= 1.0:
-        raise ValueError(f"expected {name} in [0, 1], got {value!r}")
+class CorruptedBatch(NamedTuple):
+    """What :class:`RandomTokenReplacement` returns: the corrupted ``input_ids``, the gold ``labels`` (a copy of the
+    uncorrupted ``input_ids``) and the bool mask of the ``replaced`` positions."""
+
+    input_ids: Tensor
+    labels: Tensor
+    replaced: Tensor
+
+
+def _check_shape(name: str, x: Tensor | None, like: Tensor, like_name: str = "input_ids") -> None:
+    if x is not None and x.shape != like.shape:
+        raise ValueError(f"expected {name} in the shape of {like_name}, {tuple(like.shape)}, got {tuple(x.shape)}")
 
 
 def _ranks(scores: Tensor) -> Tensor:
@@ -55,7 +69,8 @@ def _ranks(scores: Tensor) -> Tensor:
 class RandomTokenReplacement:
     """Collate-time corruption of decoder inputs with gold labels kept (kexue.fm/archives/7259).
 
-    ``corrupted, labels = rtr(input_ids, target_mask, attention_mask)``: a sample is corrupted with probability
+    ``corrupted, labels, replaced = rtr(input_ids, target_mask, attention_mask)`` (a :class:`CorruptedBatch`): a
+    sample is corrupted with probability
     ``apply_prob``; in a corrupted sample each eligible token (``target_mask`` true, not padding, not in
     ``protect_ids``) is replaced with probability ``token_prob`` (or, with ``exact_fraction=True``, exactly
     round(``token_prob`` · #eligible) of them are) by a token drawn uniformly from the pool:
@@ -81,29 +96,26 @@ class RandomTokenReplacement:
         generator: a ``torch.Generator`` for repeatable draws (its state is in :meth:`state_dict`).
     """
 
-    def __init__(self, apply_prob: float = 0.5, token_prob: float = 0.3, pool: Pool = "target",
+    def __init__(self, apply_prob: float = 0.5, token_prob: float = 0.3, pool: ReplacementPool = "target",
                  exact_fraction: bool = False, protect_ids: Iterable[int] = (), vocab_size: int | None = None,
                  generator: torch.Generator | None = None) -> None:
-        _check_prob("apply_prob", apply_prob)
-        _check_prob("token_prob", token_prob)
-        if pool not in _POOLS:
-            raise ValueError(f"unknown pool {pool!r}; expected one of {list(_POOLS)}")
+        self.apply_prob = check_float("apply_prob", apply_prob, 0.0, 1.0)
+        self.token_prob = check_float("token_prob", token_prob, 0.0, 1.0)
+        check_choice("pool", pool, ReplacementPool)
         self.protect_ids = sorted({int(i) for i in protect_ids})
         if pool == "vocab":
-            if not isinstance(vocab_size, int) or vocab_size <= len(self.protect_ids):
-                raise ValueError(f"pool='vocab' needs vocab_size larger than the {len(self.protect_ids)} protected "
-                                 f"ids, got vocab_size={vocab_size!r}")
-            if any(i < 0 or i >= vocab_size for i in self.protect_ids):
-                raise ValueError(f"protect_ids {self.protect_ids} fall outside the vocabulary [0, {vocab_size})")
-        self.apply_prob = float(apply_prob)
-        self.token_prob = float(token_prob)
+            if vocab_size is None:
+                raise ValueError("expected vocab_size (an integer) with pool='vocab', got None")
+            check_int("vocab_size", vocab_size, minimum=len(self.protect_ids) + 1)
+            bad = [i for i in self.protect_ids if not 0 <= i < vocab_size]
+            if bad:
+                raise ValueError(f"expected protect_ids in the vocabulary [0, {vocab_size}), got {bad}")
         self.pool = pool
         self.exact_fraction = bool(exact_fraction)
         self.vocab_size = vocab_size
         self.generator = generator
         logger.info("RandomTokenReplacement: pool=%r (%s), apply_prob=%g, token_prob=%g, exact_fraction=%s", pool,
-                    {"target": "the post", "sequence": "the released code", "vocab": "uniform over the vocabulary"}[
-                        pool], apply_prob, token_prob, exact_fraction)
+                    _POOL_SOURCE[pool], apply_prob, token_prob, exact_fraction)
 
     def __repr__(self) -> str:
         return (f"RandomTokenReplacement(apply_prob={self.apply_prob}, token_prob={self.token_prob}, "
@@ -114,17 +126,14 @@ class RandomTokenReplacement:
             return torch.rand(*shape, generator=self.generator, device=self.generator.device).to(device)
         return torch.rand(*shape, generator=self.generator, device=device)
 
-    def __call__(self, input_ids: Tensor, target_mask: Tensor, attention_mask: Tensor | None = None,
-                 return_mask: bool = False) -> tuple[Tensor, Tensor] | tuple[Tensor, Tensor, Tensor]:
-        """``(corrupted input_ids, labels)``, plus the bool mask of replaced positions if ``return_mask``."""
+    def __call__(self, input_ids: Tensor, target_mask: Tensor,
+                 attention_mask: Tensor | None = None) -> CorruptedBatch:
+        """:class:`CorruptedBatch` ``(input_ids, labels, replaced)``: the corrupted ids, the gold labels and the bool
+        mask of the replaced positions."""
         if input_ids.dim() != 2:
             raise ValueError(f"expected input_ids of shape (batch, seq), got {tuple(input_ids.shape)}")
-        if target_mask.shape != input_ids.shape:
-            raise ValueError(f"target_mask shape {tuple(target_mask.shape)} != input_ids shape "
-                             f"{tuple(input_ids.shape)}")
-        if attention_mask is not None and attention_mask.shape != input_ids.shape:
-            raise ValueError(f"attention_mask shape {tuple(attention_mask.shape)} != input_ids shape "
-                             f"{tuple(input_ids.shape)}")
+        _check_shape("target_mask", target_mask, input_ids)
+        _check_shape("attention_mask", attention_mask, input_ids)
         b, t = input_ids.shape
         dev = input_ids.device
         real = torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
@@ -141,7 +150,7 @@ class RandomTokenReplacement:
         chosen &= sample_on[:, None]
 
         if self.pool == "vocab":
-            assert self.vocab_size is not None
+            assert self.vocab_size is not None  # the constructor refuses pool='vocab' without it
             allowed = torch.ones(self.vocab_size, dtype=torch.bool, device=dev)
             allowed[self.protect_ids] = False
             ids = allowed.nonzero().squeeze(1)
@@ -156,14 +165,14 @@ class RandomTokenReplacement:
             order = torch.where(members, torch.arange(t, device=dev), t).sort(dim=1).values.clamp_max(t - 1)
             replacement = input_ids.gather(1, order.gather(1, j))
         corrupted = torch.where(chosen, replacement, input_ids)
-        labels = input_ids.clone()
-        return (corrupted, labels, chosen) if return_mask else (corrupted, labels)
+        return CorruptedBatch(corrupted, input_ids.clone(), chosen)
 
-    def unilm(self, input_ids: Tensor, token_type_ids: Tensor, attention_mask: Tensor | None = None,
-              return_mask: bool = False) -> tuple[Tensor, Tensor] | tuple[Tensor, Tensor, Tensor]:
+    def unilm(self, input_ids: Tensor, token_type_ids: Tensor,
+              attention_mask: Tensor | None = None) -> CorruptedBatch:
         """For a UniLM batch: the target segment is ``token_type_ids == 1`` (its closing [SEP] should be in
         ``protect_ids``; its corruption would not change the loss anyway, since nothing is predicted from it)."""
-        return self(input_ids, token_type_ids == 1, attention_mask, return_mask=return_mask)
+        _check_shape("token_type_ids", token_type_ids, input_ids)
+        return self(input_ids, token_type_ids == 1, attention_mask)
 
     def state_dict(self) -> dict[str, Any]:
         return {"apply_prob": self.apply_prob, "token_prob": self.token_prob, "pool": self.pool,
@@ -174,7 +183,7 @@ class RandomTokenReplacement:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for key in ("apply_prob", "token_prob", "pool", "exact_fraction", "protect_ids", "vocab_size"):
             if key not in state:
-                raise KeyError(f"RandomTokenReplacement state_dict lacks {key!r}")
+                raise KeyError(f"expected a RandomTokenReplacement state_dict with {key!r}, got keys {sorted(state)}")
         fresh = RandomTokenReplacement(state["apply_prob"], state["token_prob"], state["pool"],
                                        state["exact_fraction"], state["protect_ids"], state["vocab_size"],
                                        self.generator)  # validates the settings as the constructor does
@@ -202,9 +211,11 @@ def pack_unilm(sources: Sequence[Sequence[int]], targets: Sequence[Sequence[int]
     default positions run on through the packed sequence, UniLM's usual layout.
     """
     if targets is not None and len(targets) != len(sources):
-        raise ValueError(f"got {len(sources)} sources but {len(targets)} targets")
+        raise ValueError(f"expected as many targets as sources ({len(sources)}), got {len(targets)}")
     if len(sources) == 0:
-        raise ValueError("expected at least one source")
+        raise ValueError("expected at least one source, got none")
+    if target_start is not None:
+        check_int("target_start", target_start, minimum=0)
     rows, segs = [], []
     for i, src in enumerate(sources):
         ids = [cls_id, *src, sep_id]
@@ -224,8 +235,6 @@ def pack_unilm(sources: Sequence[Sequence[int]], targets: Sequence[Sequence[int]
         attention_mask[i, :len(r)] = 1
     out = {"input_ids": input_ids, "token_type_ids": token_type_ids, "attention_mask": attention_mask}
     if target_start is not None:
-        if not isinstance(target_start, int) or target_start < 0:
-            raise ValueError(f"expected target_start >= 0, got {target_start!r}")
         position_ids = torch.zeros(len(rows), width, dtype=torch.long)
         for i, src in enumerate(sources):
             n_src = len(src) + 2
@@ -236,25 +245,26 @@ def pack_unilm(sources: Sequence[Sequence[int]], targets: Sequence[Sequence[int]
     return out
 
 
-def unilm_seq2seq_loss(logits: Tensor, labels: Tensor, token_type_ids: Tensor, attention_mask: Tensor | None = None,
-                       reduction: Literal["mean", "sum", "none"] = "mean") -> Tensor:
-    """Cross-entropy of ``logits[:, :-1]`` against ``labels[:, 1:]`` where the label is a target token
-    (segment 1, not padding), as the post's code: ``y_mask = segment_ids[:, 1:]``; the mean is over those tokens.
-    ``reduction="none"`` returns the (batch, seq − 1) per-token losses (0 off the target)."""
-    if logits.dim() != 3 or logits.shape[:2] != labels.shape:
-        raise ValueError(f"expected logits (batch, seq, vocab) matching labels {tuple(labels.shape)}, "
+def unilm_seq2seq_loss(logits: Tensor, target: Tensor, token_type_ids: Tensor, attention_mask: Tensor | None = None,
+                       reduction: Reduction = "mean") -> Tensor:
+    """Cross-entropy of ``logits[:, :-1]`` against ``target[:, 1:]`` (the gold token ids, batch × seq) where the
+    label is a target token (segment 1, not padding), as the post's code: ``y_mask = segment_ids[:, 1:]``; the mean
+    is over those tokens. ``reduction="none"`` returns the (batch, seq − 1) per-token losses (0 off the target)."""
+    check_choice("reduction", reduction, Reduction)
+    if logits.dim() != 3 or logits.shape[:2] != target.shape:
+        raise ValueError(f"expected logits (batch, seq, vocab) matching target {tuple(target.shape)}, "
                          f"got {tuple(logits.shape)}")
+    _check_shape("token_type_ids", token_type_ids, target, "target")
+    _check_shape("attention_mask", attention_mask, target, "target")
     weight = (token_type_ids[:, 1:] == 1)
     if attention_mask is not None:
         weight = weight & attention_mask[:, 1:].bool()
-    ce = F.cross_entropy(logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten(), reduction="none")
-    ce = ce.view(labels.shape[0], -1) * weight
+    ce = F.cross_entropy(logits[:, :-1].flatten(0, 1), target[:, 1:].flatten(), reduction="none")
+    ce = ce.view(target.shape[0], -1) * weight
     if reduction == "none":
         return ce
     if reduction == "sum":
         return ce.sum()
-    if reduction != "mean":
-        raise ValueError(f"unknown reduction {reduction!r}; expected 'mean', 'sum' or 'none'")
     return ce.sum() / weight.sum().clamp_min(1)
 
 
@@ -264,20 +274,19 @@ def unilm_seq2seq_loss(logits: Tensor, labels: Tensor, token_type_ids: Tensor, a
 
 
 def penalized_unilm_loss(model: nn.Module, batch: dict[str, Tensor], epsilon: float = 1.0,
-                         embedding: nn.Module | None = None) -> tuple[Tensor, Tensor, Tensor]:
-    """The post's second remedy: ``(loss + ½ε·Σ‖∂loss/∂e‖², loss, penalty)`` for a UniLM seq2seq batch, with e the
-    token-embedding outputs (one row per token; the post's code: ``0.5 * K.sum(grad.values**2)``, ε = 1).
+                         embedding: nn.Module | None = None) -> PenalizedLoss:
+    """The post's second remedy: :class:`~kexue.train.PenalizedLoss` ``(total, loss, penalty)``, total = loss +
+    ½ε·Σ‖∂loss/∂e‖², for a UniLM seq2seq batch, with e the token-embedding outputs (one row per token; the post's
+    code: ``0.5 * K.sum(grad.values**2)``, ε = 1).
 
     ``batch``: ``input_ids``, ``token_type_ids``, ``attention_mask`` and optionally ``labels`` (gold tokens when the
     inputs were corrupted by :class:`RandomTokenReplacement`; default ``input_ids``) and ``position_ids``. The loss is
     :func:`unilm_seq2seq_loss`; the penalty is :func:`kexue.train.penalty.gradient_penalty_loss` (padding rows
-    masked). Call ``.backward()`` on the first element.
+    masked). Call ``total.backward()``.
     """
-    from .penalty import gradient_penalty_loss
-
     for key in ("input_ids", "token_type_ids", "attention_mask"):
         if key not in batch:
-            raise KeyError(f"penalized_unilm_loss needs batch[{key!r}]")
+            raise KeyError(f"expected batch to hold {key!r}, got keys {sorted(batch)}")
 
     def loss_fn(m: nn.Module, b: dict[str, Tensor]) -> Tensor:
         logits = m(b["input_ids"], attention_mask=b["attention_mask"], token_type_ids=b["token_type_ids"],
@@ -286,3 +295,7 @@ def penalized_unilm_loss(model: nn.Module, batch: dict[str, Tensor], epsilon: fl
 
     return gradient_penalty_loss(model, batch, loss_fn, epsilon=epsilon, mask=batch["attention_mask"],
                                  embedding=embedding)
+
+
+__all__ = ["CorruptedBatch", "RandomTokenReplacement", "ReplacementPool", "pack_unilm", "penalized_unilm_loss",
+           "unilm_seq2seq_loss"]

@@ -19,25 +19,36 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, overload
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
 
+from .._validate import check_float, check_int
 from ..nn.padding import pad
 
 
-def _check_prob(name: str, value: float) -> None:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 <= value <= 1.0:
-        raise ValueError(f"expected {name} in [0, 1], got {value!r}")
+class MaskedBatch(NamedTuple):
+    """What :class:`MLMMasking` returns: the masked ``input_ids``, the ``labels`` (the original token at selected
+    positions, -100 elsewhere) and ``kinds``, a (batch, seq) long tensor: 0 not selected, 1 [MASK], 2 kept,
+    3 random."""
+
+    input_ids: Tensor
+    labels: Tensor
+    kinds: Tensor
 
 
 def _check_split(p_mask: float, p_keep: float, p_random: float) -> None:
     for name, v in (("p_mask", p_mask), ("p_keep", p_keep), ("p_random", p_random)):
-        _check_prob(name, v)
+        check_float(name, v, 0.0, 1.0)
     if abs(p_mask + p_keep + p_random - 1.0) > 1e-9:
         raise ValueError(f"expected p_mask + p_keep + p_random = 1, got {p_mask} + {p_keep} + {p_random} = "
                          f"{p_mask + p_keep + p_random}")
+
+
+def _check_shape(name: str, x: Tensor | None, input_ids: Tensor) -> None:
+    if x is not None and x.shape != input_ids.shape:
+        raise ValueError(f"expected {name} in the shape of input_ids, {tuple(input_ids.shape)}, got {tuple(x.shape)}")
 
 
 def _check_dist(random_dist: Tensor | None, vocab_size: int) -> Tensor | None:
@@ -47,7 +58,8 @@ def _check_dist(random_dist: Tensor | None, vocab_size: int) -> Tensor | None:
     if q.shape != (vocab_size,):
         raise ValueError(f"expected random_dist of shape ({vocab_size},), got {tuple(q.shape)}")
     if bool((q < 0).any()) or not float(q.sum()) > 0:
-        raise ValueError("expected random_dist to be non-negative with a positive sum")
+        raise ValueError(f"expected random_dist to be non-negative with a positive sum, got minimum "
+                         f"{float(q.min()):g} and sum {float(q.sum()):g}")
     return q / q.sum()
 
 
@@ -55,12 +67,13 @@ def _ids(ids: Iterable[int], vocab_size: int, name: str) -> list[int]:
     out = sorted({int(i) for i in ids})
     bad = [i for i in out if not 0 <= i < vocab_size]
     if bad:
-        raise ValueError(f"{name} {bad} fall outside the vocabulary [0, {vocab_size})")
+        raise ValueError(f"expected {name} in the vocabulary [0, {vocab_size}), got {bad}")
     return out
 
 
 class MLMMasking:
-    """BERT's masking as a collate transform: ``masked, labels = masking(input_ids, attention_mask)``.
+    """BERT's masking as a collate transform: ``masked, labels, kinds = masking(input_ids, attention_mask)`` (a
+    :class:`MaskedBatch`).
 
     Each real token not in ``protect_ids`` is selected with probability ``select`` (or, ``exact_fraction=True``,
     exactly round(select · n) of them per row); a selected token becomes ``mask_id`` with probability ``p_mask``,
@@ -74,15 +87,12 @@ class MLMMasking:
     def __init__(self, mask_id: int, vocab_size: int, select: float = 0.15, p_mask: float = 0.8, p_keep: float = 0.1,
                  p_random: float = 0.1, protect_ids: Iterable[int] = (), random_dist: Tensor | None = None,
                  exact_fraction: bool = False, generator: torch.Generator | None = None) -> None:
-        if not isinstance(vocab_size, int) or vocab_size < 1:
-            raise ValueError(f"expected vocab_size >= 1, got {vocab_size!r}")
-        if not isinstance(mask_id, int) or not 0 <= mask_id < vocab_size:
-            raise ValueError(f"expected 0 <= mask_id < vocab_size ({vocab_size}), got {mask_id!r}")
-        _check_prob("select", select)
+        check_int("vocab_size", vocab_size, minimum=1)
+        check_int("mask_id", mask_id, minimum=0, maximum=vocab_size - 1)
+        self.select = check_float("select", select, 0.0, 1.0)
         _check_split(p_mask, p_keep, p_random)
         self.mask_id = mask_id
         self.vocab_size = vocab_size
-        self.select = float(select)
         self.p_mask, self.p_keep, self.p_random = float(p_mask), float(p_keep), float(p_random)
         self.protect_ids = _ids(protect_ids, vocab_size, "protect_ids")
         self.random_dist = _check_dist(random_dist, vocab_size)
@@ -93,23 +103,12 @@ class MLMMasking:
         gen_dev = self.generator.device if self.generator is not None else device
         return torch.rand(*shape, generator=self.generator, device=gen_dev).to(device)
 
-    @overload
-    def __call__(self, input_ids: Tensor, attention_mask: Tensor | None = None,
-                 return_kinds: Literal[False] = False) -> tuple[Tensor, Tensor]: ...
-
-    @overload
-    def __call__(self, input_ids: Tensor, attention_mask: Tensor | None = None, *,
-                 return_kinds: Literal[True]) -> tuple[Tensor, Tensor, Tensor]: ...
-
-    def __call__(self, input_ids: Tensor, attention_mask: Tensor | None = None,
-                 return_kinds: bool = False) -> tuple[Tensor, Tensor] | tuple[Tensor, Tensor, Tensor]:
-        """``(masked input_ids, labels)``; with ``return_kinds`` also a (batch, seq) int tensor: 0 not selected,
-        1 [MASK], 2 kept, 3 random."""
+    def __call__(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> MaskedBatch:
+        """:class:`MaskedBatch` ``(input_ids, labels, kinds)``: the masked ids, the labels and the (batch, seq) kind
+        of each position (0 not selected, 1 [MASK], 2 kept, 3 random)."""
         if input_ids.dim() != 2:
             raise ValueError(f"expected input_ids of shape (batch, seq), got {tuple(input_ids.shape)}")
-        if attention_mask is not None and attention_mask.shape != input_ids.shape:
-            raise ValueError(f"attention_mask shape {tuple(attention_mask.shape)} != input_ids shape "
-                             f"{tuple(input_ids.shape)}")
+        _check_shape("attention_mask", attention_mask, input_ids)
         dev = input_ids.device
         b, t = input_ids.shape
         eligible = torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
@@ -133,12 +132,10 @@ class MLMMasking:
         masked = torch.where(to_mask, torch.full_like(input_ids, self.mask_id), input_ids)
         masked = torch.where(to_random, rand_ids.to(input_ids.dtype), masked)
         labels = torch.where(selected, input_ids, torch.full_like(input_ids, -100))
-        if not return_kinds:
-            return masked, labels
         kinds = selected.long() * 2  # kept by default
         kinds = torch.where(to_mask, 1, kinds)
         kinds = torch.where(to_random, 3, kinds)
-        return masked, labels, kinds
+        return MaskedBatch(masked, labels, kinds)
 
     def collate(self, examples: Sequence[Sequence[int] | Tensor | Mapping[str, Any]],
                 pad_id: int = 0) -> dict[str, Tensor]:
@@ -146,14 +143,14 @@ class MLMMasking:
         ``input_ids``) with ``pad_id`` and mask them: ``{"input_ids", "attention_mask", "labels"}``. Use
         ``functools.partial(masking.collate, pad_id=...)`` for another padding id."""
         if len(examples) == 0:
-            raise ValueError("expected at least one example to collate")
+            raise ValueError("expected at least one example to collate, got none")
         rows = [torch.as_tensor(e["input_ids"] if isinstance(e, Mapping) else e, dtype=torch.long)
                 for e in examples]
         for i, r in enumerate(rows):
             if r.dim() != 1:
                 raise ValueError(f"expected example {i} to be a 1-D list of token ids, got shape {tuple(r.shape)}")
         ids, attention_mask = pad(rows, pad_id)
-        masked, labels = self(ids, attention_mask)
+        masked, labels, _ = self(ids, attention_mask)
         return {"input_ids": masked, "attention_mask": attention_mask, "labels": labels}
 
     def correct_embeddings_(self, weight: Tensor | nn.Embedding, exclude_ids: Iterable[int] | None = None) -> Tensor:
@@ -202,9 +199,8 @@ def expected_embedding_correction_(weight: Tensor | nn.Embedding, mask_id: int, 
     if not isinstance(w, Tensor) or w.dim() != 2:
         raise ValueError(f"expected a (vocab, dim) embedding weight, got {getattr(w, 'shape', type(w).__name__)}")
     vocab = w.shape[0]
-    if not isinstance(mask_id, int) or not 0 <= mask_id < vocab:
-        raise ValueError(f"expected 0 <= mask_id < {vocab}, got {mask_id!r}")
-    _check_prob("select", select)
+    check_int("mask_id", mask_id, minimum=0, maximum=vocab - 1)
+    check_float("select", select, 0.0, 1.0)
     _check_split(p_mask, p_keep, p_random)
     q = _check_dist(random_dist, vocab)
     excluded = _ids(exclude_ids, vocab, "exclude_ids")
@@ -262,14 +258,10 @@ class DropToken(nn.Module):
     def __init__(self, rate: float = 0.1, protect_ids: Iterable[int] = (), min_keep: int = 1, pad_id: int = 0,
                  exact_fraction: bool = False, generator: torch.Generator | None = None) -> None:
         super().__init__()
-        if not isinstance(rate, (int, float)) or isinstance(rate, bool) or not 0.0 <= rate < 1.0:
-            raise ValueError(f"expected rate in [0, 1), got {rate!r}")
-        if not isinstance(min_keep, int) or min_keep < 0:
-            raise ValueError(f"expected min_keep >= 0, got {min_keep!r}")
-        self.rate = float(rate)
+        self.rate = check_float("rate", rate, 0.0, 1.0, high_open=True)
+        self.min_keep = check_int("min_keep", min_keep, minimum=0)
+        self.pad_id = check_int("pad_id", pad_id)
         self.protect_ids = sorted({int(i) for i in protect_ids})
-        self.min_keep = min_keep
-        self.pad_id = pad_id
         self.exact_fraction = bool(exact_fraction)
         self.generator = generator
 
@@ -280,17 +272,16 @@ class DropToken(nn.Module):
                 position_ids: Tensor | None = None) -> DroppedBatch:
         if input_ids.dim() != 2:
             raise ValueError(f"expected input_ids of shape (batch, seq), got {tuple(input_ids.shape)}")
-        for name, x in (("attention_mask", attention_mask), ("token_type_ids", token_type_ids)):
-            if x is not None and x.shape != input_ids.shape:
-                raise ValueError(f"{name} shape {tuple(x.shape)} != input_ids shape {tuple(input_ids.shape)}")
+        _check_shape("attention_mask", attention_mask, input_ids)
+        _check_shape("token_type_ids", token_type_ids, input_ids)
         b, t = input_ids.shape
         dev = input_ids.device
         if position_ids is None:
             position_ids = torch.arange(t, device=dev).expand(b, t)
         elif position_ids.shape != input_ids.shape:
             if position_ids.dim() != 2 or position_ids.shape[1] != t or position_ids.shape[0] not in (1, b):
-                raise ValueError(f"position_ids shape {tuple(position_ids.shape)} does not fit input_ids shape "
-                                 f"{tuple(input_ids.shape)} (expected (batch, seq) or (1, seq))")
+                raise ValueError(f"expected position_ids of shape {(b, t)} or {(1, t)} for input_ids "
+                                 f"{tuple(input_ids.shape)}, got {tuple(position_ids.shape)}")
             position_ids = position_ids.expand(b, t)
         real = torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
         if not self.training or self.rate == 0.0:
@@ -320,3 +311,7 @@ class DropToken(nn.Module):
         seg = None if token_type_ids is None else torch.where(valid, token_type_ids.gather(1, order), 0)
         mask_dtype = attention_mask.dtype if attention_mask is not None else torch.long
         return DroppedBatch(ids, valid.to(mask_dtype), pos, seg, kept)
+
+
+__all__ = ["DropToken", "DroppedBatch", "MLMMasking", "MaskedBatch",
+           "expected_embedding_correction_"]

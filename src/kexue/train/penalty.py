@@ -19,13 +19,23 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import torch
 from torch import Tensor, nn
 
-Form = Literal["squared", "norm"]
-FORMS: tuple[str, ...] = ("squared", "norm")
+from .._validate import check_choice, check_float
+from ._embedding import autocast_for, find_input_embedding, record_output
+
+PenaltyForm = Literal["squared", "norm"]
+
+
+class PenalizedLoss(NamedTuple):
+    """A loss with its gradient penalty: call ``.backward()`` on ``total`` (= ``loss + penalty``)."""
+
+    total: Tensor
+    loss: Tensor
+    penalty: Tensor
 
 
 def _as_list(inputs: Tensor | Sequence[Tensor]) -> list[Tensor]:
@@ -37,7 +47,8 @@ def _check_loss(loss: Tensor) -> None:
         shape = tuple(loss.shape) if isinstance(loss, Tensor) else type(loss).__name__
         raise ValueError(f"expected a scalar loss tensor, got {shape}")
     if not loss.requires_grad:
-        raise ValueError("the loss does not require grad: compute it with autograd on (not under torch.no_grad())")
+        raise ValueError("expected a loss that requires grad, got one that does not: compute it with autograd on "
+                         "(not under torch.no_grad())")
 
 
 def input_gradients(loss: Tensor, inputs: Tensor | Sequence[Tensor], create_graph: bool = True,
@@ -52,7 +63,9 @@ def input_gradients(loss: Tensor, inputs: Tensor | Sequence[Tensor], create_grap
     xs = _as_list(inputs)
     for i, x in enumerate(xs):
         if not isinstance(x, Tensor) or not x.requires_grad:
-            raise ValueError(f"inputs[{i}] must be a tensor that requires grad (an activation of the loss's graph)")
+            got = "a tensor that does not require grad" if isinstance(x, Tensor) else type(x).__name__
+            raise ValueError(f"expected inputs[{i}] to be a tensor that requires grad (an activation of the loss's "
+                             f"graph), got {got}")
     scale = None
     if scaler is not None and scaler.is_enabled():
         scale = float(scaler.get_scale())
@@ -61,8 +74,8 @@ def input_gradients(loss: Tensor, inputs: Tensor | Sequence[Tensor], create_grap
     out = []
     for i, g in enumerate(grads):
         if g is None:
-            raise ValueError(f"inputs[{i}] (shape {tuple(xs[i].shape)}) is not part of the loss's graph: record it "
-                             f"during the forward pass that produced this loss")
+            raise ValueError(f"expected inputs[{i}] to be part of the loss's graph, got a {tuple(xs[i].shape)} "
+                             f"tensor that is not: record it during the forward pass that produced this loss")
         if g.dtype in (torch.float16, torch.bfloat16):
             g = g.float()  # the penalty is not scale-invariant: square it in float32
         out.append(g / scale if scale is not None else g)
@@ -81,14 +94,15 @@ def _masked(g: Tensor, mask: Tensor | None) -> Tensor:
     if mask is None:
         return g
     if mask.shape != g.shape[: mask.dim()]:
-        raise ValueError(f"mask shape {tuple(mask.shape)} must match the leading dimensions of the gradient "
-                         f"{tuple(g.shape)} (e.g. (batch, seq) for embedding outputs (batch, seq, hidden))")
+        raise ValueError(f"expected mask in the leading dimensions of the gradient {tuple(g.shape)} (e.g. (batch, "
+                         f"seq) for embedding outputs (batch, seq, hidden)), got {tuple(mask.shape)}")
     m = mask.to(g.dtype).reshape(*mask.shape, *([1] * (g.dim() - mask.dim())))
     return g * m
 
 
-def input_grad_penalty(loss: Tensor, inputs: Tensor | Sequence[Tensor], weight: float = 1.0, form: Form = "squared",
-                       mask: Tensor | None = None, create_graph: bool = True, scaler: Any | None = None) -> Tensor:
+def input_grad_penalty(loss: Tensor, inputs: Tensor | Sequence[Tensor], weight: float = 1.0,
+                       form: PenaltyForm = "squared", mask: Tensor | None = None, create_graph: bool = True,
+                       scaler: Any | None = None) -> Tensor:
     """The input-gradient penalty ``weight · Σ ‖∂loss/∂inputs‖²`` (``form="squared"``) or ``weight · ‖∂loss/∂inputs‖``
     (``form="norm"``, the norm over every element of every input), as a differentiable scalar.
 
@@ -96,8 +110,8 @@ def input_grad_penalty(loss: Tensor, inputs: Tensor | Sequence[Tensor], weight: 
     (leading dimensions of the gradient, e.g. (batch, seq), 1 = keep) drops padding positions. Add the result to the
     loss and back-propagate: the gradient goes through ``∂loss/∂inputs`` (double backward).
     """
-    if form not in FORMS:
-        raise ValueError(f"unknown form {form!r}; expected one of {FORMS}")
+    check_choice("form", form, PenaltyForm)
+    weight = check_float("weight", weight, low=0.0)
     grads = [_masked(g, mask) for g in input_gradients(loss, inputs, create_graph=create_graph, scaler=scaler)]
     sq = _sum_of_squares(grads)
     if form == "squared":
@@ -106,7 +120,7 @@ def input_grad_penalty(loss: Tensor, inputs: Tensor | Sequence[Tensor], weight: 
     return weight * torch.linalg.vector_norm(torch.cat([g.reshape(-1) for g in grads]))
 
 
-def embedding_gradient_penalty(loss: Tensor, embed_out: Tensor, epsilon: float = 1.0, form: Form = "squared",
+def embedding_gradient_penalty(loss: Tensor, embed_out: Tensor, epsilon: float = 1.0, form: PenaltyForm = "squared",
                                mask: Tensor | None = None, scaler: Any | None = None) -> Tensor:
     """Su's gradient penalty on the embedding output (kexue.fm/archives/7234, 2020-03-01).
 
@@ -115,13 +129,12 @@ def embedding_gradient_penalty(loss: Tensor, embed_out: Tensor, epsilon: float =
     step ε·∇_eL/‖∇_eL‖. ``embed_out``: the embedding module's output in the forward pass that gave ``loss`` (see
     :func:`kexue.train.record_output`), one row per token occurrence. Train on ``loss + penalty``.
     """
-    if epsilon < 0:
-        raise ValueError(f"expected epsilon >= 0, got {epsilon}")
+    epsilon = check_float("epsilon", epsilon, low=0.0)
     weight = 0.5 * epsilon if form == "squared" else epsilon
     return input_grad_penalty(loss, embed_out, weight=weight, form=form, mask=mask, scaler=scaler)
 
 
-def double_backward_attention() -> contextlib.AbstractContextManager:
+def double_backward_attention() -> contextlib.AbstractContextManager[Any]:
     """Run the forward passes inside on SDPA's math backend. The fused CPU/GPU attention kernels (flash,
     memory-efficient) have no double backward ("derivative for
     aten::_scaled_dot_product_flash_attention_for_cpu_backward is not implemented"); the math backend is built from
@@ -133,10 +146,11 @@ def double_backward_attention() -> contextlib.AbstractContextManager:
 
 
 def gradient_penalty_loss(model: nn.Module, batch: Any, loss_fn: Callable[[nn.Module, Any], Tensor],
-                          epsilon: float = 1.0, form: Form = "squared", mask: Tensor | None = None,
+                          epsilon: float = 1.0, form: PenaltyForm = "squared", mask: Tensor | None = None,
                           embedding: nn.Module | None = None,
-                          autocast_dtype: torch.dtype | None = None) -> tuple[Tensor, Tensor, Tensor]:
-    """One forward with Su's penalty: ``(loss + penalty, loss, penalty)``; call ``.backward()`` on the first.
+                          autocast_dtype: torch.dtype | None = None) -> PenalizedLoss:
+    """One forward with Su's penalty: :class:`PenalizedLoss` ``(total, loss, penalty)`` with total = loss + penalty;
+    call ``total.backward()``.
 
     ``loss_fn(model, batch)`` returns the scalar loss. The input embedding is found with
     :func:`kexue.train.find_input_embedding` unless given. The forward runs under :func:`double_backward_attention`
@@ -144,21 +158,19 @@ def gradient_penalty_loss(model: nn.Module, batch: Any, loss_fn: Callable[[nn.Mo
     penalty is squared in float32). Works under DDP (the double backward reaches the parameters through one
     ``backward()``) and with gradient accumulation (scale the returned total yourself).
     """
-    from ._embedding import autocast_for, find_input_embedding, record_output
-
     emb = embedding if embedding is not None else find_input_embedding(model)
     with record_output(emb) as rec, autocast_for(model, autocast_dtype), double_backward_attention():
         loss = loss_fn(model, batch)
     penalty = embedding_gradient_penalty(loss, rec.output, epsilon=epsilon, form=form, mask=mask)
-    return loss + penalty, loss, penalty
+    return PenalizedLoss(loss + penalty, loss, penalty)
 
 
 # ----------------------------------------------------------------------------------------- parameter penalties
 def batch_param_grad_penalty(loss: Tensor, params: Sequence[Tensor], weight: float = 1.0) -> Tensor:
     """``weight · ‖∇_θ L‖²`` for the (batch) loss L: the penalty that SGD applies implicitly (implicit gradient
     regularisation), differentiable (``create_graph=True``). For the per-sample form see :func:`param_grad_penalty`."""
-    params = list(params)
-    grads = input_gradients(loss, params, create_graph=True)
+    weight = check_float("weight", weight, low=0.0)
+    grads = input_gradients(loss, list(params), create_graph=True)
     return weight * _sum_of_squares(grads)
 
 
@@ -172,13 +184,19 @@ def param_grad_penalty(per_sample_loss_fn: Callable[..., Tensor], params: Mappin
     ``inputs`` the batched tensors (dimension 0 is the sample). Differentiable with respect to ``params`` when they
     require grad, so it can be added to a training loss.
     """
+    weight = check_float("weight", weight, low=0.0)
     if not inputs:
-        raise ValueError("expected at least one batched input tensor")
+        raise ValueError("expected at least one batched input tensor, got none")
     n = inputs[0].shape[0]
     for i, x in enumerate(inputs):
         if x.shape[0] != n:
-            raise ValueError(f"inputs[{i}] has {x.shape[0]} samples, inputs[0] has {n}")
+            raise ValueError(f"expected inputs[{i}] to have the {n} samples of inputs[0], got {x.shape[0]}")
     grad_fn = torch.func.grad(per_sample_loss_fn)
     grads = torch.func.vmap(grad_fn, in_dims=(None, *([0] * len(inputs))))(dict(params), *inputs)
     sq = sum(g.reshape(n, -1).pow(2).sum(1) for g in grads.values())
     return weight * sq.mean()
+
+
+__all__ = ["PenalizedLoss", "PenaltyForm", "batch_param_grad_penalty", "double_backward_attention",
+           "embedding_gradient_penalty", "gradient_penalty_loss", "input_grad_penalty", "input_gradients",
+           "param_grad_penalty"]
