@@ -391,3 +391,16 @@ def test_find_input_embedding_by_module_reference():
         find_input_embedding(nn.Sequential(nn.Embedding(4, 2), nn.Embedding(4, 2)))
     with pytest.raises(ValueError, match=r"^expected one backbone in ModuleList, got 2 \(Transformer, Transformer\)"):
         find_input_embedding(nn.ModuleList([_tiny_kexue(), _tiny_kexue()]))
+
+
+def test_find_input_embedding_refuses_a_transformers_model_without_an_embedding_table():
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.BertConfig(vocab_size=20, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                                  intermediate_size=8, max_position_embeddings=8)
+
+    class Odd(transformers.BertModel):
+        def get_input_embeddings(self):
+            return nn.Linear(2, 2)
+
+    with pytest.raises(ValueError, match=r"^expected the input embedding of Odd to be an nn.Embedding, got Linear"):
+        find_input_embedding(Odd(cfg))
