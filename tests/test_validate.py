@@ -31,11 +31,12 @@ def test_check_choice():
 
 def test_check_int():
     assert check_int("n", 3, minimum=1) == 3
+    assert type(check_int("n", np.int64(7), minimum=1)) is int  # numpy integers (e.g. labels.max() + 1) count
     with pytest.raises(ValueError, match=r"^expected n >= 1, got 0$"):
         check_int("n", 0, minimum=1)
     with pytest.raises(ValueError, match=r"^expected n <= 4, got 5$"):
         check_int("n", 5, maximum=4)
-    for bad in (True, 2.0, "2"):
+    for bad in (True, np.True_, 2.0, "2"):
         with pytest.raises(TypeError, match="expected n to be an integer"):
             check_int("n", bad)
 

@@ -20,6 +20,8 @@ import numbers
 from collections.abc import Iterable
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
+import numpy as np
+
 T = TypeVar("T")
 
 
@@ -49,10 +51,11 @@ def check_choice(name: str, value: T, choices: Any) -> T:
 
 
 def check_int(name: str, value: Any, minimum: int | None = None, maximum: int | None = None) -> int:
-    """``value`` if it is an ``int`` (not a bool) within [minimum, maximum], else a ``ValueError`` (``TypeError`` for a
-    non-integer) saying what was expected."""
-    if not isinstance(value, int) or isinstance(value, bool):
+    """``int(value)`` if it is an integer (a Python or numpy integer, not a bool) within [minimum, maximum], else a
+    ``ValueError`` (``TypeError`` for a non-integer) saying what was expected."""
+    if not isinstance(value, numbers.Integral) or isinstance(value, (bool, np.bool_)):
         raise TypeError(f"expected {name} to be an integer, got {value!r} ({type(value).__name__})")
+    value = int(value)
     if minimum is not None and value < minimum:
         raise ValueError(f"expected {name} >= {minimum}, got {value}")
     if maximum is not None and value > maximum:
