@@ -4,6 +4,7 @@ pairs in the default suite, all 1,379 in the slow one), and encode's batching, p
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 import numpy as np
 import pytest
@@ -200,12 +201,16 @@ def test_plain_module_without_fast_path(minilm, minilm_tokenizer):
 
 
 def test_bad_input(minilm, minilm_tokenizer):
-    with pytest.raises(ValueError, match=r"unknown pooling 'avg'; expected one of \["):
-        encode(["x"], minilm, minilm_tokenizer, pooling="avg")
+    bad: Any = "avg"
+    with pytest.raises(ValueError, match=r"^expected pooling to be one of \['cls', .*\], got 'avg'$"):
+        encode(["x"], minilm, minilm_tokenizer, pooling=bad)
     with pytest.raises(TypeError, match="single str"):
         encode("a sentence", minilm, minilm_tokenizer)
-    with pytest.raises(ValueError, match="batch_size must be a positive integer, got 0"):
+    with pytest.raises(ValueError, match=r"^expected batch_size >= 1, got 0$"):
         encode(["x"], minilm, minilm_tokenizer, batch_size=0)
+    bad_kernel: Any = "cuda"
+    with pytest.raises(ValueError, match=r"^expected kernel to be one of \['auto', 'torch', 'onednn'\], got 'cuda'$"):
+        encode(["x"], minilm, minilm_tokenizer, kernel=bad_kernel)
     empty = encode([], minilm, minilm_tokenizer)
     assert empty.shape == (0, 384) and empty.dtype == torch.float32
 
@@ -215,5 +220,5 @@ def test_pooler_pooling_needs_a_pooler(minilm_tokenizer):
 
     model = Transformer(TransformerConfig(vocab_size=minilm_tokenizer.vocab_size, hidden_size=32, num_layers=1,
                                           num_heads=2, intermediate_size=64, with_pooler=False)).eval()
-    with pytest.raises(ValueError, match="needs a model with a pooler"):
+    with pytest.raises(ValueError, match=r"^expected a model with a pooler for pooling 'pooler', got one without"):
         encode(["x"], model, minilm_tokenizer, pooling="pooler")

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any, get_args
+
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kexue.embed import encode
-from kexue.embed.pooling import POOLINGS, masked_mean, needs_hidden_states, normalize_pooling, pool, pooling_layers
+from kexue.embed.pooling import POOLINGS, Pooling, _canonical, _layers, _needs_hidden_states, masked_mean, pool
 from kexue.nn.frozen_linear import onednn_available
 
 SENTENCES = [
@@ -91,36 +93,42 @@ def test_mean_ignores_padding_values(lengths, seed):
 
 
 def test_names_and_layers_helpers():
-    assert normalize_pooling("First-Last-Avg") == "first_last_avg"
-    assert normalize_pooling("last_avg") == "mean"
-    assert pooling_layers("first_last_avg") == (1, -1)
-    assert pooling_layers("emb-avg") == (0,)
-    assert pooling_layers("cls") is None
-    assert not needs_hidden_states("mean") and not needs_hidden_states("cls") and not needs_hidden_states("pooler")
-    assert needs_hidden_states("first_last_avg") and needs_hidden_states("mean", layers=(2,))
+    assert _canonical("First-Last-Avg") == "first_last_avg"
+    assert _canonical("last_avg") == "mean"
+    assert _layers("first_last_avg") == (1, -1)
+    assert _layers("emb-avg") == (0,)
+    assert _layers("cls") is None
+    assert not _needs_hidden_states("mean") and not _needs_hidden_states("cls")
+    assert not _needs_hidden_states("pooler")
+    assert _needs_hidden_states("first_last_avg") and _needs_hidden_states("mean", layers=(2,))
+    assert POOLINGS == get_args(Pooling)
     assert set(POOLINGS) >= {"cls", "pooler", "mean", "emb_avg", "first_last_avg"}
 
 
 def test_bad_input_raises():
     states, mask = _toy()
-    with pytest.raises(ValueError, match=r"unknown pooling 'max'; expected one of \['cls', 'pooler', 'mean'"):
-        pool(states, mask, "max")
-    with pytest.raises(ValueError, match="needs pooler_output"):
+    bad: Any = "Max-Pool"
+    with pytest.raises(ValueError, match=r"^expected pooling to be one of \['cls', 'pooler', .*\], got 'Max-Pool'$"):
+        pool(states, mask, bad)
+    with pytest.raises(ValueError, match=r"^expected pooler_output with pooling 'pooler', got None"):
         pool(states, mask, "pooler")
-    with pytest.raises(ValueError, match="layer index 4 is out of range for 4 hidden states"):
+    with pytest.raises(ValueError, match=r"^expected layer indices in \[-4, 4\) for 4 hidden states .*, got 4$"):
         pool(states, mask, "layers", layers=(1, 4))
-    with pytest.raises(ValueError, match="needs layers="):
+    with pytest.raises(ValueError, match=r"^expected layers=\(i, j, ...\), .* with pooling 'layers', got layers=None$"):
         pool(states, mask, "layers")
-    with pytest.raises(ValueError, match=r"layers=\(1,\) only goes with pooling 'mean' or 'layers', not 'cls'"):
+    with pytest.raises(ValueError, match=r"^expected pooling 'mean' or 'layers' with layers=\(1,\), got 'cls'$"):
         pool(states, mask, "cls", layers=(1,))
-    with pytest.raises(ValueError, match="needs the hidden_states tuple"):
+    with pytest.raises(ValueError, match=r"^expected the hidden_states tuple for pooling 'first_last_avg'"):
         pool(states[-1], mask, "first_last_avg")
-    with pytest.raises(ValueError, match="at least one"):
+    with pytest.raises(ValueError, match="^expected layers to name at least one hidden_states index, got an empty"):
         pool(states, mask, "mean", layers=())
-    with pytest.raises(ValueError, match="does not match hidden states"):
+    with pytest.raises(ValueError, match="^expected at least one tensor in hidden_states, got an empty sequence$"):
+        pool([], mask, "mean")
+    with pytest.raises(ValueError, match=r"^expected attention_mask of the hidden states' \(batch, seq\) shape"):
         pool(states, mask[:, :4], "mean")
-    with pytest.raises(TypeError, match="pooling must be a str"):
-        pool(states, mask, None)  # type: ignore[arg-type]
+    none: Any = None
+    with pytest.raises(TypeError, match=r"^expected pooling to be a str, got None \(NoneType\)$"):
+        pool(states, mask, none)
 
 
 # -- against transformers' BertModel with output_hidden_states=True ---------------------------------------------

@@ -86,10 +86,14 @@ def test_whitening_matrix_sign_and_ridge():
     want = torch.tensor([1 / 4.01**0.5, 1 / 1.01**0.5, 10.0], dtype=torch.float64)  # (λ + ε)^{-1/2}
     torch.testing.assert_close(w.abs().max(dim=0).values, want)
     assert (w.max(dim=0).values > 0).all()  # largest-magnitude entry positive
-    with pytest.raises(ValueError, match="zero eigenvalues"):
+    with pytest.raises(ValueError, match=r"^expected positive eigenvalues among the 3 kept directions, got 1 zero"):
         whitening_matrix(cov, eps=0.0)
-    with pytest.raises(ValueError, match=r"n_components must be in \[1, 3\]"):
+    with pytest.raises(ValueError, match=r"^expected n_components <= 3, got 4$"):
         whitening_matrix(cov, n_components=4)
+    with pytest.raises(ValueError, match=r"^expected eps >= 0.0, got -1.0$"):
+        whitening_matrix(cov, eps=-1.0)
+    with pytest.raises(ValueError, match=r"^expected cov to be a square matrix, got shape \(3, 2\)$"):
+        whitening_matrix(cov[:, :2])
 
 
 def test_state_dict_round_trip_and_resume():
@@ -125,20 +129,28 @@ def test_to_linear_and_float32_path():
 
 def test_bad_input_is_named():
     w = Whitening()
-    with pytest.raises(RuntimeError, match="not fitted"):
+    with pytest.raises(RuntimeError, match="^expected a fitted Whitening, got one with no statistics"):
         w.transform(torch.zeros(2, 3))
-    with pytest.raises(ValueError, match=r"2-D \(samples, dim\)"):
+    with pytest.raises(ValueError, match=r"^expected x to be a 2-D \(samples, dim\) array, got shape \(3,\)$"):
         w.partial_fit(torch.zeros(3))
-    with pytest.raises(ValueError, match="NaN or infinite"):
+    with pytest.raises(ValueError, match=r"^expected data to be a 2-D \(samples, dim\) array, got shape \(3,\)$"):
+        w.fit(np.zeros(3), progress=False)
+    with pytest.raises(TypeError, match="^expected x to hold numbers, got dtype torch.bool$"):
+        w.partial_fit(torch.zeros(2, 2, dtype=torch.bool))
+    with pytest.raises(ValueError, match="^expected x to be finite, got 1 NaN or infinite values$"):
         w.partial_fit(torch.tensor([[1.0, float("nan")]]))
     w.partial_fit(torch.randn(5, 3))
     with pytest.raises(ValueError, match=r"expected vectors of dimension 3 \(as fitted so far\), got 4"):
         w.partial_fit(torch.randn(5, 4))
     with pytest.raises(ValueError, match="expected vectors of dimension 3"):
         w.transform(torch.randn(2, 4))
-    with pytest.raises(ValueError, match="n_components must be a positive integer"):
+    with pytest.raises(ValueError, match=r"^expected n_components >= 1, got 0$"):
         Whitening(n_components=0)
-    with pytest.raises(ValueError, match=r"n_components must be in \[1, 3\]"):
+    with pytest.raises(ValueError, match=r"^expected eps >= 0.0, got -1$"):
+        Whitening(eps=-1)
+    with pytest.raises(ValueError, match=r"^expected n_components <= 3, got 5$"):
         Whitening(n_components=5).fit(torch.randn(10, 3), progress=False)
-    with pytest.raises(ValueError, match="fit got no vectors"):
+    with pytest.raises(ValueError, match=r"^expected batch_size >= 1, got 0$"):
+        Whitening().fit(torch.randn(10, 3), batch_size=0, progress=False)
+    with pytest.raises(ValueError, match="^expected at least one vector to fit, got none$"):
         Whitening().fit(iter([]), progress=False)

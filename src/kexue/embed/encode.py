@@ -10,15 +10,20 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .._validate import check_choice, check_int
 from ..models.tokenizer import pad_encodings
-from .pooling import normalize_pooling, pool, pooling_layers
+from ..nn.frozen_linear import Kernel
+from .pooling import Pooling, _canonical, _needs_hidden_states, pool
+
+#: ``encode``'s ``kernel``: ``"auto"`` or a kernel of :meth:`kexue.models.Transformer.fast_inference`.
+EncodeKernel = Literal["auto", Kernel]
 
 #: Inputs with at least this many texts get a progress bar unless ``progress=False``.
 PROGRESS_MIN_TEXTS = 1024
@@ -27,7 +32,8 @@ PROGRESS_MIN_TEXTS = 1024
 AUTO_ONEDNN_MIN_TOKENS = 4096
 
 
-def _forward(model: nn.Module, batch: dict[str, Tensor], want_hidden: bool, want_pooler: bool):
+def _forward(model: nn.Module, batch: dict[str, Tensor], want_hidden: bool,
+             want_pooler: bool) -> tuple[Tensor, Sequence[Tensor] | None, Tensor | None]:
     """(last hidden state, hidden states or None, pooler output or None), skipping heads we do not need."""
     mask = batch["attention_mask"]
     # A batch without padding needs no mask, which lets attention take its unmasked path.
@@ -48,14 +54,14 @@ def encode(
     texts: Sequence[str],
     model: nn.Module,
     tokenizer: Any,
-    pooling: str = "mean",
+    pooling: Pooling = "mean",
     batch_size: int = 64,
     normalize: bool = False,
     layers: Sequence[int] | None = None,
     *,
     max_length: int | None = None,
     progress: bool | None = None,
-    kernel: str = "auto",
+    kernel: EncodeKernel = "auto",
 ) -> Tensor:
     """Sentence vectors for ``texts``: a float32 tensor (len(texts), hidden_size) in the input order.
 
@@ -79,14 +85,13 @@ def encode(
     """
     if isinstance(texts, str):
         raise TypeError("expected a sequence of texts, got a single str; wrap it in a list")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    kind = normalize_pooling(pooling)
-    lay = pooling_layers(kind, layers)
+    check_int("batch_size", batch_size, minimum=1)
+    check_choice("kernel", kernel, EncodeKernel)
+    kind = _canonical(pooling)
+    want_hidden = _needs_hidden_states(kind, layers)
     want_pooler = kind == "pooler"
     if want_pooler and getattr(model, "pooler", True) is None:
-        raise ValueError("pooling 'pooler' needs a model with a pooler, but this one has none (with_pooler=False)")
-    want_hidden = lay is not None and any(i != -1 for i in lay)
+        raise ValueError("expected a model with a pooler for pooling 'pooler', got one without (with_pooler=False)")
     texts = list(texts)
     param = next(iter(model.parameters()), None)
     device = param.device if param is not None else torch.device("cpu")
@@ -103,31 +108,32 @@ def encode(
     if progress is None:
         progress = len(texts) >= PROGRESS_MIN_TEXTS
     starts = range(0, len(texts), batch_size)
+    batches: Any = starts
     if progress:
         from tqdm.auto import tqdm
 
-        starts = tqdm(starts, desc="encode", unit="batch")
+        batches = tqdm(starts, desc="encode", unit="batch")
 
     out: Tensor | None = None
     fast = getattr(model, "fast_inference", None)
     if kernel == "auto" and int(lengths.sum()) < AUTO_ONEDNN_MIN_TOKENS:
         kernel = "torch"
     with torch.inference_mode(), (fast(kernel) if fast is not None else contextlib.nullcontext()):
-        for start in starts:
+        for start in batches:
             idx = order[start : start + batch_size]
             batch = pad_encodings([encodings[i] for i in idx], pad_id, with_types)
             batch = {k: v.to(device) for k, v in batch.items()}
             last, hidden, pooled = _forward(model, batch, want_hidden, want_pooler)
-            states = hidden if want_hidden else last
-            vec = pool(states, batch["attention_mask"], kind, layers=layers, pooler_output=pooled)
+            states = hidden if want_hidden and hidden is not None else last
+            vec = pool(states, batch["attention_mask"], pooling, layers=layers, pooler_output=pooled)
             vec = vec.float()
             if normalize:
                 vec = F.normalize(vec, p=2.0, dim=-1)
             if out is None:
                 out = torch.empty(len(texts), vec.shape[-1], dtype=torch.float32)
             out[torch.from_numpy(idx)] = vec.cpu()
-    assert out is not None
+    assert out is not None  # texts is not empty: the loop ran
     return out
 
 
-__all__ = ["AUTO_ONEDNN_MIN_TOKENS", "PROGRESS_MIN_TEXTS", "encode"]
+__all__ = ["AUTO_ONEDNN_MIN_TOKENS", "PROGRESS_MIN_TEXTS", "EncodeKernel", "encode"]

@@ -6,20 +6,22 @@ The metric of BERT-whitening ("你可能不需要BERT-flow：一个线性变换�
     ρ = Pearson(rank(cos(u_i, v_i)), rank(gold_i)),
 
 with tied values given the mean of the ranks they span (what ``scipy.stats.spearmanr`` does).
-The data loaders live in :mod:`kexue.data.datasets` and are re-exported here.
+The data loaders live in :mod:`kexue.data.datasets` (:func:`~kexue.data.datasets.load_sts`).
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..data.datasets import STS_SPLITS, STSPairs, load_sts, sts_sets
+from ..data.datasets import STSPairs
 from .encode import encode
+from .pooling import Pooling
 
 
 def _as_numpy(x: Any) -> np.ndarray:
@@ -34,7 +36,7 @@ def rankdata(x: Any) -> np.ndarray:
     if a.ndim != 1:
         raise ValueError(f"expected a 1-D array, got shape {a.shape}")
     if np.isnan(a).any():
-        raise ValueError("cannot rank values containing NaN")
+        raise ValueError(f"expected values without NaN to rank, got {int(np.isnan(a).sum())} NaN of {a.shape[0]}")
     n = a.shape[0]
     order = np.argsort(a, kind="mergesort")
     sorted_a = a[order]
@@ -54,9 +56,9 @@ def spearman(x: Any, y: Any) -> float:
     """
     rx, ry = rankdata(x), rankdata(y)
     if rx.shape != ry.shape:
-        raise ValueError(f"x and y differ in length: {rx.shape[0]} != {ry.shape[0]}")
+        raise ValueError(f"expected x and y of one length, got {rx.shape[0]} and {ry.shape[0]}")
     if rx.shape[0] < 2:
-        raise ValueError(f"Spearman's correlation needs at least 2 pairs, got {rx.shape[0]}")
+        raise ValueError(f"expected at least 2 pairs for Spearman's correlation, got {rx.shape[0]}")
     rx -= rx.mean()
     ry -= ry.mean()
     denom = np.sqrt((rx * rx).sum() * (ry * ry).sum())
@@ -68,7 +70,7 @@ def spearman(x: Any, y: Any) -> float:
 def cosine_scores(a: Tensor, b: Tensor) -> Tensor:
     """Row-wise cosine similarity of two (n, d) tensors, computed in float64."""
     if a.shape != b.shape:
-        raise ValueError(f"embedding shapes differ: {tuple(a.shape)} != {tuple(b.shape)}")
+        raise ValueError(f"expected a and b of one shape, got {tuple(a.shape)} and {tuple(b.shape)}")
     return (F.normalize(a.double(), dim=-1) * F.normalize(b.double(), dim=-1)).sum(-1)
 
 
@@ -81,28 +83,31 @@ def spearman_eval(
     ``pairs`` is an :class:`STSPairs` (gold taken from it) or ``(sentences1, sentences2)`` with ``gold`` given.
     ``encode_fn`` maps a list of texts to an (n, d) array or tensor, e.g. a whitened encoder.
     """
+    s1: Sequence[str]
+    s2: Sequence[str]
     if isinstance(pairs, STSPairs):
         s1, s2 = pairs.sentences1, pairs.sentences2
         gold = pairs.scores if gold is None else gold
     else:
         s1, s2 = pairs
         if gold is None:
-            raise ValueError("gold scores are needed when pairs is a (sentences1, sentences2) tuple")
+            raise ValueError("expected gold scores with pairs given as (sentences1, sentences2), got gold=None")
     if len(s1) != len(s2):
-        raise ValueError(f"got {len(s1)} first sentences and {len(s2)} second sentences")
+        raise ValueError(f"expected as many second sentences as first ones ({len(s1)}), got {len(s2)}")
     unique = list(dict.fromkeys([*s1, *s2]))
     index = {s: i for i, s in enumerate(unique)}
     vecs = encode_fn(unique)
     vecs = torch.as_tensor(np.asarray(vecs)) if not isinstance(vecs, Tensor) else vecs
     if vecs.shape[0] != len(unique):
-        raise ValueError(f"encode_fn returned {vecs.shape[0]} vectors for {len(unique)} sentences")
+        raise ValueError(f"expected encode_fn to return one vector per sentence ({len(unique)}), got "
+                         f"{vecs.shape[0]}")
     i1 = torch.tensor([index[s] for s in s1])
     i2 = torch.tensor([index[s] for s in s2])
     return spearman(cosine_scores(vecs[i1], vecs[i2]), gold)
 
 
 def evaluate(
-    model: nn.Module, tokenizer: Any, dataset: STSPairs, pooling: str = "mean", **encode_kwargs: Any
+    model: nn.Module, tokenizer: Any, dataset: STSPairs, pooling: Pooling = "mean", **encode_kwargs: Any
 ) -> float:
     """Spearman ρ of the cosine similarity of ``model``'s sentence vectors against ``dataset``'s gold scores.
 
@@ -114,14 +119,4 @@ def evaluate(
     return spearman_eval(lambda texts: encode(texts, model, tokenizer, pooling=pooling, **encode_kwargs), dataset)
 
 
-__all__ = [
-    "STSPairs",
-    "STS_SPLITS",
-    "cosine_scores",
-    "evaluate",
-    "load_sts",
-    "rankdata",
-    "spearman",
-    "spearman_eval",
-    "sts_sets",
-]
+__all__ = ["cosine_scores", "evaluate", "rankdata", "spearman", "spearman_eval"]

@@ -21,22 +21,26 @@ transductive; :attr:`Whitening.fitted_on` records what the statistics came from.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .._validate import check_float, check_int
+
 
 def _as_2d_float64(x: Any, what: str = "x") -> Tensor:
     t = torch.as_tensor(x)
     if t.dim() != 2:
-        raise ValueError(f"{what} must be a 2-D (samples, dim) array, got shape {tuple(t.shape)}")
+        raise ValueError(f"expected {what} to be a 2-D (samples, dim) array, got shape {tuple(t.shape)}")
     if not (t.is_floating_point() or t.dtype in (torch.int32, torch.int64)):
-        raise TypeError(f"{what} must hold numbers, got dtype {t.dtype}")
+        raise TypeError(f"expected {what} to hold numbers, got dtype {t.dtype}")
     t = t.detach().to(device="cpu", dtype=torch.float64)
     if not bool(torch.isfinite(t).all()):
-        raise ValueError(f"{what} contains NaN or infinite values")
+        raise ValueError(f"expected {what} to be finite, got {int((~torch.isfinite(t)).sum())} NaN or infinite "
+                         f"values")
     return t
 
 
@@ -52,13 +56,10 @@ def whitening_matrix(
     """
     cov = cov.to(torch.float64)
     if cov.dim() != 2 or cov.shape[0] != cov.shape[1]:
-        raise ValueError(f"cov must be a square matrix, got shape {tuple(cov.shape)}")
+        raise ValueError(f"expected cov to be a square matrix, got shape {tuple(cov.shape)}")
     d = cov.shape[0]
-    k = d if n_components is None else int(n_components)
-    if not 1 <= k <= d:
-        raise ValueError(f"n_components must be in [1, {d}] for {d}-dimensional vectors, got {n_components}")
-    if eps < 0:
-        raise ValueError(f"eps must be non-negative, got {eps}")
+    k = d if n_components is None else check_int("n_components", n_components, 1, d)
+    eps = check_float("eps", eps, low=0.0)
     evals, evecs = torch.linalg.eigh((cov + cov.T) / 2)
     evals, evecs = evals.flip(0), evecs.flip(1)  # descending
     rows = evecs.abs().argmax(dim=0)
@@ -66,8 +67,9 @@ def whitening_matrix(
     evecs = evecs * torch.where(signs == 0, torch.ones_like(signs), signs)
     lam = evals.clamp_min(0.0) + eps
     if bool((lam[:k] <= 0).any()):
-        raise ValueError("the covariance has zero eigenvalues among the kept directions and eps = 0; "
-                         "pass eps > 0 (a ridge) or a smaller n_components")
+        raise ValueError(f"expected positive eigenvalues among the {k} kept directions, got "
+                         f"{int((lam[:k] <= 0).sum())} zero eigenvalues with eps = 0: pass eps > 0 (a ridge) or a "
+                         f"smaller n_components")
     w = evecs[:, :k] / lam[:k].sqrt()
     return evals, w
 
@@ -88,22 +90,24 @@ class Whitening(nn.Module):
     (e.g. a sentence-transformers pipeline, followed by its ``Normalize`` module).
     """
 
+    count: Tensor
+    mean: Tensor
+    m2: Tensor
+    eigenvalues: Tensor
+    weight: Tensor
+
     def __init__(self, n_components: int | None = None, eps: float = 1e-8, normalize: bool = True) -> None:
         super().__init__()
-        if n_components is not None and int(n_components) < 1:
-            raise ValueError(f"n_components must be a positive integer or None, got {n_components}")
-        if eps < 0:
-            raise ValueError(f"eps must be non-negative, got {eps}")
-        self.n_components = None if n_components is None else int(n_components)
-        self.eps = float(eps)
+        self.n_components = None if n_components is None else check_int("n_components", n_components, minimum=1)
+        self.eps = check_float("eps", eps, low=0.0)
         self.normalize = bool(normalize)
         self.fitted_on: str | None = None
-        f64 = dict(dtype=torch.float64)
-        self.register_buffer("count", torch.zeros((), **f64))
-        self.register_buffer("mean", torch.zeros(0, **f64))
-        self.register_buffer("m2", torch.zeros(0, 0, **f64))  # Σ_i (x_i − μ)ᵀ(x_i − μ)
-        self.register_buffer("eigenvalues", torch.zeros(0, **f64))  # of Σ = m2 / count, descending
-        self.register_buffer("weight", torch.zeros(0, 0, **f64))  # W_k = U Λ^{−1/2}[:, :k], (d, k)
+        f64 = torch.float64
+        self.register_buffer("count", torch.zeros((), dtype=f64))
+        self.register_buffer("mean", torch.zeros(0, dtype=f64))
+        self.register_buffer("m2", torch.zeros(0, 0, dtype=f64))  # Σ_i (x_i − μ)ᵀ(x_i − μ)
+        self.register_buffer("eigenvalues", torch.zeros(0, dtype=f64))  # of Σ = m2 / count, descending
+        self.register_buffer("weight", torch.zeros(0, 0, dtype=f64))  # W_k = U Λ^{−1/2}[:, :k], (d, k)
         self._stale = False
 
     # ------------------------------------------------------------------ fitting
@@ -122,7 +126,7 @@ class Whitening(nn.Module):
         self._require_fitted()
         return self.m2 / self.count
 
-    def reset(self) -> "Whitening":
+    def reset(self) -> Whitening:
         """Forget all statistics."""
         for name in ("mean", "eigenvalues"):
             setattr(self, name, torch.zeros(0, dtype=torch.float64, device=self.count.device))
@@ -134,7 +138,7 @@ class Whitening(nn.Module):
         return self
 
     @torch.no_grad()
-    def partial_fit(self, x: Any) -> "Whitening":
+    def partial_fit(self, x: Any) -> Whitening:
         """Add a batch of vectors (n, d) to the running float64 statistics (Chan et al.'s pairwise update):
 
             μ = μ_a + δ·n_b/n,   M₂ = M₂,a + M₂,b + δᵀδ·n_a·n_b/n,   δ = μ_b − μ_a,  n = n_a + n_b.
@@ -168,18 +172,17 @@ class Whitening(nn.Module):
         batch_size: int = 4096,
         progress: bool | None = None,
         fitted_on: str | None = None,
-    ) -> "Whitening":
+    ) -> Whitening:
         """Fit μ and W from scratch over ``data``: a (N, d) tensor or array, or an iterable of (n, d) batches
         (e.g. a generator that encodes a corpus chunk by chunk). ``fitted_on`` names the data, for the record.
 
         ``progress`` shows a tqdm bar (default: for more than one chunk)."""
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        check_int("batch_size", batch_size, minimum=1)
         self.reset()
         if isinstance(data, (Tensor, np.ndarray)):
             arr = data
             if arr.ndim != 2:
-                raise ValueError(f"data must be a 2-D (samples, dim) array, got shape {tuple(arr.shape)}")
+                raise ValueError(f"expected data to be a 2-D (samples, dim) array, got shape {tuple(arr.shape)}")
             batches: Iterable[Any] = (arr[i : i + batch_size] for i in range(0, arr.shape[0], batch_size))
             total: int | None = -(-arr.shape[0] // batch_size)
         else:
@@ -193,14 +196,15 @@ class Whitening(nn.Module):
         for batch in batches:
             self.partial_fit(batch)
         if not self.fitted:
-            raise ValueError("fit got no vectors")
+            raise ValueError("expected at least one vector to fit, got none")
         self.fitted_on = fitted_on
         self._solve()
         return self
 
     def _require_fitted(self) -> None:
         if not self.fitted:
-            raise RuntimeError("Whitening is not fitted: call fit(...) or partial_fit(...) first")
+            raise RuntimeError("expected a fitted Whitening, got one with no statistics: call fit(...) or "
+                               "partial_fit(...) first")
 
     def _solve(self) -> None:
         evals, w = whitening_matrix(self.m2 / self.count, self.n_components, self.eps)
@@ -245,10 +249,10 @@ class Whitening(nn.Module):
 
     # ------------------------------------------------------------------ state
 
-    def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        if self.fitted:
+    def _save_to_state_dict(self, destination: dict[str, Any], prefix: str, keep_vars: bool) -> None:
+        if self.fitted:  # the map is solved lazily: solve it before it is saved
             self._refresh()
-        return super().state_dict(*args, **kwargs)
+        super()._save_to_state_dict(destination, prefix, keep_vars)
 
     def get_extra_state(self) -> dict[str, Any]:
         return {"n_components": self.n_components, "eps": self.eps, "normalize": self.normalize,
@@ -260,8 +264,9 @@ class Whitening(nn.Module):
         self.normalize = bool(state["normalize"])
         self.fitted_on = state["fitted_on"]
 
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
-                              error_msgs):  # type: ignore[no-untyped-def]
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, local_metadata: dict[str, Any],
+                              strict: bool, missing_keys: list[str], unexpected_keys: list[str],
+                              error_msgs: list[str]) -> None:
         # The buffers' shapes depend on the data; take them from the checkpoint before the usual copy.
         for name in ("mean", "m2", "eigenvalues", "weight"):
             key = prefix + name
