@@ -1,8 +1,12 @@
-"""Helpers shared by reproductions: matplotlib set-up, number formatting, the digits data set and its split."""
+"""Helpers shared by reproductions: matplotlib set-up, number formatting, the digits data set and its split, a
+Transformer's blocks typed as blocks."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..models.transformer import Block, Transformer
 
 
 def pyplot() -> Any:
@@ -31,3 +35,14 @@ def digits_split(standardize: bool = False, n_train: int = 1400) -> tuple[Any, A
         X = (X - X.mean(0)) / (X.std(0) + 1e-6)
     perm = torch.randperm(len(X), generator=torch.Generator().manual_seed(0))
     return X, torch.tensor(y_np), perm[:n_train], perm[n_train:]
+
+
+def blocks_of(model: Transformer) -> list[Block]:
+    """``model.blocks`` as a list of :class:`~kexue.models.transformer.Block` (an ``nn.ModuleList`` types its items as
+    ``nn.Module``; recompute wraps a block's forward in place, so every item is a Block)."""
+    from ..models.transformer import Block
+
+    out = [b for b in model.blocks if isinstance(b, Block)]
+    if len(out) != len(model.blocks):
+        raise TypeError(f"expected model.blocks to hold Blocks only, got {[type(b).__name__ for b in model.blocks]}")
+    return out

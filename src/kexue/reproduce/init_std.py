@@ -14,8 +14,9 @@ import math
 import torch
 
 from ..models import Transformer, TransformerConfig
+from ..models.config import NormPlacement
 from . import rules
-from .common import pyplot
+from .common import blocks_of, pyplot
 from .result import Post, Result, Table, Verdict
 
 POST = Post(title="模型优化漫谈：BERT的初始标准差为什么是0.02？", gloss="Why is BERT's initial std 0.02?",
@@ -23,19 +24,20 @@ POST = Post(title="模型优化漫谈：BERT的初始标准差为什么是0.02�
 D = 128
 
 
-def grad_profile(layers: int, norm: str, std: float, seed: int, vocab: int = 1000) -> list[float]:
+def grad_profile(layers: int, norm: NormPlacement, std: float, seed: int, vocab: int = 1000) -> list[float]:
     """Gradient norm of each block's FFN output weight, input side first."""
     torch.manual_seed(seed)
     cfg = TransformerConfig(vocab_size=vocab, hidden_size=D, num_layers=layers, num_heads=4, intermediate_size=4 * D,
                             max_position_embeddings=64, hidden_dropout=0.0, attention_dropout=0.0,
-                            initializer_range=std, norm=norm, with_mlm=True, with_pooler=False)  # type: ignore[arg-type]
+                            initializer_range=std, norm=norm, with_mlm=True, with_pooler=False)
     model = Transformer(cfg)
     g = torch.Generator().manual_seed(1000 + seed)
     ids = torch.randint(1, vocab, (8, 64), generator=g)
     target = torch.randint(0, vocab, (8, 64), generator=g)
     logits = model(ids).mlm_logits
-    torch.nn.functional.cross_entropy(logits.flatten(0, 1), target.flatten()).backward()
-    return [b.ffn.down.weight.grad.norm().item() for b in model.blocks]
+    loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), target.flatten())
+    grads = torch.autograd.grad(loss, [b.ffn.down.weight for b in blocks_of(model)])
+    return [g.norm().item() for g in grads]
 
 
 def hf_grad_profile(layers: int, std: float, seed: int, vocab: int = 1000) -> list[float] | None:
@@ -57,7 +59,7 @@ def hf_grad_profile(layers: int, std: float, seed: int, vocab: int = 1000) -> li
     return [layer.output.dense.weight.grad.norm().item() for layer in model.bert.encoder.layer]
 
 
-def _profiles(layers: int, norm: str, std: float, seeds: int) -> list[list[float]]:
+def _profiles(layers: int, norm: NormPlacement, std: float, seeds: int) -> list[list[float]]:
     """One gradient profile per seed (seed s draws the same model weights' shapes, tokens and targets in every
     configuration, so configurations are paired by seed)."""
     return [grad_profile(layers, norm, std, s) for s in range(seeds)]
@@ -87,10 +89,10 @@ def decide(post: list[float], half: list[float], pre: list[float]) -> tuple[Verd
     return verdict, reason
 
 
-def _reverse_task(norm: str, warmup: bool, seed: int, steps: int = 800, lr: float = 2e-3) -> float:
+def _reverse_task(norm: NormPlacement, warmup: bool, seed: int, steps: int = 800, lr: float = 2e-3) -> float:
     torch.manual_seed(seed)
     cfg = TransformerConfig(vocab_size=32, hidden_size=64, num_layers=12, num_heads=4, intermediate_size=256,
-                            max_position_embeddings=16, hidden_dropout=0.0, attention_dropout=0.0, norm=norm,  # type: ignore[arg-type]
+                            max_position_embeddings=16, hidden_dropout=0.0, attention_dropout=0.0, norm=norm,
                             with_mlm=True, with_pooler=False, type_vocab_size=0)
     model = Transformer(cfg)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
@@ -111,8 +113,9 @@ def _reverse_task(norm: str, warmup: bool, seed: int, steps: int = 800, lr: floa
 
 
 def run(quick: bool = True) -> Result:
-    configs = [("Post-LN, std 1/√d", "post", 1 / math.sqrt(D)), ("Post-LN, std 0.5/√d", "post", 0.5 / math.sqrt(D)),
-               ("Pre-LN, std 1/√d", "pre", 1 / math.sqrt(D))]
+    configs: list[tuple[str, NormPlacement, float]] = [
+        ("Post-LN, std 1/√d", "post", 1 / math.sqrt(D)), ("Post-LN, std 0.5/√d", "post", 0.5 / math.sqrt(D)),
+        ("Pre-LN, std 1/√d", "pre", 1 / math.sqrt(D))]
     seeds = 3 if quick else 8
     rows, profiles, ratios = [], {}, {}
     log_ratios: dict[str, list[float]] = {name: [] for name, _, _ in configs}
@@ -152,11 +155,12 @@ def run(quick: bool = True) -> Result:
         ax.legend()
     if not decays:
         notes.insert(0, "At this scale (d = 128, random tokens, MLM head) Post-LN's FFN-weight gradients do not decay "
-                        "towards the input. One reading: the post follows the identity path only, while early layers also "
-                        "receive gradient through every later branch.")
+                        "towards the input. One reading: the post follows the identity path only, while early layers "
+                        "also receive gradient through every later branch.")
     if not quick:
         wrows = []
-        for norm in ("post", "pre"):
+        placements: tuple[NormPlacement, ...] = ("post", "pre")
+        for norm in placements:
             for warm in (True, False):
                 finals = [_reverse_task(norm, warm, s) for s in range(2)]
                 wrows.append([f"{norm}-LN", "10 %" if warm else "none", *finals])

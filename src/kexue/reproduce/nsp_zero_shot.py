@@ -32,6 +32,7 @@ from ..classify.nsp_zero_shot import NSPZeroShot, assign_by_thresholds, pair_sco
 from ..data.registry import MissingData
 from ..env import minilm_path
 from ..models import Tokenizer, Transformer, TransformerConfig
+from .common import blocks_of
 from .result import Post, Result, Table, Verdict
 from .rules import Estimate, all_of, proportion, superiority
 
@@ -76,8 +77,10 @@ def _planted(vocab: int, planted_id: int, is_next_index: int = 0) -> Transformer
             if isinstance(mod, torch.nn.LayerNorm):
                 mod.weight.fill_(1.0)
         model.embeddings.word.weight[planted_id, 0] = 10.0
-        model.blocks[0].attn.v.weight.copy_(eye)
-        model.blocks[0].attn.o.weight.copy_(eye)
+        block = blocks_of(model)[0]
+        block.attn.v.weight.copy_(eye)
+        block.attn.o.weight.copy_(eye)
+        assert model.pooler is not None and model.nsp is not None  # _tiny_config has both heads
         model.pooler.dense.weight.copy_(eye)
         model.nsp.weight[is_next_index, 0] = 10.0
     return model
@@ -143,6 +146,8 @@ def _mechanics(tok: Tokenizer) -> tuple[list[list[object]], dict[str, object], l
 
     # 3 + 4. planted prompt and the index-0 convention
     planted_id = tok.token_to_id("great")
+    if planted_id is None:
+        raise ValueError("expected the tokenizer's vocabulary to hold 'great', got no id for it")
     words = ["terrible", "great"]
     for idx, expect in ((0, "wins"), (1, "loses")):
         model = _planted(tok.vocab_size, planted_id, is_next_index=idx)
@@ -165,7 +170,7 @@ def _mechanics(tok: Tokenizer) -> tuple[list[list[object]], dict[str, object], l
 
 
 # ------------------------------------------------------------------ the rules
-def mechanics_verdict(rows: Sequence[Sequence[object]]) -> str:
+def mechanics_verdict(rows: Sequence[Sequence[object]]) -> Verdict:
     """``verified`` if every check passes (or was skipped for a missing optional package), else ``not verified``."""
     return "verified" if rows and all(r[-1] in ("yes", "skipped") for r in rows) else "not verified"
 
