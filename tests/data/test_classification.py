@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, get_args
+
 import numpy as np
 import pytest
 
@@ -49,10 +51,20 @@ def test_subsample_is_seeded(data_root):
 
 
 def test_bad_names():
-    with pytest.raises(ValueError, match="unknown data set 'imdb'"):
-        C.load("imdb", "train")
-    with pytest.raises(ValueError, match=r"agnews has splits \['dev', 'test'\], not 'train'"):
-        C.agnews("train")
+    bad: Any = "imdb"
+    with pytest.raises(ValueError, match=r"^expected name to be one of \['sst2', 'agnews', .*'eprstmt'\], got 'imdb'$"):
+        C.load(bad, "train")
+    train: Any = "train"
+    with pytest.raises(ValueError, match=r"^expected split to be one of \['dev', 'test'\], got 'train'$"):
+        C.agnews(train)
+    with pytest.raises(ValueError, match=r"^expected split to be one of \['train', 'dev', 'test'\], got 'valid'$"):
+        C.load("sst2", "valid")
+    task: Any = "afqmc"
+    with pytest.raises(ValueError, match=r"^expected task to be one of \['tnews', 'iflytek', 'eprstmt'\], got 'afqmc'"):
+        C.fewclue(task)
+    with pytest.raises(ValueError, match=r"^expected n >= 1, got 0$"):
+        C.LabelledTexts("toy", "dev", ["a"], np.zeros(1)).subsample(0)
+    assert tuple(C.LOADERS) == get_args(C.LabelledSet)
 
 
 def test_malformed_row_names_file_and_line(tmp_path, monkeypatch):

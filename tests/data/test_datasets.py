@@ -4,11 +4,12 @@ csv module), and errors."""
 from __future__ import annotations
 
 import re
+from typing import Any, get_args
 
 import numpy as np
 import pytest
 
-from kexue.data.datasets import STS_SPLITS, STSPairs, load_sts, sts_sets
+from kexue.data.datasets import STS_SPLITS, STSPairs, STSSet, load_sts, sts_sets
 from kexue.data.registry import MissingData
 
 # Data rows per split as the data folder's README.md lists them.
@@ -100,17 +101,20 @@ def test_unique_sentences_keeps_first_appearance():
 
 
 def test_misaligned_record_raises():
-    with pytest.raises(ValueError, match="do not line up"):
+    with pytest.raises(ValueError, match=r"^toy/test: expected 2 second sentences and scores of shape \(2,\) for 2 "
+                                         r"first sentences, got 1 and \(2,\)$"):
         STSPairs("toy", "test", ["a", "b"], ["c"], np.zeros(2))
 
 
 def test_unknown_set_lists_valid_ones():
-    with pytest.raises(ValueError, match="unknown STS set 'stsc'.*'stsb'.*'sick-r'"):
-        load_sts("stsc", "test")
+    bad: Any = "stsc"
+    with pytest.raises(ValueError, match=r"^expected name to be one of \['stsb', 'sick-r', .*\], got 'stsc'$"):
+        load_sts(bad, "test")
+    assert tuple(STS_SPLITS) == get_args(STSSet)
 
 
 def test_unknown_split_lists_valid_ones():
-    with pytest.raises(ValueError, match=r"unknown split 'dev' of 'atec'; expected one of \['valid', 'test'\]"):
+    with pytest.raises(ValueError, match=r"^expected split of 'atec' to be one of \['valid', 'test'\], got 'dev'$"):
         load_sts("atec", "dev")
     assert STS_SPLITS["sick-r"] == ("train", "trial", "test")
 
@@ -160,7 +164,7 @@ def test_bad_score_names_file_and_line(tmp_path):
     (folder / "stsbenchmark.tsv").write_text(
         f"{header}\r\ntest\tg\td\ty\t1\t4.0\tA.\tB.\r\ntest\tg\td\ty\t2\tfive\tC.\tD.\r\n", encoding="utf-8"
     )
-    with pytest.raises(ValueError, match=r"stsbenchmark.tsv, line 3: score 'five' is not a number"):
+    with pytest.raises(ValueError, match=r"stsbenchmark.tsv, line 3: expected a number as score, got 'five'$"):
         load_sts("stsb", "test", root=tmp_path)
 
 

@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from kexue.cli import main
-from kexue.data.fetch import FetchError, fetch, list_lines, status
+from kexue.data.fetch import FetchError, _list_lines, fetch, status
 from kexue.data.registry import REGISTRY, DataFile, DataSet, UnknownData
 
 REPO, COMMIT = "someone/tiny", "0123456789abcdef0123456789abcdef01234567"
@@ -143,13 +143,14 @@ def _fails(ds: DataSet, folder, mirror: str, match: str) -> FetchError:
 
 def test_checksum_mismatch_leaves_nothing(server, tmp_path):
     server.put("data/train.tsv", PLAIN)
-    e = _fails(_tiny([_plain(sha="0" * 64)]), tmp_path, server.url, "checksum mismatch")
+    want = f"checksum mismatch: expected sha256 {'0' * 64}, got"
+    e = _fails(_tiny([_plain(sha="0" * 64)]), tmp_path, server.url, want)
     assert e.path == "tiny/train.tsv" and _sha(PLAIN) in str(e)
 
 
 def test_truncated_transfer_leaves_nothing(server, tmp_path):
     server.put("data/train.tsv", PLAIN, mode="truncate")
-    _fails(_tiny([_plain()]), tmp_path, server.url, f"ended after {len(PLAIN) // 2} of {len(PLAIN)} bytes")
+    _fails(_tiny([_plain()]), tmp_path, server.url, f"ended early: expected {len(PLAIN)} bytes, got {len(PLAIN) // 2}")
 
 
 def test_missing_file_on_server(server, tmp_path):
@@ -162,7 +163,7 @@ def test_bad_archives_leave_nothing(server, tmp_path):
            server.url, "cannot gunzip")
     server.put("two.zip", _zip({"a.json": ZIP_INNER, "b.json": ZIP_INNER}))
     _fails(_tiny([DataFile("tiny/a.json", "two.zip", len(ZIP_INNER), _sha(ZIP_INNER), "unzip")]), tmp_path,
-           server.url, "expected one member, found 2")
+           server.url, "expected one member, got 2")
 
 
 def test_server_gone_fails_fast_naming_what(tmp_path):
@@ -189,8 +190,14 @@ def test_mirror_from_environment(server, tmp_path, monkeypatch):
 
 
 def test_unknown_name_fails_before_any_download(tmp_path):
-    with pytest.raises(UnknownData, match="unknown data set\\(s\\) nope, nada; known: sst2"):
+    with pytest.raises(UnknownData, match="^expected data set names among sst2, agnews, .*, got nope, nada$"):
         fetch(["sst2", "nope", "nada"], tmp_path, mirror="http://127.0.0.1:9")
+    assert _everything(tmp_path) == []
+
+
+def test_bad_timeout_fails_before_any_download(tmp_path):
+    with pytest.raises(ValueError, match=r"^expected timeout > 0.0, got 0$"):
+        fetch(["sst2"], tmp_path, mirror="http://127.0.0.1:9", timeout=0)
     assert _everything(tmp_path) == []
 
 
@@ -214,7 +221,7 @@ def test_list_shows_present_sets(tmp_path):
     f = next(f for f in d.files if f.path == "goemotions/labels.txt")
     (tmp_path / "goemotions").mkdir()
     (tmp_path / "goemotions" / "labels.txt").write_bytes(b"x" * f.size)
-    line = next(line for line in list_lines(tmp_path) if line.startswith("goemotions "))
+    line = next(line for line in _list_lines(tmp_path) if line.startswith("goemotions "))
     assert f"partial (1 of {len(d.files)} files)" in line
 
 
@@ -222,8 +229,13 @@ def test_cli_fetch_unknown_is_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("KEXUE_DATA", str(tmp_path))
     assert main(["data", "fetch", "nope"]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("kexue data fetch: unknown data set(s) nope; known: sst2, ")
-    assert main(["data", "fetch"]) == 2 and "or --all" in capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("kexue data fetch: expected data set names among sst2, agnews, ")
+    assert err.endswith(", got nope\n")
+    assert main(["data", "fetch"]) == 2
+    assert capsys.readouterr().err == ("kexue data fetch: expected set names or --all (see `kexue data list`), got "
+                                       "neither\n")
+    assert main(["data", "fetch", "sst2", "--all"]) == 2
+    assert capsys.readouterr().err.endswith("got both\n")
 
 
 def test_cli_fetch_unreachable_is_one_line_exit_1(tmp_path, monkeypatch, capsys):

@@ -6,10 +6,23 @@ import os
 import pickle
 import re
 from pathlib import Path
+from typing import Any, get_args
 
 import pytest
 
-from kexue.data.registry import DATASETS, DEFAULT_MIRROR, MIRROR_ENV, REGISTRY, MissingData, UnknownData, get
+from kexue.data.registry import (
+    DATASETS,
+    DEFAULT_MIRROR,
+    MIRROR_ENV,
+    REGISTRY,
+    UNPACK,
+    DataFile,
+    DataSet,
+    MissingData,
+    UnknownData,
+    Unpack,
+    get,
+)
 from kexue.env import data_dir, require_data
 
 CHECKOUT = Path(__file__).resolve().parents[2]
@@ -79,8 +92,26 @@ def test_url_from_repo_commit_path_and_mirror(monkeypatch):
 
 
 def test_unknown_name_lists_known_ones():
-    with pytest.raises(UnknownData, match="unknown data set\\(s\\) nope; known: sst2, agnews, .*dureader_robust"):
+    with pytest.raises(UnknownData, match="^expected data set names among sst2, agnews, .*dureader_robust, got nope$"):
         get("nope")
+
+
+def test_entries_are_checked_when_built():
+    good = DataFile("x/a.txt", "a.txt", 3, "0" * 64)
+    bad_unpack: Any = "untar"
+    with pytest.raises(ValueError, match=r"^expected unpack of x/a.txt to be one of \[None, 'gunzip', 'unzip'\], got"):
+        DataFile("x/a.txt", "a.txt", 3, "0" * 64, bad_unpack)
+    with pytest.raises(ValueError, match=r"^x/a.txt: expected sha256 to be 64 lowercase hex digits, got 'ABC'$"):
+        DataFile("x/a.txt", "a.txt", 3, "ABC")
+    with pytest.raises(ValueError, match=r"^x/a.txt: expected size > 0 bytes, got 0$"):
+        DataFile("x/a.txt", "a.txt", 0, "0" * 64)
+    with pytest.raises(ValueError, match=r"^data set 'x': expected commit to be 40 lowercase hex digits, got 'main'$"):
+        DataSet("x", "o/r", "main", "MIT", False, (good,))
+    with pytest.raises(ValueError, match=r"^data set 'x': expected at least one file, got none$"):
+        DataSet("x", "o/r", "0" * 40, "MIT", False, ())
+    with pytest.raises(ValueError, match=r"^data set 'y': expected file paths under y/, got \['x/a.txt'\]$"):
+        DataSet("y", "o/r", "0" * 40, "MIT", False, (good,))
+    assert UNPACK == (None, *get_args(Unpack))
 
 
 def test_data_dir_env_then_cache(monkeypatch, tmp_path):

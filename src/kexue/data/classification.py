@@ -12,11 +12,21 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 
+from .._validate import check_choice, check_int
 from ..env import require_data
 from .tsv import read_tsv
+
+#: The splits of SST-2, GoEmotions, ChnSentiCorp, SMP2020-EWECT and the FewCLUE tasks.
+Split = Literal["train", "dev", "test"]
+#: The splits of AG News (its dev file is used as a training set).
+AGNewsSplit = Literal["dev", "test"]
+FewCLUETask = Literal["tnews", "iflytek", "eprstmt"]
+#: The names :func:`load` takes (the keys of :data:`LOADERS`).
+LabelledSet = Literal["sst2", "agnews", "goemotions", "chnsenticorp", "smp2020_ewect", "tnews", "iflytek", "eprstmt"]
 
 
 @dataclass
@@ -38,8 +48,7 @@ class LabelledTexts:
 
     def subsample(self, n: int, seed: int = 0) -> LabelledTexts:
         """A random subset of ``n`` examples (all of them if ``n >= len(self)``), same seed, same subset."""
-        if n < 1:
-            raise ValueError(f"expected n >= 1, got {n}")
+        check_int("n", n, minimum=1)
         if n >= len(self):
             return self
         idx = np.sort(np.random.default_rng(seed).choice(len(self), size=n, replace=False))
@@ -52,22 +61,17 @@ def _rows(path: Path, ncols: int, header: bool) -> list[list[str]]:
     return [fields for lineno, fields in read_tsv(path, ncols) if not (header and lineno == 1)]
 
 
-def _check_split(name: str, split: str, allowed: tuple[str, ...]) -> None:
-    if split not in allowed:
-        raise ValueError(f"{name} has splits {list(allowed)}, not {split!r}")
-
-
 def _int_label(path: Path, i: int, raw: str) -> int:
     try:
         return int(raw)
     except ValueError:
-        raise ValueError(f"{path}: row {i}: label {raw!r} is not an integer") from None
+        raise ValueError(f"{path}: row {i}: expected an integer label, got {raw!r}") from None
 
 
-def sst2(split: str = "train") -> LabelledTexts:
+def sst2(split: Split = "train") -> LabelledTexts:
     """SST-2 (binary sentiment; train 60,614 / dev 6,735 / test 872 = GLUE dev). Texts keep the data's spacing
     except the trailing space."""
-    _check_split("sst2", split, ("train", "dev", "test"))
+    check_choice("split", split, Split)
     path = require_data("sst2", f"{split}.tsv")
     rows = _rows(path, 2, header=True)
     return LabelledTexts("sst2", split, [r[0].strip() for r in rows],
@@ -77,23 +81,23 @@ def sst2(split: str = "train") -> LabelledTexts:
 AGNEWS_LABELS = ["World", "Sports", "Business", "Sci/Tech"]
 
 
-def agnews(split: str = "test") -> LabelledTexts:
+def agnews(split: AGNewsSplit = "test") -> LabelledTexts:
     """AG News (4 topics; dev 10,001, used as a training set / test 7,600)."""
-    _check_split("agnews", split, ("dev", "test"))
+    check_choice("split", split, AGNewsSplit)
     path = require_data("agnews", f"{split}.tsv")
     rows = _rows(path, 2, header=False)
     index = {n: i for i, n in enumerate(AGNEWS_LABELS)}
     labels = []
     for i, r in enumerate(rows):
         if r[1] not in index:
-            raise ValueError(f"{path}: row {i}: unknown label {r[1]!r}; expected one of {AGNEWS_LABELS}")
+            raise ValueError(f"{path}: row {i}: expected a label in {AGNEWS_LABELS}, got {r[1]!r}")
         labels.append(index[r[1]])
     return LabelledTexts("agnews", split, [r[0] for r in rows], np.array(labels), list(AGNEWS_LABELS))
 
 
-def goemotions(split: str = "train") -> LabelledTexts:
+def goemotions(split: Split = "train") -> LabelledTexts:
     """GoEmotions (28 labels, multi-label): ``labels`` is an (N, 28) 0/1 int matrix."""
-    _check_split("goemotions", split, ("train", "dev", "test"))
+    check_choice("split", split, Split)
     names = require_data("goemotions", "labels.txt").read_text(encoding="utf-8").split()
     path = require_data("goemotions", f"{split}.tsv")
     rows = _rows(path, 3, header=False)
@@ -102,39 +106,39 @@ def goemotions(split: str = "train") -> LabelledTexts:
         for lab in r[1].split(","):
             k = _int_label(path, i, lab)
             if not 0 <= k < len(names):
-                raise ValueError(f"{path}: row {i}: label id {k} outside 0..{len(names) - 1}")
+                raise ValueError(f"{path}: row {i}: expected label ids in 0..{len(names) - 1}, got {k}")
             y[i, k] = 1
     return LabelledTexts("goemotions", split, [r[0] for r in rows], y, names)
 
 
-def _label_first(name: str, folder: str, split: str, names: list[str]) -> LabelledTexts:
-    _check_split(name, split, ("train", "dev", "test"))
+def _label_first(name: str, folder: str, split: Split, names: list[str]) -> LabelledTexts:
+    check_choice("split", split, Split)
     path = require_data(folder, f"{split}.tsv")
     rows = _rows(path, 2, header=True)
     return LabelledTexts(name, split, [r[1] for r in rows],
                          np.array([_int_label(path, i, r[0]) for i, r in enumerate(rows)]), names)
 
 
-def chnsenticorp(split: str = "train") -> LabelledTexts:
+def chnsenticorp(split: Split = "train") -> LabelledTexts:
     """ChnSentiCorp (Chinese binary sentiment; 9,600 / 1,200 / 1,200)."""
     return _label_first("chnsenticorp", "chnsenticorp", split, ["negative", "positive"])
 
 
-def smp2020_ewect(split: str = "train") -> LabelledTexts:
+def smp2020_ewect(split: Split = "train") -> LabelledTexts:
     """SMP2020-EWECT "usual" (Chinese 6-class emotion, imbalanced; 27,766 / 2,000 / 5,000)."""
     return _label_first("smp2020_ewect", "smp2020_ewect", split,
                         ["neutral", "angry", "happy", "sad", "fear", "surprise"])
 
 
-_FEWCLUE_FILES = {"train": "train_few_all.json", "dev": "dev_few_all.json", "test": "test_public.json"}
+_FEWCLUE_FILES: dict[Split, str] = {"train": "train_few_all.json", "dev": "dev_few_all.json",
+                                    "test": "test_public.json"}
 
 
-def fewclue(task: str, split: str = "train") -> LabelledTexts:
+def fewclue(task: FewCLUETask, split: Split = "train") -> LabelledTexts:
     """FewCLUE ``tnews``, ``iflytek`` or ``eprstmt``. Labels are re-indexed 0..C-1 over the label set seen in the
     task's train, dev and test files together (sorted by the original label), so splits share one index."""
-    if task not in ("tnews", "iflytek", "eprstmt"):
-        raise ValueError(f"unknown FewCLUE task {task!r}; expected 'tnews', 'iflytek' or 'eprstmt'")
-    _check_split(f"fewclue/{task}", split, tuple(_FEWCLUE_FILES))
+    check_choice("task", task, FewCLUETask)
+    check_choice("split", split, Split)
     desc_key = {"tnews": "label_desc", "iflytek": "label_des", "eprstmt": "label"}[task]
     every: dict[object, str] = {}
     records = {}
@@ -148,7 +152,8 @@ def fewclue(task: str, split: str = "train") -> LabelledTexts:
                 try:
                     rec = json.loads(line)
                 except json.JSONDecodeError as e:
-                    raise ValueError(f"{path}:{lineno}: not JSON ({e})") from None
+                    raise ValueError(f"{path}:{lineno}: expected a JSON record, got a line that is not JSON ({e})") \
+                        from None
                 recs.append(rec)
                 every.setdefault(rec["label"], str(rec.get(desc_key, rec["label"])))
         records[s] = recs
@@ -159,22 +164,23 @@ def fewclue(task: str, split: str = "train") -> LabelledTexts:
                          np.array([index[r["label"]] for r in recs]), [every[k] for k in order])
 
 
-def tnews(split: str = "train") -> LabelledTexts:
+def tnews(split: Split = "train") -> LabelledTexts:
     """FewCLUE TNEWS (Chinese news titles, 15 topics): ``fewclue("tnews", split)``."""
     return fewclue("tnews", split)
 
 
-def iflytek(split: str = "train") -> LabelledTexts:
+def iflytek(split: Split = "train") -> LabelledTexts:
     """FewCLUE IFLYTEK (Chinese app descriptions, many categories): ``fewclue("iflytek", split)``."""
     return fewclue("iflytek", split)
 
 
-def eprstmt(split: str = "train") -> LabelledTexts:
+def eprstmt(split: Split = "train") -> LabelledTexts:
     """FewCLUE EPRSTMT (Chinese e-commerce reviews, binary sentiment): ``fewclue("eprstmt", split)``."""
     return fewclue("eprstmt", split)
 
 
-LOADERS: dict[str, Callable[[str], LabelledTexts]] = {
+#: Name -> loader, one entry per name of :data:`LabelledSet`; each loader takes the split.
+LOADERS: dict[LabelledSet, Callable[[Any], LabelledTexts]] = {
     "sst2": sst2,
     "agnews": agnews,
     "goemotions": goemotions,
@@ -186,8 +192,12 @@ LOADERS: dict[str, Callable[[str], LabelledTexts]] = {
 }
 
 
-def load(name: str, split: str) -> LabelledTexts:
-    """Load a labelled set by name (see :data:`LOADERS`)."""
-    if name not in LOADERS:
-        raise ValueError(f"unknown data set {name!r}; expected one of {sorted(LOADERS)}")
+def load(name: LabelledSet, split: str) -> LabelledTexts:
+    """Load a labelled set by name (see :data:`LOADERS`) and split (``"train"``, ``"dev"``, ``"test"``; AG News has
+    ``"dev"`` and ``"test"``)."""
+    check_choice("name", name, LabelledSet)
     return LOADERS[name](split)
+
+
+__all__ = ["AGNEWS_LABELS", "LOADERS", "AGNewsSplit", "FewCLUETask", "LabelledSet", "LabelledTexts", "Split", "agnews",
+           "chnsenticorp", "eprstmt", "fewclue", "goemotions", "iflytek", "load", "smp2020_ewect", "sst2", "tnews"]

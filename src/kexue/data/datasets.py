@@ -22,12 +22,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
+from .._validate import check_choice
 from ..env import data_dir
 from .registry import MissingData
 from .tsv import read_tsv
+
+#: The STS set names :func:`load_sts` takes (the keys of :data:`STS_SPLITS`).
+STSSet = Literal["stsb", "sick-r", "atec", "bq", "lcqmc", "pawsx", "stsb-zh"]
 
 
 @dataclass(frozen=True)
@@ -44,8 +49,8 @@ class STSPairs:
         n = len(self.sentences1)
         if len(self.sentences2) != n or self.scores.shape != (n,):
             raise ValueError(
-                f"{self.name}/{self.split}: {n} first sentences, {len(self.sentences2)} second sentences and "
-                f"scores of shape {tuple(self.scores.shape)} do not line up"
+                f"{self.name}/{self.split}: expected {n} second sentences and scores of shape ({n},) for {n} first "
+                f"sentences, got {len(self.sentences2)} and {tuple(self.scores.shape)}"
             )
 
     def __len__(self) -> int:
@@ -62,8 +67,8 @@ class STSPairs:
 #: Chinese task name -> folder (and file stem) under ``senteval_cn``.
 _CN_TASKS = {"atec": "ATEC", "bq": "BQ", "lcqmc": "LCQMC", "pawsx": "PAWSX", "stsb-zh": "STS-B"}
 
-#: Every set and its splits.
-STS_SPLITS: dict[str, tuple[str, ...]] = {
+#: Every set and its splits, one entry per name of :data:`STSSet`.
+STS_SPLITS: dict[STSSet, tuple[str, ...]] = {
     "stsb": ("train", "dev", "test"),
     "sick-r": ("train", "trial", "test"),
     "atec": ("valid", "test"),
@@ -74,16 +79,9 @@ STS_SPLITS: dict[str, tuple[str, ...]] = {
 }
 
 
-def sts_sets() -> dict[str, tuple[str, ...]]:
+def sts_sets() -> dict[STSSet, tuple[str, ...]]:
     """The STS set names :func:`load_sts` knows, each with its splits."""
     return dict(STS_SPLITS)
-
-
-def _check(name: str, split: str) -> None:
-    if name not in STS_SPLITS:
-        raise ValueError(f"unknown STS set {name!r}; expected one of {list(STS_SPLITS)}")
-    if split not in STS_SPLITS[name]:
-        raise ValueError(f"unknown split {split!r} of {name!r}; expected one of {list(STS_SPLITS[name])}")
 
 
 def _path(root: Path, *parts: str) -> Path:
@@ -98,7 +96,7 @@ def _score(value: str, path: Path, lineno: int) -> float:
     try:
         return float(value)
     except ValueError:
-        raise ValueError(f"{path}, line {lineno}: score {value!r} is not a number") from None
+        raise ValueError(f"{path}, line {lineno}: expected a number as score, got {value!r}") from None
 
 
 def _load_stsb(path: Path, split: str) -> tuple[list[str], list[str], list[float]]:
@@ -118,12 +116,13 @@ def _load_stsb(path: Path, split: str) -> tuple[list[str], list[str], list[float
 def _load_sick(path: Path, split: str) -> tuple[list[str], list[str], list[float]]:
     rows = read_tsv(path)
     if not rows:
-        raise ValueError(f"{path}, line 1: empty file, expected the SICK header")
+        raise ValueError(f"{path}, line 1: expected the SICK header, got an empty file")
     header = rows[0][1]
     needed = ("sentence_A", "sentence_B", "relatedness_score", "SemEval_set")
     missing = [c for c in needed if c not in header]
     if missing:
-        raise ValueError(f"{path}, line 1: header lacks columns {missing}; got {header}")
+        raise ValueError(f"{path}, line 1: expected a header with the columns {list(needed)}, got {header} (without "
+                         f"{missing})")
     ia, ib, isc, iset = (header.index(c) for c in needed)
     want = split.upper()
     s1, s2, scores = [], [], []
@@ -144,7 +143,7 @@ def _load_cn(path: Path) -> tuple[list[str], list[str], list[float]]:
     return s1, s2, scores
 
 
-def load_sts(name: str, split: str = "test", root: str | Path | None = None) -> STSPairs:
+def load_sts(name: STSSet, split: str = "test", root: str | Path | None = None) -> STSPairs:
     """Load one split of an STS set (see the module docstring for names, splits and files).
 
     ``root`` is the data folder; default :func:`kexue.env.data_dir` (``$KEXUE_DATA``, else the per-user cache).
@@ -153,7 +152,8 @@ def load_sts(name: str, split: str = "test", root: str | Path | None = None) -> 
     the fetch command when the file is absent (``stsb`` is in ``stsb_en``, ``sick-r`` in ``sick``, the Chinese sets
     in ``senteval_cn``).
     """
-    _check(name, split)
+    check_choice("name", name, STSSet)
+    check_choice(f"split of {name!r}", split, STS_SPLITS[name])
     base = data_dir() if root is None else Path(root)
     if name == "stsb":
         s1, s2, sc = _load_stsb(_path(base, "stsb_en", "stsbenchmark.tsv"), split)
@@ -165,4 +165,4 @@ def load_sts(name: str, split: str = "test", root: str | Path | None = None) -> 
     return STSPairs(name=name, split=split, sentences1=s1, sentences2=s2, scores=np.asarray(sc, dtype=np.float64))
 
 
-__all__ = ["STSPairs", "STS_SPLITS", "load_sts", "sts_sets"]
+__all__ = ["STSPairs", "STSSet", "STS_SPLITS", "load_sts", "sts_sets"]

@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from .._io import atomic_path
-from .registry import REGISTRY, DataFile, DataSet, UnknownData, get
+from .._validate import check_float
+from .registry import REGISTRY, DataFile, DataSet, UnknownData, Unpack, get
 
 #: Seconds to wait for a connection, and for each read once connected, before giving up.
 TIMEOUT = 10.0
@@ -45,7 +46,7 @@ class _Failure(Exception):
     """A cause, turned into a :class:`FetchError` by the caller that knows the set and the file."""
 
 
-def sha256_file(path: str | Path) -> str:
+def _sha256_file(path: str | Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -63,6 +64,7 @@ def fetch(names: Iterable[str | DataSet], folder: str | Path | None = None, *, m
     error is a terminal). Returns the paths of the sets' files; raises :class:`UnknownData` before any download
     for an unknown name and :class:`FetchError` at the first file that fails.
     """
+    timeout = check_float("timeout", timeout, low=0.0, low_open=True)
     names = list(names)
     unknown = [n for n in names if isinstance(n, str) and n not in REGISTRY]
     if unknown:
@@ -75,13 +77,13 @@ def fetch(names: Iterable[str | DataSet], folder: str | Path | None = None, *, m
         progress = sys.stderr.isatty()
     out: list[Path] = []
     for item in names:
-        out += fetch_set(get(item) if isinstance(item, str) else item, Path(folder), mirror=mirror, timeout=timeout,
-                         progress=progress, log=log)
+        out += _fetch_set(get(item) if isinstance(item, str) else item, Path(folder), mirror=mirror,
+                          timeout=timeout, progress=progress, log=log)
     return out
 
 
-def fetch_set(ds: DataSet, folder: Path, *, mirror: str | None = None, timeout: float = TIMEOUT,
-              progress: bool = False, log: Callable[[str], None] = print) -> list[Path]:
+def _fetch_set(ds: DataSet, folder: Path, *, mirror: str | None, timeout: float, progress: bool,
+               log: Callable[[str], None]) -> list[Path]:
     """Fetch the files of one set that are absent or fail their checksum; print the terms first."""
     todo = [f for f in ds.files if not _verified(folder / f.path, f)]
     if not todo:
@@ -100,7 +102,7 @@ def fetch_set(ds: DataSet, folder: Path, *, mirror: str | None = None, timeout: 
 
 
 def _verified(path: Path, f: DataFile) -> bool:
-    return path.is_file() and path.stat().st_size == f.size and sha256_file(path) == f.sha256
+    return path.is_file() and path.stat().st_size == f.size and _sha256_file(path) == f.sha256
 
 
 def _fetch_file(ds: DataSet, f: DataFile, folder: Path, mirror: str | None, timeout: float, progress: bool) -> None:
@@ -117,9 +119,9 @@ def _fetch_file(ds: DataSet, f: DataFile, folder: Path, mirror: str | None, time
                     _unpack(f.unpack, raw, stored, url)
             else:
                 _download(url, stored, timeout, progress, f.path)
-            digest = sha256_file(stored)
+            digest = _sha256_file(stored)
             if digest != f.sha256:
-                raise _Failure(f"checksum mismatch: {url} gave sha256 {digest}, expected {f.sha256}")
+                raise _Failure(f"checksum mismatch: expected sha256 {f.sha256}, got {digest} from {url}")
         done = True
     except OSError as e:  # writing the temporary file or moving it into place
         raise _Failure(f"cannot write in {dest.parent}: {e}") from None
@@ -170,23 +172,21 @@ def _download(url: str, path: Path, timeout: float, progress: bool, label: str) 
     except (http.client.HTTPException, ConnectionError) as e:
         raise _Failure(f"transfer from {url} broke off after {received} bytes: {e!r}") from None
     if expected is not None and received != expected:
-        raise _Failure(f"transfer from {url} ended after {received} of {expected} bytes")
+        raise _Failure(f"transfer from {url} ended early: expected {expected} bytes, got {received}")
 
 
-def _unpack(how: str, src: Path, dest: Path, url: str) -> None:
+def _unpack(how: Unpack, src: Path, dest: Path, url: str) -> None:
     try:
         if how == "gunzip":
             with gzip.open(src, "rb") as fin, open(dest, "wb") as fout:
                 shutil.copyfileobj(fin, fout, _CHUNK)
-        elif how == "unzip":
+        else:  # "unzip" (DataFile checked the step when it was built)
             with zipfile.ZipFile(src) as z:
                 members = [m for m in z.infolist() if not m.is_dir()]
                 if len(members) != 1:
-                    raise _Failure(f"cannot unzip what {url} gave: expected one member, found {len(members)}")
+                    raise _Failure(f"cannot unzip what {url} gave: expected one member, got {len(members)}")
                 with z.open(members[0]) as fin, open(dest, "wb") as fout:
                     shutil.copyfileobj(fin, fout, _CHUNK)
-        else:
-            raise _Failure(f"unknown unpack step {how!r}")
     except (gzip.BadGzipFile, zipfile.BadZipFile, EOFError, zlib.error) as e:
         raise _Failure(f"cannot {how} what {url} gave: {e}") from None
 
@@ -210,7 +210,7 @@ def status(ds: DataSet, folder: Path) -> str:
     return f"partial ({len(ds.files) - missing} of {len(ds.files)} files)"
 
 
-def list_lines(folder: Path) -> list[str]:
+def _list_lines(folder: Path) -> list[str]:
     """The table ``kexue data list`` prints: name, size, status, where, licence."""
     rows = [(d.name, _human(d.size), status(d, folder), str(folder / d.name),
              ("research only: " if d.research_only else "") + d.licence) for d in REGISTRY.values()]
@@ -226,14 +226,15 @@ def _cmd_list(args: Any) -> int:
     folder = data_dir()
     source = f"${DATA_ENV}" if os.environ.get(DATA_ENV) else f"the per-user cache; ${DATA_ENV} is unset"
     print(f"data folder: {folder} ({source})")
-    print("\n".join(list_lines(folder)))
+    print("\n".join(_list_lines(folder)))
     print("fetch with: kexue data fetch NAME... | --all")
     return 0
 
 
 def _cmd_fetch(args: Any) -> int:
     if bool(args.names) == bool(args.all):
-        print("kexue data fetch: name the sets to fetch, or --all (see `kexue data list`)", file=sys.stderr)
+        got = "both" if args.all else "neither"
+        print(f"kexue data fetch: expected set names or --all (see `kexue data list`), got {got}", file=sys.stderr)
         return 2
     names = list(REGISTRY) if args.all else args.names
     try:
@@ -270,3 +271,6 @@ def add_parser(sub: Any) -> None:
     pf.add_argument("--timeout", type=float, default=TIMEOUT, metavar="SECONDS",
                     help=f"give up on a connection or a stalled read after this long (default {TIMEOUT:g})")
     pf.set_defaults(func=_cmd_fetch)
+
+
+__all__ = ["TIMEOUT", "FetchError", "add_parser", "fetch", "status"]

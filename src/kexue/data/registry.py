@@ -16,15 +16,20 @@ from __future__ import annotations
 import os
 import re
 import shlex
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal, get_args
+
+from .._validate import check_choice
 
 #: Where files are downloaded from unless overridden: GitHub's raw file server.
 DEFAULT_MIRROR = "https://raw.githubusercontent.com"
 #: The environment variable naming another server with the layout ``{mirror}/{repo}/{commit}/{path}``.
 MIRROR_ENV = "KEXUE_DATA_MIRROR"
-#: How a downloaded file becomes the stored one.
-UNPACK = (None, "gunzip", "unzip")
+#: How a downloaded file becomes the stored one (``None``: stored as downloaded).
+Unpack = Literal["gunzip", "unzip"]
+UNPACK: tuple[Unpack | None, ...] = (None, *get_args(Unpack))
 
 
 class MissingData(FileNotFoundError):
@@ -47,7 +52,7 @@ class MissingData(FileNotFoundError):
             f"(or set KEXUE_DATA to a folder that has it)"
         )
 
-    def __reduce__(self):  # keep the constructor's arguments through pickling (multiprocessing children)
+    def __reduce__(self) -> tuple[Any, ...]:  # keep the constructor's arguments through pickling (multiprocessing)
         return (type(self), (self.name, str(self.folder), self.detail))
 
 
@@ -65,7 +70,7 @@ class UnknownData(ValueError):
 
     def __init__(self, names: list[str]) -> None:
         self.names = names
-        super().__init__(f"unknown data set(s) {', '.join(names)}; known: {', '.join(REGISTRY)}")
+        super().__init__(f"expected data set names among {', '.join(REGISTRY)}, got {', '.join(names)}")
 
 
 @dataclass(frozen=True)
@@ -76,7 +81,14 @@ class DataFile:
     source: str
     size: int
     sha256: str
-    unpack: str | None = None
+    unpack: Unpack | None = None
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.size, int) and self.size > 0):
+            raise ValueError(f"{self.path}: expected size > 0 bytes, got {self.size!r}")
+        if not re.fullmatch(r"[0-9a-f]{64}", self.sha256):
+            raise ValueError(f"{self.path}: expected sha256 to be 64 lowercase hex digits, got {self.sha256!r}")
+        check_choice(f"unpack of {self.path}", self.unpack, UNPACK)
 
 
 @dataclass(frozen=True)
@@ -89,6 +101,16 @@ class DataSet:
     licence: str
     research_only: bool
     files: tuple[DataFile, ...]
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[0-9a-f]{40}", self.commit):
+            raise ValueError(f"data set {self.name!r}: expected commit to be 40 lowercase hex digits, got "
+                             f"{self.commit!r}")
+        if not self.files:
+            raise ValueError(f"data set {self.name!r}: expected at least one file, got none")
+        outside = [f.path for f in self.files if not f.path.startswith(f"{self.name}/")]
+        if outside:
+            raise ValueError(f"data set {self.name!r}: expected file paths under {self.name}/, got {outside}")
 
     @property
     def size(self) -> int:
@@ -132,10 +154,10 @@ def get(name: str) -> DataSet:
 
 
 #: (path in the set's folder, size, sha256, source in the repository or None for root + path, unpack)
-_Row = tuple[str, int, str, "str | None", "str | None"]
+_Row = tuple[str, int, str, str | None, Unpack | None]
 
 
-def _f(path: str, size: int, sha256: str, source: str | None = None, unpack: str | None = None) -> _Row:
+def _f(path: str, size: int, sha256: str, source: str | None = None, unpack: Unpack | None = None) -> _Row:
     return (path, size, sha256, source, unpack)
 
 
@@ -269,14 +291,15 @@ REGISTRY: dict[str, DataSet] = {d.name: d for d in DATASETS}
 
 
 def _check_table() -> None:
-    paths = [f.path for d in DATASETS for f in d.files]
-    if len(REGISTRY) != len(DATASETS) or len(set(paths)) != len(paths):
-        raise ValueError("data registry: a set name or a file path appears twice")
-    for d in DATASETS:
-        bad = [f.path for f in d.files if not (re.fullmatch(r"[0-9a-f]{64}", f.sha256) and f.unpack in UNPACK
-                                               and f.size > 0 and f.path.startswith(f"{d.name}/"))]
-        if not re.fullmatch(r"[0-9a-f]{40}", d.commit) or not d.files or bad:
-            raise ValueError(f"data registry: malformed entry {d.name!r} {bad}")
+    """Each name and each file path once (every entry checked itself when it was built: DataFile, DataSet)."""
+    counts = Counter([d.name for d in DATASETS] + [f.path for d in DATASETS for f in d.files])
+    twice = sorted(n for n, c in counts.items() if c > 1)
+    if twice:
+        raise ValueError(f"data registry: expected each set name and file path once, got {twice} more than once")
 
 
 _check_table()
+
+
+__all__ = ["DATASETS", "DEFAULT_MIRROR", "MIRROR_ENV", "REGISTRY", "UNPACK", "DataFile", "DataSet", "MissingData",
+           "UnknownData", "Unpack", "get", "resolve_mirror"]

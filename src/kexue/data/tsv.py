@@ -6,6 +6,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+from .._validate import check_int
+
 
 def read_tsv(path: str | Path, ncols: int | None = None) -> list[tuple[int, list[str]]]:
     """``(line number, fields)`` for every non-empty line of the UTF-8 tab-separated file ``path``.
@@ -17,8 +19,8 @@ def read_tsv(path: str | Path, ncols: int | None = None) -> list[tuple[int, list
     row (the header, where the file has one); a row that does not raises ``ValueError`` naming the file and line.
     """
     path = Path(path)
-    if ncols is not None and ncols < 1:
-        raise ValueError(f"expected ncols >= 1 or None, got {ncols}")
+    if ncols is not None:
+        check_int("ncols", ncols, minimum=1)
     rows: list[tuple[int, list[str]]] = []
     with path.open(encoding="utf-8", newline="") as f:
         reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE, strict=True)
@@ -34,3 +36,6 @@ def read_tsv(path: str | Path, ncols: int | None = None) -> list[tuple[int, list
         except csv.Error as e:  # e.g. a field longer than csv.field_size_limit()
             raise ValueError(f"{path}, line {reader.line_num}: {e}") from None
     return rows
+
+
+__all__ = ["read_tsv"]
