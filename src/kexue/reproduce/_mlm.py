@@ -1,7 +1,8 @@
 """A small masked-LM pre-training run on real sentences, shared by the RealFormer and talking-heads reproductions.
 
-Corpus: SST-2 training sentences (the registered set `sst2`, from the data folder), tokenised with all-MiniLM-L6-v2's WordPiece tokenizer; the
-vocabulary is cut to the most frequent pieces (the rest become [UNK]) so a tiny model's softmax stays cheap.
+Corpus: SST-2 training sentences (the registered set `sst2`, from the data folder), tokenised with all-MiniLM-L6-v2's
+WordPiece tokenizer; the vocabulary is cut to the most frequent pieces (the rest become [UNK]) so a tiny model's
+softmax stays cheap.
 Masking: 15 % of the real tokens (never [CLS]/[SEP]) become [MASK]; the loss is cross-entropy on them, and the MLM
 head runs on the masked positions only (the same loss as on all positions with ``ignore_index``, at a fraction of
 the vocabulary projection's cost).

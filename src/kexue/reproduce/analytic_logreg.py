@@ -294,10 +294,10 @@ def run(quick: bool = True) -> Result:
               "gap) and is close to it with plenty of data.",
         measured=measured,
         verdict=verdict,
-        rule=f"Judged on the post's setting, 1,000-sentence training sets of MiniLM vectors (the bundled sets at 30 per "
-             f"class only if no MiniLM set ran), against {gd}: does not hold if the synthetic analytic weights miss "
-             f"the MLE's (cosine ≤ {COS_MIN}); not measured if either method fails to beat the majority class by 2 "
-             f"s.e.; else, with 2-s.e. intervals of paired per-example differences (the larger of the test-sample "
+        rule=f"Judged on the post's setting, 1,000-sentence training sets of MiniLM vectors (the bundled sets at 30 "
+             f"per class only if no MiniLM set ran), against {gd}: does not hold if the synthetic analytic weights "
+             f"miss the MLE's (cosine ≤ {COS_MIN}); not measured if either method fails to beat the majority class by "
+             f"2 s.e.; else, with 2-s.e. intervals of paired per-example differences (the larger of the test-sample "
              f"and the seed s.e.), the analytic test accuracy must beat GD's and GD's train−test gap must exceed the "
              f"analytic one, and (full mode) on the whole pools the analytic solution must trail GD by less than "
              f"{FULL_MARGIN * 100:g} point. Holds if every part holds, does not hold if any part does not, else "

@@ -8,8 +8,9 @@ Measured here against ``transformers``' ``BertModel`` (SDPA attention), each sid
 2. the maximum absolute difference of the last hidden state (every position, padding included), of every hidden
    state and of the pooler output, on a padded batch of 64 real sentences; for the plain forward and for the
    oneDNN fast path that ``encode`` uses;
-3. STS-B test Spearman of mean pooling: kexue's ``encode`` (as ``kexue.embed.sts.evaluate`` runs it) against transformers' BertModel
-   with mean pooling written out here (not through kexue). Full mode adds STS-B dev and SICK-R test.
+3. STS-B test Spearman of mean pooling: kexue's ``encode`` (as ``kexue.embed.sts.evaluate`` runs it) against
+   transformers' BertModel with mean pooling written out here (not through kexue). Full mode adds STS-B dev and SICK-R
+   test.
 """
 
 from __future__ import annotations
@@ -86,7 +87,8 @@ def _forward_diffs(kx: Any, hf: Any, batch: dict[str, torch.Tensor], kernel: str
         "last_hidden_all": d_last.max().item(),
         "last_hidden_real_tokens": d_last[real].max().item(),
         "per_layer": [(a - b).abs().max().item() for a, b in zip(out.hidden_states, ref.hidden_states)],
-        "per_layer_real_tokens": [(a - b).abs()[real].max().item() for a, b in zip(out.hidden_states, ref.hidden_states)],
+        "per_layer_real_tokens": [(a - b).abs()[real].max().item()
+                                  for a, b in zip(out.hidden_states, ref.hidden_states)],
         "pooler": (out.pooler_output - ref.pooler_output).abs().max().item(),
         "scale": ref.last_hidden_state.abs().max().item(),
     }
@@ -157,7 +159,9 @@ def run(quick: bool = True) -> Result:
     # 3. STS Spearman, mean pooling
     sets = [] if test is None else [("stsb", "test")] if quick else [("stsb", "test"), ("stsb", "dev"),
                                                                       ("sick-r", "test")]
-    rows, sts_numbers, cos_diff = [], {}, np.zeros(0)
+    rows: list[list[Any]] = []
+    sts_numbers: dict[str, dict[str, float]] = {}
+    cos_diff = np.zeros(0)
     for name, split in sets:
         try:
             data = test if (name, split) == ("stsb", "test") else load_sts(name, split)

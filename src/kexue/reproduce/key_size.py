@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any, TypedDict
 
 import torch
 
@@ -29,8 +30,9 @@ from . import rules
 from .common import pyplot
 from .result import Post, Result, Table, Verdict
 
-POST = Post(title="突破瓶颈，打造更强大的Transformer", gloss="Breaking the low-rank bottleneck: key_size and talking heads",
-            date="2020-04-13", url="https://kexue.fm/archives/7325")
+POST = Post(title="突破瓶颈，打造更强大的Transformer",
+            gloss="Breaking the low-rank bottleneck: key_size and talking heads", date="2020-04-13",
+            url="https://kexue.fm/archives/7325")
 N = 64
 KS = (4, 8, 16, 32, 64)
 HEADS, HEAD_K = 8, 8
@@ -220,14 +222,22 @@ def measure(quick: bool) -> tuple[Measurements, dict[str, list[float]], int, int
                  "talking": [fit_kl(p, HEAD_K, HEADS, talking=True, steps=steps, seed=s) for s, p in enumerate(indep)]}
         from ._recall import recall_accuracy
 
-        settings = {"k8": {"attention_key_size": 8}, "k32": {"attention_key_size": 32},
+        settings: dict[str, dict[str, Any]] = {"k8": {"attention_key_size": 8}, "k32": {"attention_key_size": 32},
                     "k8 talking": {"attention_key_size": 8, "talking_heads": True}}
         m.recall = {name: [recall_accuracy(seed=s, **RECALL, **kw) for s in range(3)] for name, kw in settings.items()}
     return m, other, seeds, steps
 
 
+class RecallSettings(TypedDict):
+    """Arguments of :func:`~kexue.reproduce._recall.recall_accuracy` shared by every recall run."""
+
+    pairs: int
+    steps: int
+    lr: float
+
+
 #: Associative-recall training (full mode).
-RECALL = {"pairs": 4, "steps": 1500, "lr": 2e-3}
+RECALL = RecallSettings(pairs=4, steps=1500, lr=2e-3)
 
 
 def _row(name: str, vals: list[float]) -> list[object]:

@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 from ._mlm_dropout_tasks import (
     DROP_BATCH,
@@ -57,20 +57,36 @@ from .rules import (
     superiority,
 )
 
-POST = Post(title="Dropout视角下的MLM和MAE：一些新的启发", gloss="MLM and MAE from the dropout viewpoint: some new insights",
-            date="2021-11-29", url="https://kexue.fm/archives/8770")
+POST = Post(title="Dropout视角下的MLM和MAE：一些新的启发",
+            gloss="MLM and MAE from the dropout viewpoint: some new insights", date="2021-11-29",
+            url="https://kexue.fm/archives/8770")
 
 RATIOS = (0.0, 0.1, 0.15, 0.25, 0.5)
 #: The post's recommended ratios, judged "no worse than r = 0".
 RECOMMENDED = (0.1, 0.15)
 #: Fewest seeds (or timing repetitions) from which a part is judged; fewer gives "not measured".
 MIN_SEEDS = 3
-QUICK = {"pretrain": 150, "ft_seeds": 3, "ft_epochs": 2, "probe": False, "ratios": (0.0, 0.1, 0.5), "seeds": 1,
-         "steps": 120, "reps": 10}
+
+
+class Settings(TypedDict):
+    """A mode's sizes: MLM pre-training steps, fine-tuning seeds and epochs and whether to probe (the correction
+    experiment); DropToken ratios, seeds and steps; timing repetitions."""
+
+    pretrain: int
+    ft_seeds: int
+    ft_epochs: int
+    probe: bool
+    ratios: tuple[float, ...]
+    seeds: int
+    steps: int
+    reps: int
+
+
+QUICK = Settings(pretrain=150, ft_seeds=3, ft_epochs=2, probe=False, ratios=(0.0, 0.1, 0.5), seeds=1, steps=120,
+                 reps=10)
 #: DropToken steps: the r = 0 baseline peaks near one epoch (dev accuracy over 3 seeds 0.786 at 150 steps, 0.766 at
 #: 250, 0.745 at 400: it then overfits the label noise), so every ratio gets the baseline's best budget.
-FULL = {"pretrain": 1000, "ft_seeds": 5, "ft_epochs": 6, "probe": True, "ratios": RATIOS, "seeds": 5, "steps": 150,
-        "reps": 30}
+FULL = Settings(pretrain=1000, ft_seeds=5, ft_epochs=6, probe=True, ratios=RATIOS, seeds=5, steps=150, reps=30)
 #: The post's DropToken table (BERT-base, CLUE dev, single runs): mean over IFLYTEK, TNEWS, AFQMC, OCNLI, WSC, CSL.
 POST_CLUE_MEAN = {0.0: 70.958, 0.1: 70.760, 0.15: 70.737, 0.25: 70.108, 0.5: 68.480}
 
@@ -270,8 +286,8 @@ def run(quick: bool = True) -> Result:
         f"warm-up, linear decay), {cfg['seeds']} seed(s), from scratch; dev {N_DEV} (majority "
         f"{drop['majority']:.3f}); [CLS]/[SEP] protected; survivors keep their position ids. About one epoch is the "
         "r = 0 baseline's best budget (longer, it overfits the 10 % label noise: 0.745 at 400 steps). The answer "
-        "depends on that regime: a full run with 3 seeds of 400 steps (earlier in this change) gave r − r = 0 of −0.03 ± "
-        "0.57 (r = 0.1), −0.48 ± 0.42 (0.15) and −1.75 ± 1.07 points (0.5), all inconclusive; DropToken costs "
+        "depends on that regime: a full run with 3 seeds of 400 steps (earlier in this change) gave r − r = 0 of "
+        "−0.03 ± 0.57 (r = 0.1), −0.48 ± 0.42 (0.15) and −1.75 ± 1.07 points (0.5), all inconclusive; DropToken costs "
         "accuracy when the baseline is not yet overfitting and little once it is.",
         f"Speed: CPU seconds of one training step (batch 32 × 128 tokens, one thread), {cfg['reps']} repetitions with "
         "the ratios interleaved on the same batch; the speed-up is exp of the mean paired log ratio, its s.e. by the "

@@ -12,16 +12,21 @@ the gain is judged best lr against best lr.
 
 from __future__ import annotations
 
+from typing import Any
+
 from . import _mlm, rules
 from .realformer import FULL, QUICK
 from .result import Post, Result, Table, Verdict
 
-POST = Post(title="突破瓶颈，打造更强大的Transformer", gloss="Breaking the low-rank bottleneck: key_size and talking heads",
-            date="2020-04-13", url="https://kexue.fm/archives/7325")
+POST = Post(title="突破瓶颈，打造更强大的Transformer",
+            gloss="Breaking the low-rank bottleneck: key_size and talking heads", date="2020-04-13",
+            url="https://kexue.fm/archives/7325")
 #: Shares its Post-LN baseline runs with the other MLM entry through _mlm's cache: one worker runs both.
 GROUP = "mlm"
-CONFIGS = {"standard": {"norm": "post"}, "talking heads": {"norm": "post", "talking_heads": True,
-                                                          "talking_heads_post_softmax": True}}
+#: TransformerConfig overrides of each compared model.
+CONFIGS: dict[str, dict[str, Any]] = {"standard": {"norm": "post"},
+                                      "talking heads": {"norm": "post", "talking_heads": True,
+                                                        "talking_heads_post_softmax": True}}
 
 
 def decide(losses: _mlm.Losses, lrs: tuple[float, ...], unigram: float, diverged: float) -> tuple[Verdict, str]:
