@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .data.fetch import add_parser as add_data_parser
 
     add_data_parser(sub)
-    from .data.shuffle import add_parser as add_shuffle_parser
+    from .data.shuffle.cli import add_parser as add_shuffle_parser
 
     add_shuffle_parser(sub)
     from .stats import flops

@@ -55,13 +55,23 @@ def test_cli_arguments(tmp_path, capsys):
     assert "pass --seed" in capsys.readouterr().err  # a drawn seed is printed so the run can be repeated
     for argv, msg in [
         (["--memory", "12Q"], "expected a size"),
-        (["--mode", "blog", "--method", "merge"], "conflicts"),
-        (["--split", "3"], "need --output-dir"),
-        (["--final-newline", "error"], "does not end with the record separator"),
+        (["--mode", "blog", "--method", "merge"], "expected --method naive with --mode blog, got --method merge: the "
+                                                  "two conflict"),
+        (["--mode", "exact", "--method", "naive"], "expected --method merge or scatter with --mode exact, got"),
+        (["-z", "--sep", "LF"], "expected --sep NUL (or no --sep) with -z, got --sep LF: the two conflict"),
+        (["--split", "3"], "expected --output-dir DIR with --split, --records-per-output or --bytes-per-output, got "
+                           "none (shards need --output-dir DIR)"),
+        (["--final-newline", "error"], "to end with the record separator b'\\n', got a last record that does not end"),
         (["--memory", "1M", "--max-open", "3"], "need at least 4 open files"),
+        (["--seed", "-1"], "expected seed >= 0, got -1"),
     ]:
         assert main(["shuffle", str(src), "-o", str(tmp_path / "x"), "-q", *argv]) == 2, argv
-        assert msg in capsys.readouterr().err, argv
+        err = capsys.readouterr().err
+        assert err.startswith("kexue shuffle: error: expected ") and err.count("\n") == 1, (argv, err)
+        assert msg in err, (argv, err)
+    assert main(["shuffle", str(src), "--output-dir", str(tmp_path / "x"), "-q"]) == 2
+    assert capsys.readouterr().err == ("kexue shuffle: error: expected --split N, --records-per-output N or "
+                                       "--bytes-per-output SIZE with --output-dir, got none\n")
     assert not (tmp_path / "x").exists()
     shards = tmp_path / "shards"
     assert main(["shuffle", str(src), str(src), "--split", "2", "--output-dir", str(shards), "-q", "-z"]) == 0
@@ -98,7 +108,8 @@ def test_bounded_memory(corpus, tmp_path, method):
     assert rc == 0
     if base is None or peak is None:
         pytest.skip("peak RSS needs /proc/<pid>/status (Linux)")
-    print(f"200 MB, {method} at --memory 32M: {secs:.1f}s, peak RSS {peak / MiB:.1f} MiB, one-record run {base / MiB:.1f} MiB")
+    print(f"200 MB, {method} at --memory 32M: {secs:.1f}s, peak RSS {peak / MiB:.1f} MiB, one-record run "
+          f"{base / MiB:.1f} MiB")
     assert peak - base <= 32 * MiB, f"peak {peak / MiB:.1f} MiB - footprint {base / MiB:.1f} MiB > 32 MiB"
     assert out.stat().st_size == corpus.stat().st_size + 1  # the last line got its newline
     assert leftovers(tmp_path) == []

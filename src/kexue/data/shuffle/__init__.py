@@ -47,20 +47,21 @@ Standard output as the output is allowed but not atomic.
 Layout: :mod:`.records` (numpy byte primitives: find separators, move variable-length records without a Python
 loop per record), :mod:`.reader` (chunked input, merge windows), :mod:`.sinks` (atomic files and shards),
 :mod:`.budget`, :mod:`.passes` (the methods' passes), :mod:`.api`
-(:func:`external_shuffle`), :mod:`.cli` (``kexue shuffle``). Spec: ``shared/specs/07-shuffle.md``.
+(:func:`external_shuffle`), :mod:`.cli` (``kexue shuffle``; :func:`kexue.cli.main` registers it). Spec:
+``shared/specs/07-shuffle.md``.
 """
 
 from __future__ import annotations
 
-from .api import METHODS, Method, ShuffleReport, external_shuffle, peak_rss
+from .api import METHODS, Method, ShuffleReport, external_shuffle
 from .budget import Budget, parse_size
-from .cli import add_parser
 from .errors import InputError, InsufficientSpace, Interrupted, RecordTooLong, ShuffleError, VerifyError
-from .passes import draw_composition
+from .reader import FinalNewline
 
 __all__ = [
     "METHODS",
     "Budget",
+    "FinalNewline",
     "InputError",
     "InsufficientSpace",
     "Interrupted",
@@ -69,9 +70,6 @@ __all__ = [
     "ShuffleError",
     "ShuffleReport",
     "VerifyError",
-    "add_parser",
-    "draw_composition",
     "external_shuffle",
     "parse_size",
-    "peak_rss",
 ]

@@ -11,12 +11,14 @@ import stat
 import sys
 import threading
 import time
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from typing import IO, Any, Literal, Sequence
+from typing import IO, Any, Literal, TypeVar, get_args
 
 import numpy as np
 
+from ..._validate import check_choice, check_int
 from .budget import Budget, parse_size
 from .errors import InputError, InsufficientSpace, Interrupted, ShuffleError, VerifyError
 from .passes import (
@@ -31,18 +33,19 @@ from .passes import (
     shuffle_buckets,
     split_chunks,
 )
-from .reader import Source, open_sources
+from .reader import FinalNewline, Source, open_sources
 from .sinks import FileSink, ShardSink
 
 Method = Literal["merge", "scatter", "naive"]
-METHODS: tuple[str, ...] = ("merge", "scatter", "naive")
+METHODS: tuple[Method, ...] = get_args(Method)
+T = TypeVar("T")
 
 
 @dataclass
 class ShuffleReport:
     """What :func:`external_shuffle` did."""
 
-    method: str
+    method: Method
     seed: int
     memory: int
     records: int
@@ -64,7 +67,7 @@ class ShuffleReport:
         return self.bytes_in / 1e6 / self.seconds if self.seconds > 0 else float("inf")
 
 
-def peak_rss() -> int:
+def _peak_rss() -> int:
     """This process's peak resident set in bytes: VmHWM (Linux; since the last exec), else ``ru_maxrss``, which
     also counts the parent's footprint from before ``exec``."""
     try:
@@ -85,7 +88,7 @@ class _Signals:
         self.active = threading.current_thread() is threading.main_thread()
         self.old: dict[int, Any] = {}
 
-    def __enter__(self) -> "_Signals":
+    def __enter__(self) -> _Signals:
         if self.active:
             for s in (signal.SIGINT, signal.SIGTERM):
                 self.old[s] = signal.signal(s, self._raise)
@@ -109,6 +112,19 @@ class _Signals:
         if self.active:
             for s, h in self.old.items():
                 signal.signal(s, h)
+
+
+def _checked(check: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """A :mod:`kexue._validate` check whose error is raised as an :class:`InputError` (exit status 2 in the CLI)."""
+    try:
+        return check(*args, **kwargs)
+    except (TypeError, ValueError) as e:
+        raise InputError(str(e)) from None
+
+
+def _int_arg(name: str, value: Any, minimum: int) -> int:
+    """``value`` (an ``int`` or a numpy integer) as an ``int`` >= ``minimum``, else an :class:`InputError`."""
+    return _checked(check_int, name, int(value) if isinstance(value, np.integer) else value, minimum=minimum)
 
 
 def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
@@ -139,8 +155,8 @@ def _preflight_space(sources: list[Source], budget: Budget, tmp_parent: str, out
         free = _free(path)
         if need and free is not None and free < need:
             raise InsufficientSpace(
-                f"not enough free space for the {what} in {path}: need about {need} bytes for {known} bytes of "
-                f"input, {free} free (use tmp_dir / --tmp-dir on another device, or free some space)"
+                f"not enough free space for the {what} in {path}: expected about {need} bytes free for {known} bytes "
+                f"of input, got {free} (use tmp_dir / --tmp-dir on another device, or free some space)"
             )
 
 
@@ -155,7 +171,7 @@ def external_shuffle(
     sep: bytes = b"\n",
     records_per_output: int | None = None,
     bytes_per_output: int | str | None = None,
-    final_newline: str = "add",
+    final_newline: FinalNewline = "add",
     verify: bool = False,
     progress: bool | ProgressHook | None = None,
     *,
@@ -177,29 +193,30 @@ def external_shuffle(
     t0 = time.perf_counter()
     paths = [os.fspath(inputs)] if isinstance(inputs, (str, os.PathLike)) else [os.fspath(p) for p in inputs]
     if not paths:
-        raise InputError("no input given")
-    if method not in METHODS:
-        raise InputError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+        raise InputError("expected at least one input, got none")
+    _checked(check_choice, "method", method, Method)
     if not isinstance(sep, bytes) or len(sep) != 1:
-        raise InputError(f"sep must be a single byte such as b'\\n' or b'\\0', got {sep!r}")
-    if final_newline not in ("add", "error"):
-        raise InputError(f"final_newline must be 'add' or 'error', got {final_newline!r}")
-    if seed is not None and (not isinstance(seed, (int, np.integer)) or seed < 0):
-        raise InputError(f"seed must be a non-negative integer, got {seed!r}")
+        raise InputError(f"expected sep to be a single byte such as b'\\n' or b'\\0', got {sep!r}")
+    _checked(check_choice, "final_newline", final_newline, FinalNewline)
+    if seed is not None:
+        seed = _int_arg("seed", seed, 0)
     sharding = [(k, v) for k, v in (("split", split), ("records_per_output", records_per_output),
                                      ("bytes_per_output", bytes_per_output)) if v is not None]
     if len(sharding) > 1:
-        raise InputError(f"give at most one of split, records_per_output, bytes_per_output, got {dict(sharding)}")
+        raise InputError(f"expected at most one of split, records_per_output, bytes_per_output, got {dict(sharding)}")
     bytes_per = parse_size(bytes_per_output) if bytes_per_output is not None else None
-    for k, v in (("split", split), ("records_per_output", records_per_output)):
-        if v is not None and (not isinstance(v, (int, np.integer)) or v < 1):
-            raise InputError(f"{k} must be a positive integer, got {v!r}")
+    if split is not None:
+        split = _int_arg("split", split, 1)
+    if records_per_output is not None:
+        records_per_output = _int_arg("records_per_output", records_per_output, 1)
+    max_open = _int_arg("max_open", max_open, 1)
     budget = Budget.of(parse_size(memory))
     soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     limit = min(max_open, soft - 16 if soft != resource.RLIM_INFINITY else max_open)
     if limit < 4:
-        raise InputError(f"need at least 4 open files, max_open={max_open} and RLIMIT_NOFILE={soft} allow {limit}")
-    seed = int(seed) if seed is not None else secrets.randbits(63)
+        raise InputError(f"expected max_open and RLIMIT_NOFILE to allow at least 4 open files, got {limit} "
+                         f"(max_open={max_open}, RLIMIT_NOFILE={soft}): need at least 4 open files")
+    seed = seed if seed is not None else secrets.randbits(63)
     sources = open_sources(paths)
     in_stats = [os.stat(s.path) for s in sources if s.path != "-"]
     notes: list[str] = []
@@ -209,7 +226,8 @@ def external_shuffle(
     out_path: str | None = None
     if sharding:
         if output is None or not isinstance(output, (str, os.PathLike)) or os.fspath(output) == "-":
-            raise InputError("sharded output needs a folder path as output (--output-dir DIR)")
+            raise InputError(f"expected a folder path as output for sharded output (--output-dir DIR), got "
+                             f"{output!r}")
     if output is None or (isinstance(output, (str, os.PathLike)) and os.fspath(output) == "-"):
         stream = sys.stdout.buffer
     elif isinstance(output, (str, os.PathLike)):
@@ -220,7 +238,8 @@ def external_shuffle(
         try:
             st = os.fstat(stream.fileno())
             if stat.S_ISREG(st.st_mode) and any(_same_file(st, s) for s in in_stats):
-                raise InputError("standard output is the same file as an input; refusing to overwrite the input")
+                raise InputError("expected an output other than the inputs, got standard output, which is the same "
+                                 "file as an input (refusing to overwrite the input)")
         except (OSError, AttributeError, ValueError) as e:  # no real file descriptor: nothing to compare
             if isinstance(e, InputError):
                 raise
@@ -228,29 +247,33 @@ def external_shuffle(
     if out_path is not None:
         assert out_dir is not None
         if not os.path.isdir(out_dir):
-            raise InputError(f"output folder does not exist: {out_dir}")
+            raise InputError(f"expected an existing output folder, got {out_dir}, which does not exist")
         if os.path.lexists(out_path):
             try:
                 st = os.stat(out_path)
             except OSError:  # a dangling symbolic link: replaced like a file, with force
                 st = os.lstat(out_path)
             if any(_same_file(st, s) for s in in_stats):
-                raise InputError(f"output {out_path} is the same file as an input; refusing to overwrite the input")
+                raise InputError(f"expected an output other than the inputs, got {out_path}, which is the same file as "
+                                 f"an input (refusing to overwrite the input)")
             if sharding and stat.S_ISDIR(st.st_mode):
                 inside = [s.path for s in sources if s.path != "-" and
                           os.path.commonpath([os.path.realpath(s.path), os.path.realpath(out_path)])
                           == os.path.realpath(out_path)]
                 if inside:
-                    raise InputError(f"input {inside[0]} is inside the output folder {out_path}; refusing to replace it")
+                    raise InputError(f"expected an output folder that holds no input, got {out_path}, which holds "
+                                     f"the input {inside[0]} (refusing to replace it)")
             if not force:
-                raise InputError(f"output exists: {out_path} (pass force=True / --force to replace it)")
+                raise InputError(f"expected a new output or force=True / --force, got {out_path}: the output exists "
+                                 f"(pass force=True / --force to replace it)")
             is_dir = stat.S_ISDIR(st.st_mode)
             if bool(sharding) != is_dir:
-                raise InputError(f"output {out_path} exists and is a {'folder' if is_dir else 'file'}, but the "
-                                 f"output is {'shards' if sharding else 'one file'}; refusing to replace it")
+                raise InputError(f"expected {out_path} to be a {'folder' if sharding else 'file'} to replace (the "
+                                 f"output is {'shards' if sharding else 'one file'}), got a "
+                                 f"{'folder' if is_dir else 'file'} (refusing to replace it)")
     tmp_parent = os.path.abspath(os.fspath(tmp_dir)) if tmp_dir is not None else (out_dir or os.getcwd())
     if not os.path.isdir(tmp_parent):
-        raise InputError(f"temporary folder does not exist: {tmp_parent}")
+        raise InputError(f"expected an existing temporary folder, got {tmp_parent}, which does not exist")
     _preflight_space(sources, budget, tmp_parent, out_dir, notes)
 
     sink: FileSink | ShardSink | None = None
@@ -268,8 +291,8 @@ def external_shuffle(
                 os.mkdir(tmp)
                 shard_records = None
                 if split is not None:
-                    q, r = divmod(total, int(split))
-                    shard_records = [q + (i < r) for i in range(int(split))]
+                    q, r = divmod(total, split)
+                    shard_records = [q + (i < r) for i in range(split)]
                 sink = ShardSink(out_path, tmp, shard_records=shard_records, records_per=records_per_output,
                                  bytes_per=bytes_per, hashing=verify, on_write=prog.update)
             elif out_path is not None:
@@ -306,8 +329,9 @@ def external_shuffle(
                 else:
                     if len(chunks) > fan_in:
                         raise ShuffleError(
-                            f"the naive method reads all {len(chunks)} chunks at once, more than the {fan_in} that "
-                            "max_open and memory allow; raise --memory or --max-open (or use an exact method)")
+                            f"expected at most {fan_in} chunks for the naive method, which reads all of them at once "
+                            f"(what max_open and memory allow), got {len(chunks)}: raise --memory or --max-open (or "
+                            "use an exact method)")
                     prog.start("interleave", sum(b for _, _, b in chunks))
                     merge(ctx, chunks, s, RowwiseLabels(np.array([n for _, n, _ in chunks]), ctx.rng(5)))
             else:
@@ -320,9 +344,11 @@ def external_shuffle(
             prog.stop()
             assert sink is not None
             if sink.records != reader.records:
-                raise ShuffleError(f"internal error: read {reader.records} records but wrote {sink.records}")
+                raise ShuffleError(f"internal error: expected to write the {reader.records} records read, wrote "
+                                   f"{sink.records}")
             if verify and sink.hash != ctx.input_hash:
-                raise VerifyError(f"checksum mismatch: input {ctx.input_hash:#018x}, output {sink.hash:#018x}")
+                raise VerifyError(f"checksum mismatch: expected the input's {ctx.input_hash:#018x}, got "
+                                  f"{sink.hash or 0:#018x} from the output")
             signals.ignore()
             outputs = sink.commit()
         except BaseException as e:
@@ -337,6 +363,9 @@ def external_shuffle(
         method=method, seed=seed, memory=budget.memory, records=sink.records, bytes_in=reader.bytes_read,
         bytes_out=sink.nbytes, added_separators=reader.added_separators, chunks=ctx.chunks, levels=ctx.levels,
         outputs=outputs, seconds=time.perf_counter() - t0,
-        peak_rss=peak_rss(), max_open=limit,
+        peak_rss=_peak_rss(), max_open=limit,
         verified=(True if verify else None), checksum=(sink.hash if verify else None), notes=notes,
     )
+
+
+__all__ = ["METHODS", "FinalNewline", "Method", "ShuffleReport", "external_shuffle"]

@@ -49,9 +49,9 @@ class Budget:
     max_batch: int
 
     @classmethod
-    def of(cls, memory: int) -> "Budget":
+    def of(cls, memory: int) -> Budget:
         if memory < _MIN_MEMORY:
-            raise InputError(f"memory must be at least {_MIN_MEMORY} bytes, got {memory}")
+            raise InputError(f"expected memory >= {_MIN_MEMORY} bytes, got {memory}")
         staging = min(max(memory // 16, 16), 8 << 20)
         block = min(max(memory // 16, 16), 16 << 20)
         # memory / 16 more is left as slack for the allocator (freed arrays are not always returned at once)
@@ -76,3 +76,6 @@ class Budget:
     def max_fan_in(self) -> int:
         """The most chunks one merge can read at once with windows of at least ``window_min`` bytes."""
         return max(2, self.capacity // (3 * self.window_min))
+
+
+__all__ = ["Budget", "parse_size"]

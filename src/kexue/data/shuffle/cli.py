@@ -6,10 +6,16 @@ import os
 import secrets
 import stat
 import sys
-from typing import Any
+from typing import Any, Literal, get_args
 
-from .api import METHODS, external_shuffle
+from .api import METHODS, Method, external_shuffle
 from .errors import ShuffleError
+from .reader import FinalNewline
+
+#: ``--mode``: ``exact`` (a uniform permutation, method merge by default) or ``blog`` (the post's scheme, = naive).
+ShuffleMode = Literal["exact", "blog"]
+#: ``--sep``: the record separator by name.
+SepName = Literal["LF", "NUL"]
 
 
 def add_parser(sub: Any) -> None:
@@ -39,15 +45,15 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--tmp-dir", "--tmpdir", dest="tmp_dir", metavar="DIR",
                    help="where temporary files go (default: the output's folder, or the current folder for "
                    "standard output; not /tmp, often RAM)")
-    p.add_argument("--mode", choices=["exact", "blog"],
-                   help="exact (default): a uniformly random permutation; blog: the post's chunk-and-interleave scheme, "
-                   "kept for comparison, NOT uniform over permutations")
+    p.add_argument("--mode", choices=get_args(ShuffleMode),
+                   help="exact (default): a uniformly random permutation; blog: the post's chunk-and-interleave "
+                   "scheme, kept for comparison, NOT uniform over permutations")
     p.add_argument("--method", choices=METHODS, help="algorithm: merge (exact, default), scatter (exact), "
                    "naive (= --mode blog)")
     p.add_argument("-z", "--zero-terminated", action="store_true", help="records end with NUL, not newline")
-    p.add_argument("--sep", choices=["LF", "NUL"], help="record separator (NUL is the same as -z)")
+    p.add_argument("--sep", choices=get_args(SepName), help="record separator (NUL is the same as -z)")
     p.add_argument("--max-open", type=int, default=256, metavar="N", help="most files open at once")
-    p.add_argument("--final-newline", choices=["add", "error"], default="add",
+    p.add_argument("--final-newline", choices=get_args(FinalNewline), default="add",
                    help="a last record without a separator: add one, or refuse the input")
     p.add_argument("--force", action="store_true", help="replace an existing output")
     p.add_argument("--keep-tmp", action="store_true", help="keep the temporary files (debugging)")
@@ -63,17 +69,20 @@ def _cmd(args: Any) -> int:
         print(f"kexue shuffle: error: {msg}", file=sys.stderr)
         return code
 
-    method = args.method or ("naive" if args.mode == "blog" else "merge")
+    method: Method = args.method or ("naive" if args.mode == "blog" else "merge")
     if args.mode is not None and (args.mode == "blog") != (method == "naive"):
-        return fail(f"--mode {args.mode} conflicts with --method {method}", 2)
+        want = "naive" if args.mode == "blog" else "merge or scatter"
+        return fail(f"expected --method {want} with --mode {args.mode}, got --method {method}: the two conflict", 2)
     if args.zero_terminated and args.sep == "LF":
-        return fail("-z conflicts with --sep LF", 2)
+        return fail("expected --sep NUL (or no --sep) with -z, got --sep LF: the two conflict", 2)
     sep = b"\0" if args.zero_terminated or args.sep == "NUL" else b"\n"
     sharded = args.split is not None or args.records_per_output is not None or args.bytes_per_output is not None
     if sharded and not args.output_dir:
-        return fail("--split, --records-per-output and --bytes-per-output need --output-dir DIR", 2)
+        return fail("expected --output-dir DIR with --split, --records-per-output or --bytes-per-output, got none "
+                    "(shards need --output-dir DIR)", 2)
     if args.output_dir and not sharded:
-        return fail("--output-dir needs --split N, --records-per-output N or --bytes-per-output SIZE", 2)
+        return fail("expected --split N, --records-per-output N or --bytes-per-output SIZE with --output-dir, got "
+                    "none", 2)
     output = args.output_dir if sharded else args.output
     seed = args.seed if args.seed is not None else secrets.randbits(63)
     if args.seed is None:
@@ -99,7 +108,7 @@ def _cmd(args: Any) -> int:
         return fail(str(e), e.exit_code)
     except BrokenPipeError:  # e.g. `kexue shuffle big.txt | head`: the reader left, which is not an error
         try:
-            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the interpreter's flush at exit
+            sys.stdout = open(os.devnull, "w")  # silence the interpreter's flush at exit (never closed)
         except OSError:
             pass
         return 0
@@ -110,3 +119,6 @@ def _cmd(args: Any) -> int:
         f"({report.mb_per_s:.0f} MB/s), peak RSS {report.peak_rss / 2**20:.0f} MiB"
         f"{', verified' if report.verified else ''}")
     return 0
+
+
+__all__ = ["SepName", "ShuffleMode", "add_parser"]

@@ -9,8 +9,9 @@ class ShuffleError(Exception):
     exit_code = 1
 
 
-class InputError(ShuffleError):
-    """Bad arguments or input (a missing file, an unterminated record with ``final_newline="error"``, ...)."""
+class InputError(ShuffleError, ValueError):
+    """Bad arguments or input (a missing file, an unterminated record with ``final_newline="error"``, ...); also a
+    ``ValueError``, as kexue's other argument errors are."""
 
     exit_code = 2
 
@@ -37,3 +38,6 @@ class Interrupted(ShuffleError):
     """SIGINT or SIGTERM arrived; temporary files were removed and no output was left."""
 
     exit_code = 130
+
+
+__all__ = ["InputError", "InsufficientSpace", "Interrupted", "RecordTooLong", "ShuffleError", "VerifyError"]

@@ -7,15 +7,16 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from .budget import Budget
 from .errors import ShuffleError
-from .reader import Chunk, ChunkReader, Source, Window
+from .reader import Chunk, ChunkReader, FinalNewline, Source, Window
 from .records import checksum, gather
 from .sinks import FileSink, ShardSink, emit
 
@@ -23,7 +24,7 @@ ProgressHook = Callable[[str, int, "int | None"], None]
 _HYPERGEOM_MAX = 10**9  # numpy's multivariate_hypergeometric(method="marginals") needs sum(colors) < 1e9
 
 
-def draw_composition(rng: np.random.Generator, remaining: np.ndarray, b: int) -> np.ndarray:
+def _draw_composition(rng: np.random.Generator, remaining: np.ndarray, b: int) -> np.ndarray:
     """How many of the next ``b`` records of a uniformly random arrangement come from each chunk (multivariate
     hypergeometric). numpy's sampler needs fewer than 1e9 records in all; above that, the same law is drawn as the
     chunk counts of a uniformly random b-subset of the record positions."""
@@ -43,7 +44,7 @@ class ProportionalLabels:
 
     def draw(self, b: int) -> np.ndarray:
         b = min(b, int(self.left.sum()))
-        comp = draw_composition(self.rng, self.left, b)
+        comp = _draw_composition(self.rng, self.left, b)
         self.left -= comp
         labels = np.repeat(np.arange(self.left.size, dtype=np.int32), comp)
         self.rng.shuffle(labels)
@@ -70,7 +71,8 @@ class Progress:
     def __init__(self, progress: bool | ProgressHook | None) -> None:
         self.progress = progress
         self.bar: Any = None
-        self.phase, self.done, self.total = "", 0, None
+        self.phase, self.done = "", 0
+        self.total: int | None = None
 
     def start(self, phase: str, total: int | None) -> None:
         self.stop()
@@ -99,13 +101,13 @@ class Context:
     budget: Budget
     sep: int
     seed: int
-    method: str
+    method: str  # api.Method, checked there
     max_open: int
     tmp_parent: str
     keep_tmp: bool
     hashing: bool
     progress: Progress
-    final_newline: str
+    final_newline: FinalNewline
     stack: ExitStack
     tmp: str | None = None
     buf: np.ndarray | None = None
@@ -258,8 +260,8 @@ def _emit_interleaved(windows: list[Window], lab: np.ndarray, counts: np.ndarray
         c = int(counts[j])
         pos = order[off : off + c]
         off += c
-        s, ln = windows[j].take(c)
-        starts[pos] = s
+        took, ln = windows[j].take(c)
+        starts[pos] = took
         lengths[pos] = ln
         groups.append((j, pos))
     cum = np.cumsum(lengths)
@@ -363,3 +365,7 @@ def shuffle_buckets(ctx: Context, buckets: list[tuple[str, int, int]], sink: Fil
                 continue
             reader.close()
         _remove(path)
+
+
+__all__ = ["Context", "Progress", "ProgressHook", "ProportionalLabels", "RowwiseLabels", "count_input", "merge",
+           "merge_tree", "scatter", "shuffle_buckets", "split_chunks"]

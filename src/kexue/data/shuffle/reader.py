@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
 from .errors import InputError, RecordTooLong, ShuffleError
-from .records import read_into, scan
+from .records import byte_view, read_into, scan
 
 if TYPE_CHECKING:
     from .sinks import FileSink, ShardSink
+
+#: What to do with an input whose last record has no separator: add one, or refuse the input.
+FinalNewline = Literal["add", "error"]
 
 #: Bytes of bookkeeping charged to the budget for every record held in memory (its end offset, its slot in the
 #: permutation, and transients while the arrays are built).
@@ -41,7 +45,8 @@ def open_sources(paths: list[str]) -> list[Source]:
     """Check the inputs exist and are readable files (or ``-`` once); sizes for the preflight and the progress."""
     sources = []
     if paths.count("-") > 1:
-        raise InputError("standard input ('-') can be given only once")
+        raise InputError(f"expected standard input ('-') at most once among the inputs, got it {paths.count('-')} "
+                         f"times")
     for p in paths:
         if p == "-":
             sources.append(Source("-", None))
@@ -49,13 +54,13 @@ def open_sources(paths: list[str]) -> list[Source]:
         try:
             st = os.stat(p)
         except FileNotFoundError:
-            raise InputError(f"input not found: {p}") from None
+            raise InputError(f"expected an existing input file, got {p}: input not found") from None
         except OSError as e:
-            raise InputError(f"cannot read input {p}: {e.strerror}") from None
+            raise InputError(f"expected a readable input file, got {p}: {e.strerror}") from None
         if stat.S_ISDIR(st.st_mode):
-            raise InputError(f"input is a directory, not a file: {p}")
+            raise InputError(f"expected a file as input, got {p}: input is a directory")
         if not os.access(p, os.R_OK):
-            raise InputError(f"input is not readable: {p}")
+            raise InputError(f"expected a readable input file, got {p}: input is not readable")
         sources.append(Source(p, st.st_size if stat.S_ISREG(st.st_mode) else None))
     return sources
 
@@ -90,7 +95,7 @@ class ChunkReader:
     capacity: int
     block: int
     sep: int
-    final_newline: str = "add"
+    final_newline: FinalNewline = "add"
     on_read: Callable[[int], None] = lambda n: None
     memory_label: str = ""
     buf: np.ndarray | None = field(default=None, repr=False)  # at least ``capacity`` bytes; allocated if None
@@ -111,7 +116,13 @@ class ChunkReader:
         if self.buf is None:
             self.buf = np.empty(self.capacity, np.uint8)
         elif self.buf.size < self.capacity:
-            raise ValueError(f"buffer of {self.buf.size} bytes is smaller than the capacity {self.capacity}")
+            raise ValueError(f"expected a buffer of at least the capacity, {self.capacity} bytes, got "
+                             f"{self.buf.size}")
+
+    def _buffer(self) -> np.ndarray:
+        if self.buf is None:
+            raise ShuffleError("internal error: expected an open chunk reader, got one that was closed")
+        return self.buf
 
     @property
     def exhausted(self) -> bool:
@@ -152,9 +163,9 @@ class ChunkReader:
         size = f"{length} bytes" if length is not None else f"longer than {self.fill} bytes"
         limit = self.capacity - RECORD_COST
         return RecordTooLong(
-            f"record {self.records} (counting from 0) at byte offset {offset} of {name} is {size}; records must be "
-            f"at most {limit} bytes, what {self.memory_label or 'the memory budget'} leaves for one in-memory chunk "
-            "after its buffers: raise --memory"
+            f"expected records of at most {limit} bytes, what {self.memory_label or 'the memory budget'} leaves for "
+            f"one in-memory chunk after its buffers, got record {self.records} (counting from 0) at byte offset "
+            f"{offset} of {name}: {size}; raise --memory"
         )
 
     def _drop_taken(self) -> None:
@@ -164,7 +175,8 @@ class ChunkReader:
             return
         rest = self.fill - t
         if rest:
-            self.buf[:rest] = self.buf[t : self.fill]
+            buf = self._buffer()
+            buf[:rest] = buf[t : self.fill]
         keep = [m for m in self._marks if m[0] > t]
         first = max((m for m in self._marks if m[0] <= t), default=None)
         self._marks = ([(0, first[1], first[2] + t - first[0])] if first is not None else []) + [
@@ -179,11 +191,12 @@ class ChunkReader:
             return
         room = min(self.block, self.capacity - self.fill)
         assert self._fd is not None and room > 0
-        n = read_into(self._fd, self.buf[self.fill : self.fill + room])
+        buf = self._buffer()
+        n = read_into(self._fd, buf[self.fill : self.fill + room])
         if n:
             self.fill += n
             self._file_bytes += n
-            self._last_byte = int(self.buf[self.fill - 1])
+            self._last_byte = int(buf[self.fill - 1])
             self.bytes_read += n
             self.on_read(n)
             return
@@ -192,10 +205,10 @@ class ChunkReader:
             name = self.sources[self._next_source - 1].name
             if self.final_newline == "error":
                 raise InputError(
-                    f"{name} does not end with the record separator {bytes([self.sep])!r} (final_newline='error'; "
-                    "use 'add' to append one)"
+                    f"expected {name} to end with the record separator {bytes([self.sep])!r}, got a last record "
+                    "that does not end with the record separator (final_newline='error'; use 'add' to append one)"
                 )
-            self.buf[self.fill] = self.sep
+            buf[self.fill] = self.sep
             self.fill += 1
             self.added_separators += 1
         if not self._open_next():
@@ -208,7 +221,7 @@ class ChunkReader:
         count, scanned, last_end = 0, 0, 0
         while True:
             if scanned < self.fill:
-                ends, scanned = scan(self.buf, scanned, self.fill, self.sep)
+                ends, scanned = scan(self._buffer(), scanned, self.fill, self.sep)
                 if ends.size:
                     # record k of the chunk fits while its end + RECORD_COST * (k + 1) <= capacity
                     need = ends + RECORD_COST * np.arange(count + 1, count + 1 + ends.size)
@@ -236,7 +249,7 @@ class ChunkReader:
         np.concatenate(parts, out=bounds[1:]) if len(parts) > 1 else np.copyto(bounds[1:], parts[0])
         self._taken = last_end
         self.records += count
-        return Chunk(self.buf[:last_end], bounds)
+        return Chunk(self._buffer()[:last_end], bounds)
 
 
 
@@ -305,9 +318,10 @@ class Window:
         pos = os.lseek(self.fd, 0, os.SEEK_CUR)
         probe = np.empty(min(self.buf.size, 1 << 20), np.uint8)
         while True:
-            n = os.preadv(self.fd, [memoryview(probe)], pos)
+            n = os.preadv(self.fd, [byte_view(probe)], pos)
             if n == 0:
-                raise ShuffleError(f"internal error: chunk file {self.path} ends inside a record")
+                raise ShuffleError(f"internal error: expected chunk file {self.path} to end with a record, got one "
+                                   f"that ends inside a record")
             hit = np.flatnonzero(probe[:n] == self.sep)
             if hit.size:
                 length += int(hit[0]) + 1
@@ -326,7 +340,8 @@ class Window:
                 break
             self.fill = read_into(self.fd, self.buf)
             if self.fill == 0:
-                raise ShuffleError(f"internal error: chunk file {self.path} ends inside a record")
+                raise ShuffleError(f"internal error: expected chunk file {self.path} to end with a record, got one "
+                                   f"that ends inside a record")
             self.on_read(self.fill)
             s = 0
         sink.end_record()
@@ -341,3 +356,6 @@ class Window:
         self.buf = np.empty(0, np.uint8)
         self.ends = np.empty(0, np.int64)
         self.lo = self.fill = self.head = self.scanned = 0
+
+
+__all__ = ["RECORD_COST", "Chunk", "FinalNewline", "ChunkReader", "Source", "Window", "open_sources"]

@@ -21,7 +21,7 @@ _LOG_W = 8
 _W = 1 << _LOG_W
 
 
-def find_ends(buf: np.ndarray, sep: int, offset: int = 0, dtype: type = np.int64) -> np.ndarray:
+def _find_ends(buf: np.ndarray, sep: int, offset: int = 0, dtype: type = np.int64) -> np.ndarray:
     """Positions just past every separator in ``buf`` (record ends, exclusive), plus ``offset``."""
     ends = np.flatnonzero(buf == sep)
     if ends.dtype != dtype:
@@ -93,14 +93,15 @@ def gather(src: np.ndarray, starts: np.ndarray, lengths: np.ndarray, out: np.nda
         _words(out, w)[di] = _words(src, w)[si]
 
 
-def gather_reference(src: bytes, starts: list[int], lengths: list[int]) -> bytes:
-    """What :func:`gather` computes when the destinations are packed in order (for tests)."""
-    return b"".join(src[s : s + n] for s, n in zip(starts, lengths))
+def byte_view(data: np.ndarray | memoryview | bytes) -> memoryview:
+    """A flat byte view of a contiguous array, memoryview or bytes object (no copy)."""
+    mv = data.data if isinstance(data, np.ndarray) else memoryview(data)
+    return mv.cast("B")
 
 
 def write_all(fd: int, data: memoryview | np.ndarray | bytes) -> int:
     """``os.write`` until every byte is written (a write may be partial); returns the byte count."""
-    mv = memoryview(data).cast("B")
+    mv = byte_view(data)
     done, total = 0, mv.nbytes
     while done < total:
         done += os.write(fd, mv[done:])
@@ -109,7 +110,7 @@ def write_all(fd: int, data: memoryview | np.ndarray | bytes) -> int:
 
 def read_into(fd: int, buf: np.ndarray) -> int:
     """``os.readv`` until ``buf`` is full or end of file; returns the byte count read."""
-    mv = memoryview(buf).cast("B")
+    mv = byte_view(buf)
     got, want = 0, mv.nbytes
     while got < want:
         n = os.readv(fd, [mv[got:]])
@@ -131,7 +132,7 @@ def checksum(data: np.ndarray | memoryview, lengths: np.ndarray, batch: int = 40
 
     Records are hashed ``batch`` at a time, so the Python objects made per record stay few at any moment.
     """
-    mv = memoryview(data).cast("B")
+    mv = byte_view(data)
     total, base = 0, 0
     for i in range(0, lengths.size, batch):
         ends = np.cumsum(lengths[i : i + batch])
@@ -155,7 +156,7 @@ def scan(buf: np.ndarray, lo: int, hi: int, sep: int, limit: int | None = None) 
     pos = lo
     while pos < hi:
         step = min(hi, pos + _SCAN_STEP)
-        ends = find_ends(buf[pos:step], sep, offset=pos)
+        ends = _find_ends(buf[pos:step], sep, offset=pos)
         pos = step
         if limit is not None and count + ends.size >= limit:
             ends = ends[: limit - count]
@@ -168,3 +169,6 @@ def scan(buf: np.ndarray, lo: int, hi: int, sep: int, limit: int | None = None) 
     if not parts:
         return np.empty(0, np.int64), pos
     return (parts[0] if len(parts) == 1 else np.concatenate(parts)), pos
+
+
+__all__ = ["byte_view", "checksum", "gather", "is_disk_full", "read_into", "scan", "write_all"]

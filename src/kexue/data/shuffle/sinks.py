@@ -7,13 +7,14 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-from typing import IO, Any, Callable
+from collections.abc import Callable
+from typing import IO, Any
 
 import numpy as np
 
 from ..._io import fsync_path
 from .errors import InsufficientSpace, ShuffleError
-from .records import checksum, gather, is_disk_full, write_all
+from .records import byte_view, checksum, gather, is_disk_full, write_all
 
 
 class FileSink:
@@ -45,7 +46,7 @@ class FileSink:
         self.fd = -1 if stream is not None else os.open(self.writing, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
 
     def _write(self, data: np.ndarray | memoryview) -> int:
-        mv = memoryview(data).cast("B")
+        mv = byte_view(data)
         try:
             if self.stream is not None:
                 self.stream.write(mv)
@@ -82,7 +83,7 @@ class FileSink:
     def write_part(self, data: np.ndarray | memoryview) -> None:
         self._write(data)
         if self._part_hash is not None:
-            self._part_hash.update(memoryview(data).cast("B"))
+            self._part_hash.update(byte_view(data))
 
     def end_record(self) -> None:
         if self._part_hash is not None and self.hash is not None:
@@ -174,7 +175,8 @@ class ShardSink:
 
     def _rotate(self) -> None:
         if self.shard_records is not None and len(self.done) + (self.cur is not None) >= len(self.shard_records):
-            raise ShuffleError("internal error: more records than the shards were planned for")
+            raise ShuffleError(f"internal error: expected at most the {len(self.shard_records)} planned shards, got "
+                               f"records for one more")
         if self.cur is not None:
             self.cur.close()
             self.done.append(self.cur)
@@ -182,7 +184,7 @@ class ShardSink:
         self.cur = FileSink(os.path.join(self.tmp_dir, name), hashing=self.hashing, on_write=self.on_write)
 
     def write(self, data: np.ndarray | memoryview, lengths: np.ndarray) -> None:
-        mv = memoryview(data).cast("B")
+        mv = byte_view(data)
         i, pos = 0, 0
         while i < lengths.size:
             if self.cur is None:
@@ -288,3 +290,6 @@ def emit(
         gather(src, starts[:k], lengths, staging, cum[:k] - lengths)
         sink.write(staging[:total], lengths)
         i += k
+
+
+__all__ = ["FileSink", "ShardSink", "emit"]
