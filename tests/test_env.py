@@ -1,0 +1,34 @@
+"""kexue.env: the refusals of the thread count, the data-folder lookup and the model-folder search."""
+
+from __future__ import annotations
+
+import pytest
+
+from kexue import env
+
+
+def test_set_threads_refuses_what_is_not_a_positive_integer(monkeypatch):
+    monkeypatch.setenv(env.THREADS_ENV, "two")
+    with pytest.raises(ValueError, match=r"^expected KEXUE_THREADS to be a positive integer, got 'two'$"):
+        env.set_threads()
+    monkeypatch.setenv(env.THREADS_ENV, "0")
+    with pytest.raises(ValueError, match=r"^expected KEXUE_THREADS to be a positive integer, got 0$"):
+        env.set_threads()
+    monkeypatch.delenv(env.THREADS_ENV)
+    with pytest.raises(ValueError, match=r"^expected default >= 1, got 0$"):
+        env.set_threads(default=0)
+
+
+def test_require_data_needs_a_name():
+    with pytest.raises(ValueError, match=r"^expected the data set's name \(its folder\) .*, got no parts$"):
+        env.require_data()
+
+
+def test_model_folder_search_names_the_root(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "config.json").write_text("{}")  # a config without weights is not a model folder
+    with pytest.raises(FileNotFoundError, match=r"^expected a Hugging Face model folder \(config.json \+ weights\) "
+                                                r"under .*, got none$"):
+        env._find_model_folder(tmp_path)
+    (tmp_path / "a" / "model.safetensors").write_bytes(b"")
+    assert env._find_model_folder(tmp_path) == tmp_path / "a"
