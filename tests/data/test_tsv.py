@@ -3,6 +3,7 @@ and quotes, line ends, empty lines and ragged rows on small files."""
 
 from __future__ import annotations
 
+import csv
 import re
 
 import pytest
@@ -49,3 +50,10 @@ def test_ragged_row_names_file_and_line(tmp_path):
         read_tsv(path, ncols=2)
     with pytest.raises(ValueError, match="^expected ncols >= 1, got 0$"):
         read_tsv(path, ncols=0)
+
+
+def test_field_longer_than_the_csv_limit_names_file_and_line(tmp_path):
+    path = tmp_path / "long.tsv"
+    path.write_text("a\tb\n" + "x" * (csv.field_size_limit() + 1) + "\ty\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=re.escape(f"{path}, line 2: expected a line the csv reader can split, got:")):
+        read_tsv(path)

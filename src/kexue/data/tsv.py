@@ -34,7 +34,8 @@ def read_tsv(path: str | Path, ncols: int | None = None) -> list[tuple[int, list
                                      f"got {len(fields)}")
                 rows.append((reader.line_num, fields))
         except csv.Error as e:  # e.g. a field longer than csv.field_size_limit()
-            raise ValueError(f"{path}, line {reader.line_num}: {e}") from None
+            raise ValueError(f"{path}, line {reader.line_num}: expected a line the csv reader can split, got: {e}") \
+                from None
     return rows
 
 

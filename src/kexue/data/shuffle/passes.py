@@ -234,7 +234,7 @@ def merge(ctx: Context, chunks: list[tuple[str, int, int]], sink: FileSink | Sha
         for j in np.flatnonzero(counts).tolist():
             _retire(windows[j])
     if any(w.fd >= 0 for w in windows):
-        raise ShuffleError("internal error: a chunk file was not consumed")
+        raise ShuffleError("internal error: expected every chunk file consumed, got one left open")
 
 
 def _retire(w: Window) -> None:
@@ -242,7 +242,7 @@ def _retire(w: Window) -> None:
     if w.remaining or w.fd < 0:
         return
     if w.avail or w.fill > w.start() or not (w.eof or os.read(w.fd, 1) == b""):
-        raise ShuffleError(f"internal error: chunk file {w.path} was not consumed exactly")
+        raise ShuffleError(f"internal error: expected chunk file {w.path} consumed exactly, got bytes left in it")
     w.close()
     _remove(w.path)
 
