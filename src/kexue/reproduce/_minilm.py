@@ -8,28 +8,31 @@ reproduce`` process, whichever of its reproductions (``analytic_logreg``, ``whit
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from ..embed.pooling import pool
+from ..embed.pooling import Pooling, pool
+
+if TYPE_CHECKING:
+    from ..data.classification import LabelledSet, LabelledTexts
+    from ..models import Tokenizer, Transformer
 
 _CACHE: dict[tuple[str, str, str], np.ndarray] = {}
-_MODEL: tuple[torch.nn.Module, object] | None = None
 
 
-def model_and_tokenizer():
+@functools.cache
+def model_and_tokenizer() -> tuple[Transformer, Tokenizer]:
     """The offline all-MiniLM-L6-v2 as a kexue Transformer (eval mode) and its tokenizer, loaded once."""
-    global _MODEL
-    if _MODEL is None:
-        from ..env import minilm_path
-        from ..models import Tokenizer, load_pretrained
+    from ..env import minilm_path
+    from ..models import Tokenizer, load_pretrained
 
-        path = minilm_path()
-        _MODEL = (load_pretrained(path), Tokenizer.from_pretrained(path))
-    return _MODEL
+    path = minilm_path()
+    return load_pretrained(path), Tokenizer.from_pretrained(path)
 
 
 def _digest(texts: Sequence[str]) -> str:
@@ -40,8 +43,8 @@ def _digest(texts: Sequence[str]) -> str:
     return h.hexdigest()
 
 
-def embed(tag: str, texts: Sequence[str], poolings: Sequence[str] = ("mean",), batch_size: int = 64,
-          max_length: int | None = None) -> dict[str, np.ndarray]:
+def embed(tag: str, texts: Sequence[str], poolings: Sequence[Pooling] = ("mean",), batch_size: int = 64,
+          max_length: int | None = None) -> dict[Pooling, np.ndarray]:
     """{pooling: (len(texts), 384) float32 array} for ``texts``, computing only what is not cached yet.
 
     Poolings are names of :func:`kexue.embed.pooling.pool` (``mean``, ``emb_avg``, ``first_last_avg``, ``cls``,
@@ -57,10 +60,10 @@ def embed(tag: str, texts: Sequence[str], poolings: Sequence[str] = ("mean",), b
     return {p: _CACHE[(tag, key, p)] for p in poolings}
 
 
-def _encode_all(texts: list[str], poolings: list[str], batch_size: int, max_length: int | None,
-                tag: str) -> dict[str, np.ndarray]:
+def _encode_all(texts: list[str], poolings: list[Pooling], batch_size: int, max_length: int | None,
+                tag: str) -> dict[Pooling, np.ndarray]:
     model, tok = model_and_tokenizer()
-    encodings = tok.encode_raw(texts, max_length=max_length)  # type: ignore[attr-defined]
+    encodings = tok.encode_raw(texts, max_length=max_length)
     lengths = np.array([len(e.ids) for e in encodings])
     order = np.argsort(-lengths, kind="stable")  # batches of similar length: little padding
     out = {p: np.empty((len(texts), model.config.hidden_size), dtype=np.float32) for p in poolings}
@@ -74,20 +77,19 @@ def _encode_all(texts: list[str], poolings: list[str], batch_size: int, max_leng
     with torch.inference_mode(), (fast() if fast is not None else contextlib.nullcontext()):
         for s in starts:
             idx = order[s : s + batch_size]
-            batch = tok.collate([encodings[i] for i in idx])  # type: ignore[attr-defined]
+            batch = tok.collate([encodings[i] for i in idx])
             mask = batch["attention_mask"]
             attn = None if bool(mask.all()) else mask  # no padding: attention's unmasked path
-            last, hidden = model.run_encoder(batch["input_ids"], attn, None,  # type: ignore[operator]
-                                             output_hidden_states=want_hidden)
-            pooled = model.pooler(last) if "pooler" in poolings else None  # type: ignore[operator]
-            states = hidden if want_hidden else last
+            last, hidden = model.run_encoder(batch["input_ids"], attn, None, output_hidden_states=want_hidden)
+            pooled = model.pooler(last) if "pooler" in poolings and model.pooler is not None else None
+            states = hidden if hidden is not None else last
             for p in poolings:
                 vec = pool(states, mask, p, pooler_output=pooled)
                 out[p][idx] = vec.float().numpy()
     return out
 
 
-def labelled(name: str, split: str, n: int | None = None, seed: int = 0):
+def labelled(name: LabelledSet, split: str, n: int | None = None, seed: int = 0) -> LabelledTexts:
     """A classification split from :mod:`kexue.data.classification`, subsampled to ``n`` when given."""
     from ..data.classification import load
 

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from ..classify.logistic import AnalyticLogisticRegression
+from ..data.classification import LabelledSet
 from ..data.registry import MissingData
 from ._paired import accuracy, paired_examples, paired_split_runs, pooled
 from .result import Post, Result, Table, Verdict
@@ -143,7 +144,7 @@ def _bundled(splits: int, sizes: tuple[int | None, ...], gd_epochs: tuple[int, .
     return out
 
 
-def _minilm(name: str, train_split: str, test_split: str, sizes: tuple[int | None, ...], seeds: int,
+def _minilm(name: LabelledSet, train_split: str, test_split: str, sizes: tuple[int | None, ...], seeds: int,
             pool: int | None, n_test: int | None, gd_epochs: tuple[int, ...]) -> dict[tuple[str, str], Runs]:
     """MiniLM sentence vectors: per size, ``seeds`` runs (a fresh subsample of the ``pool`` training rows and GD
     seed each; for the whole pool, the GD seed only), all scored on one test set."""
@@ -239,14 +240,16 @@ def run(quick: bool = True) -> Result:
     gd_epochs = (10,) if quick else (10, 100)
     results = _bundled(3 if quick else 10, (30, None) if quick else (30, 100, None), gd_epochs)
     skipped: list[str] = []
-    minilm_sets = ([("sst2", "train", "test", (1000,), 3, 1000, None)] if quick else
-                   [("sst2", "train", "test", (1000, None), 3, 10_000, None),
-                    ("agnews", "dev", "test", (1000, None), 3, 3000, 1500)])
-    for name, tr, te, sizes, seeds, pool, n_test in minilm_sets:
+    # (set, train split, test split, training sizes, seeds, training pool, test rows) of each MiniLM run
+    minilm_sets: list[tuple[LabelledSet, str, str, tuple[int | None, ...], int, int, int | None]] = (
+        [("sst2", "train", "test", (1000,), 3, 1000, None)] if quick else
+        [("sst2", "train", "test", (1000, None), 3, 10_000, None),
+         ("agnews", "dev", "test", (1000, None), 3, 3000, 1500)])
+    for set_name, train_split, test_split, sizes, seeds, pool, n_test in minilm_sets:
         try:
-            results.update(_minilm(name, tr, te, sizes, seeds, pool, n_test, gd_epochs))
+            results.update(_minilm(set_name, train_split, test_split, sizes, seeds, pool, n_test, gd_epochs))
         except MissingData as e:
-            skipped.append(f"{name} (MiniLM vectors): {e}")
+            skipped.append(f"{set_name} (MiniLM vectors): {e}")
     cos = _synthetic_check()
     gd = f"GD Adam ({gd_epochs[0]} ep)"
     methods = list(next(iter(results.values())).runs[0])

@@ -122,7 +122,7 @@ def _figure(plain: dict[str, Any], fast: dict[str, Any], fast_kernel: str, cos_d
 def run(quick: bool = True) -> Result:
     import transformers
 
-    from ..data.datasets import load_sts
+    from ..data.datasets import STSSet, load_sts
     from ..embed import encode
     from ..embed.sts import spearman
     from ..env import minilm_path
@@ -157,8 +157,8 @@ def run(quick: bool = True) -> Result:
     n_pad = int((batch["attention_mask"] == 0).sum())
 
     # 3. STS Spearman, mean pooling
-    sets = [] if test is None else [("stsb", "test")] if quick else [("stsb", "test"), ("stsb", "dev"),
-                                                                      ("sick-r", "test")]
+    sets: list[tuple[STSSet, str]] = ([] if test is None else [("stsb", "test")] if quick else
+                                      [("stsb", "test"), ("stsb", "dev"), ("sick-r", "test")])
     rows: list[list[Any]] = []
     sts_numbers: dict[str, dict[str, float]] = {}
     cos_diff = np.zeros(0)

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from ..classify.nsp_zero_shot import NSPZeroShot, assign_by_thresholds, pair_scores, quantile_thresholds
+from ..data.classification import LabelledSet
 from ..data.registry import MissingData
 from ..env import minilm_path
 from ..models import Tokenizer, Transformer, TransformerConfig
@@ -86,7 +87,7 @@ def _planted(vocab: int, planted_id: int, is_next_index: int = 0) -> Transformer
     return model
 
 
-def _texts(name: str, n: int) -> tuple[list[str], np.ndarray] | None:
+def _texts(name: LabelledSet, n: int) -> tuple[list[str], np.ndarray] | None:
     try:
         from ..data.classification import load
 
@@ -222,7 +223,8 @@ def _real_checkpoint(path: Path, quick: bool) -> tuple[Table, list[Accuracy], li
     model = load_pretrained(path)
     tok = Tokenizer.from_pretrained(path)
     n = 300 if quick else 1000
-    settings = {
+    # name: (data set, template, label words, prompt first)
+    settings: dict[str, tuple[LabelledSet, str, list[str], bool]] = {
         "SST-2": ("sst2", "It was [label]", ["terrible", "great"], False),
         "AG News": ("agnews", "The above news is about [label]", ["political", "sports", "business", "technology"],
                     True),

@@ -26,6 +26,8 @@ lowers every contrastive pooling on both sets. SICK-R is reported, not judged: t
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 
@@ -33,6 +35,10 @@ from ..embed.sts import cosine_scores, spearman
 from ..embed.whitening import Whitening
 from .result import Post, Result, Table, Verdict
 from .rules import Estimate, all_of, clear_gain
+
+if TYPE_CHECKING:
+    from ..data.datasets import STSPairs, STSSet
+    from ..embed.pooling import Pooling
 
 POST = Post(
     title="你可能不需要BERT-flow：一个线性变换媲美BERT-flow",
@@ -172,7 +178,7 @@ def _synthetic(n_pairs: int = 2000, seed: int = 0) -> tuple[dict[str, np.ndarray
     return out, rho
 
 
-def _sts_scores(s1: list[str], s2: list[str], tag: str, poolings: tuple[str, ...],
+def _sts_scores(s1: list[str], s2: list[str], tag: str, poolings: tuple[Pooling, ...],
                 ks: tuple[int | None, ...], fit_sets: dict[str, list[str]]) -> dict[tuple[str, str], np.ndarray]:
     """{(pooling, variant): cosine score of each pair} for raw vectors and whitening-k fitted on each named
     sentence set."""
@@ -221,7 +227,7 @@ def _figure(results: dict[str, dict[tuple[str, str], float]]):
     return fig
 
 
-def _load_sts(name: str, split: str, skipped: list[str], what: str):
+def _load_sts(name: STSSet, split: str, skipped: list[str], what: str) -> STSPairs | None:
     """The STS split, or None after noting ``what`` in ``skipped`` when the data set is missing."""
     from ..data.datasets import load_sts
 
@@ -261,7 +267,8 @@ def run(quick: bool = True) -> Result:
         fits: dict[str, list[str]] = {"target": []}
         if train is not None:
             fits["stsb-train"] = train.unique_sentences()
-        for name, split in (("STS-B", "stsb"), ("SICK-R", "sick-r")):
+        sts_sets: tuple[tuple[str, STSSet], ...] = (("STS-B", "stsb"), ("SICK-R", "sick-r"))
+        for name, split in sts_sets:
             d = _load_sts(split, "test", skipped, f"{name} test with MiniLM (every pooling)")
             if d is not None:
                 key = f"{name} test ({len(d)} pairs)"
