@@ -17,10 +17,11 @@ import os
 import statistics
 import time
 
+import torch
+
+# read by the Hugging Face libraries, which main() imports
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-import torch  # noqa: E402
 
 
 def main() -> None:

@@ -18,9 +18,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+import torch
 
-import torch  # noqa: E402
+# read by the Hugging Face libraries, which main() imports
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def main() -> None:

@@ -21,6 +21,7 @@ within the budget plus 100 MB.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import subprocess
@@ -115,16 +116,12 @@ def main() -> int:
     for round_ in range(args.repeat):
         for name, cmd, kw in runs:
             kw = dict(kw)
-            files = []
-            for key, path in (("stdin", src), ("stdout", out)):
-                if kw.get(key) in ("src", "out"):
-                    f = open(path, "rb" if key == "stdin" else "wb")  # noqa: SIM115 - closed below
-                    files.append(f)
-                    kw[key] = f
-            kw.setdefault("stderr", subprocess.DEVNULL)
-            secs, rss, rc = run_measured(cmd, **kw)
-            for f in files:
-                f.close()
+            with contextlib.ExitStack() as files:  # the redirected stdin/stdout, closed after the run
+                for key, path in (("stdin", src), ("stdout", out)):
+                    if kw.get(key) in ("src", "out"):
+                        kw[key] = files.enter_context(open(path, "rb" if key == "stdin" else "wb"))
+                kw.setdefault("stderr", subprocess.DEVNULL)
+                secs, rss, rc = run_measured(cmd, **kw)
             ok = rc == 0 and count_lines(out) == n_lines
             if name not in results or secs < results[name][0]:
                 results[name] = (secs, rss)
@@ -135,7 +132,7 @@ def main() -> int:
             out.unlink(missing_ok=True)
     if args.repeat > 1:
         print("\nbest of each:")
-        for name, (secs, rss) in results.items():
+        for name, (secs, _) in results.items():
             print(f"{name:44s} {secs:7.2f} s {nbytes / 1e6 / secs:7.0f} MB/s")
 
     print()
