@@ -33,8 +33,12 @@ class _Layer:
 
     def __init__(self, device: str = "cpu") -> None:
         g = torch.Generator().manual_seed(0)
-        mk = lambda i, o: (torch.randn(o, i, generator=g) * 0.02).to(device) if device != "meta" \
-            else torch.empty(o, i, device="meta")  # noqa: E731
+
+        def mk(i: int, o: int) -> torch.Tensor:
+            if device == "meta":
+                return torch.empty(o, i, device="meta")
+            return (torch.randn(o, i, generator=g) * 0.02).to(device)
+
         self.wq, self.wk, self.wv, self.wo = (mk(HD, HD) for _ in range(4))
         self.w1, self.w2 = mk(HD, 4 * HD), mk(4 * HD, HD)
 

@@ -54,7 +54,7 @@ def run_one(name: str, quick: bool) -> Outcome:
         return Outcome(name, time.perf_counter() - t0, result=result, post=post)
     except MissingData as e:
         return Outcome(name, time.perf_counter() - t0, not_run=str(e), post=post)
-    except Exception:  # noqa: BLE001 - the report shows it; the run goes on
+    except Exception:  # any failure of an entry: the report shows it; the run goes on
         return Outcome(name, time.perf_counter() - t0, error=traceback.format_exc(), post=post)
 
 
@@ -105,7 +105,7 @@ def run_all(names: list[str], quick: bool, log: Callable[[str], None] = print, j
                 group = futures[fut]
                 try:
                     outs = fut.result()
-                except Exception:  # noqa: BLE001 - a worker that died (or a result that would not pickle)
+                except Exception:  # a worker that died (or a result that would not pickle)
                     outs = [Outcome(n, 0.0, error=traceback.format_exc()) for n in group]
                 for o in outs:
                     done[o.name] = o
