@@ -63,7 +63,8 @@ def make_standin_outcomes() -> list[Outcome]:
     )
     outcomes.append(Outcome("hostile", 0.2, result=hostile))
     outcomes.append(Outcome("needs_data", 0.01, not_run="data set 'sst2' is not in /empty: fetch it with "
-                                                        "`kexue data fetch sst2` (or set KEXUE_DATA to a folder that has it)"))
+                                                        "`kexue data fetch sst2` (or set KEXUE_DATA to a folder that "
+                                                        "has it)"))
     outcomes.append(Outcome("broken", 0.3, error='Traceback (most recent call last):\n  File "<x>", line 1\n'
                                                  f"RuntimeError: measured nothing {HOSTILE}\n"))
     return outcomes

@@ -26,7 +26,10 @@ def _set(n=2000, acc=0.6, gained=0, lost=0, classes=15, conf_acc=(0.8, 0.3), see
     after[np.flatnonzero(before == 0)[:gained]] = 1
     after[np.flatnonzero(before == 1)[:lost]] = 0
     conf = np.arange(n) < half
-    rep = lambda a: np.repeat(a[None], seeds, axis=0)  # noqa: E731
+
+    def rep(a: np.ndarray) -> np.ndarray:
+        return np.repeat(a[None], seeds, axis=0)
+
     return RealSet("stand-in", classes, majority, rep(before), rep(after), rep(conf))
 
 

@@ -49,6 +49,11 @@ def _brute_force_tf(reading: list[int], noise: float, steps: int) -> list[np.nda
     return out
 
 
+def _best(joint: list[np.ndarray], t: int, prev: int | None) -> int:
+    """argmax over y_t of the enumerated p(y_t, y_{t−1} = prev | s) (row 0 at t = 0)."""
+    return int(np.argmax(joint[t][0 if prev is None else prev]))
+
+
 def test_exact_reference_is_the_argmax_of_the_enumerated_posterior():
     g = torch.Generator().manual_seed(3)
     sources, targets = task.sample(6, g, lengths=(5, 5), noise=0.4)
@@ -57,18 +62,14 @@ def test_exact_reference_is_the_argmax_of_the_enumerated_posterior():
         s = [x - task.DIGIT0 for x in src]
         y = [x - task.DIGIT0 for x in tgt]
         joint = _brute_force_tf(s, 0.4, task.STEPS)
-
-        def best(t: int, prev: int | None) -> int:
-            return int(np.argmax(joint[t][0 if prev is None else prev]))
-
-        tf = sum(best(t, y[t - 1] if t else None) == y[t] for t in range(5)) / 5
+        tf = sum(_best(joint, t, y[t - 1] if t else None) == y[t] for t in range(5)) / 5
         free: list[int] = []
         for t in range(5):
-            free.append(best(t, free[-1] if free else None))
+            free.append(_best(joint, t, free[-1] if free else None))
         forced = y[:task.ERROR_AT + 1]
         forced[task.ERROR_AT] = (forced[task.ERROR_AT] + [1, 5, 9, 2, 7, 3][i]) % 10
         for t in range(task.ERROR_AT + 1, 5):
-            forced.append(best(t, forced[-1]))
+            forced.append(_best(joint, t, forced[-1]))
         assert ref["tf"][i] == pytest.approx(tf)
         assert ref["free"][i] == pytest.approx(sum(a == b for a, b in zip(free, y)) / 5)
         assert ref["free_exact"][i] == float(free == y)

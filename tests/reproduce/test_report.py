@@ -91,7 +91,8 @@ def test_sig3_numpy_and_torch_scalars():
 
 def test_one_line_first_sentence_then_word_cut():
     assert one_line("First sentence. Second one.") == "First sentence."
-    assert one_line("b/a ≈ 0.0447 (e.g. in  the\nfit); λ = 1.70. Then more") == "b/a ≈ 0.0447 (e.g. in the fit); λ = 1.70."
+    assert (one_line("b/a ≈ 0.0447 (e.g. in  the\nfit); λ = 1.70. Then more")
+            == "b/a ≈ 0.0447 (e.g. in the fit); λ = 1.70.")
     assert one_line("A vs. B is 0.5 better! Second.") == "A vs. B is 0.5 better!"
     assert one_line("不加。第二句") == "不加。" and one_line("no end") == "no end"
     long = "word " * 60

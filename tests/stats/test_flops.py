@@ -12,7 +12,10 @@ from kexue.stats import crossover_lengths, linear_attention_macs, transformer_la
 def _explicit_layer(x, heads, d, ffn_mult, glu=False):
     """One BERT-like layer with q@kᵀ, softmax, p@v written out (never SDPA, which the counter may not see)."""
     n, hd = x.shape[1], heads * d
-    W = lambda i, o: torch.empty(o, i, device=x.device)  # noqa: E731
+
+    def W(i, o):
+        return torch.empty(o, i, device=x.device)
+
     q, k, v = (torch.nn.functional.linear(x, W(hd, hd)) for _ in range(3))
     q, k, v = (t.view(1, n, heads, d).transpose(1, 2) for t in (q, k, v))
     p = torch.softmax(q @ k.transpose(-1, -2) / d**0.5, dim=-1)
@@ -48,7 +51,10 @@ def test_crossovers_are_the_posts_numbers_and_balance_points():
     assert x == {"attention_over_ffn": 1536, "quadratic_over_linear": 4608, "linear_attention": 1024}
     at = transformer_layer_macs(4608, 12, 64)
     assert at["quadratic"] == pytest.approx(at["total"] - at["quadratic"])  # equal at the crossover
-    sa = lambda c: c["qkv"] + c["scores"] + c["weighted_sum"] + c["out_proj"]  # noqa: E731
+
+    def sa(c):
+        return c["qkv"] + c["scores"] + c["weighted_sum"] + c["out_proj"]
+
     c = transformer_layer_macs(1536, 12, 64)
     assert sa(c) == c["ffn"]
     lin = linear_attention_macs(1024, 64)
