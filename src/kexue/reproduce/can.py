@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..classify.can import can, confident_mask, prior_from_labels
+from ..data.classification import LabelledSet
 from ..data.registry import MissingData
 from ._paired import accuracy, paired_examples, pooled
 from .result import Post, Result, Table, Verdict
@@ -158,7 +159,7 @@ def _mechanism(seeds: int) -> tuple[dict[float, dict[str, list[float]]], float]:
     return out, float(np.mean(majority))
 
 
-def _tfidf_lr(name: str, train_splits: tuple[str, ...], test_split: str, analyzer: str,
+def _tfidf_lr(name: LabelledSet, train_splits: tuple[str, ...], test_split: str, analyzer: str,
               seed: int | None) -> tuple[np.ndarray, ...]:
     """(test probabilities, test labels, training prior); ``seed`` draws a 90 % subsample of the training rows."""
     from sklearn.feature_extraction.text import TfidfVectorizer
@@ -187,13 +188,14 @@ def _tfidf_lr(name: str, train_splits: tuple[str, ...], test_split: str, analyze
 
 
 #: (label, data set, training splits, test split, analyzer); quick runs the first.
-REAL = [("TNEWS", "tnews", ("train", "dev"), "test", "char"),
-        ("IFLYTEK", "iflytek", ("train", "dev"), "test", "char"),
-        ("SMP2020-EWECT", "smp2020_ewect", ("train",), "test", "char"),
-        ("AG News", "agnews", ("dev",), "test", "word")]
+REAL: list[tuple[str, LabelledSet, tuple[str, ...], str, str]] = [
+    ("TNEWS", "tnews", ("train", "dev"), "test", "char"),
+    ("IFLYTEK", "iflytek", ("train", "dev"), "test", "char"),
+    ("SMP2020-EWECT", "smp2020_ewect", ("train",), "test", "char"),
+    ("AG News", "agnews", ("dev",), "test", "word")]
 
 
-def _real(label: str, name: str, train: tuple[str, ...], test: str, analyzer: str, seeds: int,
+def _real(label: str, name: LabelledSet, train: tuple[str, ...], test: str, analyzer: str, seeds: int,
           iters: tuple[int, ...]) -> tuple[RealSet, list[list[object]]]:
     before, after, conf, rows = [], [], [], []
     for s in range(seeds):
