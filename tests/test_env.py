@@ -19,11 +19,6 @@ def test_set_threads_refuses_what_is_not_a_positive_integer(monkeypatch):
         env.set_threads(default=0)
 
 
-def test_require_data_needs_a_name():
-    with pytest.raises(ValueError, match=r"^expected the data set's name \(its folder\) .*, got no parts$"):
-        env.require_data()
-
-
 def test_model_folder_search_names_the_root(tmp_path):
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "config.json").write_text("{}")  # a config without weights is not a model folder

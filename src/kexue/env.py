@@ -26,29 +26,13 @@ def data_dir() -> Path:
     """The data folder: ``$KEXUE_DATA`` when set (and not empty), else ``cache_dir() / "data"``.
 
     Never a path relative to the checkout. The folder may not exist; ``kexue data fetch NAME`` fills it, and
-    :func:`require_data` raises :class:`~kexue.data.registry.MissingData` for a set that is not there.
+    :func:`kexue.data.registry.require_data` raises :class:`~kexue.data.registry.MissingData` for a set that is
+    not there.
     """
     env = os.environ.get(DATA_ENV)
     if env:
         return Path(env).expanduser()
     return cache_dir() / "data"
-
-
-def require_data(*parts: str) -> Path:
-    """Path of a file or folder inside :func:`data_dir`; ``parts[0]`` is the data set's name (its folder).
-
-    Raises :class:`~kexue.data.registry.MissingData` (a ``FileNotFoundError``) naming the set, the missing path and
-    the command that fetches it.
-    """
-    from .data.registry import MissingData
-
-    if not parts:
-        raise ValueError("expected the data set's name (its folder) and optionally a path inside it, got no parts")
-    root = data_dir()
-    path = root.joinpath(*parts)
-    if not path.exists():
-        raise MissingData(parts[0], root, f"no {path}")
-    return path
 
 
 def set_threads(default: int = 1) -> int:
@@ -128,5 +112,5 @@ def missing_extra(extra: str, distribution: str = "kexue") -> list[str]:
     return missing
 
 
-__all__ = ["DATA_ENV", "THREADS_ENV", "cache_dir", "data_dir", "minilm_path", "missing_extra", "require_data",
+__all__ = ["DATA_ENV", "THREADS_ENV", "cache_dir", "data_dir", "minilm_path", "missing_extra",
            "set_threads"]

@@ -22,8 +22,9 @@ from kexue.data.registry import (
     UnknownData,
     Unpack,
     get,
+    require_data,
 )
-from kexue.env import data_dir, require_data
+from kexue.env import data_dir
 
 CHECKOUT = Path(__file__).resolve().parents[2]
 SHARED_DATA = CHECKOUT.parent / "shared" / "data"
@@ -156,3 +157,8 @@ def test_require_data_raises_missing_data(monkeypatch, tmp_path):
     (tmp_path / "goemotions" / "labels.txt").write_text("a\n")
     assert require_data("goemotions", "labels.txt") == tmp_path / "goemotions" / "labels.txt"
     assert os.environ["KEXUE_DATA"] == str(tmp_path)
+
+
+def test_require_data_needs_a_name():
+    with pytest.raises(ValueError, match=r"^expected the data set's name \(its folder\) .*, got no parts$"):
+        require_data()

@@ -17,7 +17,7 @@ from typing import Any, Literal
 import numpy as np
 
 from .._validate import check_choice, check_int
-from ..env import require_data
+from .registry import require_data
 from .tsv import read_tsv
 
 #: The splits of SST-2, GoEmotions, ChnSentiCorp, SMP2020-EWECT and the FewCLUE tasks.

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from .._validate import check_choice
+from ..env import data_dir
 
 #: Where files are downloaded from unless overridden: GitHub's raw file server.
 DEFAULT_MIRROR = "https://raw.githubusercontent.com"
@@ -56,9 +57,22 @@ class MissingData(FileNotFoundError):
         return (type(self), (self.name, str(self.folder), self.detail))
 
 
-def _is_default_folder(folder: Path) -> bool:
-    from ..env import data_dir
+def require_data(*parts: str) -> Path:
+    """Path of a file or folder inside :func:`data_dir`; ``parts[0]`` is the data set's name (its folder).
 
+    Raises :class:`MissingData` (a ``FileNotFoundError``) naming the set, the missing path and
+    the command that fetches it.
+    """
+    if not parts:
+        raise ValueError("expected the data set's name (its folder) and optionally a path inside it, got no parts")
+    root = data_dir()
+    path = root.joinpath(*parts)
+    if not path.exists():
+        raise MissingData(parts[0], root, f"no {path}")
+    return path
+
+
+def _is_default_folder(folder: Path) -> bool:
     try:
         return folder.resolve() == data_dir().resolve()
     except OSError:
@@ -302,4 +316,4 @@ _check_table()
 
 
 __all__ = ["DATASETS", "DEFAULT_MIRROR", "MIRROR_ENV", "REGISTRY", "UNPACK", "DataFile", "DataSet", "MissingData",
-           "UnknownData", "Unpack", "get", "resolve_mirror"]
+           "UnknownData", "Unpack", "get", "require_data", "resolve_mirror"]
