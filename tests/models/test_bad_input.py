@@ -8,7 +8,15 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from kexue.models import CheckpointError, Transformer, TransformerConfig, load_pretrained, save_pretrained
+from kexue.models import (
+    CheckpointError,
+    LoadResult,
+    Transformer,
+    TransformerConfig,
+    load_pretrained,
+    load_pretrained_with_report,
+    save_pretrained,
+)
 
 
 @pytest.fixture
@@ -28,7 +36,8 @@ def _edit_weights(folder, fn):
 
 def test_missing_tensor_is_named(tiny_folder):
     _edit_weights(tiny_folder, lambda s: s.pop("encoder.layer.1.attention.self.key.weight"))
-    with pytest.raises(CheckpointError, match=r"missing tensors \(1\): encoder\.layer\.1\.attention\.self\.key\.weight"):
+    with pytest.raises(CheckpointError,
+                       match=r"missing tensors \(1\): encoder\.layer\.1\.attention\.self\.key\.weight"):
         load_pretrained(tiny_folder)
 
 
@@ -36,7 +45,8 @@ def test_wrong_shape_is_named(tiny_folder):
     def shrink(s):
         s["encoder.layer.0.intermediate.dense.weight"] = torch.zeros(39, 32)
     _edit_weights(tiny_folder, shrink)
-    with pytest.raises(CheckpointError, match=r"encoder\.layer\.0\.intermediate\.dense\.weight \(39, 32\) \(expected \(40, 32\)\)"):
+    with pytest.raises(CheckpointError,
+                       match=r"encoder\.layer\.0\.intermediate\.dense\.weight \(39, 32\) \(expected \(40, 32\)\)"):
         load_pretrained(tiny_folder)
 
 
@@ -56,12 +66,22 @@ def test_all_problems_in_one_error(tiny_folder):
 
 def test_non_strict_loads_the_rest_and_reports(tiny_folder):
     reference = load_pretrained(tiny_folder)
+    clean = load_pretrained_with_report(tiny_folder)
+    assert isinstance(clean, LoadResult) and clean.report.clean and clean.report.describe() == "clean"
     _edit_weights(tiny_folder, lambda s: (s.pop("pooler.dense.bias"), s.__setitem__("extra.thing", torch.ones(2))))
-    model, report = load_pretrained(tiny_folder, strict=False)
+    model, report = load_pretrained_with_report(tiny_folder)
     assert report.missing == ["pooler.dense.bias"]
     assert report.unexpected == ["extra.thing"]
     assert not report.mismatched
     assert torch.equal(model.blocks[1].ffn.up.weight, reference.blocks[1].ffn.up.weight)
+    # load_pretrained returns the model whatever strict is: non-strict warns with the same list
+    with pytest.warns(UserWarning, match=r"got missing tensors \(1\): pooler\.dense\.bias; unexpected tensors "
+                                         r"\(1\): extra\.thing; the tensors left out keep their initialisation"):
+        loose = load_pretrained(tiny_folder, strict=False)
+    assert isinstance(loose, Transformer) and not loose.training
+    assert torch.equal(loose.blocks[1].ffn.up.weight, model.blocks[1].ffn.up.weight)
+    with pytest.raises(CheckpointError, match=r"expected the tensors of a bert model in .*, got missing tensors"):
+        load_pretrained(tiny_folder, strict=True)
 
 
 def test_unsupported_architecture_is_named(tiny_folder):
@@ -69,12 +89,14 @@ def test_unsupported_architecture_is_named(tiny_folder):
     cfg["model_type"] = "gpt2"
     cfg["architectures"] = ["GPT2LMHeadModel"]
     (tiny_folder / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(ValueError, match=r"unsupported architecture: model_type='gpt2'.*GPT2LMHeadModel"):
+    with pytest.raises(ValueError, match=r"expected model_type to be one of \['bert', 'roberta', 'xlm-roberta', "
+                                         r"'camembert'\] .*, got 'gpt2' \(architectures=\['GPT2LMHeadModel'\]\)"):
         load_pretrained(tiny_folder)
 
 
 def test_relative_positions_are_refused():
-    with pytest.raises(ValueError, match="position_embedding_type='relative_key'"):
+    with pytest.raises(ValueError, match="expected position_embedding_type='absolute' .*, got "
+                                         "position_embedding_type='relative_key'"):
         TransformerConfig.from_hf({"model_type": "bert", "vocab_size": 10, "hidden_size": 8, "num_hidden_layers": 1,
                                    "num_attention_heads": 2, "intermediate_size": 8,
                                    "position_embedding_type": "relative_key"})
@@ -92,31 +114,73 @@ def test_hidden_not_divisible_from_hf_config():
 
 
 @pytest.mark.parametrize("field,value,pattern", [
-    ("num_layers", 0, "num_layers to be a positive integer, got 0"),
-    ("hidden_dropout", 1.0, "hidden_dropout in \\[0, 1\\), got 1.0"),
-    ("hidden_act", "gelu_magic", "unknown hidden_act 'gelu_magic'"),
-    ("norm", "sandwich", "unknown norm 'sandwich'"),
-    ("mask_type", "causal", "unknown mask_type 'causal'"),
-    ("pad_token_id", 99, "pad_token_id < vocab_size"),
+    ("num_layers", 0, r"expected num_layers >= 1, got 0"),
+    ("vocab_size", 0, r"expected vocab_size >= 1, got 0"),
+    ("type_vocab_size", -1, r"expected type_vocab_size >= 0, got -1"),
+    ("hidden_dropout", 1.0, r"expected hidden_dropout < 1.0, got 1.0"),
+    ("layer_norm_eps", 0.0, r"expected layer_norm_eps > 0.0, got 0.0"),
+    ("initializer_range", float("nan"), r"expected initializer_range to be finite, got nan"),
+    ("hidden_act", "gelu_magic", r"expected hidden_act to be one of \['gelu', .*'linear'\], got 'gelu_magic'"),
+    ("mlm_hidden_act", "gelu_magic", r"expected mlm_hidden_act to be one of \['gelu', .*\], got 'gelu_magic'"),
+    ("hidden_act", {"name": "gelu"}, r"expected hidden_act to be one of \[.*\], got \{'name': 'gelu'\}"),
+    ("norm", "sandwich", r"expected norm to be one of \['post', 'pre', 'none'\], got 'sandwich'"),
+    ("norm_kind", "batchnorm", r"expected norm_kind to be one of \['layernorm', 'rmsnorm'\], got 'batchnorm'"),
+    ("residual_gate", "skip", r"expected residual_gate to be one of \['none', 'rezero', 'ramp'\], got 'skip'"),
+    ("mask_type", "causal", r"expected mask_type to be one of \['bidirectional', 'lm', 'unilm'\], got 'causal'"),
+    ("family", "gpt2", r"expected family to be one of \['bert', 'roberta'\], got 'gpt2'"),
+    ("position_style", "rope", r"expected position_style to be one of \['bert', 'roberta'\], got 'rope'"),
+    ("pad_token_id", 99, r"expected pad_token_id < vocab_size \(30\), got 99"),
+    ("pad_token_id", -1, r"expected pad_token_id >= 0, got -1"),
 ])
 def test_config_names_bad_value(field, value, pattern):
     with pytest.raises(ValueError, match=pattern):
-        TransformerConfig(vocab_size=30, hidden_size=8, num_heads=2, **{field: value})
+        TransformerConfig(**{"vocab_size": 30, "hidden_size": 8, "num_heads": 2, field: value})
+
+
+@pytest.mark.parametrize("kw,pattern", [
+    (dict(position_style="roberta", pad_token_id=15),
+     r"expected max_position_embeddings > pad_token_id \+ 1 = 16 with position_style='roberta' .*got "
+     r"max_position_embeddings=16"),
+    (dict(mask_type="unilm", type_vocab_size=1), r"expected type_vocab_size >= 2 with mask_type='unilm' .*got "
+                                                 r"type_vocab_size=1"),
+    (dict(residual_gate="ramp", residual_gate_ramp_steps=0), r"expected residual_gate_ramp_steps >= 1, got 0"),
+    (dict(with_nsp=True, with_pooler=False), r"expected with_pooler=True with with_nsp=True .*got with_pooler=False"),
+])
+def test_config_names_bad_combination(kw, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        TransformerConfig(vocab_size=30, hidden_size=8, num_heads=2, max_position_embeddings=16, **kw)
+
+
+def test_config_int_fields_refuse_non_integers():
+    with pytest.raises(TypeError, match=r"expected num_heads to be an integer, got 2.0 \(float\)"):
+        TransformerConfig(hidden_size=8, num_heads=2.0)
+    with pytest.raises(TypeError, match=r"expected num_layers to be an integer, got True \(bool\)"):
+        TransformerConfig(num_layers=True)
+
+
+def test_from_hf_refuses_decoders():
+    hf = {"model_type": "bert", "vocab_size": 10, "hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2,
+          "intermediate_size": 8}
+    with pytest.raises(ValueError, match=r"expected an encoder .*, got is_decoder=True, add_cross_attention=None"):
+        TransformerConfig.from_hf({**hf, "is_decoder": True})
+    with pytest.raises(ValueError, match=r"expected hidden_act to be one of .*, got <built-in function abs>"):
+        TransformerConfig.from_hf({**hf, "hidden_act": abs})
 
 
 def test_missing_folder_and_weights(tmp_path):
-    with pytest.raises(FileNotFoundError, match="not a model folder"):
+    with pytest.raises(FileNotFoundError, match="expected a model folder, got .*nope"):
         load_pretrained(tmp_path / "nope")
     (tmp_path / "config.json").write_text(json.dumps(TransformerConfig(vocab_size=10, hidden_size=8, num_heads=2,
                                                                        num_layers=1, intermediate_size=8).to_hf()))
-    with pytest.raises(FileNotFoundError, match="no model.safetensors or pytorch_model.bin"):
+    with pytest.raises(FileNotFoundError, match="expected model.safetensors or pytorch_model.bin in .*, found neither"):
         load_pretrained(tmp_path)
 
 
 def test_too_long_sequence_is_refused():
     model = Transformer(TransformerConfig(vocab_size=20, hidden_size=8, num_heads=2, num_layers=1,
                                           intermediate_size=8, max_position_embeddings=6))
-    with pytest.raises(ValueError, match="length 7 needs position 6, beyond max_position_embeddings = 6"):
+    with pytest.raises(ValueError, match=r"expected positions < max_position_embeddings = 6, got position 6 \(a "
+                                         r"sequence of length 7\)"):
         model(torch.ones(1, 7, dtype=torch.long))
 
 
@@ -149,3 +213,42 @@ def test_save_refuses_what_hf_cannot_hold(tmp_path):
     with pytest.raises(ValueError, match="norm='pre'"):
         save_pretrained(pre, tmp_path)
     assert not (tmp_path / "model.safetensors").exists()
+
+
+def test_forward_names_mismatched_inputs():
+    model = Transformer(TransformerConfig(vocab_size=20, hidden_size=8, num_heads=2, num_layers=1,
+                                          intermediate_size=8))
+    ids = torch.ones(2, 5, dtype=torch.long)
+    with pytest.raises(ValueError, match=r"expected attention_mask of input_ids' shape \(2, 5\), got \(2, 4\)"):
+        model(ids, attention_mask=torch.ones(2, 4, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"expected token_type_ids of input_ids' shape \(2, 5\), got \(2, 6\)"):
+        model(ids, token_type_ids=torch.zeros(2, 6, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"expected input_ids of shape \(batch, seq\), got \(5,\)"):
+        model(ids[0])
+    with pytest.raises(ValueError, match=r"expected policy to be one of \['tail_once', 'block'\], got 'all'"):
+        model.gradient_checkpointing_enable(policy="all")
+
+
+def test_tokenizer_names_a_pad_token_outside_the_vocabulary():
+    from tokenizers import Tokenizer as HFTokenizer
+    from tokenizers.models import WordLevel
+
+    from kexue.models import Tokenizer
+
+    inner = HFTokenizer(WordLevel({"[UNK]": 0, "a": 1}, unk_token="[UNK]"))
+    with pytest.raises(ValueError, match=r"expected pad_token in the vocabulary, got '\[PAD\]', which is not"):
+        Tokenizer(inner)
+
+
+def test_models_exports_resolve():
+    import importlib
+
+    import kexue.models
+
+    for name in ("kexue.models", "kexue.models.config", "kexue.models.transformer", "kexue.models.layers",
+                 "kexue.models.cache", "kexue.models.hf", "kexue.models.tokenizer", "kexue.models.decoding",
+                 "kexue.models.recompute"):
+        mod = importlib.import_module(name)
+        assert mod.__all__ and all(hasattr(mod, n) for n in mod.__all__), name
+    assert kexue.models.pad_encodings is kexue.models.tokenizer.pad_encodings
+    assert "config_field_names" not in vars(kexue.models.config)

@@ -67,11 +67,13 @@ def test_reorder_selects_beams():
 
 
 def test_cache_refusals():
-    with pytest.raises(ValueError, match="needs mask_type 'lm' or 'unilm'"):
+    with pytest.raises(ValueError, match="expected mask_type 'lm' or 'unilm' with a key/value cache .*, got "
+                                         "mask_type='bidirectional'"):
         _model()(torch.ones(1, 3, dtype=torch.long), cache=KVCache(3))
-    with pytest.raises(ValueError, match="not attention kind 'linear'"):
+    with pytest.raises(ValueError, match=r"expected kind='softmax' with a key/value cache .*, got kind='linear'"):
         _model(mask_type="lm", attention="linear")(torch.ones(1, 3, dtype=torch.long), cache=KVCache(3))
-    with pytest.raises(ValueError, match="cache has 2 layers, the model 3"):
+    with pytest.raises(ValueError, match=r"expected a cache of the model's 3 layers \(model.new_cache\(\)\), got 2 "
+                                         r"layers"):
         _model(mask_type="lm")(torch.ones(1, 3, dtype=torch.long), cache=KVCache(2))
 
 

@@ -106,6 +106,14 @@ def test_decode_bad_input():
         beam_search(step, 1, 0, 0, 5)
     with pytest.raises(ValueError, match="expected max_len >= 1, got 0"):
         greedy_search(step, 1, 0, 0)
+    with pytest.raises(ValueError, match="expected batch_size >= 1, got 0"):
+        greedy_search(step, 0, 0, 5)
+    with pytest.raises(ValueError, match="expected eos_id >= 0, got -1"):
+        beam_search(step, 1, -1, 2, 5)
+    with pytest.raises(ValueError, match="expected length_penalty to be finite, got nan"):
+        beam_search(step, 1, 0, 2, 5, length_penalty=float("nan"))
+    with pytest.raises(TypeError, match=r"expected beam_size to be an integer, got 2.0 \(float\)"):
+        beam_search(step, 1, 0, 2.0, 5)
 
 
 # -- UniLM decoding with the KV cache ----------------------------------------------------------------------------
@@ -189,7 +197,7 @@ def test_generate_greedy_and_beam():
     beam = generate(model, packed["input_ids"], packed["attention_mask"], SEP, beam_size=3, max_len=6)
     assert len(beam) == 2 and all(SEP not in t for t in beam)
     model.train()
-    with pytest.raises(ValueError, match="eval mode"):
+    with pytest.raises(ValueError, match=r"expected the model in eval mode .*, got it in training mode"):
         generate(model, packed["input_ids"], packed["attention_mask"], SEP)
 
 
@@ -197,8 +205,19 @@ def test_unilm_step_refusals():
     torch.manual_seed(0)
     lm = Transformer(TransformerConfig(vocab_size=20, hidden_size=16, num_layers=1, num_heads=2,
                                        intermediate_size=16, with_mlm=True, mask_type="lm"))
-    with pytest.raises(ValueError, match="mask_type='unilm', got mask_type='lm'"):
+    with pytest.raises(ValueError, match="expected a kexue Transformer with mask_type='unilm', got mask_type='lm'"):
         UniLMStep(lm, torch.ones(1, 3, dtype=torch.long))
     model = _unilm_model()
+    no_head = Transformer(model.config.replace(with_mlm=False))
+    with pytest.raises(ValueError, match=r"expected a model with an MLM head \(with_mlm=True.*\), got one without"):
+        UniLMStep(no_head, torch.ones(1, 3, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"expected source_mask of source_ids' shape \(1, 3\), got \(1, 2\)"):
+        UniLMStep(model, torch.ones(1, 3, dtype=torch.long), torch.ones(1, 2, dtype=torch.long))
+    with pytest.raises(ValueError, match="expected target_start >= 0, got -1"):
+        UniLMStep(model, torch.ones(1, 3, dtype=torch.long), target_start=-1)
+    step = UniLMStep(model, torch.ones(1, 3, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"expected a first call with tokens=None \(it runs the sources\), got "
+                                         r"tokens first"):
+        step(torch.tensor([1]), torch.tensor([0]))
     with pytest.raises(ValueError, match="right-padded"):
         UniLMStep(model, torch.ones(1, 3, dtype=torch.long), torch.tensor([[0, 1, 1]]))

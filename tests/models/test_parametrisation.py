@@ -66,20 +66,26 @@ def test_gate_multiplies_the_branch_in_post_norm():
     blk = model.blocks[0]
     x = torch.randn(2, 5, 32)
     with torch.no_grad():
-        h = blk.attn_norm(x + 0.5 * blk.attn(x))
+        h = blk.attn_norm(x + 0.5 * blk.attn(x).output)
         expected = blk.ffn_norm(h + 0.5 * blk.ffn(h))
         torch.testing.assert_close(blk(x, None)[0], expected, atol=1e-6, rtol=0)
 
 
 def test_bad_values_and_hf_refusals(tmp_path):
-    with pytest.raises(ValueError, match="needs residual_gate_ramp_steps"):
+    with pytest.raises(ValueError, match="expected residual_gate_ramp_steps, a positive integer, with "
+                                         "residual_gate='ramp' .*, got None"):
         TransformerConfig(residual_gate="ramp")
-    with pytest.raises(ValueError, match="unknown norm_kind 'batchnorm'"):
+    with pytest.raises(ValueError, match=r"expected norm_kind to be one of \['layernorm', 'rmsnorm'\], got "
+                                         r"'batchnorm'"):
         TransformerConfig(norm_kind="batchnorm")
-    with pytest.raises(ValueError, match="advance_ramp needs residual_gate='ramp'"):
+    with pytest.raises(ValueError, match="expected a model with residual_gate='ramp' for advance_ramp, got "
+                                         "residual_gate='none'"):
         _model().advance_ramp()
+    with pytest.raises(ValueError, match="expected a model with residual_gate='ramp' for attach_ramp"):
+        _model().attach_ramp(torch.optim.SGD(_model().parameters(), lr=0.1))
     with pytest.raises(ValueError, match="norm_kind='rmsnorm'"):
         save_pretrained(_model(norm_kind="rmsnorm"), tmp_path)
     save_pretrained(_model(), tmp_path)
-    with pytest.raises(ValueError, match="cannot hold a bert checkpoint"):
+    with pytest.raises(ValueError, match=r"expected config overrides that build a model able to hold a bert "
+                                         r"checkpoint, got \['norm'\]"):
         load_pretrained(tmp_path, norm="none")

@@ -43,15 +43,17 @@ def test_unilm_mask_sees_whole_source_and_causal_target():
     with torch.no_grad():
         base = model(ids, token_type_ids=seg).last_hidden_state
         # changing the last source token changes every position (the source is bidirectional)
-        src = ids.clone(); src[0, 3] = (src[0, 3] + 1) % 59 + 1
+        src = ids.clone()
+        src[0, 3] = (src[0, 3] + 1) % 59 + 1
         out_src = model(src, token_type_ids=seg).last_hidden_state
         # changing target token 7 leaves the source and earlier target tokens unchanged
-        tgt = ids.clone(); tgt[0, 7] = (tgt[0, 7] + 1) % 59 + 1
+        tgt = ids.clone()
+        tgt[0, 7] = (tgt[0, 7] + 1) % 59 + 1
         out_tgt = model(tgt, token_type_ids=seg).last_hidden_state
     assert (out_src[0, 0] - base[0, 0]).abs().max() > 1e-3
     torch.testing.assert_close(out_tgt[:, :7], base[:, :7], atol=1e-6, rtol=0)
     assert (out_tgt[0, 7:] - base[0, 7:]).abs().max() > 1e-3
-    with pytest.raises(ValueError, match="needs token_type_ids"):
+    with pytest.raises(ValueError, match=r"expected token_type_ids with mask_type='unilm' .*, got None"):
         model(ids)
 
 
@@ -67,10 +69,10 @@ def test_block_norm_placement_by_hand(norm):
     with torch.no_grad():
         x = model.embeddings(ids, None, None)
         if norm == "pre":
-            h = x + blk.attn(blk.attn_norm(x))
+            h = x + blk.attn(blk.attn_norm(x)).output
             y = model.final_norm(h + blk.ffn(blk.ffn_norm(h)))
         else:
-            h = blk.attn_norm(x + blk.attn(x))
+            h = blk.attn_norm(x + blk.attn(x).output)
             y = blk.ffn_norm(h + blk.ffn(h))
         torch.testing.assert_close(model(ids).last_hidden_state, y, atol=1e-6, rtol=0)
     assert (model.final_norm is not None) == (norm == "pre")

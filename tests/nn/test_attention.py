@@ -39,8 +39,8 @@ def test_neutral_settings_equal_standard(variant):
     _copy(var, std)
     mask = _pad_mask()[:, None, None, :]
     prev = torch.zeros(2, NH, 9, 9) if variant.get("residual_attention") else None
-    out = var(_x(), mask, prev_scores=prev)
-    torch.testing.assert_close(out, std(_x(), mask), atol=1e-6, rtol=0)
+    out = var(_x(), mask, prev_scores=prev).output
+    torch.testing.assert_close(out, std(_x(), mask).output, atol=1e-6, rtol=0)
 
 
 def test_standard_matches_transformers_self_attention():
@@ -58,7 +58,7 @@ def test_standard_matches_transformers_self_attention():
     bias = torch.zeros(2, 1, 1, 9).masked_fill(~_pad_mask()[:, None, None, :], torch.finfo(torch.float32).min)
     ctx = ref.self(x, attention_mask=bias)[0]
     expected = ref.output.dense(ctx)  # BertAttention adds the residual and LayerNorm after this
-    torch.testing.assert_close(ours(x, _pad_mask()[:, None, None, :]), expected, atol=1e-5, rtol=0)
+    torch.testing.assert_close(ours(x, _pad_mask()[:, None, None, :]).output, expected, atol=1e-5, rtol=0)
 
 
 def test_key_size_shapes_and_scale():
@@ -70,10 +70,10 @@ def test_key_size_shapes_and_scale():
     v = a.v(x).view(2, 9, NH, H // NH).transpose(1, 2)
     p = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(20), dim=-1)  # 1/√key_size, not 1/√head_size
     expected = a.o((p @ v).transpose(1, 2).reshape(2, 9, H))
-    torch.testing.assert_close(a(x), expected, atol=1e-6, rtol=0)
+    torch.testing.assert_close(a(x).output, expected, atol=1e-6, rtol=0)
     sdpa = Attention(H, NH, key_size=20).eval()
     sdpa.load_state_dict(a.state_dict())
-    torch.testing.assert_close(sdpa(x), expected, atol=1e-6, rtol=0)
+    torch.testing.assert_close(sdpa(x).output, expected, atol=1e-6, rtol=0)
 
 
 def test_unscaled_attention():
@@ -81,12 +81,12 @@ def test_unscaled_attention():
     m = Attention(H, NH, scale=False, impl="math").eval()
     m.load_state_dict(a.state_dict())
     x = _x()
-    torch.testing.assert_close(a(x), m(x), atol=1e-6, rtol=0)
+    torch.testing.assert_close(a(x).output, m(x).output, atol=1e-6, rtol=0)
     q = a.q(x).view(2, 9, NH, 12).transpose(1, 2)
     k = a.k(x).view(2, 9, NH, 12).transpose(1, 2)
     v = a.v(x).view(2, 9, NH, 12).transpose(1, 2)
     expected = a.o((torch.softmax(q @ k.transpose(-1, -2), -1) @ v).transpose(1, 2).reshape(2, 9, H))
-    torch.testing.assert_close(a(x), expected, atol=1e-6, rtol=0)
+    torch.testing.assert_close(a(x).output, expected, atol=1e-6, rtol=0)
 
 
 def test_talking_heads_mix_before_mask_and_no_nan():
@@ -96,7 +96,7 @@ def test_talking_heads_mix_before_mask_and_no_nan():
         a.pre_mix.copy_(torch.randn(NH, NH))
         a.post_mix.copy_(torch.randn(NH, NH))
     x, pad = _x(), _pad_mask()
-    out = a(x, pad[:, None, None, :])
+    out = a(x, pad[:, None, None, :]).output
     assert torch.isfinite(out).all()
     q = a.q(x).view(2, 9, NH, 12).transpose(1, 2)
     k = a.k(x).view(2, 9, NH, 12).transpose(1, 2)
@@ -109,7 +109,7 @@ def test_talking_heads_mix_before_mask_and_no_nan():
     # padded keys get no weight: changing them leaves the real positions of sample 0 unchanged
     x2 = x.clone()
     x2[0, 6:] = torch.randn(3, H)
-    torch.testing.assert_close(a(x2, pad[:, None, None, :])[0, :6], out[0, :6], atol=1e-5, rtol=0)
+    torch.testing.assert_close(a(x2, pad[:, None, None, :]).output[0, :6], out[0, :6], atol=1e-5, rtol=0)
 
 
 def _model(**kw):
@@ -195,20 +195,89 @@ def test_variants_train_and_state_dict_round_trip():
     assert torch.equal(_model(talking_heads=True).blocks[1].attn.pre_mix, torch.eye(NH))
 
 
+#: (config fields, Attention arguments, the message with the config's names, with Attention's names): one rule each,
+#: checked once by check_attention and named as each caller writes it.
+ATTENTION_RULES = [
+    (dict(talking_heads=True, attn_impl="sdpa"), dict(talking_heads=True, impl="sdpa"),
+     r"expected attn_impl 'auto' or 'math' with talking_heads or residual_attention \(they need the score matrix, "
+     r"which fused SDPA does not expose\), got attn_impl='sdpa'",
+     r"expected impl 'auto' or 'math' with talking_heads or residual_attention .*got impl='sdpa'"),
+    (dict(residual_attention=True, attention="linear"), dict(residual_attention=True, kind="linear"),
+     r"expected attention='softmax' with talking_heads or residual_attention .*, got attention='linear'",
+     r"expected kind='softmax' with talking_heads or residual_attention .*, got kind='linear'"),
+    (dict(attention="taylor", linear_attention_order=3), dict(kind="taylor", feature_order=3),
+     r"expected an even linear_attention_order .*got linear_attention_order=3",
+     r"expected an even feature_order .*got feature_order=3"),
+    (dict(attention="exp_limit", linear_attention_order=0), dict(kind="exp_limit", feature_order=0),
+     r"expected linear_attention_order >= 1, got 0", r"expected feature_order >= 1, got 0"),
+    (dict(attention="cosine"), dict(kind="cosine"),
+     r"expected attention to be one of \['softmax', 'linear', 'performer', 'taylor', 'exp_limit'\], got 'cosine'",
+     r"expected kind to be one of \['softmax', .*\], got 'cosine'"),
+    (dict(attn_impl="flash"), dict(impl="flash"),
+     r"expected attn_impl to be one of \['auto', 'sdpa', 'math'\], got 'flash'",
+     r"expected impl to be one of \['auto', 'sdpa', 'math'\], got 'flash'"),
+    (dict(talking_heads_post_softmax=True), dict(talking_heads_post_softmax=True),
+     r"expected talking_heads=True with talking_heads_post_softmax=True .*got talking_heads=False",
+     r"expected talking_heads=True with talking_heads_post_softmax=True .*got talking_heads=False"),
+    (dict(attention_key_size=0), dict(key_size=0), r"expected attention_key_size >= 1, got 0",
+     r"expected key_size >= 1, got 0"),
+    (dict(performer_features=0), dict(num_features=0), r"expected performer_features >= 1, got 0",
+     r"expected num_features >= 1, got 0"),
+    (dict(attention_dropout=1.0), dict(dropout=1.0), r"expected attention_dropout < 1.0, got 1.0",
+     r"expected dropout < 1.0, got 1.0"),
+    (dict(hidden_size=50), dict(hidden_size=50), r"expected hidden_size divisible by num_heads \(50 % 4 = 2\)",
+     r"expected hidden_size divisible by num_heads \(50 % 4 = 2\)"),
+]
+
+
+@pytest.mark.parametrize("config_kw,attention_kw,config_pattern,attention_pattern", ATTENTION_RULES)
+def test_config_and_attention_refuse_with_one_rule(config_kw, attention_kw, config_pattern, attention_pattern):
+    with pytest.raises(ValueError, match=config_pattern):
+        TransformerConfig(**{"vocab_size": 50, "hidden_size": H, "num_heads": NH, **config_kw})
+    with pytest.raises(ValueError, match=attention_pattern):
+        Attention(**{"hidden_size": H, "num_heads": NH, **attention_kw})
+
+
+def test_check_attention_is_the_one_check(monkeypatch):
+    """TransformerConfig and Attention both call nn.attention.check_attention (so neither has a rule of its own)."""
+    from kexue.models import config as config_module
+    from kexue.nn import attention as attention_module
+
+    calls = []
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs.get("names"))
+
+    monkeypatch.setattr(config_module, "check_attention", spy)
+    monkeypatch.setattr(attention_module, "check_attention", spy)
+    TransformerConfig(vocab_size=50, hidden_size=H, num_heads=NH, attention="cosine")  # not refused: the spy
+    Attention(H, NH, kind="cosine")
+    assert calls[0]["kind"] == "attention" and calls[1] is None
+
+
 @pytest.mark.parametrize("kw,pattern", [
-    (dict(talking_heads=True, attn_impl="sdpa"), "fused SDPA"),
-    (dict(residual_attention=True, attention="linear"), "no score matrix"),
-    (dict(attention="taylor", linear_attention_order=3), "positive even integer"),
-    (dict(attention="linear", mask_type="unilm"), "not unilm"),
-    (dict(attention="cosine"), "unknown attention 'cosine'"),
-    (dict(talking_heads_post_softmax=True), "needs talking_heads=True"),
-    (dict(attention_key_size=0), "attention_key_size to be a positive integer"),
-    (dict(qk_init="t5_sym"), "needs attention_scale=False"),
-    (dict(init="he"), "unknown init 'he'"),
+    (dict(attention="linear", mask_type="unilm"),
+     r"expected mask_type 'bidirectional' or 'lm' with attention='linear' .*got mask_type='unilm'"),
+    (dict(qk_init="t5_sym"), r"expected attention_scale=False with qk_init='t5_sym' .*got attention_scale=True"),
+    (dict(init="he"), r"expected init to be one of \['bert_hf', 'bert_tf', 'trunc_normal', 'fan_in', .*\], got 'he'"),
+    (dict(qk_init="t5"), r"expected qk_init to be one of \['default', 't5_hf', 't5_sym'\], got 't5'"),
 ])
 def test_config_refuses_bad_combinations(kw, pattern):
     with pytest.raises(ValueError, match=pattern):
         TransformerConfig(vocab_size=50, hidden_size=H, num_heads=NH, **kw)
+
+
+def test_attention_output_is_one_type():
+    """forward returns an AttentionOutput whatever the path: scores from the explicit path, None after SDPA."""
+    from kexue.nn.attention import AttentionOutput
+
+    x = _x()
+    sdpa, explicit = Attention(H, NH).eval(), Attention(H, NH, residual_attention=True).eval()
+    a, b = sdpa(x), explicit(x)
+    assert isinstance(a, AttentionOutput) and isinstance(b, AttentionOutput)
+    assert a.scores is None and b.scores is not None and b.scores.shape == (2, NH, 9, 9)
+    out, scores = b
+    assert out is b.output and scores is b.scores
 
 
 def test_non_standard_attention_cannot_be_saved_as_hf(tmp_path):
@@ -227,8 +296,8 @@ def test_init_schemes():
     m = _model(init="fan_avg")
     w = m.blocks[0].ffn.up.weight
     assert w.std().item() == pytest.approx(math.sqrt(2 / (H + 64)), rel=0.1)
-    big = Transformer(TransformerConfig(vocab_size=100, hidden_size=768, num_heads=12, num_layers=1, intermediate_size=3072,
-                                        init="bert_tf"))
+    big = Transformer(TransformerConfig(vocab_size=100, hidden_size=768, num_heads=12, num_layers=1,
+                                        intermediate_size=3072, init="bert_tf"))
     assert big.blocks[0].ffn.up.weight.std().item() == pytest.approx(0.0176, rel=0.01)
 
 

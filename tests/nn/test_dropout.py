@@ -118,9 +118,12 @@ def test_identity_cases_bad_rates_and_fallbacks():
     assert dropout(x, 0.3, training=False) is x
     assert dropout(x, 0.0) is x
     assert torch.equal(dropout(x, 1.0), torch.zeros_like(x))
-    for bad in (-0.1, 1.5, float("nan")):
-        with pytest.raises(ValueError, match=repr(bad)):
+    for bad, pattern in ((-0.1, "expected p >= 0.0, got -0.1"), (1.5, "expected p <= 1.0, got 1.5"),
+                         (float("nan"), "expected p to be finite, got nan")):
+        with pytest.raises(ValueError, match=pattern):
             dropout(x, bad)
+    with pytest.raises(ValueError, match="expected generator=None where torch's dropout runs"):
+        dropout(torch.empty(3, device="meta"), 0.5, generator=torch.Generator())
     # a rate 16 bits cannot hold within 1 % goes to torch's dropout: the same masks as torch for the same seed
     assert quantised_rate(1e-4) is None and quantised_rate(1 - 1e-4) is None
     big = torch.randn(100_000)
@@ -128,7 +131,7 @@ def test_identity_cases_bad_rates_and_fallbacks():
     ours = dropout(big, 1e-4)
     torch.manual_seed(9)
     assert torch.equal(ours, F.dropout(big, 1e-4, True))
-    with pytest.raises(ValueError, match="not representable"):
+    with pytest.raises(ValueError, match=r"expected p representable in 16-bit lanes within 1 % .*, got 0.0001"):
         keep_mask((4,), 1e-4)
     # other devices: torch's dropout
     meta = torch.empty(3, 4, device="meta")
@@ -161,7 +164,7 @@ def test_attention_cpu_dropout_path_is_the_hand_formula():
     keep_keys[1, 5:] = False
     mask = keep_keys[:, None, None, :]
     torch.manual_seed(11)
-    out = attn(x, mask)
+    out = attn(x, mask).output
     torch.manual_seed(11)
     keep = keep_mask((2, 4, 7, 7), 0.2)
     q, k, v = (attn._heads(lin(x), 8) for lin in (attn.q, attn.k, attn.v))
@@ -172,9 +175,9 @@ def test_attention_cpu_dropout_path_is_the_hand_formula():
     assert torch.allclose(out, ref, atol=1e-6)
     # averaged over draws, the output is the dropout-free one
     with torch.no_grad():
-        mean = torch.stack([attn(x, mask) for _ in range(3000)]).mean(0)
+        mean = torch.stack([attn(x, mask).output for _ in range(3000)]).mean(0)
         attn.eval()
-        clean = attn(x, mask)
+        clean = attn(x, mask).output
     assert torch.allclose(mean, clean, atol=0.03), float((mean - clean).abs().max())
 
 

@@ -92,9 +92,25 @@ def test_distributions_share_the_variance(dist):
 
 
 def test_bad_values_are_named():
-    with pytest.raises(ValueError, match="unknown fan mode 'fan_max'"):
-        I.fan_average(1, 2, "fan_max")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="unknown init scheme 'glorot'"):
+    with pytest.raises(ValueError, match=r"expected mode to be one of \['fan_in', .*\], got 'fan_max'"):
+        I.fan_average(1, 2, "fan_max")
+    with pytest.raises(ValueError, match=r"expected fan_out > 0.0, got 0"):
+        I.fan_average(1, 0, "fan_in")
+    with pytest.raises(ValueError, match=r"expected scheme to be one of \['bert_hf', .*'fan_ch'\], got 'glorot'"):
         I.init_weight_(torch.empty(2, 2), "glorot", 0.02)
-    with pytest.raises(ValueError, match="expected cut > 0"):
+    with pytest.raises(ValueError, match="expected cut > 0.0, got 0"):
         I.truncnorm_variance_ratio(0)
+    with pytest.raises(ValueError, match="expected std > 0.0, got -1"):
+        I.trunc_normal_(torch.empty(2, 2), std=-1)
+    with pytest.raises(ValueError, match="expected scale > 0.0, got 0"):
+        I.variance_scaling_(torch.empty(2, 2), scale=0)
+    with pytest.raises(ValueError, match=r"expected distribution to be one of \['normal', 'uniform', "
+                                         r"'truncated_normal'\], got 'laplace'"):
+        I.variance_scaling_(torch.empty(2, 2), distribution="laplace")
+
+
+def test_choice_tuples_are_the_literals():
+    from typing import get_args
+
+    assert I.INIT_SCHEMES == ("bert_hf", "bert_tf", "trunc_normal", *I.FAN_MODES)
+    assert I.FAN_MODES == get_args(I.FanMode) and I.DISTRIBUTIONS == get_args(I.Distribution)

@@ -59,7 +59,8 @@ def test_feature_maps_give_the_closed_form_kernels(order):
     dot = q @ k.transpose(-1, -2)
     taylor = L.taylor_features(q, order, allow_odd=True) @ L.taylor_features(k, order, allow_odd=True).transpose(-1, -2)
     torch.testing.assert_close(taylor, sum(dot**j / math.factorial(j) for j in range(order + 1)), atol=1e-10, rtol=0)
-    lim = L.exp_limit_features(q, order, allow_odd=True) @ L.exp_limit_features(k, order, allow_odd=True).transpose(-1, -2)
+    lim = (L.exp_limit_features(q, order, allow_odd=True)
+           @ L.exp_limit_features(k, order, allow_odd=True).transpose(-1, -2))
     torch.testing.assert_close(lim, (1 + dot / order) ** order, atol=1e-10, rtol=0)
     assert L.taylor_features(q, order, allow_odd=True).shape[-1] == sum(4**j for j in range(order + 1))
     assert L.exp_limit_features(q, order, allow_odd=True).shape[-1] == 5**order
@@ -111,10 +112,15 @@ def test_performer_kernel_is_unbiased(orthogonal):
 
 
 def test_odd_orders_refused():
-    with pytest.raises(ValueError, match="order=3 is odd"):
+    with pytest.raises(ValueError, match=r"expected an even order \(an odd one makes the kernel negative .*\), "
+                                         r"got order=3"):
         L.taylor_features(torch.ones(2, 2), 3)
-    with pytest.raises(ValueError, match="n=1 is odd"):
+    with pytest.raises(ValueError, match="expected an even n .*got n=1"):
         L.exp_limit_features(torch.ones(2, 2), 1)
+    with pytest.raises(ValueError, match="expected order >= 1, got 0"):
+        L.taylor_features(torch.ones(2, 2), 0)
+    with pytest.raises(ValueError, match="expected num_features >= 1, got 0"):
+        L.performer_omega(0, 4)
     with pytest.raises(ValueError, match=r"key mask of shape \(batch, keys\) = \(2, 17\), got \(2, 5\)"):
         q, k, v = _qkv()
         L.linear_attention(q, k, v, mask=torch.ones(2, 5))

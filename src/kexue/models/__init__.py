@@ -1,17 +1,45 @@
-"""The kexue Transformer, its configuration, Hugging Face checkpoint I/O, the tokenizer wrapper and decoding."""
+"""The kexue Transformer, its configuration, Hugging Face checkpoint I/O, the tokenizer wrapper, decoding and
+recompute (the checkpointing policies and the per-block wrapper, in :mod:`kexue.models.recompute`)."""
 
-from .config import TransformerConfig
+from .cache import KVCache
+from .config import (
+    Family,
+    MaskType,
+    NormKind,
+    NormPlacement,
+    PositionStyle,
+    QKInit,
+    ResidualGate,
+    TransformerConfig,
+)
 from .decoding import Hypothesis, StepFn, UniLMStep, beam_search, generate, greedy_search
-from .hf import CheckpointError, LoadReport, load_pretrained, save_pretrained
-from .recompute import disable_recompute, enable_recompute, find_blocks, is_recomputed
-from .tokenizer import Tokenizer
-from .transformer import KVCache, Transformer, TransformerOutput
+from .hf import (
+    CheckpointError,
+    LoadReport,
+    LoadResult,
+    load_pretrained,
+    load_pretrained_with_report,
+    save_pretrained,
+)
+from .recompute import Policy, disable_recompute, enable_recompute, find_blocks, is_recomputed
+from .tokenizer import Tokenizer, pad_encodings
+from .transformer import InferenceKernel, Transformer, TransformerOutput
 
 __all__ = [
     "CheckpointError",
+    "Family",
     "Hypothesis",
+    "InferenceKernel",
     "KVCache",
     "LoadReport",
+    "LoadResult",
+    "MaskType",
+    "NormKind",
+    "NormPlacement",
+    "Policy",
+    "PositionStyle",
+    "QKInit",
+    "ResidualGate",
     "StepFn",
     "Tokenizer",
     "Transformer",
@@ -26,5 +54,7 @@ __all__ = [
     "greedy_search",
     "is_recomputed",
     "load_pretrained",
+    "load_pretrained_with_report",
+    "pad_encodings",
     "save_pretrained",
 ]

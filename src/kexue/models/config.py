@@ -4,23 +4,36 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from ..nn.activations import ACTIVATIONS
-from ..nn.attention import ATTENTION_KINDS
-from ..nn.init import INIT_SCHEMES
+from .._validate import check_choice, check_float, check_int
+from ..nn.activations import Activation
+from ..nn.attention import AttentionImpl, AttentionKind, check_attention
+from ..nn.init import InitScheme
 
+#: Checkpoint family: the Hugging Face key table and position-id convention on save.
 Family = Literal["bert", "roberta"]
-NormPlacement = Literal["post", "pre", "none"]
-MaskType = Literal["bidirectional", "lm", "unilm"]
+#: "bert": positions 0..T-1. "roberta": positions counted over non-padding tokens from pad_token_id + 1.
 PositionStyle = Literal["bert", "roberta"]
-
-_FAMILIES = ("bert", "roberta")
-_NORMS = ("post", "pre", "none")
-_MASKS = ("bidirectional", "lm", "unilm")
-_POSITIONS = ("bert", "roberta")
+#: Where a block's norms sit: "post" (BERT), "pre" (with a final norm), "none" (for residual gates).
+NormPlacement = Literal["post", "pre", "none"]
+#: "layernorm", or "rmsnorm" (x/√(mean(x²) + ε)·γ, no centring, no bias).
+NormKind = Literal["layernorm", "rmsnorm"]
+#: Residual gate x + α·f(x): "none", "rezero" (α learned from 0), "ramp" (α raised by a fixed step from 0 to 1).
+ResidualGate = Literal["none", "rezero", "ramp"]
+#: "bidirectional" (BERT), "lm" (causal), "unilm" (prefix from segment ids: segment 0 source, 1 target).
+MaskType = Literal["bidirectional", "lm", "unilm"]
+#: Q/K initialisation for unscaled attention: "default" (as ``init``), "t5_hf", "t5_sym".
+QKInit = Literal["default", "t5_hf", "t5_sym"]
+#: Hugging Face ``model_type`` -> the family kexue loads it as.
+_HF_FAMILIES: dict[str, Family] = {"bert": "bert", "roberta": "roberta", "xlm-roberta": "roberta",
+                                   "camembert": "roberta"}
+#: :func:`kexue.nn.attention.check_attention`'s arguments under the names of this config's fields.
+_ATTENTION_FIELDS = {"dropout": "attention_dropout", "key_size": "attention_key_size", "kind": "attention",
+                     "impl": "attn_impl", "feature_order": "linear_attention_order",
+                     "num_features": "performer_features"}
 #: Former fields, now switches on the model (kexue.models.recompute): refused with a message that says so.
 _RUN_TIME_SWITCHES = ("gradient_checkpointing", "recompute_policy")
 
@@ -38,7 +51,7 @@ class TransformerConfig:
     num_heads: int = 12
     intermediate_size: int = 3072
     #: A Hugging Face ``hidden_act`` name, see :data:`kexue.nn.activations.ACTIVATIONS`.
-    hidden_act: str = "gelu"
+    hidden_act: Activation = "gelu"
     hidden_dropout: float = 0.1
     attention_dropout: float = 0.1
     max_position_embeddings: int = 512
@@ -56,10 +69,10 @@ class TransformerConfig:
     #: (for residual gates, as ReZero).
     norm: NormPlacement = "post"
     #: "layernorm" or "rmsnorm" (x/√(mean(x²) + ε)·γ, no centring, no bias).
-    norm_kind: str = "layernorm"
+    norm_kind: NormKind = "layernorm"
     #: Residual gate x + α·f(x), α from 0 in every block (post 8620): "none", "rezero" (α learned), "ramp" (α not
     #: trained, raised by 1/residual_gate_ramp_steps per optimizer step up to 1: Su's preference).
-    residual_gate: str = "none"
+    residual_gate: ResidualGate = "none"
     #: Optimizer steps for the ramp to reach 1 (required with residual_gate="ramp"; the post gives no number).
     residual_gate_ramp_steps: int | None = None
     #: "bidirectional" (BERT), "lm" (causal), "unilm" (prefix from segment ids: segment 0 source, 1 target).
@@ -68,12 +81,12 @@ class TransformerConfig:
     with_mlm: bool = False
     with_nsp: bool = False
     #: Activation of the MLM head's transform; None means ``hidden_act`` (RoBERTa's head always uses exact gelu).
-    mlm_hidden_act: str | None = None
+    mlm_hidden_act: Activation | None = None
     #: The MLM decoder reuses the word-embedding matrix.
     tie_word_embeddings: bool = True
     # -- attention variants (see kexue.nn.attention) -----------------------------------------------------------
     #: "softmax", or a linear-attention kernel: "linear" (elu+1), "performer", "taylor", "exp_limit".
-    attention: str = "softmax"
+    attention: AttentionKind = "softmax"
     #: Q/K size per head; None means head_size (hidden_size / num_heads). Scale is 1/√attention_key_size.
     attention_key_size: int | None = None
     #: Divide the logits by √key_size (BERT). False is T5's convention: pair it with qk_init="t5_hf" or "t5_sym".
@@ -85,7 +98,7 @@ class TransformerConfig:
     #: RealFormer: carry the running sum of pre-softmax scores from layer to layer (the paper's form).
     residual_attention: bool = False
     #: "auto" (SDPA where no score matrix is needed), "sdpa" (refused when one is), "math" (always explicit).
-    attn_impl: str = "auto"
+    attn_impl: AttentionImpl = "auto"
     #: Order of the "taylor" and "exp_limit" feature maps (even).
     linear_attention_order: int = 2
     #: Number of Performer random features.
@@ -93,10 +106,10 @@ class TransformerConfig:
     # -- initialisation (see kexue.nn.init) --------------------------------------------------------------------
     #: "bert_hf" (normal(initializer_range), as transformers), "bert_tf" (TF's uncorrected truncated normal),
     #: "trunc_normal" (variance-corrected), or a fan mode: "fan_in", "fan_out", "fan_avg", "fan_geo", "fan_ch".
-    init: str = "bert_hf"
+    init: InitScheme = "bert_hf"
     #: Q/K projections for unscaled attention: "default" (as ``init``), "t5_hf" (W_q std (d·d_k)^−½, W_k and W_v
     #: std d^−½, as transformers' T5), "t5_sym" (W_q and W_k std (d·√d_k)^−½ each, Su's symmetric form).
-    qk_init: str = "default"
+    qk_init: QKInit = "default"
 
     def __new__(cls, *args: Any, **kwargs: Any) -> TransformerConfig:
         # before the generated __init__, which would only say "unexpected keyword argument"
@@ -108,89 +121,58 @@ class TransformerConfig:
         return super().__new__(cls)
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size",
-                     "max_position_embeddings"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"expected {name} to be a positive integer, got {value!r}")
-        if not isinstance(self.type_vocab_size, int) or self.type_vocab_size < 0:
-            raise ValueError(f"expected type_vocab_size >= 0, got {self.type_vocab_size!r}")
-        if self.hidden_size % self.num_heads != 0:
-            raise ValueError(
-                f"expected hidden_size divisible by num_heads "
-                f"({self.hidden_size} % {self.num_heads} = {self.hidden_size % self.num_heads})"
-            )
-        for name in ("hidden_dropout", "attention_dropout"):
-            p = getattr(self, name)
-            if not 0.0 <= p < 1.0:
-                raise ValueError(f"expected {name} in [0, 1), got {p!r}")
-        if not self.layer_norm_eps > 0:
-            raise ValueError(f"expected layer_norm_eps > 0, got {self.layer_norm_eps!r}")
-        if not self.initializer_range > 0:
-            raise ValueError(f"expected initializer_range > 0, got {self.initializer_range!r}")
-        for name in ("hidden_act", "mlm_hidden_act"):
-            act = getattr(self, name)
-            if act is not None and act not in ACTIVATIONS:
-                raise ValueError(f"unknown {name} {act!r}; expected one of {sorted(ACTIVATIONS)}")
-        for name, allowed in (("family", _FAMILIES), ("norm", _NORMS), ("mask_type", _MASKS),
-                              ("position_style", _POSITIONS)):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"unknown {name} {getattr(self, name)!r}; expected one of {list(allowed)}")
-        if not 0 <= self.pad_token_id < self.vocab_size:
-            raise ValueError(f"expected 0 <= pad_token_id < vocab_size ({self.vocab_size}), got {self.pad_token_id}")
-        if self.position_style == "roberta" and self.pad_token_id + 1 >= self.max_position_embeddings:
-            raise ValueError(
-                f"roberta positions start at pad_token_id + 1 = {self.pad_token_id + 1}, "
-                f"beyond max_position_embeddings = {self.max_position_embeddings}"
-            )
-        if self.mask_type == "unilm" and self.type_vocab_size < 2:
-            raise ValueError(f"mask_type 'unilm' needs segment ids 0 and 1, but type_vocab_size = {self.type_vocab_size}")
-        self._check_attention()
-        if self.norm_kind not in ("layernorm", "rmsnorm"):
-            raise ValueError(f"unknown norm_kind {self.norm_kind!r}; expected 'layernorm' or 'rmsnorm'")
-        if self.residual_gate not in ("none", "rezero", "ramp"):
-            raise ValueError(f"unknown residual_gate {self.residual_gate!r}; expected 'none', 'rezero' or 'ramp'")
-        if self.residual_gate == "ramp":
-            steps = self.residual_gate_ramp_steps
-            if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
-                raise ValueError(f"residual_gate='ramp' needs residual_gate_ramp_steps, a positive integer "
-                                 f"(the post gives no step size), got {steps!r}")
-        if self.init not in INIT_SCHEMES:
-            raise ValueError(f"unknown init {self.init!r}; expected one of {list(INIT_SCHEMES)}")
-        if self.qk_init not in ("default", "t5_hf", "t5_sym"):
-            raise ValueError(f"unknown qk_init {self.qk_init!r}; expected 'default', 't5_hf' or 't5_sym'")
-        if self.with_nsp and not self.with_pooler:
-            raise ValueError("with_nsp=True needs with_pooler=True: the NSP head reads the pooled [CLS] vector")
+        """Every field checked once, each error naming the field: "expected FIELD ..., got ..."."""
+        for name in ("vocab_size", "num_layers", "intermediate_size", "max_position_embeddings"):
+            check_int(name, getattr(self, name), 1)
+        check_int("type_vocab_size", self.type_vocab_size, 0)
+        # hidden_size, num_heads and the attention fields: the rules Attention itself checks, named as here
+        check_attention(self.hidden_size, self.num_heads, self.attention_dropout, key_size=self.attention_key_size,
+                        talking_heads=self.talking_heads, talking_heads_post_softmax=self.talking_heads_post_softmax,
+                        residual_attention=self.residual_attention, kind=self.attention, impl=self.attn_impl,
+                        feature_order=self.linear_attention_order, num_features=self.performer_features,
+                        names=_ATTENTION_FIELDS)
+        check_float("hidden_dropout", self.hidden_dropout, 0.0, 1.0, high_open=True)
+        check_float("layer_norm_eps", self.layer_norm_eps, 0.0, low_open=True)
+        check_float("initializer_range", self.initializer_range, 0.0, low_open=True)
+        check_choice("hidden_act", self.hidden_act, Activation)
+        if self.mlm_hidden_act is not None:
+            check_choice("mlm_hidden_act", self.mlm_hidden_act, Activation)
+        check_choice("family", self.family, Family)
+        check_choice("position_style", self.position_style, PositionStyle)
+        check_choice("norm", self.norm, NormPlacement)
+        check_choice("norm_kind", self.norm_kind, NormKind)
+        check_choice("residual_gate", self.residual_gate, ResidualGate)
+        check_choice("mask_type", self.mask_type, MaskType)
+        check_choice("init", self.init, InitScheme)
+        check_choice("qk_init", self.qk_init, QKInit)
+        check_int("pad_token_id", self.pad_token_id, 0)
+        self._check_combinations()
 
-    def _check_attention(self) -> None:
-        if self.attention not in ATTENTION_KINDS:
-            raise ValueError(f"unknown attention {self.attention!r}; expected one of {list(ATTENTION_KINDS)}")
-        if self.attn_impl not in ("auto", "sdpa", "math"):
-            raise ValueError(f"unknown attn_impl {self.attn_impl!r}; expected 'auto', 'sdpa' or 'math'")
-        ks = self.attention_key_size
-        if ks is not None and (not isinstance(ks, int) or isinstance(ks, bool) or ks < 1):
-            raise ValueError(f"expected attention_key_size to be a positive integer or None, got {ks!r}")
-        needs_scores = self.talking_heads or self.residual_attention
-        if needs_scores and self.attn_impl == "sdpa":
-            raise ValueError("talking_heads and residual_attention need the score matrix, which fused SDPA does not "
-                             "expose: use attn_impl='auto' or 'math'")
-        if self.attention != "softmax":
-            if needs_scores:
-                raise ValueError(f"attention={self.attention!r} has no score matrix: talking_heads and "
-                                 "residual_attention need softmax attention")
-            if self.mask_type == "unilm":
-                raise ValueError(f"attention={self.attention!r} supports padding and causal (lm) masks, not unilm")
-        if self.talking_heads_post_softmax and not self.talking_heads:
-            raise ValueError("talking_heads_post_softmax=True needs talking_heads=True")
-        if self.attention in ("taylor", "exp_limit") and (self.linear_attention_order < 1
-                                                          or self.linear_attention_order % 2):
-            raise ValueError(f"linear_attention_order must be a positive even integer (odd orders make the kernel "
-                             f"negative), got {self.linear_attention_order}")
-        if self.performer_features < 1:
-            raise ValueError(f"expected performer_features >= 1, got {self.performer_features}")
+    def _check_combinations(self) -> None:
+        """The rules between fields (those of the attention options alone are :func:`check_attention`'s)."""
+        if self.pad_token_id >= self.vocab_size:
+            raise ValueError(f"expected pad_token_id < vocab_size ({self.vocab_size}), got {self.pad_token_id}")
+        if self.position_style == "roberta" and self.pad_token_id + 1 >= self.max_position_embeddings:
+            raise ValueError(f"expected max_position_embeddings > pad_token_id + 1 = {self.pad_token_id + 1} with "
+                             f"position_style='roberta' (its positions start there), got max_position_embeddings="
+                             f"{self.max_position_embeddings}")
+        if self.mask_type == "unilm" and self.type_vocab_size < 2:
+            raise ValueError(f"expected type_vocab_size >= 2 with mask_type='unilm' (segment 0 is the source, 1 the "
+                             f"target), got type_vocab_size={self.type_vocab_size}")
+        if self.mask_type == "unilm" and self.attention != "softmax":
+            raise ValueError(f"expected mask_type 'bidirectional' or 'lm' with attention={self.attention!r} (linear "
+                             f"attention takes padding and causal masks only), got mask_type='unilm'")
+        if self.residual_gate == "ramp":
+            if self.residual_gate_ramp_steps is None:
+                raise ValueError("expected residual_gate_ramp_steps, a positive integer, with residual_gate='ramp' "
+                                 "(the post gives no step count), got None")
+            check_int("residual_gate_ramp_steps", self.residual_gate_ramp_steps, 1)
         if self.qk_init != "default" and self.attention_scale:
-            raise ValueError(f"qk_init={self.qk_init!r} folds the attention scale into the init; it needs "
-                             "attention_scale=False")
+            raise ValueError(f"expected attention_scale=False with qk_init={self.qk_init!r} (it folds the attention "
+                             f"scale into the init), got attention_scale=True")
+        if self.with_nsp and not self.with_pooler:
+            raise ValueError("expected with_pooler=True with with_nsp=True (the NSP head reads the pooled [CLS] "
+                             "vector), got with_pooler=False")
 
     @property
     def is_standard_attention(self) -> bool:
@@ -209,18 +191,19 @@ class TransformerConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def replace(self, **changes: Any) -> "TransformerConfig":
+    def replace(self, **changes: Any) -> TransformerConfig:
         """A copy with ``changes`` applied (and checked)."""
         return dataclasses.replace(self, **changes)
 
     # -- Hugging Face config.json -------------------------------------------------------------------------------
 
     @classmethod
-    def from_hf(cls, path_or_dict: str | Path | dict[str, Any], **overrides: Any) -> "TransformerConfig":
+    def from_hf(cls, path_or_dict: str | Path | dict[str, Any], **overrides: Any) -> TransformerConfig:
         """Build from a Hugging Face ``config.json`` (a folder, the file, or its parsed dict).
 
         Supported: ``model_type`` "bert" and "roberta" (and ones built like them: "xlm-roberta", "camembert")
-        with absolute position embeddings, encoder only. Anything else raises ``ValueError`` naming it.
+        with absolute position embeddings, encoder only. Anything else raises ``ValueError`` naming it (a value
+        that does not fit a field raises as the field's check does).
         ``overrides`` replace fields afterwards (e.g. ``hidden_dropout=0.0``).
         """
         if isinstance(path_or_dict, dict):
@@ -230,23 +213,20 @@ class TransformerConfig:
             if p.is_dir():
                 p = p / "config.json"
             if not p.exists():
-                raise FileNotFoundError(f"no config.json at {p}")
+                raise FileNotFoundError(f"expected a config.json at {p}, found none")
             hf = json.loads(p.read_text(encoding="utf-8"))
         model_type = hf.get("model_type")
-        if model_type == "bert":
-            family: Family = "bert"
-        elif model_type in ("roberta", "xlm-roberta", "camembert"):
-            family = "roberta"
-        else:
-            raise ValueError(
-                f"unsupported architecture: model_type={model_type!r} "
-                f"(architectures={hf.get('architectures')}); kexue loads bert and roberta checkpoints"
-            )
+        if model_type not in _HF_FAMILIES:
+            raise ValueError(f"expected model_type to be one of {list(_HF_FAMILIES)} (kexue loads BERT and RoBERTa "
+                             f"encoders), got {model_type!r} (architectures={hf.get('architectures')})")
+        family = _HF_FAMILIES[model_type]
         pos = hf.get("position_embedding_type", "absolute")
         if pos != "absolute":
-            raise ValueError(f"unsupported position_embedding_type={pos!r}; only 'absolute' is supported")
+            raise ValueError(f"expected position_embedding_type='absolute' (the only one built), got "
+                             f"position_embedding_type={pos!r}")
         if hf.get("is_decoder") or hf.get("add_cross_attention"):
-            raise ValueError("unsupported: is_decoder/add_cross_attention (cross-attention decoders) are not built")
+            raise ValueError(f"expected an encoder (cross-attention decoders are not built), got is_decoder="
+                             f"{hf.get('is_decoder')!r}, add_cross_attention={hf.get('add_cross_attention')!r}")
         kw: dict[str, Any] = dict(
             vocab_size=hf["vocab_size"],
             hidden_size=hf["hidden_size"],
@@ -260,14 +240,12 @@ class TransformerConfig:
             type_vocab_size=hf.get("type_vocab_size", 2),
             layer_norm_eps=hf.get("layer_norm_eps", 1e-12),
             initializer_range=hf.get("initializer_range", 0.02),
-            pad_token_id=hf.get("pad_token_id") if hf.get("pad_token_id") is not None else (1 if family == "roberta" else 0),
+            pad_token_id=hf["pad_token_id"] if hf.get("pad_token_id") is not None else int(family == "roberta"),
             family=family,
             position_style="roberta" if family == "roberta" else "bert",
             mlm_hidden_act="gelu" if family == "roberta" else None,
             tie_word_embeddings=hf.get("tie_word_embeddings", True),
         )
-        if not isinstance(kw["hidden_act"], str):
-            raise ValueError(f"unsupported hidden_act {kw['hidden_act']!r}: expected a Hugging Face activation name")
         kw.update(overrides)
         return cls(**kw)
 
@@ -275,21 +253,20 @@ class TransformerConfig:
         """The Hugging Face ``config.json`` dict for this architecture (``architectures`` is set by the saver)."""
         if not self.is_standard_attention:
             raise ValueError(
-                "Hugging Face BERT/RoBERTa has standard softmax attention; this config has "
+                "expected standard softmax attention (what Hugging Face BERT/RoBERTa computes), got "
                 f"attention={self.attention!r}, attention_key_size={self.attention_key_size}, "
                 f"attention_scale={self.attention_scale}, talking_heads={self.talking_heads}, "
                 f"residual_attention={self.residual_attention}"
             )
         if self.norm_kind != "layernorm" or self.residual_gate != "none":
-            raise ValueError(f"Hugging Face BERT/RoBERTa has LayerNorm and no residual gate; this config has "
+            raise ValueError(f"expected LayerNorm and no residual gate (as Hugging Face BERT/RoBERTa has), got "
                              f"norm_kind={self.norm_kind!r}, residual_gate={self.residual_gate!r}")
         if self.norm != "post" or self.mask_type != "bidirectional":
-            raise ValueError(
-                f"Hugging Face BERT/RoBERTa has post-norm bidirectional encoders; this config has "
-                f"norm={self.norm!r}, mask_type={self.mask_type!r}"
-            )
+            raise ValueError(f"expected a post-norm bidirectional encoder (as Hugging Face BERT/RoBERTa is), got "
+                             f"norm={self.norm!r}, mask_type={self.mask_type!r}")
         if self.family == "roberta" and self.with_nsp:
-            raise ValueError("RoBERTa checkpoints have no NSP head; with_nsp=True cannot be saved as roberta")
+            raise ValueError("expected with_nsp=False with family='roberta' (RoBERTa checkpoints have no NSP head), "
+                             "got with_nsp=True")
         return {
             "model_type": self.family,
             "vocab_size": self.vocab_size,
@@ -310,5 +287,13 @@ class TransformerConfig:
         }
 
 
-def config_field_names() -> list[str]:
-    return [f.name for f in fields(TransformerConfig)]
+__all__ = [
+    "Family",
+    "MaskType",
+    "NormKind",
+    "NormPlacement",
+    "PositionStyle",
+    "QKInit",
+    "ResidualGate",
+    "TransformerConfig",
+]

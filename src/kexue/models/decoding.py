@@ -22,7 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .transformer import KVCache, Transformer
+from .._validate import check_float, check_int
+from .cache import KVCache
+from .transformer import Transformer
 
 __all__ = ["Hypothesis", "StepFn", "UniLMStep", "beam_search", "generate", "greedy_search"]
 
@@ -49,19 +51,19 @@ def _normalise(log_prob: float, length: int, length_penalty: float) -> float:
     return log_prob / (length ** length_penalty)
 
 
-def _check_decode_args(eos_id: int, max_len: int, beam_size: int = 1) -> None:
-    if not isinstance(max_len, int) or max_len < 1:
-        raise ValueError(f"expected max_len >= 1, got {max_len!r}")
-    if not isinstance(beam_size, int) or isinstance(beam_size, bool) or beam_size < 1:
-        raise ValueError(f"expected beam_size >= 1, got {beam_size!r}")
-    if not isinstance(eos_id, int) or eos_id < 0:
-        raise ValueError(f"expected a non-negative eos_id, got {eos_id!r}")
+def _check_decode_args(batch_size: int, eos_id: int, max_len: int, beam_size: int = 1,
+                       length_penalty: float = 0.0) -> None:
+    check_int("batch_size", batch_size, 1)
+    check_int("eos_id", eos_id, 0)
+    check_int("max_len", max_len, 1)
+    check_int("beam_size", beam_size, 1)
+    check_float("length_penalty", length_penalty)
 
 
 @torch.no_grad()
 def greedy_search(step: StepFn, batch_size: int, eos_id: int, max_len: int) -> list[Hypothesis]:
     """Argmax decoding: each row takes its most probable token until EOS or ``max_len`` tokens."""
-    _check_decode_args(eos_id, max_len)
+    _check_decode_args(batch_size, eos_id, max_len)
     rows = torch.arange(batch_size)
     log_probs = step(None, rows)
     tokens: list[list[int]] = [[] for _ in range(batch_size)]
@@ -95,7 +97,7 @@ def beam_search(step: StepFn, batch_size: int, eos_id: int, beam_size: int, max_
     canonical algorithm, the one Hugging Face's ``generate(num_beams=k, early_stopping="never")`` runs; with
     ``beam_size=1`` and ``length_penalty=0`` it equals :func:`greedy_search`.
     """
-    _check_decode_args(eos_id, max_len, beam_size)
+    _check_decode_args(batch_size, eos_id, max_len, beam_size, length_penalty)
     k = beam_size
     log_probs = step(None, torch.arange(batch_size)).double()
     dev = log_probs.device
@@ -170,17 +172,18 @@ class UniLMStep:
                  target_start: int | None = None) -> None:
         config = getattr(model, "config", None)
         if getattr(config, "mask_type", None) != "unilm":
-            raise ValueError(f"UniLMStep needs a kexue Transformer with mask_type='unilm', got mask_type="
+            raise ValueError(f"expected a kexue Transformer with mask_type='unilm', got mask_type="
                              f"{getattr(config, 'mask_type', None)!r}")
         if getattr(model, "mlm", None) is None:
-            raise ValueError("UniLMStep reads next-token logits from the MLM head: build the model with_mlm=True")
+            raise ValueError("expected a model with an MLM head (with_mlm=True: UniLMStep reads next-token logits "
+                             "from it), got one without")
         if source_ids.dim() != 2:
             raise ValueError(f"expected source_ids of shape (batch, seq), got {tuple(source_ids.shape)}")
         if source_mask is None:
             source_mask = torch.ones_like(source_ids)
         if source_mask.shape != source_ids.shape:
-            raise ValueError(f"source_mask shape {tuple(source_mask.shape)} != source_ids shape "
-                             f"{tuple(source_ids.shape)}")
+            raise ValueError(f"expected source_mask of source_ids' shape {tuple(source_ids.shape)}, got "
+                             f"{tuple(source_mask.shape)}")
         lengths = source_mask.long().sum(dim=1)
         if bool((lengths == 0).any()) or bool((source_mask.long().cumprod(dim=1).sum(dim=1) != lengths).any()):
             raise ValueError("expected right-padded sources with at least one real token each (source_mask of the "
@@ -189,8 +192,8 @@ class UniLMStep:
         self.source_ids = source_ids
         self.source_mask = source_mask.long()
         self.lengths = lengths
-        if target_start is not None and (not isinstance(target_start, int) or target_start < 0):
-            raise ValueError(f"expected target_start >= 0, got {target_start!r}")
+        if target_start is not None:
+            check_int("target_start", target_start, 0)
         self.target_start = target_start
         self.cache: KVCache | None = None
         self.next_position: Tensor | None = None
@@ -211,7 +214,8 @@ class UniLMStep:
             self.cache.reorder(parents.to(dev))
             self.next_position = self.next_position[parents.to(dev)]
             return F.log_softmax(logits.float(), dim=-1)[parents.to(dev)]
-        assert self.cache is not None and self.next_position is not None
+        if self.cache is None or self.next_position is None:
+            raise ValueError("expected a first call with tokens=None (it runs the sources), got tokens first")
         parents = parents.to(dev)
         if parents.shape[0] != self.next_position.shape[0] or not bool(
                 (parents == torch.arange(parents.shape[0], device=dev)).all()):
@@ -231,8 +235,8 @@ def generate(model: Transformer, source_ids: Tensor, source_mask: Tensor | None,
     as ``[CLS] source [SEP]`` (see :func:`kexue.train.exposure_bias.pack_unilm` with ``targets=None``),
     right-padded; ``target_start`` as in :class:`UniLMStep`."""
     if model.training:
-        raise ValueError("generate() expects the model in eval mode (call model.eval()): dropout would make "
-                         "decoding random")
+        raise ValueError("expected the model in eval mode (call model.eval(): dropout would make decoding "
+                         "random), got it in training mode")
     step = UniLMStep(model, source_ids, source_mask, target_start)
     b = source_ids.shape[0]
     if beam_size == 1:

@@ -3,22 +3,25 @@
 A table maps each kexue parameter name to the name the Hugging Face model class stores it under. Loading reads
 ``config.json`` plus ``model.safetensors`` (or ``pytorch_model.bin`` through ``torch.load(weights_only=True)``:
 no arbitrary unpickling), strips the base-model prefix (``bert.`` / ``roberta.``) when present, and checks the
-checkpoint against the table: missing, unexpected and mis-shaped tensors are all reported in one error.
+checkpoint against the table: missing, unexpected and mis-shaped tensors are all reported in one error
+(:func:`load_pretrained`), or in a :class:`LoadReport` beside the model (:func:`load_pretrained_with_report`, the
+counterpart of transformers' ``from_pretrained(..., output_loading_info=True)``).
 """
 
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from .._io import atomic_path
-from .config import TransformerConfig
+from .config import Family, TransformerConfig
 from .transformer import Transformer
 
 #: Tensors a checkpoint may hold that carry no learned weight of ours (skipped without complaint).
@@ -72,7 +75,7 @@ def _encoder_table(config: TransformerConfig, prefix: str) -> dict[str, str]:
     return {k: prefix + v for k, v in table.items()}
 
 
-def bert_key_table(config: TransformerConfig, prefix: str = "") -> dict[str, str]:
+def _bert_table(config: TransformerConfig, prefix: str = "") -> dict[str, str]:
     """kexue name -> HF name for BertModel / BertForMaskedLM / BertForPreTraining (heads as the config has them).
 
     ``prefix`` is ``"bert."`` for the models with heads, ``""`` for a bare BertModel.
@@ -94,7 +97,7 @@ def bert_key_table(config: TransformerConfig, prefix: str = "") -> dict[str, str
     return table
 
 
-def roberta_key_table(config: TransformerConfig, prefix: str = "") -> dict[str, str]:
+def _roberta_table(config: TransformerConfig, prefix: str = "") -> dict[str, str]:
     """kexue name -> HF name for RobertaModel / RobertaForMaskedLM (``prefix`` ``"roberta."`` with the head)."""
     table = _encoder_table(config, prefix)
     if config.with_mlm:
@@ -108,12 +111,15 @@ def roberta_key_table(config: TransformerConfig, prefix: str = "") -> dict[str, 
         if not config.tie_word_embeddings:
             table["mlm.decoder.weight"] = "lm_head.decoder.weight"
     if config.with_nsp:
-        raise ValueError("RoBERTa has no NSP head (with_nsp=True)")
+        raise ValueError("expected with_nsp=False for RoBERTa (it has no NSP head), got with_nsp=True")
     return table
 
 
 def key_table(config: TransformerConfig, prefix: str = "") -> dict[str, str]:
-    return (bert_key_table if config.family == "bert" else roberta_key_table)(config, prefix)
+    """kexue parameter name -> the name a Hugging Face checkpoint of ``config.family`` stores it under, for the
+    heads ``config`` has: BertModel / BertForMaskedLM / BertForPreTraining, RobertaModel / RobertaForMaskedLM.
+    ``prefix``: the base-model prefix of the models with heads (``"bert."``, ``"roberta."``), ``""`` for a bare one."""
+    return (_bert_table if config.family == "bert" else _roberta_table)(config, prefix)
 
 
 class CheckpointError(ValueError):
@@ -130,9 +136,11 @@ class LoadReport:
 
     @property
     def clean(self) -> bool:
+        """Nothing missing, unexpected or mis-shaped."""
         return not (self.missing or self.unexpected or self.mismatched)
 
     def describe(self) -> str:
+        """One line naming every tensor left out, or "clean"."""
         parts = []
         if self.missing:
             parts.append(f"missing tensors ({len(self.missing)}): {', '.join(self.missing)}")
@@ -143,7 +151,14 @@ class LoadReport:
         return "; ".join(parts) or "clean"
 
 
-def read_state_dict(path: str | Path) -> dict[str, Tensor]:
+class LoadResult(NamedTuple):
+    """What :func:`load_pretrained_with_report` returns (it unpacks as ``model, report = ...``)."""
+
+    model: Transformer
+    report: LoadReport
+
+
+def _read_state_dict(path: str | Path) -> dict[str, Tensor]:
     """The tensors of a Hugging Face model folder: model.safetensors, else pytorch_model.bin (weights only)."""
     folder = Path(path)
     st, binf = folder / "model.safetensors", folder / "pytorch_model.bin"
@@ -152,11 +167,11 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
     if binf.exists():
         obj = torch.load(str(binf), map_location="cpu", weights_only=True)
         if not isinstance(obj, dict):
-            raise CheckpointError(f"{binf} does not hold a state dict (got {type(obj).__name__})")
+            raise CheckpointError(f"expected a state dict in {binf}, got a {type(obj).__name__}")
         return obj
     sharded = [p.name for p in folder.glob("*.index.json")]
     hint = f" (sharded checkpoints such as {sharded[0]} are not supported)" if sharded else ""
-    raise FileNotFoundError(f"no model.safetensors or pytorch_model.bin in {folder}{hint}")
+    raise FileNotFoundError(f"expected model.safetensors or pytorch_model.bin in {folder}, found neither{hint}")
 
 
 def _normalise_names(state: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -171,28 +186,43 @@ def _normalise_names(state: dict[str, Tensor]) -> dict[str, Tensor]:
     return out
 
 
-def _detect_prefix(state: dict[str, Tensor], family: str) -> str:
+def _detect_prefix(state: dict[str, Tensor], family: Family) -> str:
     p = f"{family}."
     return p if any(k.startswith(p + "embeddings.") for k in state) else ""
 
 
-def load_pretrained(
-    path: str | Path, strict: bool = True, **config_overrides: Any
-) -> Transformer | tuple[Transformer, LoadReport]:
+def load_pretrained(path: str | Path, strict: bool = True, **config_overrides: Any) -> Transformer:
     """Load a Hugging Face BERT or RoBERTa folder into a kexue :class:`Transformer` (eval mode).
 
     The pooler, MLM and NSP heads are built when the checkpoint holds their tensors. ``config_overrides`` replace
     config fields (e.g. ``hidden_dropout=0.0``). With ``strict=True`` (the default) any missing, unexpected or
-    mis-shaped tensor raises :class:`CheckpointError` listing them all; with ``strict=False`` the matching tensors
-    are loaded and ``(model, LoadReport)`` is returned.
+    mis-shaped tensor raises :class:`CheckpointError` listing them all; with ``strict=False`` the tensors that fit
+    are loaded, the others keep their initialisation, and one ``UserWarning`` names them (as transformers warns).
+    :func:`load_pretrained_with_report` returns that list as a :class:`LoadReport` beside the model.
     """
+    model, report = load_pretrained_with_report(path, **config_overrides)
+    if not report.clean:
+        message = f"expected the tensors of a {model.config.family} model in {Path(path)}, got {report.describe()}"
+        if strict:
+            raise CheckpointError(message)
+        warnings.warn(message + "; the tensors left out keep their initialisation", UserWarning, stacklevel=2)
+    return model
+
+
+def load_pretrained_with_report(path: str | Path, **config_overrides: Any) -> LoadResult:
+    """Load as :func:`load_pretrained` with ``strict=False``, silently: the tensors that fit are loaded, and the
+    returned :class:`LoadResult` ``(model, report)`` lists the missing, unexpected and mis-shaped ones (the
+    counterpart of transformers' ``from_pretrained(..., output_loading_info=True)``)."""
     folder = Path(path)
     if not folder.is_dir():
-        raise FileNotFoundError(f"not a model folder: {folder}")
+        raise FileNotFoundError(f"expected a model folder, got {folder}")
     base = TransformerConfig.from_hf(folder)
-    state = _normalise_names(read_state_dict(folder))
+    state = _normalise_names(_read_state_dict(folder))
     prefix = _detect_prefix(state, base.family)
-    has = lambda *names: any(n in state for n in names)  # noqa: E731
+
+    def has(*names: str) -> bool:
+        return any(n in state for n in names)
+
     heads = dict(
         with_pooler=has(prefix + "pooler.dense.weight", prefix + "pooler.dense.bias"),
         with_mlm=has("cls.predictions.bias", "cls.predictions.transform.dense.weight", "lm_head.bias",
@@ -205,8 +235,11 @@ def load_pretrained(
     own = model.state_dict()
     absent = [k for k in table if k not in own]
     if absent:
-        raise ValueError(f"the config overrides {sorted(config_overrides)} build a model that cannot hold a "
-                         f"{config.family} checkpoint (no place for {absent[0]}, ...)")
+        raise ValueError(f"expected config overrides that build a model able to hold a {config.family} checkpoint, "
+                         f"got {sorted(config_overrides)}, which leave no place for {absent[0]}, ...")
+    missing_own = set(own) - set(table)
+    if missing_own:  # a table that does not cover the model is a bug of ours, not of the checkpoint
+        raise RuntimeError(f"kexue key table misses model parameters: {sorted(missing_own)}")
     report = LoadReport()
     to_load: dict[str, Tensor] = {}
     for kx, hf in table.items():
@@ -221,16 +254,11 @@ def load_pretrained(
     known = set(table.values())
     report.unexpected = sorted(k for k in state if k not in known and k.removeprefix(prefix) not in _IGNORED
                                and k not in _IGNORED)
-    if strict and not report.clean:
-        raise CheckpointError(f"checkpoint {folder} does not fit the {config.family} model: {report.describe()}")
-    missing_own = set(own) - set(table)
-    if missing_own:  # a table that does not cover the model is a bug of ours, not of the checkpoint
-        raise RuntimeError(f"kexue key table misses model parameters: {sorted(missing_own)}")
     with torch.no_grad():
         for kx, t in to_load.items():
             own[kx].copy_(t.to(own[kx].dtype))
     model.eval()
-    return model if strict else (model, report)
+    return LoadResult(model, report)
 
 
 def _architecture(config: TransformerConfig) -> tuple[str, str]:
@@ -264,3 +292,14 @@ def save_pretrained(model: Transformer, path: str | Path) -> Path:
     with atomic_path(folder / "config.json") as tmp:
         tmp.write_text(json.dumps(hf_config, indent=2) + "\n", encoding="utf-8")
     return folder
+
+
+__all__ = [
+    "CheckpointError",
+    "LoadReport",
+    "LoadResult",
+    "key_table",
+    "load_pretrained",
+    "load_pretrained_with_report",
+    "save_pretrained",
+]

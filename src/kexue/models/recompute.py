@@ -8,7 +8,7 @@ block's internals, for about one extra forward pass (Su: ~3× the batch for BERT
 sample). Checkpoint *every* block: one checkpoint around the whole model saves nothing.
 
 The kexue Transformer switches it on at run time, ``model.gradient_checkpointing_enable(policy)`` (as transformers'
-models do; the config, and so ``config.json``, is untouched), with one of two policies (:func:`run_blocks`):
+models do; the config, and so ``config.json``, is untouched), with one of two policies (:func:`_run_blocks`):
 
 - ``"block"`` (the post's): a checkpoint around each block; it keeps each block's input.
 - ``"tail_once"`` (the default): a checkpoint per block whose end moves from the block's end to its FFN down
@@ -47,19 +47,13 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from .._validate import check_choice, check_int
+
 if TYPE_CHECKING:
     from .transformer import Block
 
 Policy = Literal["tail_once", "block"]
 POLICIES: tuple[Policy, ...] = get_args(Policy)
-
-
-def check_policy(policy: object) -> Policy:
-    """``policy`` if it is one of :data:`POLICIES`, else a ValueError."""
-    for p in POLICIES:
-        if policy == p:
-            return p
-    raise ValueError(f"expected policy one of {list(POLICIES)}, got {policy!r}")
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -77,7 +71,7 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 
 # ----------------------------------------------------------------------------- the kexue Transformer's policies
-def run_blocks(blocks: Sequence[Block], policy: Policy, x: Tensor, mask: Tensor | None, key_padding: Tensor | None,
+def _run_blocks(blocks: Sequence[Block], policy: Policy, x: Tensor, mask: Tensor | None, key_padding: Tensor | None,
                causal: bool, carry_scores: bool, hidden: list[Tensor] | None) -> Tensor:
     """The output of ``blocks`` on ``x`` under ``policy``, each block's output appended to ``hidden`` (when a list);
     ``carry_scores``: pass each block's pre-softmax scores to the next (residual attention)."""
@@ -161,14 +155,14 @@ class _RecomputedForward:
         return fn(*args, **kwargs)
 
 
-def check_no_batchnorm(module: nn.Module) -> None:
+def _check_no_batchnorm(module: nn.Module) -> None:
     """A ValueError if ``module`` holds a BatchNorm with running statistics (a recompute would update them twice)."""
     for name, sub in module.named_modules():
         if isinstance(sub, nn.modules.batchnorm._BatchNorm) and sub.track_running_stats:
             where = f" ({name})" if name else ""
-            raise ValueError(f"{type(module).__name__} holds a BatchNorm with running statistics{where}: recompute "
-                             f"would update them twice per step; freeze them (track_running_stats=False or eval "
-                             f"mode for that layer) or leave this block out")
+            raise ValueError(f"expected {type(module).__name__} without BatchNorm running statistics (recompute "
+                             f"would update them twice per step), got a BatchNorm with them{where}: freeze them "
+                             f"(track_running_stats=False or eval mode for that layer) or leave this block out")
 
 
 def is_recomputed(module: nn.Module) -> bool:
@@ -184,7 +178,7 @@ def recompute(module_or_fn: Any, use_reentrant: bool = False, preserve_rng_state
         m = module_or_fn
         if is_recomputed(m):
             return m
-        check_no_batchnorm(m)
+        _check_no_batchnorm(m)
         m.__dict__["forward"] = _RecomputedForward(m, m.__dict__.get("forward"), use_reentrant, preserve_rng_state)
         return m
     if not callable(module_or_fn):
@@ -239,15 +233,16 @@ def find_blocks(model: nn.Module | Sequence[nn.Module], block_types: Sequence[ty
                 out.append(m)
                 inside.update(id(s) for s in m.modules())
         if not out:
-            raise ValueError(f"no module of type {', '.join(t.__name__ for t in types)} in {type(model).__name__}")
+            raise ValueError(f"expected a module of type {', '.join(t.__name__ for t in types)} in "
+                             f"{type(model).__name__}, found none")
         return out
     kexue = [m for m in model.modules() if isinstance(m, Transformer)]
     if kexue:
         return [b for t in kexue for b in t.blocks]
     lists = _homogeneous_lists(model)
     if not lists:
-        raise ValueError(f"found no stack of blocks in {type(model).__name__} (no ModuleList of ≥ 2 modules of one "
-                         f"class): pass the module list or block_types")
+        raise ValueError(f"expected a stack of blocks in {type(model).__name__} (a ModuleList of ≥ 2 modules of one "
+                         f"class), found none: pass the module list or block_types")
     return [b for lst in lists for b in lst]
 
 
@@ -270,10 +265,9 @@ def enable_recompute(model: nn.Module | Sequence[nn.Module], block_types: Sequen
     """
     from .transformer import Transformer
 
-    if not isinstance(every, int) or isinstance(every, bool) or every < 1:
-        raise ValueError(f"expected every >= 1, got {every!r}")
+    check_int("every", every, 1)
     if policy is not None:
-        policy = check_policy(policy)
+        check_choice("policy", policy, Policy)
     target = unwrap(model) if isinstance(model, nn.Module) else model
     if isinstance(target, Transformer):
         if every == 1 and not block_types:
@@ -283,14 +277,14 @@ def enable_recompute(model: nn.Module | Sequence[nn.Module], block_types: Sequen
             raise ValueError("expected a kexue Transformer without its own checkpointing for every > 1 or "
                              "block_types, got one with it on: model.gradient_checkpointing_disable() first")
     elif getattr(target, _hf_flag(target), False) is True:
-        raise ValueError("transformers' own gradient checkpointing is on for this model: use one of the two "
-                         "(model.gradient_checkpointing_disable() first)")
+        raise ValueError("expected a model without transformers' own gradient checkpointing (use one of the two: "
+                         "model.gradient_checkpointing_disable() first), got one with it on")
     if policy == "tail_once":
         raise ValueError("expected policy 'block' or None for this model, got 'tail_once': it is a kexue "
                          "Transformer's own (every=1, no block_types)")
     chosen = find_blocks(target, block_types)[::every]
     for b in chosen:
-        check_no_batchnorm(b)
+        _check_no_batchnorm(b)
     for b in chosen:
         recompute(b, use_reentrant=use_reentrant, preserve_rng_state=preserve_rng_state)
     return chosen
@@ -315,3 +309,15 @@ def disable_recompute(model: nn.Module | Iterable[nn.Module]) -> int:
                 m.__dict__["forward"] = fwd.inner
             n += 1
     return n
+
+
+__all__ = [
+    "POLICIES",
+    "Policy",
+    "disable_recompute",
+    "enable_recompute",
+    "find_blocks",
+    "is_recomputed",
+    "recompute",
+    "unwrap",
+]

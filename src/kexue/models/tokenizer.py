@@ -45,7 +45,7 @@ class Tokenizer:
         self.max_length = max_length
         pad_id = tokenizer.token_to_id(pad_token)
         if pad_id is None:
-            raise ValueError(f"pad token {pad_token!r} is not in the vocabulary")
+            raise ValueError(f"expected pad_token in the vocabulary, got {pad_token!r}, which is not")
         self.pad_token = pad_token
         self.pad_token_id = pad_id
 
@@ -67,7 +67,7 @@ class Tokenizer:
                 handle_chinese_chars=bool(cfg.get("tokenize_chinese_chars", True)),
             )._tokenizer
         else:
-            raise FileNotFoundError(f"no tokenizer.json or vocab.txt in {folder}")
+            raise FileNotFoundError(f"expected tokenizer.json or vocab.txt in {folder}, found neither")
         max_length = None
         st_cfg = folder / "sentence_bert_config.json"
         if st_cfg.exists():
@@ -104,7 +104,7 @@ class Tokenizer:
         if isinstance(texts, str):
             raise TypeError("expected a sequence of texts, got a single str; wrap it in a list")
         if pairs is not None and len(pairs) != len(texts):
-            raise ValueError(f"got {len(texts)} texts but {len(pairs)} pairs")
+            raise ValueError(f"expected as many pairs as texts ({len(texts)}), got {len(pairs)} pairs")
         limit = self.max_length if max_length is None else max_length
         inputs = list(texts) if pairs is None else list(zip(texts, pairs, strict=True))
         if truncation and limit is not None:
@@ -116,8 +116,8 @@ class Tokenizer:
         if not truncation and limit is not None:
             for i, e in enumerate(encs):
                 if len(e.ids) > limit:
-                    raise ValueError(f"text {i} has {len(e.ids)} tokens, more than max_length={limit} "
-                                     f"(pass truncation=True to cut it)")
+                    raise ValueError(f"expected at most max_length={limit} tokens per text, got {len(e.ids)} in "
+                                     f"text {i} (pass truncation=True to cut it)")
         return encs
 
     def collate(self, encodings: Sequence[Encoding]) -> dict[str, Tensor]:

@@ -2,7 +2,8 @@
 
 Embeddings (word + position + segment, LayerNorm, dropout) -> ``num_layers`` blocks -> optional heads:
 the pooler (tanh Dense on [CLS]), the MLM head (Dense, activation, LayerNorm, decoder tied to the word embeddings)
-and the NSP head (Dense to 2 on the pooled vector).
+and the NSP head (Dense to 2 on the pooled vector). The embeddings, FFN and heads are in :mod:`kexue.models.layers`,
+the key/value cache of incremental decoding in :mod:`kexue.models.cache`.
 
 Post-norm block (BERT):  h = LN(x + Attn(x));  y = LN(h + FFN(h)).
 Pre-norm block:          h = x + Attn(LN(x));  y = h + FFN(LN(h)); a final LN follows the last block.
@@ -10,23 +11,28 @@ Pre-norm block:          h = x + Attn(LN(x));  y = h + FFN(LN(h)); a final LN fo
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, Literal, cast, overload
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.hooks import RemovableHandle
 
-from ..nn.activations import get_activation
+from .._validate import check_choice
 from ..nn.attention import Attention
 from ..nn.dropout import Dropout, seeded_dropout
-from ..nn.frozen_linear import KERNELS, ONEDNN_GELU, FrozenLinear, Kernel, onednn_available
+from ..nn.frozen_linear import Kernel, onednn_available
 from ..nn.init import init_weight_
 from ..nn.masks import padding_mask, unilm_mask
+from .cache import KVCache
 from .config import TransformerConfig
-from .recompute import Policy, check_policy, is_recomputed, run_blocks
+from .layers import Embeddings, FeedForward, MLMHead, Pooler, _make_norm
+from .recompute import Policy, _run_blocks, is_recomputed
+
+#: ``fast_inference``'s kernel: "auto" (oneDNN where it applies, else torch) or one of :data:`kexue.nn.Kernel`.
+InferenceKernel = Literal["auto", Kernel]
 
 
 @dataclass
@@ -39,76 +45,6 @@ class TransformerOutput:
     pooler_output: Tensor | None = None
     mlm_logits: Tensor | None = None
     nsp_logits: Tensor | None = None
-
-
-class Embeddings(nn.Module):
-    def __init__(self, config: TransformerConfig) -> None:
-        super().__init__()
-        self.config = config
-        self.word = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
-        self.position = nn.Embedding(config.max_position_embeddings, config.hidden_size)
-        self.segment = nn.Embedding(config.type_vocab_size, config.hidden_size) if config.type_vocab_size else None
-        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = Dropout(config.hidden_dropout)
-
-    def position_ids(self, input_ids: Tensor) -> Tensor:
-        c = self.config
-        if c.position_style == "roberta":
-            # RoBERTa counts positions over non-padding tokens, starting after the padding index.
-            keep = input_ids.ne(c.pad_token_id).long()
-            return keep.cumsum(dim=1) * keep + c.pad_token_id
-        return torch.arange(input_ids.shape[1], device=input_ids.device)[None]
-
-    def forward(self, input_ids: Tensor, token_type_ids: Tensor | None, position_ids: Tensor | None) -> Tensor:
-        seq_len = input_ids.shape[1]
-        if position_ids is None:
-            position_ids = self.position_ids(input_ids)
-        if int(position_ids.max()) >= self.config.max_position_embeddings:
-            raise ValueError(
-                f"sequence of length {seq_len} needs position {int(position_ids.max())}, beyond "
-                f"max_position_embeddings = {self.config.max_position_embeddings}"
-            )
-        # (word + segment) + position: the order transformers sums them in, so rounding matches it too.
-        x = self.word(input_ids)
-        if self.segment is not None:
-            x = x + (self.segment.weight[0] if token_type_ids is None else self.segment(token_type_ids))
-        x = x + self.position(position_ids)
-        return self.dropout(self.norm(x))
-
-
-class FeedForward(nn.Module):
-    def __init__(self, config: TransformerConfig) -> None:
-        super().__init__()
-        self.up = nn.Linear(config.hidden_size, config.intermediate_size)
-        self.act_name = config.hidden_act
-        self.act = get_activation(config.hidden_act)
-        self.down = nn.Linear(config.intermediate_size, config.hidden_size)
-        # (up, down, activation fused into up) inference snapshot, or None; see freeze().
-        self._frozen: tuple[FrozenLinear, FrozenLinear, bool] | None = None
-
-    def freeze(self, kernel: Kernel | None) -> None:
-        """Snapshot the two projections for inference on ``kernel`` (only "onednn" changes anything; it also fuses
-        a GELU activation into the up-projection), or drop it."""
-        if kernel in (None, "torch"):
-            self._frozen = None
-            return
-        fuse = self.act_name in ONEDNN_GELU
-        up = FrozenLinear([self.up], kernel, gelu=self.act_name if fuse else None)
-        self._frozen = (up, FrozenLinear([self.down], kernel), fuse)
-
-    def forward(self, x: Tensor) -> Tensor:
-        frozen = self._frozen
-        if frozen is not None and not torch.is_grad_enabled():
-            up, down, fused = frozen
-            return down(up(x) if fused else self.act(up(x)))
-        return self.down(self.act(self.up(x)))
-
-
-def make_norm(config: TransformerConfig) -> nn.Module:
-    """LayerNorm (x − μ)/√(σ² + ε)·γ + β, or RMSNorm x/√(mean(x²) + ε)·γ (torch's, ε inside the root)."""
-    if config.norm_kind == "rmsnorm":
-        return nn.RMSNorm(config.hidden_size, eps=config.layer_norm_eps)
-    return nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 
 
 class Block(nn.Module):
@@ -131,13 +67,12 @@ class Block(nn.Module):
             config.hidden_size, config.num_heads, config.attention_dropout,
             key_size=config.attention_key_size, scale=config.attention_scale, talking_heads=config.talking_heads,
             talking_heads_post_softmax=config.talking_heads_post_softmax,
-            residual_attention=config.residual_attention, kind=config.attention,  # type: ignore[arg-type]
-            impl=config.attn_impl, feature_order=config.linear_attention_order,  # type: ignore[arg-type]
-            num_features=config.performer_features,
+            residual_attention=config.residual_attention, kind=config.attention, impl=config.attn_impl,
+            feature_order=config.linear_attention_order, num_features=config.performer_features,
         )
-        self.attn_norm = make_norm(config) if config.norm != "none" else nn.Identity()
+        self.attn_norm = _make_norm(config) if config.norm != "none" else nn.Identity()
         self.ffn = FeedForward(config)
-        self.ffn_norm = make_norm(config) if config.norm != "none" else nn.Identity()
+        self.ffn_norm = _make_norm(config) if config.norm != "none" else nn.Identity()
         self.dropout = Dropout(config.hidden_dropout)
         # Residual gates (post 8620): α starts at 0 so each block starts as the identity. "rezero": learned;
         # "ramp" (Su's preference): a buffer, not trained, raised by a fixed step per optimizer step up to 1.
@@ -155,7 +90,7 @@ class Block(nn.Module):
         """(h, scores): h = x + α·dropout(Attn(x)), the FFN branch's residual input (post: N(x + α·Attn(x)); pre:
         x + α·Attn(N(x))), and the pre-softmax scores that residual attention carries."""
         a, scores = self.attn(self.attn_norm(x) if self.placement == "pre" else x, mask, prev_scores=scores,
-                              key_padding=key_padding, causal=causal, return_scores=True, cache=cache)
+                              key_padding=key_padding, causal=causal, cache=cache)
         h = x + self._gated(0, self.dropout(a))
         return (self.attn_norm(h) if self.placement == "post" else h), scores
 
@@ -180,60 +115,20 @@ class Block(nn.Module):
         return (self.ffn_norm(y) if self.placement == "post" else y), scores
 
 
-class Pooler(nn.Module):
-    def __init__(self, config: TransformerConfig) -> None:
-        super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+class BlockList(nn.ModuleList):
+    """The model's blocks: an ``nn.ModuleList`` whose items are typed :class:`Block` (same ``state_dict`` keys)."""
 
-    def forward(self, hidden: Tensor) -> Tensor:
-        return torch.tanh(self.dense(hidden[:, 0]))
+    def __iter__(self) -> Iterator[Block]:
+        return cast(Iterator[Block], super().__iter__())
 
+    @overload
+    def __getitem__(self, idx: slice) -> BlockList: ...
 
-class MLMHead(nn.Module):
-    """Dense -> activation -> LayerNorm -> logits over the vocabulary (decoder tied to the word embeddings)."""
+    @overload
+    def __getitem__(self, idx: int) -> Block: ...
 
-    def __init__(self, config: TransformerConfig) -> None:
-        super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
-        self.act = get_activation(config.mlm_hidden_act or config.hidden_act)
-        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.decoder = (None if config.tie_word_embeddings
-                        else nn.Linear(config.hidden_size, config.vocab_size, bias=False))
-        self.bias = nn.Parameter(torch.zeros(config.vocab_size))
-
-    def forward(self, hidden: Tensor, word_embeddings: Tensor) -> Tensor:
-        h = self.norm(self.act(self.dense(hidden)))
-        weight = word_embeddings if self.decoder is None else self.decoder.weight
-        return F.linear(h, weight, self.bias)
-
-
-class KVCache:
-    """Keys and values of every layer for incremental decoding with an ``lm`` or ``unilm`` mask.
-
-    Pass the same cache to successive calls of :class:`Transformer`: each call appends its tokens' keys and values,
-    and its tokens attend to everything cached plus themselves (causally). Positions continue from the cached length.
-    For ``unilm`` the cache keeps the running segment index (cumsum of segment ids), so a call's new tokens see the
-    whole source and the target up to themselves. :meth:`reorder` selects batch rows (beam search).
-    """
-
-    def __init__(self, num_layers: int) -> None:
-        self.layers: list[dict[str, Tensor]] = [{} for _ in range(num_layers)]
-        self.segment_index: Tensor | None = None  # (batch, cached) cumsum of segment ids (unilm)
-        self.padding: Tensor | None = None  # (batch, cached) 1 = real token
-
-    @property
-    def length(self) -> int:
-        return 0 if not self.layers or "k" not in self.layers[0] else self.layers[0]["k"].shape[2]
-
-    def reorder(self, index: Tensor) -> None:
-        """Keep batch rows ``index`` (in that order) of every cached tensor."""
-        for layer in self.layers:
-            for key in list(layer):
-                layer[key] = layer[key].index_select(0, index)
-        if self.segment_index is not None:
-            self.segment_index = self.segment_index.index_select(0, index)
-        if self.padding is not None:
-            self.padding = self.padding.index_select(0, index)
+    def __getitem__(self, idx: int | slice) -> Block | BlockList:
+        return cast("Block | BlockList", super().__getitem__(idx))
 
 
 class Transformer(nn.Module):
@@ -247,17 +142,26 @@ class Transformer(nn.Module):
     def advance_ramp(self) -> None:
         """Raise every ``ramp`` residual gate by ``1 / residual_gate_ramp_steps``, capped at 1. Call it once per
         optimizer step (not per forward or micro-batch), or let :meth:`attach_ramp` do so."""
-        if self.config.residual_gate != "ramp":
-            raise ValueError(f"advance_ramp needs residual_gate='ramp', this model has {self.config.residual_gate!r}")
-        step = 1.0 / self.config.residual_gate_ramp_steps  # type: ignore[operator]
+        steps = self._ramp_steps("advance_ramp")
         for block in self.blocks:
-            block.gate.add_(step).clamp_(max=1.0)
+            if block.gate is not None:
+                block.gate.add_(1.0 / steps).clamp_(max=1.0)
 
-    def attach_ramp(self, optimizer: torch.optim.Optimizer):
+    def attach_ramp(self, optimizer: torch.optim.Optimizer) -> RemovableHandle:
         """Advance the ramp after each ``optimizer.step()`` (a step post-hook); returns the hook's handle."""
-        if self.config.residual_gate != "ramp":
-            raise ValueError(f"attach_ramp needs residual_gate='ramp', this model has {self.config.residual_gate!r}")
-        return optimizer.register_step_post_hook(lambda opt, args, kwargs: self.advance_ramp())
+        self._ramp_steps("attach_ramp")
+
+        def hook(opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+            self.advance_ramp()
+
+        return optimizer.register_step_post_hook(hook)
+
+    def _ramp_steps(self, caller: str) -> int:
+        steps = self.config.residual_gate_ramp_steps
+        if self.config.residual_gate != "ramp" or steps is None:
+            raise ValueError(f"expected a model with residual_gate='ramp' for {caller}, got residual_gate="
+                             f"{self.config.residual_gate!r}")
+        return steps
 
     def new_cache(self) -> KVCache:
         """An empty :class:`KVCache` for incremental decoding with this model."""
@@ -267,8 +171,8 @@ class Transformer(nn.Module):
         super().__init__()
         self.config = config
         self.embeddings = Embeddings(config)
-        self.blocks = nn.ModuleList(Block(config) for _ in range(config.num_layers))
-        self.final_norm = make_norm(config) if config.norm == "pre" else None
+        self.blocks = BlockList(Block(config) for _ in range(config.num_layers))
+        self.final_norm = _make_norm(config) if config.norm == "pre" else None
         self.pooler = Pooler(config) if config.with_pooler else None
         self.mlm = MLMHead(config) if config.with_mlm else None
         self.nsp = nn.Linear(config.hidden_size, 2) if config.with_nsp else None
@@ -280,7 +184,7 @@ class Transformer(nn.Module):
         forwards with autograd on; a run-time switch, as transformers' models have it: the config is untouched.
         ``policy``: "tail_once" (the default: a checkpoint per block ending at the FFN down projection's output) or
         "block" (the post's: a checkpoint around each block); see :mod:`kexue.models.recompute`."""
-        policy = check_policy(policy)
+        check_choice("policy", policy, Policy)
         wrapped = [i for i, b in enumerate(self.blocks) if is_recomputed(b)]
         if wrapped:
             raise ValueError(f"expected blocks without a recompute() wrapper, got blocks {wrapped} wrapped by "
@@ -320,7 +224,7 @@ class Transformer(nn.Module):
                 init_weight_(m.weight, emb_scheme, std)
             elif isinstance(m, (nn.LayerNorm, nn.RMSNorm)):
                 nn.init.ones_(m.weight)
-                if getattr(m, "bias", None) is not None:
+                if isinstance(m, nn.LayerNorm) and m.bias is not None:
                     nn.init.zeros_(m.bias)
             elif isinstance(m, Block) and m.gate is not None:
                 m.gate.zero_()
@@ -351,9 +255,8 @@ class Transformer(nn.Module):
         Linear attention builds no n×n mask (it takes the padding mask and a causal flag instead): None.
         With a ``cache`` the mask covers (new tokens, cached + new tokens) and the cache's bookkeeping is updated."""
         if attention_mask is not None and attention_mask.shape != input_ids.shape:
-            raise ValueError(
-                f"attention_mask shape {tuple(attention_mask.shape)} != input_ids shape {tuple(input_ids.shape)}"
-            )
+            raise ValueError(f"expected attention_mask of input_ids' shape {tuple(input_ids.shape)}, got "
+                             f"{tuple(attention_mask.shape)}")
         if self.config.attention != "softmax":
             return None
         past = cache.length if cache is not None else 0
@@ -372,7 +275,7 @@ class Transformer(nn.Module):
             mask = c if mask is None else mask & c
         elif kind == "unilm":
             if token_type_ids is None:
-                raise ValueError("mask_type 'unilm' needs token_type_ids (0 = source, 1 = target)")
+                raise ValueError("expected token_type_ids with mask_type='unilm' (0 = source, 1 = target), got None")
             if cache is None:
                 mask_u = unilm_mask(token_type_ids)
             else:
@@ -384,15 +287,15 @@ class Transformer(nn.Module):
                 mask_u = (idx_all[:, None, :] <= idx_new[:, :, None])[:, None]
             mask = mask_u if mask is None else mask & mask_u
         elif kind == "bidirectional" and cache is not None:
-            raise ValueError("a key/value cache needs mask_type 'lm' or 'unilm' (a bidirectional encoder cannot "
-                             "decode incrementally)")
+            raise ValueError("expected mask_type 'lm' or 'unilm' with a key/value cache (a bidirectional encoder "
+                             "cannot decode incrementally), got mask_type='bidirectional'")
         # A boolean mask (True = attend), as transformers passes it: SDPA then takes the same kernel, so outputs
         # match transformers to float rounding at padded positions too. Every row keeps at least one key
         # (position 0 is never padding), so no row is fully masked.
         return mask
 
     @contextmanager
-    def fast_inference(self, kernel: str = "auto") -> Iterator["Transformer"]:
+    def fast_inference(self, kernel: InferenceKernel = "auto") -> Iterator[Transformer]:
         """Inside this block, forwards with autograd off run on a snapshot of the weights taken on entry: Q, K and V
         fused into one matrix product per block and, with ``kernel="onednn"``, every block's Linear layer on
         oneDNN with prepacked weights (see :mod:`kexue.nn.frozen_linear`). On exit the snapshot is dropped.
@@ -400,19 +303,23 @@ class Transformer(nn.Module):
         ``kernel``: ``"torch"`` (the same bits as the plain forward on BERT shapes), ``"onednn"`` (CPU fp32 only;
         faster on CPU; its sums are rounded differently, so hidden states move by up to ~1e-5 relative to their
         largest values, 3.7e-5 absolute on all-MiniLM-L6-v2, and mean-pooled unit vectors by ~4e-7) or ``"auto"``
-        (``"onednn"`` where it applies, else ``"torch"``). Forwards with autograd on ignore the snapshot, so training inside the block stays
-        correct; but weights changed inside the block are not seen by no-grad forwards until it is re-entered.
+        (``"onednn"`` where it applies, else ``"torch"``). Forwards with autograd on ignore the snapshot, so training
+        inside the block stays correct; but weights changed inside the block are not seen by no-grad forwards until it
+        is re-entered.
         """
+        check_choice("kernel", kernel, InferenceKernel)
+        chosen: Kernel
         if kernel == "auto":
             p = next(iter(self.parameters()))
-            kernel = "onednn" if p.device.type == "cpu" and p.dtype == torch.float32 and onednn_available() else "torch"
-        if kernel not in KERNELS:
-            raise ValueError(f"unknown kernel {kernel!r}; expected one of {['auto', *KERNELS]}")
+            cpu32 = p.device.type == "cpu" and p.dtype == torch.float32
+            chosen = "onednn" if cpu32 and onednn_available() else "torch"
+        else:
+            chosen = kernel
         previous = [(block.attn._frozen, block.ffn._frozen) for block in self.blocks]
         try:
             for block in self.blocks:
-                block.attn.freeze(kernel)  # type: ignore[arg-type]
-                block.ffn.freeze(kernel)  # type: ignore[arg-type]
+                block.attn.freeze(chosen)
+                block.ffn.freeze(chosen)
             yield self
         finally:  # restore what an enclosing block had set (None outside any)
             for block, (attn, ffn) in zip(self.blocks, previous):
@@ -432,18 +339,18 @@ class Transformer(nn.Module):
         if input_ids.dim() != 2:
             raise ValueError(f"expected input_ids of shape (batch, seq), got {tuple(input_ids.shape)}")
         if token_type_ids is not None and token_type_ids.shape != input_ids.shape:
-            raise ValueError(
-                f"token_type_ids shape {tuple(token_type_ids.shape)} != input_ids shape {tuple(input_ids.shape)}"
-            )
+            raise ValueError(f"expected token_type_ids of input_ids' shape {tuple(input_ids.shape)}, got "
+                             f"{tuple(token_type_ids.shape)}")
         c = self.config
         past = 0
         if cache is not None:
             if len(cache.layers) != c.num_layers:
-                raise ValueError(f"cache has {len(cache.layers)} layers, the model {c.num_layers}")
+                raise ValueError(f"expected a cache of the model's {c.num_layers} layers (model.new_cache()), got "
+                                 f"{len(cache.layers)} layers")
             past = cache.length
         mask = self.attention_mask(input_ids, attention_mask, token_type_ids, cache)
         if cache is not None and position_ids is None:
-            if c.position_style == "roberta":
+            if c.position_style == "roberta" and cache.padding is not None:  # set by attention_mask above
                 keep = cache.padding.long()
                 position_ids = (keep.cumsum(dim=1) * keep + c.pad_token_id)[:, past:]
             else:
@@ -455,8 +362,8 @@ class Transformer(nn.Module):
         causal = c.mask_type == "lm" and c.attention != "softmax"
         # a call with a key/value cache (incremental decoding) runs plainly: a recompute would extend the cache twice
         if self._checkpointing is not None and self.training and torch.is_grad_enabled() and cache is None:
-            blocks = cast(Sequence[Block], self.blocks)
-            x = run_blocks(blocks, self._checkpointing, x, mask, key_padding, causal, c.residual_attention, hidden)
+            x = _run_blocks(list(self.blocks), self._checkpointing, x, mask, key_padding, causal, c.residual_attention,
+                            hidden)
         else:
             scores: Tensor | None = None
             for i, block in enumerate(self.blocks):
@@ -493,3 +400,6 @@ class Transformer(nn.Module):
             mlm_logits=mlm,
             nsp_logits=nsp,
         )
+
+
+__all__ = ["Block", "BlockList", "InferenceKernel", "Transformer", "TransformerOutput"]

@@ -17,10 +17,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from .._validate import check_choice
 
 SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 #: b/a of the published tanh form (the hybrid minimax fit of the post, rounded).
@@ -95,8 +98,13 @@ def linear(x: Tensor) -> Tensor:
     return x
 
 
+#: A Hugging Face ``hidden_act`` name (``transformers.activations.ACT2FN``'s keys that kexue computes).
+Activation = Literal["gelu", "gelu_python", "gelu_new", "gelu_accurate", "gelu_pytorch_tanh", "gelu_fast", "gelu_10",
+                     "quick_gelu", "relu", "relu6", "silu", "swish", "mish", "sigmoid", "tanh", "linear"]
+ACTIVATION_NAMES: tuple[Activation, ...] = get_args(Activation)
+
 #: Hugging Face ``hidden_act`` name -> function, each computed as ``transformers.activations.ACT2FN[name]`` does.
-ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
+ACTIVATIONS: dict[Activation, Callable[[Tensor], Tensor]] = {
     "gelu": gelu,
     "gelu_python": gelu_python,
     "gelu_new": gelu_new,
@@ -116,9 +124,31 @@ ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
 }
 
 
-def get_activation(name: str) -> Callable[[Tensor], Tensor]:
-    """The activation called ``name`` (a Hugging Face ``hidden_act`` name)."""
-    try:
-        return ACTIVATIONS[name]
-    except KeyError:
-        raise ValueError(f"unknown activation {name!r}; expected one of {sorted(ACTIVATIONS)}") from None
+def get_activation(name: Activation) -> Callable[[Tensor], Tensor]:
+    """The activation called ``name`` (a Hugging Face ``hidden_act`` name, one of :data:`ACTIVATION_NAMES`)."""
+    return ACTIVATIONS[check_choice("name", name, Activation)]
+
+
+__all__ = [
+    "ACTIVATIONS",
+    "ACTIVATION_NAMES",
+    "SIGMOID_LAMBDA",
+    "SQRT_2_OVER_PI",
+    "TANH_RATIO",
+    "Activation",
+    "gelu",
+    "gelu_10",
+    "gelu_fast",
+    "gelu_new",
+    "gelu_python",
+    "gelu_sigmoid",
+    "gelu_tanh",
+    "get_activation",
+    "linear",
+    "mish",
+    "relu",
+    "relu6",
+    "sigmoid",
+    "silu",
+    "tanh",
+]

@@ -30,20 +30,85 @@ is a no-op otherwise. :meth:`kexue.models.Transformer.fast_inference` sets and d
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from functools import partial
-from typing import Literal
+from typing import Literal, NamedTuple, get_args
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .._validate import check_choice, check_float, check_int
 from . import linear_attention as LA
 from .dropout import dropout
 from .frozen_linear import FrozenLinear, Kernel
 
+#: "softmax", or a linear-attention kernel (:mod:`kexue.nn.linear_attention`): "linear" (elu + 1), "performer",
+#: "taylor", "exp_limit".
 AttentionKind = Literal["softmax", "linear", "performer", "taylor", "exp_limit"]
+ATTENTION_KINDS: tuple[AttentionKind, ...] = get_args(AttentionKind)
+#: "auto" (SDPA where no score matrix is needed), "sdpa" (refused when one is), "math" (always explicit).
 AttentionImpl = Literal["auto", "sdpa", "math"]
-ATTENTION_KINDS: tuple[str, ...] = ("softmax", "linear", "performer", "taylor", "exp_limit")
+ATTENTION_IMPLS: tuple[AttentionImpl, ...] = get_args(AttentionImpl)
+
+
+def check_attention(
+    hidden_size: int,
+    num_heads: int,
+    dropout: float = 0.0,
+    *,
+    key_size: int | None = None,
+    talking_heads: bool = False,
+    talking_heads_post_softmax: bool = False,
+    residual_attention: bool = False,
+    kind: AttentionKind = "softmax",
+    impl: AttentionImpl = "auto",
+    feature_order: int = 2,
+    num_features: int = 256,
+    names: Mapping[str, str] | None = None,
+) -> None:
+    """Every rule on :class:`Attention`'s options, checked here once: :class:`Attention` calls it, and so does
+    ``kexue.models.TransformerConfig`` (which names the options by its own fields: ``names`` maps an argument here to
+    the caller's name, e.g. ``{"kind": "attention"}``, so the error names what the caller wrote). Raises
+    ``ValueError`` (``TypeError`` for a non-integer size) saying what was expected and what came."""
+
+    def name(arg: str) -> str:
+        return names.get(arg, arg) if names else arg
+
+    check_int(name("hidden_size"), hidden_size, 1)
+    check_int(name("num_heads"), num_heads, 1)
+    if hidden_size % num_heads != 0:
+        raise ValueError(f"expected {name('hidden_size')} divisible by {name('num_heads')} "
+                         f"({hidden_size} % {num_heads} = {hidden_size % num_heads})")
+    check_float(name("dropout"), dropout, 0.0, 1.0, high_open=True)
+    check_choice(name("kind"), kind, AttentionKind)
+    check_choice(name("impl"), impl, AttentionImpl)
+    if key_size is not None:
+        check_int(name("key_size"), key_size, 1)
+    th, ra = name("talking_heads"), name("residual_attention")
+    if (talking_heads or residual_attention) and impl == "sdpa":
+        raise ValueError(f"expected {name('impl')} 'auto' or 'math' with {th} or {ra} (they need the score matrix, "
+                         f"which fused SDPA does not expose), got {name('impl')}='sdpa'")
+    if (talking_heads or residual_attention) and kind != "softmax":
+        raise ValueError(f"expected {name('kind')}='softmax' with {th} or {ra} (they mix or carry the score matrix, "
+                         f"which linear attention never forms), got {name('kind')}={kind!r}")
+    if talking_heads_post_softmax and not talking_heads:
+        raise ValueError(f"expected {th}=True with {name('talking_heads_post_softmax')}=True (the second mixing "
+                         f"comes with the first), got {th}=False")
+    if kind in ("taylor", "exp_limit"):
+        LA._check_order(feature_order, False, name("feature_order"))
+    check_int(name("num_features"), num_features, 1)
+
+
+class AttentionOutput(NamedTuple):
+    """What :class:`Attention` returns (it unpacks as ``out, scores = attn(x)``)."""
+
+    #: (batch, seq, hidden) after the output projection.
+    output: Tensor
+    #: The pre-softmax scores QKᵀ·s (+ the carried sum with residual attention), before talking-heads mixing and the
+    #: mask, when the explicit path ran (talking heads, residual attention, ``impl="math"``); None after SDPA or
+    #: linear attention.
+    scores: Tensor | None
 
 
 def _masked_logits(logits: Tensor, mask: Tensor | None, inplace: bool = False) -> Tensor:
@@ -60,10 +125,11 @@ def _masked_logits(logits: Tensor, mask: Tensor | None, inplace: bool = False) -
 class Attention(nn.Module):
     """Self-attention with separate Q, K, V projections (as BERT's checkpoints store them) and an output projection.
 
-    ``forward(x, mask=None, prev_scores=None, key_padding=None, causal=False, return_scores=False)``: ``mask`` is a
-    bool (True = attend) or additive float mask broadcastable to (batch, heads, seq, seq) for softmax attention;
-    linear kinds take ``key_padding`` (batch, seq) and ``causal`` instead. With ``residual_attention``, pass the
-    previous layer's carried scores as ``prev_scores`` and ask for ``return_scores=True`` to get ``(out, scores)``.
+    ``forward(x, mask=None, prev_scores=None, key_padding=None, causal=False, cache=None)`` returns an
+    :class:`AttentionOutput` ``(output, scores)``: ``mask`` is a bool (True = attend) or additive float mask
+    broadcastable to (batch, heads, seq, seq) for softmax attention; linear kinds take ``key_padding`` (batch, seq)
+    and ``causal`` instead. With ``residual_attention``, pass the previous layer's ``scores`` as ``prev_scores``.
+    The options are checked by :func:`check_attention`.
     """
 
     def __init__(
@@ -84,28 +150,13 @@ class Attention(nn.Module):
         feature_seed: int = 0,
     ) -> None:
         super().__init__()
-        if hidden_size % num_heads != 0:
-            raise ValueError(
-                f"expected hidden_size divisible by num_heads ({hidden_size} % {num_heads} = {hidden_size % num_heads})"
-            )
-        if kind not in ATTENTION_KINDS:
-            raise ValueError(f"unknown attention kind {kind!r}; expected one of {list(ATTENTION_KINDS)}")
-        if impl not in ("auto", "sdpa", "math"):
-            raise ValueError(f"unknown attention impl {impl!r}; expected 'auto', 'sdpa' or 'math'")
-        needs_scores = talking_heads or residual_attention
-        if needs_scores and impl == "sdpa":
-            raise ValueError("talking heads and residual attention need the score matrix, which fused SDPA does not "
-                             "expose: use impl='auto' or 'math'")
-        if kind != "softmax" and needs_scores:
-            raise ValueError(f"attention kind {kind!r} has no score matrix: talking heads and residual attention "
-                             "need softmax attention")
-        if talking_heads_post_softmax and not talking_heads:
-            raise ValueError("talking_heads_post_softmax=True needs talking_heads=True")
+        check_attention(hidden_size, num_heads, dropout, key_size=key_size, talking_heads=talking_heads,
+                        talking_heads_post_softmax=talking_heads_post_softmax,
+                        residual_attention=residual_attention, kind=kind, impl=impl, feature_order=feature_order,
+                        num_features=num_features)
         self.num_heads = num_heads
         self.head_size = hidden_size // num_heads
         self.key_size = key_size if key_size is not None else self.head_size
-        if self.key_size < 1:
-            raise ValueError(f"expected key_size >= 1, got {self.key_size}")
         self.scale = scale
         self.dropout = dropout
         self.kind = kind
@@ -118,15 +169,14 @@ class Attention(nn.Module):
         eye = torch.eye(num_heads)
         self.pre_mix = nn.Parameter(eye.clone()) if talking_heads else None
         self.post_mix = nn.Parameter(eye.clone()) if talking_heads_post_softmax else None
-        self.feature_map = None
+        self.feature_map: LA.FeatureMap | None = None
         if kind == "linear":
             self.feature_map = LA.elu_features
         elif kind == "taylor":
-            LA.taylor_features(torch.zeros(1, 1), feature_order)  # refuses odd orders here, not mid-forward
             self.feature_map = partial(LA.taylor_features, order=feature_order)
         elif kind == "exp_limit":
-            LA.exp_limit_features(torch.zeros(1, 1), feature_order)
             self.feature_map = partial(LA.exp_limit_features, n=feature_order)
+        self.omega: Tensor | None
         if kind == "performer":
             omega = LA.performer_omega(num_features, self.key_size, torch.Generator().manual_seed(feature_seed))
             self.register_buffer("omega", omega)  # fixed random features, saved with the state_dict
@@ -169,9 +219,8 @@ class Attention(nn.Module):
         prev_scores: Tensor | None = None,
         key_padding: Tensor | None = None,
         causal: bool = False,
-        return_scores: bool = False,
         cache: dict[str, Tensor] | None = None,
-    ) -> Tensor | tuple[Tensor, Tensor | None]:
+    ) -> AttentionOutput:
         """``cache``: a dict this layer keeps its keys and values in for incremental decoding; the new tokens' K and
         V are appended to what it holds, and the queries (the new tokens only) attend over all of them. The mask
         must then cover (new queries, cached + new keys)."""
@@ -187,7 +236,8 @@ class Attention(nn.Module):
             v = self._heads(self.v(x), self.head_size)
         if cache is not None:
             if self.kind != "softmax":
-                raise ValueError(f"the key/value cache serves softmax attention, not attention kind {self.kind!r}")
+                raise ValueError(f"expected kind='softmax' with a key/value cache (linear attention keeps no keys), "
+                                 f"got kind={self.kind!r}")
             if "k" in cache:
                 k = torch.cat([cache["k"], k], dim=2)
                 v = torch.cat([cache["v"], v], dim=2)
@@ -203,8 +253,7 @@ class Attention(nn.Module):
         else:
             out, scores = self._explicit(q, k, v, mask, prev_scores, drop)
         out = out.transpose(1, 2).reshape(b, t, self.num_heads * self.head_size)
-        res = frozen[1](out) if frozen is not None else self.o(out)
-        return (res, scores) if return_scores else res
+        return AttentionOutput(frozen[1](out) if frozen is not None else self.o(out), scores)
 
     def _cpu_dropout(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, drop: float) -> Tensor:
         """softmax(QKᵀ·s + M) with dropout on the probabilities, then ·V: what SDPA computes in training on CPU (it
@@ -236,6 +285,17 @@ class Attention(nn.Module):
         return p @ v, carried
 
     def _linear(self, q: Tensor, k: Tensor, v: Tensor, key_padding: Tensor | None, causal: bool) -> Tensor:
-        if self.kind == "performer":
+        if self.omega is not None:  # performer
             return LA.performer_attention(q, k, v, self.omega, mask=key_padding, causal=causal, scale=self.scale)
         return LA.linear_attention(q, k, v, self.feature_map, mask=key_padding, causal=causal, scale=self.scale)
+
+
+__all__ = [
+    "ATTENTION_IMPLS",
+    "ATTENTION_KINDS",
+    "Attention",
+    "AttentionImpl",
+    "AttentionKind",
+    "AttentionOutput",
+    "check_attention",
+]

@@ -32,6 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .._validate import check_float
+
 LANES = 1 << 16  # each mask element reads one 16-bit lane of a 64-bit random word
 
 
@@ -50,7 +52,8 @@ def keep_mask(shape: torch.Size | tuple[int, ...], p: float, generator: torch.Ge
     :func:`quantised_rate` (p). Four elements per 64-bit draw of the generator."""
     q = quantised_rate(p)
     if q is None:
-        raise ValueError(f"dropout rate {p!r} is not representable in 16-bit lanes within 1 %; use torch's dropout")
+        raise ValueError(f"expected p representable in 16-bit lanes within 1 % (about 7.6e-4 <= p <= 1 - 7.6e-4), "
+                         f"got {p!r}: use torch's dropout for it")
     n = math.prod(int(s) for s in shape)
     words = torch.empty((n + 3) // 4, dtype=torch.int64).random_(-(1 << 63), None, generator=generator)
     lanes = words.view(torch.int16)[:n].view(tuple(shape))  # signed: u − 2^15
@@ -60,8 +63,7 @@ def keep_mask(shape: torch.Size | tuple[int, ...], p: float, generator: torch.Ge
 def _cpu_rate(x: Tensor, p: float) -> float | None:
     """Checks p; the rate the CPU path realises for ``x``, or None where torch's dropout serves (another device, a
     non-float tensor, a rate 16 bits cannot hold)."""
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p!r}")
+    check_float("p", p, 0.0, 1.0)
     return quantised_rate(p) if x.device.type == "cpu" and x.is_floating_point() else None
 
 
@@ -80,7 +82,8 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True, inplace: bool = Fa
         return x
     if q is None:
         if generator is not None:
-            raise ValueError(f"a generator is only taken by the CPU path (device {x.device}, p = {p!r})")
+            raise ValueError(f"expected generator=None where torch's dropout runs (device {x.device}, p = {p!r}), "
+                             f"got a generator: only the CPU path takes one")
         return F.dropout(x, p, True, inplace)
     return _masked(x, keep_mask(x.shape, p, generator), q, inplace)
 
@@ -97,12 +100,12 @@ class _SeededDropout(torch.autograd.Function):
     """y = x ⊙ m / (1 − p') with m drawn again in backward from a seed instead of being kept (no tensor saved)."""
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, p: float, q: float, seed: int) -> Tensor:  # type: ignore[override]
+    def forward(ctx: Any, x: Tensor, p: float, q: float, seed: int) -> Tensor:
         ctx.p, ctx.q, ctx.seed = p, q, seed
         return _masked(x, keep_mask(x.shape, p, torch.Generator().manual_seed(seed)), q)
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None, None]:  # type: ignore[override]
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None, None]:
         keep = keep_mask(grad.shape, ctx.p, torch.Generator().manual_seed(ctx.seed))
         # linear in grad, made of differentiable ops: double backward works
         return _masked(grad, keep, ctx.q), None, None, None
@@ -120,3 +123,6 @@ def seeded_dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
         return F.dropout(x, p, True)
     seed = int(torch.empty((), dtype=torch.int64).random_(0, None))
     return _SeededDropout.apply(x, p, q, seed)
+
+
+__all__ = ["LANES", "Dropout", "dropout", "keep_mask", "quantised_rate", "seeded_dropout"]

@@ -34,13 +34,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .activations import get_activation
+from .._validate import check_choice
+from .activations import Activation, get_activation
 
 Kernel = Literal["torch", "onednn"]
 KERNELS: tuple[Kernel, ...] = get_args(Kernel)
 
 #: Hugging Face ``hidden_act`` names whose GELU oneDNN can apply inside its matmul, and its algorithm for each.
-ONEDNN_GELU: dict[str, str] = {"gelu": "none", "gelu_pytorch_tanh": "tanh", "gelu_new": "tanh",
+ONEDNN_GELU: dict[Activation, str] = {"gelu": "none", "gelu_pytorch_tanh": "tanh", "gelu_new": "tanh",
                                "gelu_accurate": "tanh"}
 
 
@@ -85,11 +86,10 @@ def _warn_fallback() -> None:
 class FrozenLinear:
     """y = x [W_1; …; W_n]ᵀ + [b_1; …; b_n]: a weight snapshot of ``linears`` for inference (see the module doc)."""
 
-    def __init__(self, linears: Sequence[nn.Linear], kernel: Kernel = "torch", gelu: str | None = None) -> None:
+    def __init__(self, linears: Sequence[nn.Linear], kernel: Kernel = "torch", gelu: Activation | None = None) -> None:
         """``gelu``: with ``kernel="onednn"``, a Hugging Face activation name from :data:`ONEDNN_GELU` to apply to
         the output inside the matmul (one pass over the output instead of two)."""
-        if kernel not in KERNELS:
-            raise ValueError(f"expected kernel to be one of {list(KERNELS)}, got {kernel!r}")
+        check_choice("kernel", kernel, Kernel)
         if gelu is not None and (kernel != "onednn" or gelu not in ONEDNN_GELU):
             raise ValueError(f"expected gelu to be None, or with kernel='onednn' one of {list(ONEDNN_GELU)}; "
                              f"got gelu={gelu!r} with kernel={kernel!r}")
@@ -97,10 +97,10 @@ class FrozenLinear:
             _warn_fallback()
             kernel = "torch"
         if not linears:
-            raise ValueError("FrozenLinear needs at least one nn.Linear")
+            raise ValueError("expected at least one nn.Linear in linears, got none")
         in_features = {lin.in_features for lin in linears}
         if len(in_features) != 1:
-            raise ValueError(f"fused layers must share in_features, got {sorted(in_features)}")
+            raise ValueError(f"expected linears that share in_features, got in_features {sorted(in_features)}")
         with torch.no_grad():
             weights = [lin.weight.detach() for lin in linears]
             weight = torch.cat(weights) if len(weights) > 1 else weights[0]

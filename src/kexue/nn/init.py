@@ -20,14 +20,21 @@ last two and recommends none of them.
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 from torch import Tensor, nn
 
+from .._validate import check_choice, check_float
+
 FanMode = Literal["fan_in", "fan_out", "fan_avg", "fan_geo", "fan_ch"]
+FAN_MODES: tuple[FanMode, ...] = get_args(FanMode)
 Distribution = Literal["normal", "uniform", "truncated_normal"]
-FAN_MODES: tuple[str, ...] = ("fan_in", "fan_out", "fan_avg", "fan_geo", "fan_ch")
+DISTRIBUTIONS: tuple[Distribution, ...] = get_args(Distribution)
+#: A named scheme for :func:`init_weight_` (and ``TransformerConfig.init``): BERT's two forms, the corrected truncated
+#: normal, or a fan mode.
+InitScheme = Literal["bert_hf", "bert_tf", "trunc_normal", FanMode]
+INIT_SCHEMES: tuple[InitScheme, ...] = get_args(InitScheme)
 
 
 def _phi(x: float) -> float:
@@ -40,8 +47,7 @@ def _Phi(x: float) -> float:
 
 def truncnorm_variance_ratio(cut: float = 2.0) -> float:
     """γ = Var of N(0,1) truncated to [−cut, cut]: 1 − 2·cut·φ(cut)/(2Φ(cut) − 1). γ(2) ≈ 0.7737413."""
-    if cut <= 0:
-        raise ValueError(f"expected cut > 0 (in units of σ), got {cut}")
+    check_float("cut", cut, 0.0, low_open=True)
     return 1.0 - 2.0 * cut * _phi(cut) / (2.0 * _Phi(cut) - 1.0)
 
 
@@ -57,8 +63,7 @@ def trunc_normal_(tensor: Tensor, std: float = 0.02, cut: float = 2.0, corrected
     ``corrected=True``: the sampling std is std/√γ, so the result has std ``std``.
     ``corrected=False``: the sampling std is ``std`` (TensorFlow's ``truncated_normal``); the result's std is std·√γ.
     """
-    if std <= 0:
-        raise ValueError(f"expected std > 0, got {std}")
+    check_float("std", std, 0.0, low_open=True)
     s = std * truncnorm_std_factor(cut) if corrected else std
     return nn.init.trunc_normal_(tensor, mean=mean, std=s, a=mean - cut * s, b=mean + cut * s, generator=generator)
 
@@ -77,7 +82,7 @@ def bert_hf_(tensor: Tensor, std: float = 0.02, generator: torch.Generator | Non
 def fans(tensor: Tensor) -> tuple[int, int]:
     """(fan_in, fan_out) of a PyTorch weight (out, in, *kernel): in·receptive field, out·receptive field."""
     if tensor.dim() < 2:
-        raise ValueError(f"fans need a weight of at least 2 dimensions, got shape {tuple(tensor.shape)}")
+        raise ValueError(f"expected a weight of at least 2 dimensions, got shape {tuple(tensor.shape)}")
     receptive = math.prod(tensor.shape[2:]) if tensor.dim() > 2 else 1
     return tensor.shape[1] * receptive, tensor.shape[0] * receptive
 
@@ -88,9 +93,9 @@ def fan_average(fan_in: float, fan_out: float, mode: FanMode) -> float:
     (m²+n²)/(m+n) ≥ (m+n)/2 ≥ √(mn). ``fan_ch`` (contraharmonic) minimises (mt−1)² + (nt−1)² over the variance t;
     ``fan_geo`` keeps E‖y‖² = E‖x‖² through an m→n→m pair that shares t (mn·t² = 1).
     """
-    m, n = float(fan_in), float(fan_out)
-    if m <= 0 or n <= 0:
-        raise ValueError(f"expected positive fans, got fan_in={fan_in}, fan_out={fan_out}")
+    m = check_float("fan_in", fan_in, 0.0, low_open=True)
+    n = check_float("fan_out", fan_out, 0.0, low_open=True)
+    check_choice("mode", mode, FanMode)
     if mode == "fan_in":
         return m
     if mode == "fan_out":
@@ -99,9 +104,7 @@ def fan_average(fan_in: float, fan_out: float, mode: FanMode) -> float:
         return (m + n) / 2
     if mode == "fan_geo":
         return math.sqrt(m * n)
-    if mode == "fan_ch":
-        return (m * m + n * n) / (m + n)
-    raise ValueError(f"unknown fan mode {mode!r}; expected one of {list(FAN_MODES)}")
+    return (m * m + n * n) / (m + n)  # fan_ch
 
 
 def variance_scaling_(tensor: Tensor, mode: FanMode = "fan_in", scale: float = 1.0,
@@ -109,8 +112,8 @@ def variance_scaling_(tensor: Tensor, mode: FanMode = "fan_in", scale: float = 1
     """Fill ``tensor`` with variance t = scale / fan(mode): normal N(0, t), uniform U[−√(3t), √(3t)], or a
     truncated normal at ±2σ with the variance correction (so its variance is t too). Activation gains (ReLU's 2,
     ...) go in ``scale``, applied after averaging the fans."""
-    if scale <= 0:
-        raise ValueError(f"expected scale > 0, got {scale}")
+    check_float("scale", scale, 0.0, low_open=True)
+    check_choice("distribution", distribution, Distribution)
     fan_in, fan_out = fans(tensor)
     t = scale / fan_average(fan_in, fan_out, mode)
     std = math.sqrt(t)
@@ -119,24 +122,36 @@ def variance_scaling_(tensor: Tensor, mode: FanMode = "fan_in", scale: float = 1
     if distribution == "uniform":
         bound = math.sqrt(3.0 * t)
         return nn.init.uniform_(tensor, -bound, bound, generator=generator)
-    if distribution == "truncated_normal":
-        return trunc_normal_(tensor, std=std, cut=2.0, corrected=True, generator=generator)
-    raise ValueError(f"unknown distribution {distribution!r}; expected 'normal', 'uniform' or 'truncated_normal'")
+    return trunc_normal_(tensor, std=std, cut=2.0, corrected=True, generator=generator)  # truncated_normal
 
 
-#: Names accepted by ``TransformerConfig.init``.
-INIT_SCHEMES: tuple[str, ...] = ("bert_hf", "bert_tf", "trunc_normal") + FAN_MODES
-
-
-def init_weight_(weight: Tensor, scheme: str, std: float, generator: torch.Generator | None = None) -> Tensor:
+def init_weight_(weight: Tensor, scheme: InitScheme, std: float, generator: torch.Generator | None = None) -> Tensor:
     """Initialise one weight by a named scheme: ``bert_hf`` (normal(std)), ``bert_tf`` (TF truncated normal),
     ``trunc_normal`` (corrected truncated normal with std ``std``), or a fan mode (normal with variance 1/fan)."""
+    check_choice("scheme", scheme, InitScheme)
     if scheme == "bert_hf":
         return bert_hf_(weight, std, generator)
     if scheme == "bert_tf":
         return bert_tf_(weight, std, generator)
     if scheme == "trunc_normal":
         return trunc_normal_(weight, std=std, generator=generator)
-    if scheme in FAN_MODES:
-        return variance_scaling_(weight, mode=scheme, generator=generator)  # type: ignore[arg-type]
-    raise ValueError(f"unknown init scheme {scheme!r}; expected one of {list(INIT_SCHEMES)}")
+    return variance_scaling_(weight, mode=scheme, generator=generator)
+
+
+__all__ = [
+    "DISTRIBUTIONS",
+    "FAN_MODES",
+    "INIT_SCHEMES",
+    "Distribution",
+    "FanMode",
+    "InitScheme",
+    "bert_hf_",
+    "bert_tf_",
+    "fan_average",
+    "fans",
+    "init_weight_",
+    "trunc_normal_",
+    "truncnorm_std_factor",
+    "truncnorm_variance_ratio",
+    "variance_scaling_",
+]

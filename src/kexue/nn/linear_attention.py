@@ -23,11 +23,13 @@ large negative q·k; keep |q·k| ≲ n. The deterministic maps have Σ d^j or (d
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from .._validate import check_int
 
 FeatureMap = Callable[[Tensor], Tensor]
 
@@ -41,13 +43,12 @@ def _outer_power(x: Tensor, power: int) -> Tensor:
 
 
 def _check_order(order: int, allow_odd: bool, name: str) -> None:
-    if not isinstance(order, int) or order < 1:
-        raise ValueError(f"expected {name} to be a positive integer, got {order!r}")
+    """The order of :func:`taylor_features` / :func:`exp_limit_features` (``name`` as the caller calls it): an
+    integer >= 1, even unless ``allow_odd``. Also :class:`kexue.nn.attention.Attention`'s check of its order."""
+    check_int(name, order, 1)
     if order % 2 == 1 and not allow_odd:
-        raise ValueError(
-            f"{name}={order} is odd: the kernel goes negative when q·k < 0 and the normaliser can vanish; "
-            f"use an even {name} or pass allow_odd=True"
-        )
+        raise ValueError(f"expected an even {name} (an odd one makes the kernel negative when q·k < 0, so the "
+                         f"normaliser can vanish; allow_odd=True allows it), got {name}={order}")
 
 
 def taylor_features(x: Tensor, order: int, allow_odd: bool = False) -> Tensor:
@@ -73,8 +74,8 @@ def performer_omega(num_features: int, dim: int, generator: torch.Generator | No
                     orthogonal: bool = True, dtype: torch.dtype = torch.float32) -> Tensor:
     """Random projections ω (num_features, dim) with rows ~ N(0, I); ``orthogonal=True`` orthogonalises blocks of
     ``dim`` rows and rescales them to chi-distributed norms (Performer's variance reduction; still unbiased)."""
-    if num_features < 1 or dim < 1:
-        raise ValueError(f"expected positive num_features and dim, got {num_features}, {dim}")
+    check_int("num_features", num_features, 1)
+    check_int("dim", dim, 1)
     if not orthogonal:
         return torch.randn(num_features, dim, generator=generator, dtype=torch.float64).to(dtype)
     nblocks = -(-num_features // dim)
@@ -198,3 +199,17 @@ def softmax_attention(q: Tensor, k: Tensor, v: Tensor, *, mask: Tensor | None = 
         logits = logits.masked_fill(~torch.ones(logits.shape[-2:], dtype=torch.bool, device=q.device).tril(),
                                     float("-inf"))
     return torch.softmax(logits, dim=-1) @ v
+
+
+__all__ = [
+    "FeatureMap",
+    "elu_features",
+    "exp_limit_features",
+    "kernel_attention",
+    "linear_attention",
+    "performer_attention",
+    "performer_features",
+    "performer_omega",
+    "softmax_attention",
+    "taylor_features",
+]

@@ -41,3 +41,6 @@ def to_bias(mask: Tensor, dtype: torch.dtype) -> Tensor:
     ``finfo(dtype).min`` rather than a constant like -1e12, which overflows in fp16 (a pitfall the specs name).
     """
     return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(~mask, torch.finfo(dtype).min)
+
+
+__all__ = ["causal_mask", "padding_mask", "to_bias", "unilm_mask"]
