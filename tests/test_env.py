@@ -27,3 +27,20 @@ def test_model_folder_search_names_the_root(tmp_path):
         env._find_model_folder(tmp_path)
     (tmp_path / "a" / "model.safetensors").write_bytes(b"")
     assert env._find_model_folder(tmp_path) == tmp_path / "a"
+
+
+def test_progress_bars_only_in_a_terminal(monkeypatch):
+    import io
+    import sys
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.delitem(sys.modules, "ipykernel", raising=False)
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    assert env.interactive() is False  # a log file, a pipe, CI
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    assert env.interactive() is True
+    monkeypatch.setattr(sys, "stderr", None)
+    assert env.interactive() is False

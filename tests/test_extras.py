@@ -61,7 +61,7 @@ def test_reproduce_without_its_extra_names_it_in_one_line(monkeypatch, tmp_path,
     out = tmp_path / "report"
     assert main(["reproduce", "--quick", "gelu", "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["kexue reproduce: expected the 'reproduce' extra, got it missing scikit-learn: "
+    assert err == ["kexue reproduce: expected the 'reproduce' extra installed, got scikit-learn missing: "
                    "pip install 'kexue[reproduce]'"]
     assert not out.exists()
     assert main(["reproduce", "--list"]) == 0  # listing needs no extra

@@ -16,7 +16,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         return 0
     missing = missing_extra("reproduce")
     if missing:
-        print(f"kexue reproduce: expected the 'reproduce' extra, got it missing {', '.join(missing)}: "
+        print(f"kexue reproduce: expected the 'reproduce' extra installed, got {', '.join(missing)} missing: "
               f"pip install 'kexue[reproduce]'", file=sys.stderr)
         return 2
     available = reproduce.available()

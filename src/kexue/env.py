@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from importlib import metadata
 from pathlib import Path
 
@@ -33,6 +34,17 @@ def data_dir() -> Path:
     if env:
         return Path(env).expanduser()
     return cache_dir() / "data"
+
+
+def interactive() -> bool:
+    """Whether progress bars should show by default: stderr is a terminal, or the code runs in a Jupyter kernel.
+    Logs, pipes and CI get no bars unless asked for explicitly."""
+    if "ipykernel" in sys.modules:
+        return True
+    try:
+        return sys.stderr is not None and sys.stderr.isatty()
+    except (AttributeError, ValueError):  # a replaced or closed stderr
+        return False
 
 
 def set_threads(default: int = 1) -> int:
@@ -112,5 +124,5 @@ def missing_extra(extra: str, distribution: str = "kexue") -> list[str]:
     return missing
 
 
-__all__ = ["DATA_ENV", "THREADS_ENV", "cache_dir", "data_dir", "minilm_path", "missing_extra",
+__all__ = ["DATA_ENV", "THREADS_ENV", "cache_dir", "data_dir", "interactive", "minilm_path", "missing_extra",
            "set_threads"]

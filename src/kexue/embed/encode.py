@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .._validate import check_choice, check_int
+from ..env import interactive
 from ..models.tokenizer import pad_encodings
 from ..nn.frozen_linear import Kernel
 from .pooling import Pooling, _canonical, _needs_hidden_states, pool
@@ -25,7 +26,8 @@ from .pooling import Pooling, _canonical, _needs_hidden_states, pool
 #: ``encode``'s ``kernel``: ``"auto"`` or a kernel of :meth:`kexue.models.Transformer.fast_inference`.
 EncodeKernel = Literal["auto", Kernel]
 
-#: Inputs with at least this many texts get a progress bar unless ``progress=False``.
+#: Inputs with at least this many texts get a progress bar by default, in a terminal or notebook
+#: (:func:`kexue.env.interactive`).
 PROGRESS_MIN_TEXTS = 1024
 #: ``kernel="auto"`` packs weights for oneDNN only for inputs of at least this many tokens: packing
 #: all-MiniLM-L6-v2 costs about as much as encoding 2,000 tokens, so smaller inputs run faster on the torch kernel.
@@ -70,7 +72,7 @@ def encode(
     BERT-whitening computes it); ``layers=(i, j, ...)`` averages the token means of those ``hidden_states``
     indices instead. ``normalize`` L2-normalizes each vector. ``max_length`` defaults to the tokenizer's
     (256 for all-MiniLM-L6-v2, as sentence-transformers uses). ``progress`` shows a tqdm bar; by default only for
-    inputs of at least :data:`PROGRESS_MIN_TEXTS` texts.
+    inputs of at least :data:`PROGRESS_MIN_TEXTS` texts, and only in a terminal or notebook.
 
     ``kernel`` goes to :meth:`kexue.models.Transformer.fast_inference`: ``"auto"`` runs the blocks' Linear layers on
     oneDNN with prepacked weights on CPU (fp32) for inputs of at least :data:`AUTO_ONEDNN_MIN_TOKENS` tokens, whose
@@ -106,7 +108,7 @@ def encode(
     with_types = getattr(getattr(model, "config", None), "type_vocab_size", 1) != 0
 
     if progress is None:
-        progress = len(texts) >= PROGRESS_MIN_TEXTS
+        progress = len(texts) >= PROGRESS_MIN_TEXTS and interactive()
     starts = range(0, len(texts), batch_size)
     batches: Any = starts
     if progress:

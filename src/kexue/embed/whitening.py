@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from .._validate import check_float, check_int
+from ..env import interactive
 
 
 def _as_2d_float64(x: Any, what: str = "x") -> Tensor:
@@ -176,7 +177,7 @@ class Whitening(nn.Module):
         """Fit μ and W from scratch over ``data``: a (N, d) tensor or array, or an iterable of (n, d) batches
         (e.g. a generator that encodes a corpus chunk by chunk). ``fitted_on`` names the data, for the record.
 
-        ``progress`` shows a tqdm bar (default: for more than one chunk)."""
+        ``progress`` shows a tqdm bar (default: for more than one chunk, in a terminal or notebook)."""
         check_int("batch_size", batch_size, minimum=1)
         self.reset()
         if isinstance(data, (Tensor, np.ndarray)):
@@ -188,7 +189,7 @@ class Whitening(nn.Module):
         else:
             batches, total = data, None
         if progress is None:
-            progress = total is None or total > 1
+            progress = (total is None or total > 1) and interactive()
         if progress:
             from tqdm.auto import tqdm
 

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ..embed.pooling import Pooling, pool
+from ..env import interactive
 
 if TYPE_CHECKING:
     from ..data.classification import LabelledSet, LabelledTexts
@@ -69,7 +70,7 @@ def _encode_all(texts: list[str], poolings: list[Pooling], batch_size: int, max_
     out = {p: np.empty((len(texts), model.config.hidden_size), dtype=np.float32) for p in poolings}
     want_hidden = any(p in ("emb_avg", "first_last_avg") for p in poolings)
     starts = range(0, len(texts), batch_size)
-    if len(texts) >= 2048:
+    if len(texts) >= 2048 and interactive():
         from tqdm.auto import tqdm
 
         starts = tqdm(starts, desc=f"encode {tag}", unit="batch", leave=False)

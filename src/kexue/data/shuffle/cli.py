@@ -8,6 +8,7 @@ import stat
 import sys
 from typing import Any, Literal, get_args
 
+from ...env import interactive
 from .api import METHODS, Method, external_shuffle
 from .errors import ShuffleError
 from .reader import FinalNewline
@@ -102,7 +103,7 @@ def _cmd(args: Any) -> int:
             args.inputs, output, memory=args.memory, method=method, seed=seed, tmp_dir=args.tmp_dir,
             max_open=args.max_open, sep=sep, records_per_output=args.records_per_output,
             bytes_per_output=args.bytes_per_output, final_newline=args.final_newline, verify=args.verify,
-            progress=not args.quiet, split=args.split, force=args.force, keep_tmp=args.keep_tmp,
+            progress=not args.quiet and interactive(), split=args.split, force=args.force, keep_tmp=args.keep_tmp,
         )
     except ShuffleError as e:
         return fail(str(e), e.exit_code)
