@@ -16,18 +16,9 @@ The reference is the post's corrected equations. For an m×n parameter θ with g
 Vectors (and tensors too small to factor) keep a full v_t = β̂₂,t·v_{t−1} + (1 − β̂₂,t)·(g² + ε₁). Means and the
 post's sums give the same v̂ because the normalisation cancels the factor n (or m).
 
-Presets (``AdaFactor.preset(name, params, **overrides)``, the settings in :data:`ADAFACTOR_PRESETS`) reproduce the
-well-known variants; each is parity-tested against its anchor (see ``tests/optim/test_adafactor.py``):
-
-- ``"bert4keras"`` (the default; Su's final code): explicit lr = 1e−3; ε₁ added to g² and again inside the root;
-  the two *largest* axes are factored when the second largest has at least 128 entries; optional momentum is an EMA
-  of the clipped u, before parameter scaling; no weight decay.
-- ``"paper"``: as bert4keras but with the relative step α_t = min(1e−2, 1/√t) and ε₁ added to g² only.
-- ``"transformers"``: ``transformers.Adafactor()`` defaults: relative step, every ≥ 2-D tensor factored over its
-  last two axes, momentum (if any) an EMA of the final lr-scaled update, weight decay θ ← θ − λ·α_t·scale·θ.
-- ``"t5"``: ``transformers.Adafactor(lr=1e-3, relative_step=False, scale_parameter=False, warmup_init=False)``.
-- ``"torch"``: ``torch.optim.Adafactor()`` defaults: α_t = min(lr, 1/√t) with lr = 1e−2, ε₁ = finfo(dtype).eps used
-  as a floor (not added to g²), last two axes factored, weight decay θ ← θ(1 − lr·λ).
+Presets: ``AdaFactor.preset(name, params, **overrides)`` gives ``"bert4keras"`` (the default), ``"paper"``,
+``"transformers"``, ``"t5"`` or ``"torch"``; :data:`ADAFACTOR_PRESETS` holds their settings, and its module
+(``kexue.optim._adafactor_presets``) describes each variant and its anchor.
 
 Which step size is active: ``lr`` when ``relative_step=False`` and ``lr`` is a number; otherwise the relative step
 α_t = min(cap, 1/√t) with cap = ``lr`` (or 1e−2 when ``lr`` is None), or min(1e−6·t, 1/√t) with ``warmup_init``; the
@@ -49,47 +40,18 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from .._validate import check_choice, check_float, check_int
+from ._adafactor_moments import (
+    Eps1Mode,
+    FactorDims,
+    factored_axes,
+    foreach_preconditioned_gradients,
+    preconditioned_gradient,
+)
+from ._adafactor_presets import ADAFACTOR_PRESETS, AdaFactorPreset
 from ._common import check_optional_float, restore_state_precision, state_dtype
 
-FactorDims = Literal["largest", "last"]
-Eps1Mode = Literal["add", "add_and_root", "floor"]
 MomentumOn = Literal["clipped", "scaled_update"]
 WeightDecayOn = Literal["lr", "step"]
-AdaFactorPreset = Literal["bert4keras", "paper", "transformers", "t5", "torch"]
-
-#: The named presets (:meth:`AdaFactor.preset`): overrides of the class defaults (which are the ``"bert4keras"``
-#: preset), one entry per name of :data:`AdaFactorPreset`.
-ADAFACTOR_PRESETS: dict[AdaFactorPreset, dict[str, Any]] = {
-    "bert4keras": {},
-    "paper": {"lr": None, "relative_step": True, "eps1_mode": "add"},
-    "transformers": {"lr": None, "relative_step": True, "eps1_mode": "add", "factor_dims": "last",
-                     "min_dim_size_to_factor": 0, "momentum_on": "scaled_update", "weight_decay_on": "step",
-                     "unscaled_relative_factor": 1.0},
-    "t5": {"lr": 1e-3, "relative_step": False, "scale_parameter": False, "eps1_mode": "add", "factor_dims": "last",
-           "min_dim_size_to_factor": 0, "momentum_on": "scaled_update", "weight_decay_on": "step"},
-    "torch": {"lr": 1e-2, "relative_step": True, "eps1": None, "eps1_mode": "floor", "factor_dims": "last",
-              "min_dim_size_to_factor": 0, "weight_decay_on": "lr", "unscaled_relative_factor": 1.0},
-}
-
-
-def factored_axes(shape: tuple[int, ...] | torch.Size, min_dim_size_to_factor: int,
-                  factor_dims: FactorDims) -> tuple[int, int] | None:
-    """The axes (reduced for the row statistic, reduced for the column statistic), or None when not factored.
-
-    ``"largest"`` (bert4keras, Mesh-TF): the largest axis and the second largest (ties: the later axis counts as
-    larger), factored only if the second largest has at least ``min_dim_size_to_factor`` entries. ``"last"``
-    (torch, transformers): the last axis and the one before it, under the same size threshold.
-    """
-    if len(shape) < 2:
-        return None
-    if factor_dims == "last":
-        ax_r, ax_c = len(shape) - 1, len(shape) - 2
-    else:
-        order = sorted(range(len(shape)), key=lambda i: (shape[i], i))
-        ax_r, ax_c = order[-1], order[-2]
-    if min(shape[ax_r], shape[ax_c]) < min_dim_size_to_factor:
-        return None
-    return ax_r, ax_c
 
 
 class AdaFactor(Optimizer):
@@ -280,31 +242,9 @@ class AdaFactor(Optimizer):
         beta2t = group["beta2"] if group["beta2"] is not None else 1.0 - t ** (-group["decay_exponent"])
         alpha = self.step_size(group, t)
         eps1 = group["eps1"] if group["eps1"] is not None else torch.finfo(p.dtype).eps
-        mode = group["eps1_mode"]
         scale = max(group["eps2"], _rms(theta).item()) if self._uses_scale(group, p) else 1.0
 
-        add = 0.0 if mode == "floor" else eps1
-        axes = factored_axes(p.shape, group["min_dim_size_to_factor"], group["factor_dims"])
-        if axes is not None:
-            ax_r, ax_c = axes
-            r, c = state["exp_avg_sq_row"], state["exp_avg_sq_col"]
-            g2 = g.square()
-            r.mul_(beta2t).add_(g2.mean(dim=ax_r, keepdim=True) + add, alpha=1.0 - beta2t)
-            c.mul_(beta2t).add_(g2.mean(dim=ax_c, keepdim=True) + add, alpha=1.0 - beta2t)
-            r_mean = r.mean(dim=ax_c, keepdim=True)
-            if mode == "floor":
-                r_mean = r_mean.clamp(min=eps1)
-            v_hat = r * c / r_mean
-        else:
-            v = state["exp_avg_sq"]
-            v.mul_(beta2t).add_(g.square() + add, alpha=1.0 - beta2t)
-            v_hat = v
-        if mode == "add_and_root":
-            u = g / (v_hat + eps1).sqrt()
-        elif mode == "floor":
-            u = g / v_hat.clamp(min=eps1 * eps1).sqrt()
-        else:
-            u = g / v_hat.sqrt()
+        u = preconditioned_gradient(group, state, g, beta2t, eps1)
         if group["clip_threshold"] is not None:
             u = u / max(1.0, _rms(u).item() / group["clip_threshold"])
         beta1 = group["beta1"]
@@ -339,7 +279,6 @@ class AdaFactor(Optimizer):
             self._multi_bucket(group, ps, cdtype)
 
     def _multi_bucket(self, group: dict[str, Any], ps: list[Tensor], cdtype: torch.dtype) -> None:
-        mode = group["eps1_mode"]
         states = [self._init_state(group, p) for p in ps]
         alphas, one_minus_b2, eps1s = [], [], []
         for p, st in zip(ps, states):
@@ -360,63 +299,7 @@ class AdaFactor(Optimizer):
             for i, n in zip(scaled, norms):
                 scales[i] = max(group["eps2"], n / math.sqrt(ps[i].numel()))
 
-        updates: list[Tensor] = list(grads)  # placeholders: every entry is replaced below
-        fac = [i for i in range(len(ps)) if "exp_avg_sq_row" in states[i]]
-        unf = [i for i in range(len(ps)) if "exp_avg_sq_row" not in states[i]]
-        if fac:
-            axes = [_axes(ps[i].shape, group) for i in fac]
-            rows = [states[i]["exp_avg_sq_row"] for i in fac]
-            cols = [states[i]["exp_avg_sq_col"] for i in fac]
-            g_f = [grads[i] for i in fac]
-            # mean(g²) over an axis as ‖g‖²/n: no full-size g² is materialised.
-            r_new = [torch.linalg.vector_norm(g, dim=a[0], keepdim=True) for g, a in zip(g_f, axes)]
-            c_new = [torch.linalg.vector_norm(g, dim=a[1], keepdim=True) for g, a in zip(g_f, axes)]
-            torch._foreach_mul_(r_new, r_new)
-            torch._foreach_mul_(c_new, c_new)
-            torch._foreach_div_(r_new, [float(g.shape[a[0]]) for g, a in zip(g_f, axes)])
-            torch._foreach_div_(c_new, [float(g.shape[a[1]]) for g, a in zip(g_f, axes)])
-            if mode != "floor":
-                torch._foreach_add_(r_new, [eps1s[i] for i in fac])
-                torch._foreach_add_(c_new, [eps1s[i] for i in fac])
-            torch._foreach_lerp_(rows, r_new, [one_minus_b2[i] for i in fac])
-            torch._foreach_lerp_(cols, c_new, [one_minus_b2[i] for i in fac])
-            del r_new, c_new
-            r_means = [r.mean(dim=a[1], keepdim=True) for r, a in zip(rows, axes)]
-            if mode == "floor":
-                torch._foreach_clamp_min_(r_means, [eps1s[i] for i in fac])
-            r_norm = torch._foreach_div(rows, r_means)
-            if mode == "add":
-                # u = g·(v^r/mean v^r)^(−1/2)·(v^c)^(−1/2): two full-size passes instead of forming v̂.
-                torch._foreach_rsqrt_(r_norm)
-                c_rsqrt = torch._foreach_rsqrt(cols)
-                u_f = torch._foreach_mul(g_f, r_norm)
-                torch._foreach_mul_(u_f, c_rsqrt)
-            else:
-                u_f = torch._foreach_mul(r_norm, cols)  # v̂, full size
-                if mode == "add_and_root":
-                    torch._foreach_add_(u_f, [eps1s[i] for i in fac])
-                else:
-                    torch._foreach_clamp_min_(u_f, [eps1s[i] ** 2 for i in fac])
-                torch._foreach_rsqrt_(u_f)
-                torch._foreach_mul_(u_f, g_f)
-            for i, u in zip(fac, u_f):
-                updates[i] = u
-        if unf:
-            vs = [states[i]["exp_avg_sq"] for i in unf]
-            g_u = [grads[i] for i in unf]
-            g2 = torch._foreach_mul(g_u, g_u)
-            if mode != "floor":
-                torch._foreach_add_(g2, [eps1s[i] for i in unf])
-            torch._foreach_lerp_(vs, g2, [one_minus_b2[i] for i in unf])
-            torch._foreach_copy_(g2, vs)  # reuse the buffer for v̂
-            if mode == "add_and_root":
-                torch._foreach_add_(g2, [eps1s[i] for i in unf])
-            elif mode == "floor":
-                torch._foreach_clamp_min_(g2, [eps1s[i] ** 2 for i in unf])
-            torch._foreach_rsqrt_(g2)
-            torch._foreach_mul_(g2, g_u)
-            for i, u in zip(unf, g2):
-                updates[i] = u
+        updates = foreach_preconditioned_gradients(group, states, grads, one_minus_b2, eps1s)
 
         # Update clipping by RMS: one host transfer for the whole bucket.
         denoms = [1.0] * len(ps)
@@ -459,14 +342,6 @@ def _grad(p: Tensor) -> Tensor:
         raise RuntimeError(f"expected a gradient on the {tuple(p.shape)} parameter, got None")
     return grad
 
-
-def _axes(shape: torch.Size, group: dict[str, Any]) -> tuple[int, int]:
-    """The factored axes of a parameter whose state is factored."""
-    axes = factored_axes(shape, group["min_dim_size_to_factor"], group["factor_dims"])
-    if axes is None:  # _init_state refuses a state that does not match the factoring settings
-        raise RuntimeError(f"expected a factored {tuple(shape)} parameter, got factoring settings that do not "
-                           f"factor it")
-    return axes
 
 
 def _check_group(group: dict[str, Any]) -> None:
