@@ -44,7 +44,7 @@ class Server:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            def do_GET(self) -> None:  # http.server's method name
                 server.requests.append(self.path)
                 if self.path not in server.files:
                     self.send_error(404)

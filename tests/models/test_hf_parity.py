@@ -7,9 +7,9 @@ import json
 import pytest
 import torch
 
-transformers = pytest.importorskip("transformers")
+from kexue.models import Transformer, TransformerConfig, load_pretrained, save_pretrained
 
-from kexue.models import Transformer, TransformerConfig, load_pretrained, save_pretrained  # noqa: E402
+transformers = pytest.importorskip("transformers")
 
 ATOL = 1e-5
 

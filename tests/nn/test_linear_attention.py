@@ -15,7 +15,10 @@ torch.set_default_dtype(torch.float32)
 
 def _qkv(b=2, h=3, n=17, d=4, dv=5, seed=0, scale=1.0):
     g = torch.Generator().manual_seed(seed)
-    r = lambda *s: torch.randn(*s, generator=g, dtype=torch.float64)  # noqa: E731
+
+    def r(*s):
+        return torch.randn(*s, generator=g, dtype=torch.float64)
+
     return r(b, h, n, d) * scale, r(b, h, n, d) * scale, r(b, h, n, dv)
 
 
@@ -97,7 +100,10 @@ def test_performer_stabiliser_cancels(causal):
     m = _mask(2, 12) if not causal else None
     stable = L.performer_attention(q, k, v, omega, mask=m, causal=causal, eps=0.0)
     s = 4 ** -0.25
-    phi = lambda x: L.performer_features(x, omega)  # noqa: E731
+
+    def phi(x):
+        return L.performer_features(x, omega)
+
     plain = L.kernel_attention(q * s, k * s, v, phi, mask=m, causal=causal, scale=False, eps=0)
     torch.testing.assert_close(stable, plain, atol=1e-9, rtol=1e-9)
 
