@@ -5,10 +5,10 @@ Spearman correlation of their cosines with an STS set's gold scores (:func:`kexu
 ``Whitening(n_components).fit(vectors)`` BERT-whitening.
 """
 
-from .encode import EncodeKernel, encode
+from .encode import encode
 from .pooling import POOLINGS, Pooling, masked_mean, pool
 from .sts import cosine_scores, evaluate, rankdata, spearman, spearman_eval
 from .whitening import Whitening, whitening_matrix
 
-__all__ = ["POOLINGS", "EncodeKernel", "Pooling", "Whitening", "cosine_scores", "encode", "evaluate", "masked_mean",
+__all__ = ["POOLINGS", "Pooling", "Whitening", "cosine_scores", "encode", "evaluate", "masked_mean",
            "pool", "rankdata", "spearman", "spearman_eval", "whitening_matrix"]

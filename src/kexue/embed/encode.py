@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,11 +20,8 @@ from torch import Tensor, nn
 from .._validate import check_choice, check_int
 from ..env import interactive
 from ..models.tokenizer import pad_encodings
-from ..nn.frozen_linear import Kernel
+from ..models.transformer import InferenceKernel
 from .pooling import Pooling, _canonical, _needs_hidden_states, pool
-
-#: ``encode``'s ``kernel``: ``"auto"`` or a kernel of :meth:`kexue.models.Transformer.fast_inference`.
-EncodeKernel = Literal["auto", Kernel]
 
 #: Inputs with at least this many texts get a progress bar by default, in a terminal or notebook
 #: (:func:`kexue.env.interactive`).
@@ -63,7 +60,7 @@ def encode(
     *,
     max_length: int | None = None,
     progress: bool | None = None,
-    kernel: EncodeKernel = "auto",
+    kernel: InferenceKernel = "auto",
 ) -> Tensor:
     """Sentence vectors for ``texts``: a float32 tensor (len(texts), hidden_size) in the input order.
 
@@ -88,7 +85,7 @@ def encode(
     if isinstance(texts, str):
         raise TypeError("expected a sequence of texts, got a single str; wrap it in a list")
     check_int("batch_size", batch_size, minimum=1)
-    check_choice("kernel", kernel, EncodeKernel)
+    check_choice("kernel", kernel, InferenceKernel)
     kind = _canonical(pooling)
     want_hidden = _needs_hidden_states(kind, layers)
     want_pooler = kind == "pooler"
@@ -138,4 +135,4 @@ def encode(
     return out
 
 
-__all__ = ["AUTO_ONEDNN_MIN_TOKENS", "PROGRESS_MIN_TEXTS", "EncodeKernel", "encode"]
+__all__ = ["AUTO_ONEDNN_MIN_TOKENS", "PROGRESS_MIN_TEXTS", "encode"]
