@@ -9,6 +9,9 @@ RUN_STAMP  := $(VENV)/.kexue-reproduce
 TEST_STAMP := $(VENV)/.kexue-test
 # worker processes of the main job (one torch thread each; entries that time code run alone afterwards)
 JOBS   ?= 2
+# where the main job writes its report, and which entries it runs (default: all)
+OUT    ?= report/
+NAMES  ?=
 
 .PHONY: run test test-all install bench lint clean
 
@@ -34,7 +37,7 @@ endif
 
 run: $(RUN_STAMP)
 	@echo "data folder: $${KEXUE_DATA:-the per-user cache (see kexue data list)}"
-	$(VENV)/bin/kexue reproduce --quick --jobs $(JOBS) --out report/
+	$(VENV)/bin/kexue reproduce --quick --jobs $(JOBS) --out $(OUT) $(NAMES)
 
 test: $(TEST_STAMP)
 	$(PY) -m pytest -m "not slow" -q
