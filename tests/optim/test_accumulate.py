@@ -360,3 +360,52 @@ def test_sparse_gradients_are_refused():
     with pytest.raises(RuntimeError, match="expected dense gradients \\(AccumAdamW keeps dense moments\\), got sparse "
                                            "gradients for a \\(10, 4\\) parameter"):
         opt.step()
+
+
+# ------------------------------------------------------------------------------------------------- issue 13
+@pytest.mark.parametrize("cls", [AccumSGDM, AccumAdam, AccumAdamW])
+def test_complex_parameters_are_refused_with_their_place(cls):
+    # Before: accepted, and the first update step wrote a real value into the complex parameter (1.09-0.21j became
+    # 1.08+0j, the imaginary part erased).
+    real = nn.Parameter(torch.randn(2))
+    cplx = nn.Parameter(torch.randn(3, dtype=torch.complex64))
+    with pytest.raises(ValueError, match="expected real parameters, got a complex \\(3,\\) one \\(torch.complex64\\) "
+                                         "at index 1 of param group 0"):
+        cls([real, cplx], lr=0.1)
+    opt = cls([real], lr=0.1)
+    with pytest.raises(ValueError, match="expected real parameters, got a complex \\(3,\\) one \\(torch.complex64\\) "
+                                         "at index 0 of param group 1"):
+        opt.add_param_group({"params": [cplx]})
+
+
+@pytest.mark.parametrize("cls,kw", [(AccumAdamW, {"lr": 1e-2}), (AccumSGDM, {"lr": 0.1}),
+                                    (AccumAdam, {"lr": 1e-2, "mode": "plain"})])
+def test_gradient_release_refuses_a_second_backward_in_one_micro_step(cls, kw):
+    # Before: two backward passes per micro-step were each folded, so Adam's second moment held g1² + g2² instead of
+    # (g1 + g2)², and the parameters drifted from the ordinary path without a word.
+    batches = _batches(4, seed=21)
+    model = _mlp(seed=22)
+    opt = cls(model.parameters(), k=2, **kw)
+    with opt.release_gradients():
+        _loss(model, batches[0]).backward()
+        with pytest.raises(RuntimeError, match="expected one backward\\(\\) per micro-step with gradient release on, "
+                                               "got a second backward\\(\\) for a \\(3,\\) parameter before step\\(\\)"
+                                               ".*sum the losses and call backward\\(\\) once"):
+            _loss(model, batches[1]).backward()
+    # summing the losses first (the fix the message names) gives the ordinary path's result
+    ordinary = _mlp(seed=22)
+    opt_o = cls(ordinary.parameters(), k=2, **kw)
+    released = _mlp(seed=22)
+    opt_r = cls(released.parameters(), k=2, **kw)
+    with opt_r.release_gradients():
+        for i in range(0, 4, 2):
+            for m, o in ((ordinary, opt_o), (released, opt_r)):
+                o.zero_grad()
+                if m is ordinary:
+                    _loss(m, batches[i]).backward()
+                    _loss(m, batches[i + 1]).backward()
+                else:
+                    (_loss(m, batches[i]) + _loss(m, batches[i + 1])).backward()
+                o.step()
+    assert opt_r.update_count == 1
+    assert _max_diff(ordinary, released) < 1e-12

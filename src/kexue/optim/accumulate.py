@@ -101,7 +101,18 @@ class _Accumulating(Optimizer):
         #: Micro-steps completed (t in the post).
         self.micro_step = 0
         self._release: GradientRelease | None = None
+        #: ids of the parameters folded by the release hooks since the last ``step()`` (one backward per micro-step).
+        self._released_ids: set[int] = set()
         super().__init__(params, defaults)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        super().add_param_group(param_group)
+        gi = len(self.param_groups) - 1
+        for i, p in enumerate(self.param_groups[gi]["params"]):
+            if torch.is_complex(p):
+                del self.param_groups[gi]
+                raise ValueError(f"expected real parameters, got a complex {tuple(p.shape)} one ({p.dtype}) at index "
+                                 f"{i} of param group {gi}")
 
     # ------------------------------------------------------------------------------------------ counting
     def _updates_at(self, t: int) -> bool:
@@ -221,6 +232,7 @@ class _Accumulating(Optimizer):
                         self._update(group, p, state)
                         state["pending"] = False
                         state["updates"] += 1
+        self._released_ids.clear()
         return loss
 
     # ------------------------------------------------------------------------------------------ release
@@ -232,6 +244,10 @@ class _Accumulating(Optimizer):
         added) and ``p.grad`` is set to None. Keep calling ``step()`` after each ``backward()``: it advances the
         micro-step counter and moves the parameters on update steps. Returns a handle; ``remove()`` undoes it.
         Not for ``DistributedDataParallel`` (see the module docstring).
+
+        One ``backward()`` per micro-step: a second one before ``step()`` raises RuntimeError, since folding each
+        backward's gradient separately would put Σgᵢ² instead of (Σgᵢ)² into Adam's second moment (and decay twice
+        outside ``"exact_m"``). Several losses are summed first and back-propagated once.
         """
         if self._release is not None:
             raise RuntimeError("expected gradient release off before release_gradients(), got it already on for this "
@@ -241,6 +257,7 @@ class _Accumulating(Optimizer):
             for p in group["params"]:
                 if p.requires_grad:
                     handles.append(p.register_post_accumulate_grad_hook(self._make_hook(group)))
+        self._released_ids.clear()
         self._release = GradientRelease(self, handles)
         return self._release
 
@@ -248,6 +265,12 @@ class _Accumulating(Optimizer):
         def hook(p: Tensor) -> None:
             if p.grad is None:  # backward has just accumulated it; nothing to fold otherwise
                 return
+            if id(p) in self._released_ids:
+                raise RuntimeError(f"expected one backward() per micro-step with gradient release on, got a second "
+                                   f"backward() for a {tuple(p.shape)} parameter before step() (each pass would be "
+                                   f"folded on its own: Σg² instead of (Σg)² in a second moment); sum the losses and "
+                                   f"call backward() once per micro-step, or remove() the release handle")
+            self._released_ids.add(id(p))
             with torch.no_grad():
                 self._fold(group, p, p.grad)
             p.grad = None
