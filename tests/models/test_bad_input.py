@@ -84,6 +84,91 @@ def test_non_strict_loads_the_rest_and_reports(tiny_folder):
         load_pretrained(tiny_folder, strict=True)
 
 
+@pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.bool])
+def test_a_tensor_whose_dtype_cannot_hold_the_parameter_is_refused(tiny_folder, dtype):
+    reference = load_pretrained(tiny_folder)
+
+    def retype(s):
+        s["encoder.layer.0.output.dense.bias"] = torch.ones(32, dtype=dtype)
+    _edit_weights(tiny_folder, retype)
+    name = str(dtype).removeprefix("torch.")
+    with pytest.raises(CheckpointError, match=rf"mistyped tensors \(1\): encoder\.layer\.0\.output\.dense\.bias "
+                                              rf"{name} \(expected a floating dtype for float32\)"):
+        load_pretrained(tiny_folder)
+    # non-strict: the other tensors load, the mistyped one keeps its initialisation and is named in the warning
+    model, report = load_pretrained_with_report(tiny_folder)
+    assert report.mistyped == [f"encoder.layer.0.output.dense.bias {name} (expected a floating dtype for float32)"]
+    assert not report.clean
+    with pytest.warns(UserWarning, match=r"mistyped tensors \(1\): encoder\.layer\.0\.output\.dense\.bias"):
+        loose = load_pretrained(tiny_folder, strict=False)
+    assert not torch.equal(loose.blocks[0].ffn.down.bias, torch.ones(32))
+    assert torch.equal(loose.blocks[1].ffn.up.weight, reference.blocks[1].ffn.up.weight)
+
+
+def test_floating_tensors_of_another_precision_are_cast(tiny_folder):
+    wide = torch.linspace(-1, 1, 32, dtype=torch.float64) / 3
+
+    def widen_and_narrow(s):
+        s["encoder.layer.0.output.dense.bias"] = wide
+        s["pooler.dense.bias"] = s["pooler.dense.bias"].bfloat16()
+    _edit_weights(tiny_folder, widen_and_narrow)
+    model, report = load_pretrained_with_report(tiny_folder)
+    assert report.clean
+    assert torch.equal(model.blocks[0].ffn.down.bias, wide.float())
+
+
+def test_non_finite_weights_are_refused_unless_asked(tiny_folder):
+    def spoil(s):
+        s["encoder.layer.1.attention.self.key.bias"][3] = float("nan")
+        s["embeddings.LayerNorm.weight"][0] = float("-inf")
+    _edit_weights(tiny_folder, spoil)
+    for load in (load_pretrained, load_pretrained_with_report):
+        with pytest.raises(CheckpointError, match=r"expected finite weights in .*model\.safetensors, got non-finite "
+                                                  r"values in embeddings\.LayerNorm\.weight \(1 of 32\), "
+                                                  r"encoder\.layer\.1\.attention\.self\.key\.bias \(1 of 32\); "
+                                                  r"pass allow_non_finite=True to load them anyway"):
+            load(tiny_folder)
+    with pytest.raises(CheckpointError, match="non-finite values"):
+        load_pretrained(tiny_folder, strict=False)
+    model = load_pretrained(tiny_folder, allow_non_finite=True)
+    assert torch.isnan(model.blocks[1].attn.k.bias[3]) and torch.isneginf(model.embeddings.norm.weight[0])
+    assert load_pretrained_with_report(tiny_folder, allow_non_finite=True).report.clean
+
+
+def test_a_malformed_config_names_the_file_and_the_place(tiny_folder):
+    path = tiny_folder / "config.json"
+    path.write_text('{"model_type": "bert",\n  "vocab_size": ,\n}')
+    with pytest.raises(CheckpointError, match=rf"expected JSON in {path}, got Expecting value at line 2 column 17"):
+        load_pretrained(tiny_folder)
+    path.write_text("[1, 2]")
+    with pytest.raises(CheckpointError, match=rf"expected a JSON object in {path}, got a list"):
+        load_pretrained(tiny_folder)
+    path.write_bytes(b'{"model_type": "\xff"}')
+    with pytest.raises(CheckpointError, match=rf"expected UTF-8 JSON in {path}, got .*byte 0xff in position 16"):
+        load_pretrained(tiny_folder)
+    assert issubclass(CheckpointError, ValueError)  # `except ValueError` around a load keeps catching these
+
+
+def test_a_truncated_weights_file_is_named(tiny_folder):
+    st = tiny_folder / "model.safetensors"
+    data = st.read_bytes()
+    for cut in (data[: len(data) - 100], data[:5]):
+        st.write_bytes(cut)
+        with pytest.raises(CheckpointError, match=rf"expected a readable safetensors file at {st}, got "
+                                                  r"SafetensorError: Error while deserializing header"):
+            load_pretrained(tiny_folder)
+    st.unlink()
+    binf = tiny_folder / "pytorch_model.bin"
+    torch.save({"embeddings.word_embeddings.weight": torch.ones(50, 32)}, binf)
+    binf.write_bytes(binf.read_bytes()[:200])
+    with pytest.raises(CheckpointError, match=rf"expected a readable PyTorch checkpoint at {binf}, got RuntimeError"):
+        load_pretrained(tiny_folder)
+    binf.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(CheckpointError, match=rf"expected a readable PyTorch checkpoint at {binf}, got "
+                                              r"UnpicklingError"):
+        load_pretrained(tiny_folder)
+
+
 def test_unsupported_architecture_is_named(tiny_folder):
     cfg = json.loads((tiny_folder / "config.json").read_text())
     cfg["model_type"] = "gpt2"

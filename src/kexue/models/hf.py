@@ -3,20 +3,28 @@
 A table maps each kexue parameter name to the name the Hugging Face model class stores it under. Loading reads
 ``config.json`` plus ``model.safetensors`` (or ``pytorch_model.bin`` through ``torch.load(weights_only=True)``:
 no arbitrary unpickling), strips the base-model prefix (``bert.`` / ``roberta.``) when present, and checks the
-checkpoint against the table: missing, unexpected and mis-shaped tensors are all reported in one error
+checkpoint against the table: missing, unexpected, mis-shaped and mistyped tensors are all reported in one error
 (:func:`load_pretrained`), or in a :class:`LoadReport` beside the model (:func:`load_pretrained_with_report`, the
 counterpart of transformers' ``from_pretrained(..., output_loading_info=True)``).
+
+Casts: a floating tensor loads into a floating parameter of any precision (float64, float16, bfloat16 -> float32 is
+an ordinary rounding cast, as transformers does with ``torch_dtype``); an integer or bool tensor cannot hold a float
+parameter and is reported as mistyped, never cast. Non-finite weights (NaN, inf) are refused, naming each tensor,
+unless ``allow_non_finite=True``. A config.json or weights file that cannot be read raises :class:`CheckpointError`
+naming the file (and, for JSON, the line and column).
 """
 
 from __future__ import annotations
 
 import json
+import pickle
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
@@ -123,7 +131,9 @@ def key_table(config: TransformerConfig, prefix: str = "") -> dict[str, str]:
 
 
 class CheckpointError(ValueError):
-    """A checkpoint does not fit the model: lists every missing, unexpected and mis-shaped tensor."""
+    """A checkpoint cannot be loaded: a file that cannot be read (named), non-finite weights, or tensors that do not
+    fit the model (every missing, unexpected, mis-shaped and mistyped one listed). A ``ValueError``, as
+    ``json.JSONDecodeError`` is, so an ``except ValueError`` around a load keeps catching it."""
 
 
 @dataclass
@@ -133,11 +143,13 @@ class LoadReport:
     missing: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
     mismatched: list[str] = field(default_factory=list)
+    #: Tensors whose dtype cannot hold the parameter (an integer or bool tensor for a float one), never cast.
+    mistyped: list[str] = field(default_factory=list)
 
     @property
     def clean(self) -> bool:
-        """Nothing missing, unexpected or mis-shaped."""
-        return not (self.missing or self.unexpected or self.mismatched)
+        """Nothing missing, unexpected, mis-shaped or mistyped."""
+        return not (self.missing or self.unexpected or self.mismatched or self.mistyped)
 
     def describe(self) -> str:
         """One line naming every tensor left out, or "clean"."""
@@ -148,6 +160,8 @@ class LoadReport:
             parts.append(f"unexpected tensors ({len(self.unexpected)}): {', '.join(self.unexpected)}")
         if self.mismatched:
             parts.append(f"mis-shaped tensors ({len(self.mismatched)}): {', '.join(self.mismatched)}")
+        if self.mistyped:
+            parts.append(f"mistyped tensors ({len(self.mistyped)}): {', '.join(self.mistyped)}")
         return "; ".join(parts) or "clean"
 
 
@@ -158,14 +172,43 @@ class LoadResult(NamedTuple):
     report: LoadReport
 
 
+def _read_config(folder: Path) -> dict[str, Any]:
+    """The parsed config.json of a model folder; a file that is not a JSON object raises naming it."""
+    p = folder / "config.json"
+    if not p.exists():
+        raise FileNotFoundError(f"expected a config.json at {p}, found none")
+    try:
+        hf = json.loads(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise CheckpointError(f"expected UTF-8 JSON in {p}, got {e}") from e
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"expected JSON in {p}, got {e.msg} at line {e.lineno} column {e.colno}") from e
+    if not isinstance(hf, dict):
+        raise CheckpointError(f"expected a JSON object in {p}, got a {type(hf).__name__}")
+    return hf
+
+
+def _first_line(e: BaseException) -> str:
+    """``Type: first line of the message`` (torch's load errors run to several paragraphs)."""
+    lines = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {lines[0]}" if lines else type(e).__name__
+
+
 def _read_state_dict(path: str | Path) -> dict[str, Tensor]:
-    """The tensors of a Hugging Face model folder: model.safetensors, else pytorch_model.bin (weights only)."""
+    """The tensors of a Hugging Face model folder: model.safetensors, else pytorch_model.bin (weights only).
+    A truncated or corrupt file raises :class:`CheckpointError` naming it."""
     folder = Path(path)
     st, binf = folder / "model.safetensors", folder / "pytorch_model.bin"
     if st.exists():
-        return load_file(str(st))
+        try:
+            return load_file(str(st))
+        except SafetensorError as e:
+            raise CheckpointError(f"expected a readable safetensors file at {st}, got {_first_line(e)}") from e
     if binf.exists():
-        obj = torch.load(str(binf), map_location="cpu", weights_only=True)
+        try:
+            obj = torch.load(str(binf), map_location="cpu", weights_only=True)
+        except (RuntimeError, EOFError, pickle.UnpicklingError) as e:
+            raise CheckpointError(f"expected a readable PyTorch checkpoint at {binf}, got {_first_line(e)}") from e
         if not isinstance(obj, dict):
             raise CheckpointError(f"expected a state dict in {binf}, got a {type(obj).__name__}")
         return obj
@@ -191,7 +234,30 @@ def _detect_prefix(state: dict[str, Tensor], family: Family) -> str:
     return p if any(k.startswith(p + "embeddings.") for k in state) else ""
 
 
-def load_pretrained(path: str | Path, strict: bool = True, **config_overrides: Any) -> Transformer:
+def _can_hold(source: torch.dtype, target: torch.dtype) -> bool:
+    """Whether a tensor of dtype ``source`` may be cast into a parameter of dtype ``target``: any floating precision
+    into a floating parameter (a rounding cast), floating or complex into a complex one, otherwise the same dtype."""
+    if target.is_floating_point:
+        return source.is_floating_point
+    if target.is_complex:
+        return source.is_floating_point or source.is_complex
+    return source == target
+
+
+def _non_finite(state: dict[str, Tensor], names: list[str]) -> list[str]:
+    """``name (count of numel)`` for each named floating tensor holding a NaN or an infinity, sorted by name."""
+    out = []
+    for name in sorted(names):
+        t = state[name]
+        if t.is_floating_point() or t.is_complex():
+            bad = int((~torch.isfinite(t)).sum())
+            if bad:
+                out.append(f"{name} ({bad} of {t.numel()})")
+    return out
+
+
+def load_pretrained(path: str | Path, strict: bool = True, *, allow_non_finite: bool = False,
+                    **config_overrides: Any) -> Transformer:
     """Load a Hugging Face BERT or RoBERTa folder into a kexue :class:`Transformer` (eval mode).
 
     The pooler, MLM and NSP heads are built when the checkpoint holds their tensors. ``config_overrides`` replace
@@ -199,8 +265,11 @@ def load_pretrained(path: str | Path, strict: bool = True, **config_overrides: A
     mis-shaped tensor raises :class:`CheckpointError` listing them all; with ``strict=False`` the tensors that fit
     are loaded, the others keep their initialisation, and one ``UserWarning`` names them (as transformers warns).
     :func:`load_pretrained_with_report` returns that list as a :class:`LoadReport` beside the model.
+    A mistyped tensor (integer or bool for a float parameter) counts as not fitting; floating precisions are cast.
+    NaN or infinite weights raise :class:`CheckpointError` naming them, whatever ``strict`` is, unless
+    ``allow_non_finite=True``; so does a config.json or weights file that cannot be read (naming the file).
     """
-    model, report = load_pretrained_with_report(path, **config_overrides)
+    model, report = load_pretrained_with_report(path, allow_non_finite=allow_non_finite, **config_overrides)
     if not report.clean:
         message = f"expected the tensors of a {model.config.family} model in {Path(path)}, got {report.describe()}"
         if strict:
@@ -209,14 +278,16 @@ def load_pretrained(path: str | Path, strict: bool = True, **config_overrides: A
     return model
 
 
-def load_pretrained_with_report(path: str | Path, **config_overrides: Any) -> LoadResult:
+def load_pretrained_with_report(path: str | Path, *, allow_non_finite: bool = False,
+                                **config_overrides: Any) -> LoadResult:
     """Load as :func:`load_pretrained` with ``strict=False``, silently: the tensors that fit are loaded, and the
-    returned :class:`LoadResult` ``(model, report)`` lists the missing, unexpected and mis-shaped ones (the
-    counterpart of transformers' ``from_pretrained(..., output_loading_info=True)``)."""
+    returned :class:`LoadResult` ``(model, report)`` lists the missing, unexpected, mis-shaped and mistyped ones (the
+    counterpart of transformers' ``from_pretrained(..., output_loading_info=True)``). Non-finite weights and
+    unreadable files raise as in :func:`load_pretrained`."""
     folder = Path(path)
     if not folder.is_dir():
         raise FileNotFoundError(f"expected a model folder, got {folder}")
-    base = TransformerConfig.from_hf(folder)
+    base = TransformerConfig.from_hf(_read_config(folder))
     state = _normalise_names(_read_state_dict(folder))
     prefix = _detect_prefix(state, base.family)
 
@@ -250,7 +321,15 @@ def load_pretrained_with_report(path: str | Path, **config_overrides: Any) -> Lo
         if tuple(t.shape) != tuple(own[kx].shape):
             report.mismatched.append(f"{hf} {tuple(t.shape)} (expected {tuple(own[kx].shape)})")
             continue
+        if not _can_hold(t.dtype, own[kx].dtype):
+            report.mistyped.append(f"{hf} {_dtype_name(t.dtype)} (expected {_dtypes_for(own[kx].dtype)})")
+            continue
         to_load[kx] = t
+    if not allow_non_finite:
+        bad = _non_finite(state, [table[kx] for kx in to_load])
+        if bad:
+            raise CheckpointError(f"expected finite weights in {_weights_file(folder)}, got non-finite values in "
+                                  f"{', '.join(bad)}; pass allow_non_finite=True to load them anyway")
     known = set(table.values())
     report.unexpected = sorted(k for k in state if k not in known and k.removeprefix(prefix) not in _IGNORED
                                and k not in _IGNORED)
@@ -259,6 +338,22 @@ def load_pretrained_with_report(path: str | Path, **config_overrides: Any) -> Lo
             own[kx].copy_(t.to(own[kx].dtype))
     model.eval()
     return LoadResult(model, report)
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def _dtypes_for(target: torch.dtype) -> str:
+    """The dtypes :func:`_can_hold` lets into a parameter of dtype ``target``, in words."""
+    kind = "a floating" if target.is_floating_point else "a floating or complex" if target.is_complex else None
+    return f"{kind} dtype for {_dtype_name(target)}" if kind else _dtype_name(target)
+
+
+def _weights_file(folder: Path) -> Path:
+    """The weights file :func:`_read_state_dict` reads in ``folder``."""
+    st = folder / "model.safetensors"
+    return st if st.exists() else folder / "pytorch_model.bin"
 
 
 def _architecture(config: TransformerConfig) -> tuple[str, str]:
