@@ -222,3 +222,17 @@ def test_pooler_pooling_needs_a_pooler(minilm_tokenizer):
                                           num_heads=2, intermediate_size=64, with_pooler=False)).eval()
     with pytest.raises(ValueError, match=r"^expected a model with a pooler for pooling 'pooler', got one without"):
         encode(["x"], model, minilm_tokenizer, pooling="pooler")
+
+
+@pytest.mark.parametrize("texts, words", [
+    ([None], "expected texts to be a list of str, got None at index 0"),
+    (["a", "b", 3], "expected texts to be a list of str, got int at index 2"),
+    (("a", b"b"), "expected texts to be a list of str, got bytes at index 1"),
+    ("a sentence", "expected texts to be a list of str, got a single str; wrap it in a list"),
+    (b"a sentence", "expected texts to be a list of str, got a single bytes; wrap it in a list"),
+])
+def test_texts_are_checked_before_tokenizing(texts, words):
+    """`encode([None])` failed inside tokenizers without naming the text; the texts are now checked first (the
+    model and tokenizer are never touched, so stand-ins do)."""
+    with pytest.raises(TypeError, match=f"^{words}$"):
+        encode(texts, torch.nn.Linear(1, 1), tokenizer=None)

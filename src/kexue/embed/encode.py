@@ -64,6 +64,10 @@ def encode(
 ) -> Tensor:
     """Sentence vectors for ``texts``: a float32 tensor (len(texts), hidden_size) in the input order.
 
+    ``texts`` is a sequence of str (a list, a tuple, any iterable); a single str is refused with a TypeError
+    rather than wrapped (it is a sequence of characters, so wrapping would hide a mistake), and so is an item that
+    is not a str, naming its index.
+
     ``pooling`` is one of :data:`kexue.embed.pooling.POOLINGS` (``mean`` = masked token mean of the last layer,
     sentence-transformers' pooling; ``first_last_avg`` = mean of ``hidden_states[1]`` and ``[-1]``, as
     BERT-whitening computes it); ``layers=(i, j, ...)`` averages the token means of those ``hidden_states``
@@ -82,8 +86,13 @@ def encode(
     The model runs in whatever mode it is in (``load_pretrained`` returns it in eval mode); call ``model.eval()``
     for deterministic vectors from a model you have been training.
     """
-    if isinstance(texts, str):
-        raise TypeError("expected a sequence of texts, got a single str; wrap it in a list")
+    if isinstance(texts, (str, bytes)):  # a str is a sequence of characters: refused, not split into 1-char texts
+        raise TypeError(f"expected texts to be a list of str, got a single {type(texts).__name__}; wrap it in a list")
+    texts = list(texts)
+    for i, t in enumerate(texts):  # before tokenizing, whose errors do not say which text
+        if not isinstance(t, str):
+            raise TypeError(f"expected texts to be a list of str, got {type(t).__name__ if t is not None else None} "
+                            f"at index {i}")
     check_int("batch_size", batch_size, minimum=1)
     check_choice("kernel", kernel, InferenceKernel)
     kind = _canonical(pooling)
@@ -91,7 +100,6 @@ def encode(
     want_pooler = kind == "pooler"
     if want_pooler and getattr(model, "pooler", True) is None:
         raise ValueError("expected a model with a pooler for pooling 'pooler', got one without (with_pooler=False)")
-    texts = list(texts)
     param = next(iter(model.parameters()), None)
     device = param.device if param is not None else torch.device("cpu")
     if not texts:
