@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from kexue.cli import main
 
 
@@ -17,3 +19,83 @@ def test_reproduce_unknown_names_are_one_line(capsys, tmp_path):
     assert err.count("\n") == 1 and err.startswith("kexue reproduce: expected reproductions among ")
     assert "gelu" in err and err.endswith(", got nope, nada\n")
     assert not (tmp_path / "r").exists()
+
+
+def test_version(capsys):
+    import kexue
+
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0
+    assert capsys.readouterr().out == f"kexue {kexue.__version__}\n" == "kexue 0.1.0\n"
+
+
+@pytest.mark.parametrize("argv, err", [
+    ([], "kexue: the following arguments are required: COMMAND (see kexue --help)\n"),
+    (["nope"], "kexue: argument COMMAND: invalid choice: 'nope' (choose from 'reproduce', 'data', 'shuffle', "
+               "'flops') (see kexue --help)\n"),
+    (["data"], "kexue data: the following arguments are required: ACTION (see kexue data --help)\n"),
+    (["reproduce", "--jobs", "0"], "kexue reproduce: argument --jobs: expected a positive integer, got 0 "
+                                   "(see kexue reproduce --help)\n"),
+    (["flops", "--bogus"], "kexue: unrecognized arguments: --bogus (see kexue --help)\n"),
+])
+def test_usage_errors_are_one_line(capsys, argv, err):
+    """argparse printed the usage block and then the error; now one line naming the command, exit 2."""
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    assert capsys.readouterr() == ("", err)
+
+
+def _boom(args):
+    raise RuntimeError("went wrong\n  on two lines")
+
+
+def _interrupted(args):
+    raise KeyboardInterrupt
+
+
+def test_unexpected_errors_are_one_line_unless_debug(capsys, monkeypatch):
+    from kexue.stats import flops
+
+    monkeypatch.setattr(flops, "_cmd_flops", _boom)
+    assert main(["flops"]) == 1
+    assert capsys.readouterr() == ("", "kexue flops: RuntimeError: went wrong on two lines\n")
+    with pytest.raises(RuntimeError, match="went wrong"):
+        main(["--debug", "flops"])
+    monkeypatch.setattr(flops, "_cmd_flops", _interrupted)
+    assert main(["flops"]) == 130
+    assert capsys.readouterr() == ("", "")
+    with pytest.raises(KeyboardInterrupt):
+        main(["--debug", "flops"])
+
+
+def _parsers(parser, name="kexue"):
+    """(name, parser) for the ``kexue`` parser and every subcommand's, depth first."""
+    import argparse
+
+    yield name, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub, p in action.choices.items():
+                yield from _parsers(p, f"{name} {sub}")
+
+
+def test_help_is_plain_text_with_each_default_once():
+    """--help showed raw reST (double backticks, :func:`...`) and "(default: None)" after a stated default."""
+    import re
+
+    from kexue.cli import build_parser
+
+    seen = []
+    for name, parser in _parsers(build_parser()):
+        seen.append(name)
+        text = parser.format_help()
+        assert "``" not in text and not re.search(r":[a-z]+:`", text), (name, text)
+        assert "(default: None)" not in text and "(default: False)" not in text, (name, text)
+        formatter = parser._get_formatter()
+        for action in parser._actions:
+            shown = formatter._get_help_string(action) or ""
+            assert shown.count("default") <= 1, (name, action.dest, shown)
+    assert seen == ["kexue", "kexue reproduce", "kexue data", "kexue data list", "kexue data fetch",
+                    "kexue shuffle", "kexue flops"]

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sys
+import typing
 from collections.abc import Sequence
+
+from . import __version__
 
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
@@ -52,9 +57,25 @@ def _positive_int(text: str) -> int:
     return n
 
 
+def _plain(text: str) -> str:
+    """reST as plain text for ``--help``: ``:role:`x``` becomes x, double backticks go (so a module docstring can
+    serve as a parser description)."""
+    return re.sub(r":[a-z]+(?::[a-z]+)?:`~?([^`]*)`", r"\1", text).replace("``", "")
+
+
+class _Parser(argparse.ArgumentParser):
+    """A usage error is one line, ``PROG: MESSAGE (see PROG --help)``, exit 2, without the usage block."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``kexue`` argument parser: ``reproduce`` here, the other subcommands from their modules' ``add_parser``."""
-    parser = argparse.ArgumentParser(prog="kexue", description=__doc__)
+    parser = _Parser(prog="kexue", description=_plain(__doc__ or ""))
+    parser.add_argument("--version", action="version", version=f"kexue {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of an unexpected error instead of a one-line message")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser("reproduce", help="re-measure the posts' claims and write an HTML report",
@@ -65,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list", action="store_true", help="print the available reproductions, one per line")
     p.add_argument("--jobs", type=_positive_int, default=1, metavar="N",
                    help="worker processes (one torch thread each); entries that time code run alone afterwards "
-                        "(default 1)")
+                        "(default: 1)")
     p.set_defaults(func=_cmd_reproduce)
 
     # Further subcommands register here: each module exposes add_parser(sub).
@@ -82,9 +103,31 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``kexue ARGV``; the exit status. Usage errors exit 2 in one line (argparse's SystemExit); a subcommand's
+    own refusals return 2, its failures 1; an unexpected exception prints ``kexue CMD: Type: message`` in one line
+    and returns 1 (``--debug`` re-raises it); Ctrl-C returns 130 quietly; a closed pipe (``kexue ... | head``) 0."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    code: int = args.func(args)
+    name = " ".join(x for x in (args.command, getattr(args, "data_command", None)) if x)
+    try:
+        code: int = args.func(args)
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        return 130
+    except BrokenPipeError:  # the reader left, which is not an error
+        try:
+            sys.stdout = open(os.devnull, "w")  # silence the interpreter's flush at exit (never closed)
+        except OSError:
+            pass
+        return 0
+    except Exception as e:
+        if args.debug:
+            raise
+        message = " ".join(str(e).split())  # one line
+        print(f"kexue {name}: {type(e).__name__}: {message}" if message else f"kexue {name}: {type(e).__name__}",
+              file=sys.stderr)
+        return 1
     return code
 
 

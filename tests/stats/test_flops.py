@@ -98,5 +98,26 @@ def test_cli(capsys):
     assert args.func(args) == 0
     out = capsys.readouterr().out
     assert "past n = 4608" in out and "past n = 1536" in out and "past n = 1024" in out
-    with pytest.raises(SystemExit, match="kexue flops: expected --hidden divisible by --heads >= 1, got 768 and 5"):
-        args.func(parser.parse_args(["flops", "--hidden", "768", "--heads", "5"]))
+    assert args.func(parser.parse_args(["flops", "--hidden", "768", "--heads", "5"])) == 2
+    assert capsys.readouterr() == ("", "kexue flops: expected --hidden divisible by --heads, got 768 and 5\n")
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--seq", "0"], "argument --seq: expected a positive integer, got 0"),
+    (["--seq", "128", "-5"], "argument --seq: expected a positive integer, got -5"),
+    (["--heads", "0"], "argument --heads: expected a positive integer, got 0"),
+    (["--hidden", "x"], "argument --hidden: expected a positive integer, got 'x'"),
+    (["--layers", "0"], "argument --layers: expected a positive integer, got 0"),
+    (["--ffn-mult", "0"], "argument --ffn-mult: expected a positive finite number, got 0"),
+    (["--head-mult", "nan"], "argument --head-mult: expected a positive finite number, got nan"),
+])
+def test_cli_refuses_bad_sizes_before_printing(capsys, argv, words):
+    """`kexue flops --seq 0` printed the table header, then a traceback: now one line on stderr, exit 2, nothing
+    on stdout."""
+    from kexue.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["flops", *argv])
+    assert e.value.code == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err == f"kexue flops: {words} (see kexue flops --help)\n"

@@ -269,7 +269,7 @@ def add_parser(sub: Any) -> None:
                     help="base URL with the layout URL/REPO/COMMIT/PATH (default: $KEXUE_DATA_MIRROR, else "
                     "https://raw.githubusercontent.com)")
     pf.add_argument("--timeout", type=float, default=TIMEOUT, metavar="SECONDS",
-                    help=f"give up on a connection or a stalled read after this long (default {TIMEOUT:g})")
+                    help=f"give up on a connection or a stalled read after this long (default: {TIMEOUT:g})")
     pf.set_defaults(func=_cmd_fetch)
 
 
