@@ -185,3 +185,36 @@ def test_full_disk_on_a_small_tmpfs(tmp_path):
     assert "pipe: 3" in r.stdout, r.stdout + r.stderr
     assert "no space left on the device while writing" in r.stderr
     assert "left: \n" in r.stdout or r.stdout.rstrip().endswith("left:"), r.stdout
+
+
+def test_drawn_seed_is_said_only_once_the_inputs_are_checked(tmp_path, capsys):
+    """The "seed N" line came before the inputs were checked, so a refused run printed it too: now a refusal is one
+    line, and the seed is said once the engine reports its first progress (or at the end of an empty input)."""
+    src = tmp_path / "in.txt"
+    src.write_bytes(b"".join(b"%d\n" % i for i in range(100)))
+    out = tmp_path / "out.txt"
+    out.write_bytes(b"already here\n")
+    for argv in ([], ["--memory", "12Q"], ["--max-open", "0"], ["--tmp-dir", str(tmp_path / "none")]):
+        assert main(["shuffle", str(src), "-o", str(out), *argv]) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith("kexue shuffle: error: expected ") and err.count("\n") == 1, (argv, err)
+        assert "kexue shuffle: seed" not in err, (argv, err)
+    assert main(["shuffle", str(tmp_path / "missing.txt"), "-o", str(tmp_path / "new.txt")]) == 2
+    assert "kexue shuffle: seed" not in capsys.readouterr().err
+    assert out.read_bytes() == b"already here\n" and leftovers(tmp_path) == []
+
+    assert main(["shuffle", str(src), "-o", str(out), "--force"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("kexue shuffle: seed ") and "records" in err[-1], err
+    seed = err[0].split()[3]
+    first = out.read_bytes()
+    again = tmp_path / "again.txt"
+    assert main(["shuffle", str(src), "-o", str(again), "--seed", seed, "-q"]) == 0
+    assert again.read_bytes() == first  # the said seed repeats the shuffle
+    assert sorted(first.splitlines()) == sorted(src.read_bytes().splitlines())
+
+    empty = tmp_path / "empty.txt"
+    empty.write_bytes(b"")
+    assert main(["shuffle", str(empty), "-o", str(tmp_path / "empty.out")]) == 0
+    err = capsys.readouterr().err
+    assert err.count("kexue shuffle: seed ") == 1 and "0 records" in err, err

@@ -6,6 +6,7 @@ import os
 import secrets
 import stat
 import sys
+from collections.abc import Callable
 from typing import Any, Literal, get_args
 
 from ...env import interactive
@@ -21,8 +22,6 @@ SepName = Literal["LF", "NUL"]
 
 def add_parser(sub: Any) -> None:
     """Register ``kexue shuffle`` on an argparse sub-parser collection."""
-    import argparse
-
     p = sub.add_parser(
         "shuffle",
         help="globally shuffle the lines of files far larger than memory (exact, crash-safe)",
@@ -31,7 +30,6 @@ def add_parser(sub: Any) -> None:
         "decoded; a last line without a newline gets one. Output is written to a temporary name and renamed when "
         "complete. The same inputs, --memory, --method and --seed give the same output. Exit codes: 2 bad input, "
         "3 not enough disk space, 4 record longer than memory allows, 5 --verify failed, 130 interrupted.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="files to shuffle, in this order; - for standard input")
     out = p.add_mutually_exclusive_group()
@@ -41,7 +39,8 @@ def add_parser(sub: Any) -> None:
     shard.add_argument("--split", type=int, metavar="N", help="N shards with near-equal record counts")
     shard.add_argument("--records-per-output", type=int, metavar="N", help="shards of N records")
     shard.add_argument("--bytes-per-output", metavar="SIZE", help="shards of at most SIZE bytes (e.g. 1G)")
-    p.add_argument("--memory", default="1G", metavar="SIZE", help="memory budget for data buffers (K, M, G: 1024)")
+    p.add_argument("--memory", default="1G", metavar="SIZE",
+                   help="memory budget for data buffers (K, M, G: 1024) (default: 1G)")
     p.add_argument("--seed", type=int, help="random seed (default: drawn from os.urandom and printed)")
     p.add_argument("--tmp-dir", "--tmpdir", dest="tmp_dir", metavar="DIR",
                    help="where temporary files go (default: the output's folder, or the current folder for "
@@ -53,14 +52,49 @@ def add_parser(sub: Any) -> None:
                    "naive (= --mode blog)")
     p.add_argument("-z", "--zero-terminated", action="store_true", help="records end with NUL, not newline")
     p.add_argument("--sep", choices=get_args(SepName), help="record separator (NUL is the same as -z)")
-    p.add_argument("--max-open", type=int, default=256, metavar="N", help="most files open at once")
+    p.add_argument("--max-open", type=int, default=256, metavar="N", help="most files open at once (default: 256)")
     p.add_argument("--final-newline", choices=get_args(FinalNewline), default="add",
-                   help="a last record without a separator: add one, or refuse the input")
+                   help="a last record without a separator: add one, or refuse the input (default: add)")
     p.add_argument("--force", action="store_true", help="replace an existing output")
     p.add_argument("--keep-tmp", action="store_true", help="keep the temporary files (debugging)")
     p.add_argument("--verify", action="store_true", help="check record count and checksum before committing")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars, no summary")
     p.set_defaults(func=_cmd)
+
+
+class _SeedThenProgress:
+    """The progress hook the command hands the engine: says the drawn seed at the first report, then draws a tqdm
+    bar per phase on stderr (``bars``), as ``progress=True`` would."""
+
+    def __init__(self, say: Callable[[str], None] | None, seed: int, bars: bool) -> None:
+        self.say, self.seed, self.bars = say, seed, bars
+        self.bar: Any = None
+        self.phase: str | None = None
+        self.done = 0
+
+    def say_seed(self) -> None:
+        if self.say is not None:
+            self.say(f"seed {self.seed} (pass --seed {self.seed} to repeat this shuffle)")
+            self.say = None
+
+    def __call__(self, phase: str, done: int, total: int | None) -> None:
+        self.say_seed()
+        if not self.bars:
+            return
+        if phase != self.phase or done < self.done:  # a new pass (a phase may repeat)
+            self.stop()
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=phase, unit="B", unit_scale=True, unit_divisor=1000,
+                            file=sys.stderr, leave=True, mininterval=0.5, dynamic_ncols=True)
+            self.phase, self.done = phase, 0
+        self.bar.update(done - self.done)
+        self.done = done
+
+    def stop(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 
 def _cmd(args: Any) -> int:
@@ -86,8 +120,9 @@ def _cmd(args: Any) -> int:
                     "none", 2)
     output = args.output_dir if sharded else args.output
     seed = args.seed if args.seed is not None else secrets.randbits(63)
-    if args.seed is None:
-        say(f"seed {seed} (pass --seed {seed} to repeat this shuffle)")
+    # A drawn seed is printed once the engine has checked the inputs, output and space: at its first progress
+    # report (the first pass has begun), or at the end for an input with no data; never for a refused run.
+    hook = _SeedThenProgress(say if args.seed is None else None, seed, bars=not args.quiet and interactive())
     if method == "naive":
         print("kexue shuffle: warning: --mode blog (method naive) is the post's chunk-and-interleave scheme; its "
               "output is NOT a uniformly random permutation", file=sys.stderr)
@@ -103,7 +138,7 @@ def _cmd(args: Any) -> int:
             args.inputs, output, memory=args.memory, method=method, seed=seed, tmp_dir=args.tmp_dir,
             max_open=args.max_open, sep=sep, records_per_output=args.records_per_output,
             bytes_per_output=args.bytes_per_output, final_newline=args.final_newline, verify=args.verify,
-            progress=not args.quiet and interactive(), split=args.split, force=args.force, keep_tmp=args.keep_tmp,
+            progress=hook, split=args.split, force=args.force, keep_tmp=args.keep_tmp,
         )
     except ShuffleError as e:
         return fail(str(e), e.exit_code)
@@ -113,6 +148,9 @@ def _cmd(args: Any) -> int:
         except OSError:
             pass
         return 0
+    finally:
+        hook.stop()
+    hook.say_seed()
     for note in report.notes:
         say(f"note: {note}")
     say(f"{report.records} records, {report.bytes_out} bytes, {report.method}, {report.chunks} chunk(s)"
