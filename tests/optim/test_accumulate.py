@@ -409,3 +409,63 @@ def test_gradient_release_refuses_a_second_backward_in_one_micro_step(cls, kw):
                 o.step()
     assert opt_r.update_count == 1
     assert _max_diff(ordinary, released) < 1e-12
+
+
+def _trained_state(cls, model, **kw):
+    opt = cls(model.parameters(), lr=1e-2, k=2, **kw)
+    _run_micro(model, opt, _batches(3, seed=31))
+    return copy.deepcopy(opt.state_dict())
+
+
+def _wide_mlp():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(8, 17), nn.Tanh(), nn.Linear(17, 3)).to(torch.float64)
+
+
+def _without_kind(sd):
+    sd = copy.deepcopy(sd)
+    del sd["accumulate"]["optimizer"]
+    return sd
+
+
+def _drop_key(sd, key):
+    sd = copy.deepcopy(sd)
+    del sd["state"][0][key]
+    return sd
+
+
+def _add_state(sd):
+    sd = copy.deepcopy(sd)
+    sd["state"][99] = dict(sd["state"][0])
+    return sd
+
+
+@pytest.mark.parametrize("make_opt,make_sd,match", [
+    (lambda: AccumAdamW(_mlp().parameters(), k=2), lambda: _trained_state(AccumAdam, _mlp()),
+     "expected a state dict saved by AccumAdamW, got one saved by AccumAdam"),
+    (lambda: AccumAdamW(_mlp().parameters(), k=2), lambda: _without_kind(_trained_state(AccumSGDM, _mlp())),
+     "expected a state dict saved by AccumAdamW \\(parameter groups with options \\[.*'betas'.*\\]\\), got parameter "
+     "group 0 with options \\[.*'momentum'.*\\]"),
+    (lambda: AccumAdamW([{"params": _mlp()[0].parameters()}, {"params": _mlp()[2].parameters()}], k=2),
+     lambda: _trained_state(AccumAdamW, _mlp()),
+     "expected a state dict with 2 parameter groups \\(as this AccumAdamW has\\), got 1"),
+    (lambda: AccumAdamW(_mlp()[0].parameters(), k=2), lambda: _trained_state(AccumAdamW, _mlp()),
+     "expected 2 parameters in parameter group 0 \\(as this AccumAdamW has\\), got 4"),
+    (lambda: AccumAdamW(_mlp().parameters(), k=2), lambda: _drop_key(_trained_state(AccumAdamW, _mlp()), "exp_avg_sq"),
+     "expected state keys \\[.*'exp_avg_sq'.*\\] for the \\(16, 8\\) parameter at index 0 of parameter group 0, got "
+     "\\[.*\\] \\(missing \\['exp_avg_sq'\\], unexpected \\[\\]\\)"),
+    (lambda: AccumSGDM(_wide_mlp().parameters(), lr=0.1, k=2), lambda: _trained_state(AccumSGDM, _mlp()),
+     "expected state 'exp_avg' of shape \\(17, 8\\) for the \\(17, 8\\) parameter at index 0 of parameter group 0, "
+     "got \\(16, 8\\)"),
+    (lambda: AccumSGDM(_mlp().parameters(), lr=0.1, k=2), lambda: _add_state(_trained_state(AccumSGDM, _mlp())),
+     "expected state only for the saved parameters \\[0, 1, 2, 3\\], got state for \\[99\\]"),
+], ids=["kind", "options", "groups", "params", "keys", "shapes", "unknown-state"])
+def test_load_state_dict_refuses_what_does_not_fit_before_changing_anything(make_opt, make_sd, match):
+    # Before: torch loaded these as far as it could (another kind's moments and options, wrong shapes) and failed
+    # later in step(), or never.
+    opt = make_opt()
+    before = copy.deepcopy(opt.state_dict())
+    with pytest.raises(ValueError, match=match):
+        opt.load_state_dict(make_sd())
+    after = opt.state_dict()
+    assert after["param_groups"] == before["param_groups"] and after["state"] == {} and opt.micro_step == 0

@@ -392,3 +392,58 @@ def test_step_size_is_documented_rule():
     assert AdaFactor.step_size({**g, "lr": None, "scale_parameter": False}, 40000) == pytest.approx(0.05 / 200)
     assert AdaFactor.step_size({**g, "lr": 3e-3, "relative_step": True}, 4) == 3e-3  # torch: lr is the cap
     assert AdaFactor.step_size({**g, "lr": None, "relative_step": True, "warmup_init": True}, 10) == pytest.approx(1e-5)
+
+
+def _adafactor_state(params, **kw):
+    opt = AdaFactor(params, lr=1e-2, min_dim_size_to_factor=4, **kw)
+    for p in params:
+        p.grad = torch.ones_like(p)
+    opt.step()
+    return copy.deepcopy(opt.state_dict())
+
+
+def _factored_pair(rows=6, cols=5):
+    return [nn.Parameter(torch.ones(rows, cols)), nn.Parameter(torch.ones(cols))]
+
+
+def test_load_state_dict_refuses_another_optimizers_state_and_what_does_not_fit():
+    from kexue.optim import AccumAdamW
+
+    # Before: AdaFactor loaded an AccumAdamW state and failed at its next step() with KeyError: 'foreach'.
+    params = _factored_pair()
+    adamw = AccumAdamW(params, k=2)
+    for p in params:
+        p.grad = torch.ones_like(p)
+    adamw.step()
+    opt = AdaFactor(_factored_pair(), lr=1e-2, min_dim_size_to_factor=4)
+    with pytest.raises(ValueError, match="expected a state dict saved by AdaFactor \\(parameter groups with options "
+                                         "\\[.*'foreach'.*\\]\\), got parameter group 0 with options "
+                                         "\\[.*'betas'.*\\]"):
+        opt.load_state_dict(adamw.state_dict())
+    assert opt.state_dict()["state"] == {} and opt.param_groups[0]["lr"] == 1e-2
+
+    with pytest.raises(ValueError, match="expected 1 parameters in parameter group 0 \\(as this AdaFactor has\\), "
+                                         "got 2"):
+        AdaFactor(_factored_pair()[:1]).load_state_dict(_adafactor_state(_factored_pair()))
+    with pytest.raises(ValueError, match="expected a state dict with 2 parameter groups \\(as this AdaFactor has\\), "
+                                         "got 1"):
+        AdaFactor([{"params": [p]} for p in _factored_pair()]).load_state_dict(_adafactor_state(_factored_pair()))
+    # a factored (6, 5) state into a (6, 7) parameter: the statistics have other shapes ("largest" picks other axes)
+    with pytest.raises(ValueError, match="expected state 'exp_avg_sq_row' of shape \\(6, 1\\) for the \\(6, 7\\) "
+                                         "parameter at index 0 of parameter group 0, got \\(1, 5\\)"):
+        AdaFactor([nn.Parameter(torch.ones(6, 7)), nn.Parameter(torch.ones(5))]).load_state_dict(
+            _adafactor_state(_factored_pair()))
+    # the momentum the saved group's beta1 > 0 implies is missing
+    saved = _adafactor_state(_factored_pair(), beta1=0.9)
+    del saved["state"][0]["exp_avg"]
+    with pytest.raises(ValueError, match="expected state keys \\['exp_avg', 'exp_avg_sq_col', 'exp_avg_sq_row', "
+                                         "'step'\\] for the \\(6, 5\\) parameter at index 0 of parameter group 0, got "
+                                         "\\['exp_avg_sq_col', 'exp_avg_sq_row', 'step'\\] \\(missing \\['exp_avg'\\], "
+                                         "unexpected \\[\\]\\)"):
+        AdaFactor(_factored_pair()).load_state_dict(saved)
+    # a factored state where the saved settings do not factor: the full second moment is expected
+    saved = _adafactor_state(_factored_pair())
+    saved["param_groups"][0]["min_dim_size_to_factor"] = 128
+    with pytest.raises(ValueError, match="missing \\['exp_avg_sq'\\], unexpected \\['exp_avg_sq_col', "
+                                         "'exp_avg_sq_row'\\]"):
+        AdaFactor(_factored_pair()).load_state_dict(saved)

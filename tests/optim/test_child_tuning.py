@@ -356,3 +356,31 @@ def test_fisher_errors():
         _percentile(torch.zeros(0), 50.0)
     with pytest.raises(ValueError, match="scope to be one of .* got 'layer'"):
         fisher_mask(model, [], _nll, 0.2, scope="layer")  # type: ignore[arg-type]
+
+
+def test_load_state_dict_refuses_what_does_not_fit():
+    # Before: torch's own group-size message, or masks of another shape loaded and failing at the next step().
+    w = _param((6,))
+    opt = ChildTuning(torch.optim.SGD([w], lr=0.1), mode="D", reserve_p=0.3, masks={w: torch.rand(6) < 0.3})
+    saved = copy.deepcopy(opt.state_dict())
+    v = _param((7,))
+    other = ChildTuning(torch.optim.SGD([v], lr=0.1), mode="D", reserve_p=0.3, masks={v: torch.ones(7, dtype=bool)})
+    with pytest.raises(ValueError, match="expected the masks entry of parameter 0 to have its shape \\(7,\\), got "
+                                         "\\(6,\\)"):
+        other.load_state_dict(saved)
+    assert torch.equal(other.masks[v], torch.ones(7, dtype=bool))
+    bad = copy.deepcopy(saved)
+    bad["child_tuning"]["masks"] = {3: bad["child_tuning"]["masks"][0]}
+    with pytest.raises(ValueError, match="expected masks for parameter indices 0..0, got index 3"):
+        ChildTuning(torch.optim.SGD([w], lr=0.1), mode="D", reserve_p=0.3, masks={w: torch.ones(6, dtype=bool)}
+                    ).load_state_dict(bad)
+    two = ChildTuning(torch.optim.SGD([{"params": [w]}, {"params": [_param((6,))]}], lr=0.1), mode="D", reserve_p=0.3,
+                      masks={w: torch.ones(6, dtype=bool)})
+    with pytest.raises(ValueError, match="expected a state dict with 2 parameter groups \\(as this ChildTuning "
+                                         "over SGD has\\), got 1"):
+        two.load_state_dict(saved)
+    with pytest.raises(ValueError, match="expected a state dict saved by ChildTuning over AdamW \\(parameter "
+                                         "groups with options \\[.*'betas'.*\\]\\), got parameter group 0 with "
+                                         "options \\[.*'momentum'.*\\]"):
+        ChildTuning(torch.optim.AdamW([w], lr=0.1), mode="D", reserve_p=0.3, masks={w: torch.ones(6, dtype=bool)}
+                    ).load_state_dict(saved)

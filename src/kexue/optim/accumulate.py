@@ -54,7 +54,7 @@ from torch.optim import Optimizer
 from torch.utils.hooks import RemovableHandle
 
 from .._validate import check_choice, check_float, check_int
-from ._common import check_optional_float, restore_state_precision, state_dtype
+from ._common import StateShapes, check_optional_float, check_state_dict, restore_state_precision, state_dtype
 
 AccumMode = Literal["exact_m", "tilde_beta", "plain"]
 
@@ -137,7 +137,7 @@ class _Accumulating(Optimizer):
     def state_dict(self) -> dict[str, Any]:
         sd = super().state_dict()
         sd["accumulate"] = {"micro_step": self.micro_step, "k": self.k, "mode": self.mode,
-                            "update_every_k": self.update_every_k}
+                            "update_every_k": self.update_every_k, "optimizer": type(self).__name__}
         return sd
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -150,9 +150,19 @@ class _Accumulating(Optimizer):
         theirs = {key: acc[key] for key in mine}
         if theirs != mine:
             raise ValueError(f"expected a state dict saved with this optimizer's {mine}, got one saved with {theirs}")
+        kind = acc.get("optimizer", type(self).__name__)  # absent in state dicts saved before it was recorded
+        if kind != type(self).__name__:
+            raise ValueError(f"expected a state dict saved by {type(self).__name__}, got one saved by {kind}")
+        check_state_dict(self, state_dict, self._state_spec)
         super().load_state_dict(state_dict)
         restore_state_precision(self, state_dict)
         self.micro_step = int(acc["micro_step"])
+
+    def _state_spec(self, group: Any, p: Tensor) -> tuple[StateShapes, StateShapes]:
+        """The state :meth:`_fold` creates for ``p``: the moments (``p``'s shape) and the counters."""
+        required: StateShapes = {key: tuple(p.shape) for key, _, _ in self._moments}
+        required.update(cycle=None, micro=None, updates=None, pending=None)
+        return required, {}
 
     # ------------------------------------------------------------------------------------------ folding
     def _betas(self, group: dict[str, Any]) -> tuple[float, ...]:

@@ -48,7 +48,7 @@ from ._adafactor_moments import (
     preconditioned_gradient,
 )
 from ._adafactor_presets import ADAFACTOR_PRESETS, AdaFactorPreset
-from ._common import check_optional_float, restore_state_precision, state_dtype
+from ._common import StateShapes, check_optional_float, check_state_dict, restore_state_precision, state_dtype
 
 MomentumOn = Literal["clipped", "scaled_update"]
 WeightDecayOn = Literal["lr", "step"]
@@ -157,6 +157,9 @@ class AdaFactor(Optimizer):
                     self._unscaled.add(id(p))
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load a state saved by an AdaFactor with the same groups; ValueError saying what does not fit, before any
+        change (another optimizer's state, other groups or parameters, other state keys or shapes)."""
+        check_state_dict(self, state_dict, _state_spec)
         super().load_state_dict(state_dict)
         restore_state_precision(self, state_dict)
 
@@ -342,6 +345,22 @@ def _grad(p: Tensor) -> Tensor:
         raise RuntimeError(f"expected a gradient on the {tuple(p.shape)} parameter, got None")
     return grad
 
+
+
+def _state_spec(group: Any, p: Tensor) -> tuple[StateShapes, StateShapes]:
+    """The state ``AdaFactor._init_state`` creates for ``p`` under the (saved) group's factoring settings."""
+    shape = tuple(p.shape)
+    required: StateShapes = {"step": None}
+    axes = factored_axes(p.shape, group["min_dim_size_to_factor"], group["factor_dims"])
+    if axes is None:
+        required["exp_avg_sq"] = shape
+    else:
+        row, col = list(shape), list(shape)
+        row[axes[0]] = 1
+        col[axes[1]] = 1
+        required["exp_avg_sq_row"], required["exp_avg_sq_col"] = tuple(row), tuple(col)
+    momentum: StateShapes = {"exp_avg": shape}  # kept if beta1 was set to 0 after it was created
+    return (required | momentum, {}) if group["beta1"] > 0 else (required, momentum)
 
 
 def _check_group(group: dict[str, Any]) -> None:

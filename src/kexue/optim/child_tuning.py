@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 
 from .._validate import check_choice, check_float
-from ._common import check_optional_float
+from ._common import check_optional_float, check_state_dict
 
 ChildTuningMode = Literal["F", "D"]
 MaskOn = Literal["grad", "update"]
@@ -237,10 +237,19 @@ class ChildTuning(Optimizer):
         if theirs != mine:
             raise ValueError(f"expected a state dict saved with this ChildTuning's {mine}, got one saved with "
                              f"{theirs}")
+        # groups and parameters here; the base optimizer checks its per-parameter state itself
+        check_state_dict(self, state_dict, name=f"ChildTuning over {type(self.base).__name__}")
+        params = list(chain.from_iterable(g["params"] for g in self.param_groups))
+        for entry in ("masks", "f_masks"):
+            for i, m in ct[entry].items():
+                if not 0 <= i < len(params):
+                    raise ValueError(f"expected {entry} for parameter indices 0..{len(params) - 1}, got index {i}")
+                if tuple(m.shape) != tuple(params[i].shape):
+                    raise ValueError(f"expected the {entry} entry of parameter {i} to have its shape "
+                                     f"{tuple(params[i].shape)}, got {tuple(m.shape)}")
         self.base.load_state_dict(state_dict)
         self.param_groups = self.base.param_groups
         self.state = self.base.state
-        params = list(chain.from_iterable(g["params"] for g in self.param_groups))
         self.masks = {params[i]: m.to(params[i].device) for i, m in ct["masks"].items()}
         self._current = {params[i]: m.to(params[i].device) for i, m in ct["f_masks"].items()}
         self._n_steps, self._drawn_at = ct["n_steps"], ct["drawn_at"]
