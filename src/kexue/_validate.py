@@ -15,6 +15,7 @@ Internal (no user calls these); it imports nothing of kexue's, so every package 
 
 from __future__ import annotations
 
+import argparse
 import math
 import numbers
 from collections.abc import Iterable
@@ -79,4 +80,26 @@ def check_float(name: str, value: Any, low: float | None = None, high: float | N
     return x
 
 
-__all__ = ["check_choice", "check_float", "check_int", "choices_of"]
+def positive_int_arg(text: str) -> int:
+    """An argparse ``type``: an integer >= 1, so a bad value is a usage error before anything runs or prints."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {n}")
+    return n
+
+
+def positive_float_arg(text: str) -> float:
+    """An argparse ``type``: a finite number > 0."""
+    try:
+        x = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not math.isfinite(x) or x <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text}")
+    return x
+
+
+__all__ = ["check_choice", "check_float", "check_int", "choices_of", "positive_float_arg", "positive_int_arg"]

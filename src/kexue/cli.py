@@ -10,6 +10,7 @@ import typing
 from collections.abc import Sequence
 
 from . import __version__
+from ._validate import positive_int_arg
 
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
@@ -47,16 +48,6 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     return 1 if counts.get("error") else 0
 
 
-def _positive_int(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {n}")
-    return n
-
-
 def _plain(text: str) -> str:
     """reST as plain text for ``--help``: ``:role:`x``` becomes x, double backticks go (so a module docstring can
     serve as a parser description)."""
@@ -84,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="quick mode: seconds to a minute each on one CPU thread")
     p.add_argument("--out", metavar="DIR", help="output folder for index.html, results.json and figures")
     p.add_argument("--list", action="store_true", help="print the available reproductions, one per line")
-    p.add_argument("--jobs", type=_positive_int, default=1, metavar="N",
+    p.add_argument("--jobs", type=positive_int_arg, default=1, metavar="N",
                    help="worker processes (one torch thread each); entries that time code run alone afterwards "
                         "(default: 1)")
     p.set_defaults(func=_cmd_reproduce)

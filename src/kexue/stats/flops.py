@@ -19,11 +19,10 @@ an FFN of inner size ffn_mult·hd:
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from typing import Literal, TypedDict, get_args
 
-from .._validate import check_choice, check_float, check_int
+from .._validate import check_choice, check_float, check_int, positive_float_arg, positive_int_arg
 
 FFNKind = Literal["mlp", "glu"]
 
@@ -112,42 +111,20 @@ def linear_attention_macs(n: int, head_size: int = 64, head_mult: float = 4, hea
     return AttentionMACs(softmax=heads * 2 * n * n * head_size, linear=heads * 2 * n * d_lin * d_lin)
 
 
-def _positive_int(text: str) -> int:
-    """An argparse type: an integer >= 1 (so a bad --seq or --heads is a usage error before anything prints)."""
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {n}")
-    return n
-
-
-def _positive_float(text: str) -> float:
-    """An argparse type: a finite number > 0."""
-    try:
-        x = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not math.isfinite(x) or x <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text}")
-    return x
-
-
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``kexue flops`` on an argparse sub-parser collection."""
     p = sub.add_parser("flops", help="multiply counts of a Transformer layer and the crossover lengths",
                        description="Multiply counts of a Transformer layer, as the linear-Transformer post counts "
                        "them (https://kexue.fm/archives/8610). Counts are MACs (multiply-accumulates); FLOPs = 2×.")
-    p.add_argument("--hidden", type=_positive_int, default=768, help="hidden size (default: 768)")
-    p.add_argument("--heads", type=_positive_int, default=12, help="attention heads (default: 12)")
-    p.add_argument("--layers", type=_positive_int, default=12, help="layers (default: 12)")
-    p.add_argument("--seq", type=_positive_int, nargs="+", default=[128, 512, 1536, 4608], metavar="N",
+    p.add_argument("--hidden", type=positive_int_arg, default=768, help="hidden size (default: 768)")
+    p.add_argument("--heads", type=positive_int_arg, default=12, help="attention heads (default: 12)")
+    p.add_argument("--layers", type=positive_int_arg, default=12, help="layers (default: 12)")
+    p.add_argument("--seq", type=positive_int_arg, nargs="+", default=[128, 512, 1536, 4608], metavar="N",
                    help="sequence lengths (default: 128 512 1536 4608)")
-    p.add_argument("--ffn-mult", type=_positive_float, default=4.0, help="FFN inner size / hidden (default: 4)")
+    p.add_argument("--ffn-mult", type=positive_float_arg, default=4.0, help="FFN inner size / hidden (default: 4)")
     p.add_argument("--ffn-kind", choices=list(get_args(FFNKind)), default="mlp",
                    help="mlp: two matrices; glu: three (default: mlp)")
-    p.add_argument("--head-mult", type=_positive_float, default=4.0,
+    p.add_argument("--head-mult", type=positive_float_arg, default=4.0,
                    help="linear attention's feature size / head size (default: 4, Su's rule of thumb)")
     p.set_defaults(func=_cmd_flops)
 
