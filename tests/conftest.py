@@ -175,3 +175,27 @@ def _close_figures():
 
     if "matplotlib.pyplot" in sys.modules:
         sys.modules["matplotlib.pyplot"].close("all")
+
+
+def _unilm_model(eos_id: int = 2, **kw):
+    """A small UniLM-masked Transformer with an MLM head, no dropout, seed 0; ``eos_id``'s logit bias raised so
+    hypotheses end at different lengths. ``kw``: TransformerConfig overrides (e.g. ``norm="pre"``)."""
+    import torch
+
+    from kexue.models import Transformer, TransformerConfig
+
+    torch.manual_seed(0)
+    cfg = TransformerConfig(vocab_size=24, hidden_size=32, num_layers=2, num_heads=4, intermediate_size=48,
+                            max_position_embeddings=40, hidden_dropout=0.0, attention_dropout=0.0, with_mlm=True,
+                            with_pooler=False, mask_type="unilm", **kw)
+    model = Transformer(cfg).eval()
+    with torch.no_grad():
+        model.mlm.bias[eos_id] = 1.5  # make EOS plausible so hypotheses end at different lengths
+    return model
+
+
+@pytest.fixture
+def unilm_model():
+    """``unilm_model(eos_id=2, **config_overrides) -> Transformer``: the small UniLM model of the decoding and
+    exposure-bias tests."""
+    return _unilm_model

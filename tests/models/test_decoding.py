@@ -119,17 +119,6 @@ def test_decode_bad_input():
 # -- UniLM decoding with the KV cache ----------------------------------------------------------------------------
 
 
-def _unilm_model(**kw) -> Transformer:
-    torch.manual_seed(0)
-    cfg = TransformerConfig(vocab_size=24, hidden_size=32, num_layers=2, num_heads=4, intermediate_size=48,
-                            max_position_embeddings=40, hidden_dropout=0.0, attention_dropout=0.0, with_mlm=True,
-                            with_pooler=False, mask_type="unilm", **kw)
-    model = Transformer(cfg).eval()
-    with torch.no_grad():
-        model.mlm.bias[SEP] = 1.5  # make EOS plausible so hypotheses end at different lengths
-    return model
-
-
 def _full_step(model, source_lists, target_start=None):
     """A reference step function without the cache: the whole packed sequence each step."""
     state = {}
@@ -156,8 +145,8 @@ def _full_step(model, source_lists, target_start=None):
 
 
 @pytest.mark.parametrize("norm, target_start", [("post", None), ("pre", None), ("post", 1)])
-def test_unilm_incremental_beam_equals_full_forward_beam(norm, target_start):
-    model = _unilm_model(norm=norm)
+def test_unilm_incremental_beam_equals_full_forward_beam(norm, target_start, unilm_model):
+    model = unilm_model(SEP, norm=norm)
     sources = [[5, 6, 7, 8, 9], [10, 11], [12, 13, 14]]  # different lengths: the batch is right-padded
     packed = pack_unilm(sources, None, CLS, SEP, PAD)
     for k, lp in ((1, 0.0), (3, 0.0), (3, 1.0)):
@@ -187,8 +176,8 @@ def test_unilm_incremental_beam_equals_full_forward_beam(norm, target_start):
     assert len(lengths) > 1
 
 
-def test_generate_greedy_and_beam():
-    model = _unilm_model()
+def test_generate_greedy_and_beam(unilm_model):
+    model = unilm_model(SEP)
     sources = [[5, 6, 7], [8, 9]]
     packed = pack_unilm(sources, None, CLS, SEP, PAD)
     greedy = generate(model, packed["input_ids"], packed["attention_mask"], SEP, beam_size=1, max_len=6)
@@ -201,13 +190,13 @@ def test_generate_greedy_and_beam():
         generate(model, packed["input_ids"], packed["attention_mask"], SEP)
 
 
-def test_unilm_step_refusals():
+def test_unilm_step_refusals(unilm_model):
     torch.manual_seed(0)
     lm = Transformer(TransformerConfig(vocab_size=20, hidden_size=16, num_layers=1, num_heads=2,
                                        intermediate_size=16, with_mlm=True, mask_type="lm"))
     with pytest.raises(ValueError, match="expected a kexue Transformer with mask_type='unilm', got mask_type='lm'"):
         UniLMStep(lm, torch.ones(1, 3, dtype=torch.long))
-    model = _unilm_model()
+    model = unilm_model(SEP)
     no_head = Transformer(model.config.replace(with_mlm=False))
     with pytest.raises(ValueError, match=r"expected a model with an MLM head \(with_mlm=True.*\), got one without"):
         UniLMStep(no_head, torch.ones(1, 3, dtype=torch.long))

@@ -10,7 +10,6 @@ import pytest
 import torch
 from scipy import stats
 
-from kexue.models import Transformer, TransformerConfig
 from kexue.train import PenalizedLoss
 from kexue.train.exposure_bias import (
     CorruptedBatch,
@@ -186,7 +185,7 @@ def test_unilm_loss_equals_per_token_cross_entropy():
     torch.testing.assert_close(per_token.sum(), torch.stack(terms).sum())
 
 
-def test_unilm_batch_and_loss_bad_input():
+def test_unilm_batch_and_loss_bad_input(unilm_model):
     with pytest.raises(ValueError, match=r"^expected as many targets as sources \(2\), got 1$"):
         pack_unilm([[7], [8]], [[9]], CLS, SEP)
     with pytest.raises(ValueError, match=r"^expected at least one source, got none$"):
@@ -203,25 +202,11 @@ def test_unilm_batch_and_loss_bad_input():
     with pytest.raises(ValueError, match=r"^expected attention_mask in the shape of target, \(1, 6\), got \(1, 5\)"):
         unilm_seq2seq_loss(logits, b["input_ids"], b["token_type_ids"], b["attention_mask"][:, :5])
     with pytest.raises(KeyError, match="expected batch to hold 'token_type_ids'"):
-        penalized_unilm_loss(_unilm_model(), {"input_ids": b["input_ids"], "attention_mask": b["attention_mask"]})
+        penalized_unilm_loss(unilm_model(SEP), {"input_ids": b["input_ids"], "attention_mask": b["attention_mask"]})
 
 
-def _unilm_model(**kw) -> Transformer:
-    torch.manual_seed(0)
-    cfg = TransformerConfig(vocab_size=24, hidden_size=32, num_layers=2, num_heads=4, intermediate_size=48,
-                            max_position_embeddings=40, hidden_dropout=0.0, attention_dropout=0.0, with_mlm=True,
-                            with_pooler=False, mask_type="unilm", **kw)
-    model = Transformer(cfg).eval()
-    with torch.no_grad():
-        model.mlm.bias[SEP] = 1.5  # make EOS plausible so hypotheses end at different lengths
-    return model
-
-
-# -- the gradient-penalty remedy -----------------------------------------------------------------------------------
-
-
-def test_penalized_unilm_loss_is_half_the_squared_embedding_output_gradient():
-    model = _unilm_model()
+def test_penalized_unilm_loss_is_half_the_squared_embedding_output_gradient(unilm_model):
+    model = unilm_model(SEP)
     model.train()
     batch = pack_unilm([[5, 6, 7], [8]], [[9, 10], [11, 12, 13]], CLS, SEP, PAD)
     out = penalized_unilm_loss(model, batch, epsilon=1.0)
