@@ -20,6 +20,7 @@ FLOORS: dict[str, int] = {
     "train": 4, "embed": 4,
     "reproduce": 5,
     "cli": 6,
+    "__main__": 7,  # python -m kexue: runs the CLI
 }
 
 
@@ -54,7 +55,7 @@ def _imports() -> list[tuple[str, str, int]]:
 def test_every_package_has_a_floor():
     tops = {p.stem if p.is_file() else p.name for p in SRC.iterdir()
             if (p.suffix == ".py" or (p / "__init__.py").exists())}
-    tops = {"kexue" if t == "__init__" else t for t in tops} - {"__main__"}
+    tops = {"kexue" if t == "__init__" else t for t in tops}
     assert tops <= FLOORS.keys(), f"packages without a floor in this test: {sorted(tops - FLOORS.keys())}"
 
 
