@@ -36,6 +36,21 @@ def check_reduction(reduction: Reduction) -> None:
     check_choice("reduction", reduction, Reduction)
 
 
+def check_rows(name: str, x: Tensor, rows: int, reduction: Reduction) -> None:
+    """Refuse an empty batch under ``reduction="mean"``: the mean over no rows is NaN, which would reach the
+    optimizer silently. ``rows``: the number of rows ``x`` (named ``name``) holds."""
+    if reduction == "mean" and rows == 0:
+        raise ValueError(f"expected {name} with at least one row for reduction='mean' (the mean of no rows is NaN), "
+                         f"got shape {tuple(x.shape)}")
+
+
+def check_flag(name: str, value: object) -> bool:
+    """``value`` if it is a bool; a string such as ``"False"`` would otherwise count as true."""
+    if not isinstance(value, bool):
+        raise TypeError(f"expected {name} to be a bool, got {value!r} ({type(value).__name__})")
+    return value
+
+
 def check_labels(name: str, target: object, num_classes: int, shape: tuple[int, ...]) -> Tensor:
     """``target`` as a long tensor of class indices of ``shape``, each in [0, num_classes)."""
     if not isinstance(target, Tensor) or target.is_floating_point() or target.dtype == torch.bool:

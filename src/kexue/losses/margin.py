@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .._validate import check_choice, check_float, check_int
-from ._common import Reduction, check_labels, check_reduction, compute_dtype
+from ._common import Reduction, check_labels, check_reduction, check_rows, compute_dtype
 
 Distance = Literal["cos", "euclid_unit", "sqrt_cos"]
 # √ has an infinite slope at 0; a sample sitting exactly on its centre would get a NaN gradient without this floor.
@@ -90,7 +90,11 @@ def am_softmax(
     inference (:meth:`AMSoftmaxLoss.scores`).
     """
     check_reduction(reduction)
+    if target is None:  # am_softmax_logits takes None (no margin, inference); the loss needs the classes
+        raise TypeError("expected target to be an integer tensor, got None (for margin-free scores use "
+                        "am_softmax_logits)")
     logits = am_softmax_logits(z, centers, target, scale=scale, margin=margin, distance=distance)
+    check_rows("z", z, logits.shape[0], reduction)
     return F.cross_entropy(logits, target.long(), reduction=reduction)
 
 

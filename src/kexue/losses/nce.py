@@ -14,13 +14,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .._validate import check_choice, check_float
-from ._common import Reduction, check_labels, check_reduction, compute_dtype, reduce_loss
+from ._common import Reduction, check_labels, check_reduction, check_rows, compute_dtype, reduce_loss
 
 
-def _check_nce(logits: Tensor, target: Tensor) -> Tensor:
+def _check_nce(logits: Tensor, target: Tensor, reduction: Reduction) -> Tensor:
     compute_dtype(logits)
     if logits.dim() != 2:
         raise ValueError(f"expected logits of shape (batch, K), got {tuple(logits.shape)}")
+    check_rows("logits", logits, logits.shape[0], reduction)
     return check_labels("target", target, logits.shape[1], (logits.shape[0],))
 
 
@@ -28,7 +29,7 @@ def info_nce(logits: Tensor, target: Tensor, reduction: Reduction = "mean") -> T
     """InfoNCE: the cross-entropy −log(e^{s_t} / Σ_i e^{s_i}) = log(1 + ξ), ξ = Σ_{i≠t} e^{s_i − s_t}
     (kexue.fm/archives/8586), in at least float32."""
     check_reduction(reduction)
-    t = _check_nce(logits, target)
+    t = _check_nce(logits, target, reduction)
     return F.cross_entropy(logits.to(compute_dtype(logits)), t, reduction=reduction)
 
 
@@ -53,7 +54,7 @@ def flat_nce(
     """
     check_reduction(reduction)
     check_choice("form", form, FlatForm)
-    t = _check_nce(logits, target)
+    t = _check_nce(logits, target, reduction)
     if logits.shape[1] < 2:
         raise ValueError(f"expected logits with K >= 2 columns (at least one negative per row), got K = "
                          f"{logits.shape[1]}")

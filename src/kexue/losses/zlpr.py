@@ -10,7 +10,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ._common import Reduction, check_reduction, compute_dtype, reduce_loss
+from .._validate import check_float
+from ._common import Reduction, check_flag, check_reduction, check_rows, compute_dtype, reduce_loss
 
 
 def _lse_with_zero(terms: Tensor) -> Tensor:
@@ -95,10 +96,22 @@ def zlpr(
     if target.shape != logits.shape:
         raise ValueError(f"expected logits and target of one shape, got {tuple(logits.shape)} and "
                          f"{tuple(target.shape)}")
+    check_rows("logits", logits, logits.shape[:-1].numel(), reduction)
+    if ignore_mask is not None:
+        if not isinstance(ignore_mask, Tensor) or ignore_mask.dtype != torch.bool:
+            raise TypeError(f"expected ignore_mask to be a bool tensor, got "
+                            f"{getattr(ignore_mask, 'dtype', type(ignore_mask).__name__)}")
+        try:
+            fits = torch.broadcast_shapes(ignore_mask.shape, logits.shape) == logits.shape
+        except RuntimeError:
+            fits = False
+        if not fits:
+            raise ValueError(f"expected ignore_mask broadcastable to logits' shape {tuple(logits.shape)}, got "
+                             f"{tuple(ignore_mask.shape)}")
     s = logits.to(dtype)
     ignore = None
     if ignore_mask is not None:
-        ignore = torch.as_tensor(ignore_mask, device=s.device).to(torch.bool).expand(s.shape)
+        ignore = ignore_mask.to(s.device).expand(s.shape)
     hard = not target.is_floating_point()
     if not hard:
         y = target.to(dtype)
@@ -175,9 +188,11 @@ def sparse_zlpr(
         reduction: ``"mean"``, ``"sum"`` or ``"none"``.
     """
     check_reduction(reduction)
+    check_flag("mask_zero", mask_zero)
     dtype = compute_dtype(logits)
     if logits.dim() == 0:
         raise ValueError("expected logits with at least one dimension (the classes), got a 0-d tensor")
+    check_rows("logits", logits, logits.shape[:-1].numel(), reduction)
     if not isinstance(pos_index, Tensor) or pos_index.is_floating_point() or pos_index.dtype == torch.bool:
         raise TypeError(f"expected pos_index to be an integer tensor, got "
                         f"{getattr(pos_index, 'dtype', type(pos_index))}")
@@ -208,6 +223,8 @@ def sparse_zlpr(
 
 def zlpr_predict(logits: Tensor, threshold: float = 0.0) -> Tensor:
     """The ZLPR decision rule {i : s_i > threshold}, as a bool tensor. The post's threshold is **0**, not 0.5."""
+    compute_dtype(logits)
+    check_float("threshold", threshold)
     return logits > threshold
 
 
@@ -216,7 +233,8 @@ def zlpr_proba(logits: Tensor) -> Tensor:
 
     Not σ(s); the decision threshold stays s > 0, i.e. σ(2s) > 0.5.
     """
-    return torch.sigmoid(2 * logits.to(compute_dtype(logits)))
+    dtype = compute_dtype(logits)  # first: it says what logits should be before .to() fails on a non-tensor
+    return torch.sigmoid(2 * logits.to(dtype))
 
 
 class ZLPRLoss(nn.Module):
@@ -240,7 +258,7 @@ class SparseZLPRLoss(nn.Module):
     def __init__(self, mask_zero: bool = False, reduction: Reduction = "mean") -> None:
         super().__init__()
         check_reduction(reduction)
-        self.mask_zero = mask_zero
+        self.mask_zero = check_flag("mask_zero", mask_zero)
         self.reduction = reduction
 
     def forward(self, logits: Tensor, pos_index: Tensor) -> Tensor:
