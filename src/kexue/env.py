@@ -94,6 +94,8 @@ def missing_extra(extra: str, distribution: str = "kexue") -> list[str]:
     Raises ``ValueError`` naming the extras that exist when ``extra`` is not one of them; returns ``[]`` when
     ``distribution`` itself is not installed (running from a source tree).
     """
+    if not isinstance(distribution, str):
+        raise TypeError(f"expected distribution to be a string, got {distribution!r} ({type(distribution).__name__})")
     try:
         dist = metadata.distribution(distribution)
     except metadata.PackageNotFoundError:
