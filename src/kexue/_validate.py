@@ -51,6 +51,14 @@ def check_choice(name: str, value: T, choices: Any) -> T:
     return value
 
 
+def check_bool(name: str, value: Any) -> bool:
+    """``value`` if it is a bool (or a numpy bool), else ``TypeError("expected NAME to be a bool, got VALUE")``: a
+    string such as ``"False"`` or a number would otherwise count by its truth value."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"expected {name} to be a bool, got {value!r} ({type(value).__name__})")
+    return bool(value)
+
+
 def check_int(name: str, value: Any, minimum: int | None = None, maximum: int | None = None) -> int:
     """``int(value)`` if it is an integer (a Python or numpy integer, not a bool) within [minimum, maximum], else a
     ``ValueError`` (``TypeError`` for a non-integer) saying what was expected."""
@@ -102,4 +110,5 @@ def positive_float_arg(text: str) -> float:
     return x
 
 
-__all__ = ["check_choice", "check_float", "check_int", "choices_of", "positive_float_arg", "positive_int_arg"]
+__all__ = ["check_bool", "check_choice", "check_float", "check_int", "choices_of", "positive_float_arg",
+           "positive_int_arg"]

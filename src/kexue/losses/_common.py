@@ -44,13 +44,6 @@ def check_rows(name: str, x: Tensor, rows: int, reduction: Reduction) -> None:
                          f"got shape {tuple(x.shape)}")
 
 
-def check_flag(name: str, value: object) -> bool:
-    """``value`` if it is a bool; a string such as ``"False"`` would otherwise count as true."""
-    if not isinstance(value, bool):
-        raise TypeError(f"expected {name} to be a bool, got {value!r} ({type(value).__name__})")
-    return value
-
-
 def check_labels(name: str, target: object, num_classes: int, shape: tuple[int, ...]) -> Tensor:
     """``target`` as a long tensor of class indices of ``shape``, each in [0, num_classes)."""
     if not isinstance(target, Tensor) or target.is_floating_point() or target.dtype == torch.bool:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .._validate import check_float
-from ._common import Reduction, check_flag, check_reduction, check_rows, compute_dtype, reduce_loss
+from .._validate import check_bool, check_float
+from ._common import Reduction, check_reduction, check_rows, compute_dtype, reduce_loss
 
 
 def _lse_with_zero(terms: Tensor) -> Tensor:
@@ -188,7 +188,7 @@ def sparse_zlpr(
         reduction: ``"mean"``, ``"sum"`` or ``"none"``.
     """
     check_reduction(reduction)
-    check_flag("mask_zero", mask_zero)
+    check_bool("mask_zero", mask_zero)
     dtype = compute_dtype(logits)
     if logits.dim() == 0:
         raise ValueError("expected logits with at least one dimension (the classes), got a 0-d tensor")
@@ -258,7 +258,7 @@ class SparseZLPRLoss(nn.Module):
     def __init__(self, mask_zero: bool = False, reduction: Reduction = "mean") -> None:
         super().__init__()
         check_reduction(reduction)
-        self.mask_zero = check_flag("mask_zero", mask_zero)
+        self.mask_zero = check_bool("mask_zero", mask_zero)
         self.reduction = reduction
 
     def forward(self, logits: Tensor, pos_index: Tensor) -> Tensor:
