@@ -31,7 +31,8 @@ from typing import Literal, NamedTuple
 from .._validate import check_choice, check_float
 
 MeanKind = Literal["am", "gm", "hm"]
-#: One task's score: a number, a string (decimal point or comma), or a pair averaged first (tuple or "a/b").
+#: One task's score: a number, a string (decimal point or comma), or a pair averaged first (a 2-tuple or 2-list, or
+#: the string "a/b").
 Score = float | str | tuple[float | str, float | str]
 
 _NUMBER = re.compile(r"[+-]?(\d+([.,]\d*)?|[.,]\d+)([eE][+-]?\d+)?")
@@ -80,7 +81,7 @@ def _value(score: object, where: str) -> float:
         if len(parts) != 2:
             raise ValueError(f"expected {where} to be a number or a pair 'a/b', got {score!r}")
         score = (parts[0], parts[1])
-    if isinstance(score, tuple):
+    if isinstance(score, (tuple, list)):
         if len(score) != 2:
             raise ValueError(f"expected {where} to be a number or a pair of numbers, got {len(score)} values")
         return (_value(score[0], where) + _value(score[1], where)) / 2.0
@@ -124,7 +125,7 @@ def _means(values: list[float], tasks: tuple[str, ...], shift: float, name: str)
     bad = [(t, v) for t, v, s in zip(tasks, values, shifted) if s <= 0]
     if bad:
         t, v = bad[0]
-        raise ValueError(f"expected {name} scores + shift > 0 for the geometric and harmonic means, got "
+        raise ValueError(f"expected every score + shift > 0 in {name} (geometric and harmonic means), got "
                          f"{name}[{t!r}] = {v:g} with shift {shift:g}")
     k = len(values)
     am = math.fsum(values) / k
