@@ -270,7 +270,7 @@ def test_error_messages():
     with pytest.raises(RuntimeError, match="^expected a clean loss that depends on the FGM's embedding"):
         with FGM(other).perturbed(loss_fn(model, batch)):
             pass
-    with pytest.raises(ValueError, match="expected the scalar clean loss"):
+    with pytest.raises(ValueError, match="expected loss to be a scalar tensor \\(the clean loss\\)"):
         with FGM(model).perturbed(torch.ones(2, requires_grad=True)):
             pass
 

@@ -124,7 +124,8 @@ def test_masking_bad_input():
         MLMMasking(MASK, 30, p_mask=1.0, p_keep=-0.1, p_random=0.1)
     with pytest.raises(ValueError, match="random_dist of shape \\(30,\\), got \\(29,\\)"):
         MLMMasking(MASK, 30, random_dist=torch.ones(29))
-    with pytest.raises(ValueError, match=r"^expected random_dist to be non-negative with a positive sum, got min"):
+    with pytest.raises(ValueError,
+                       match=r"^expected random_dist to be finite and non-negative with a positive sum, got min"):
         MLMMasking(MASK, 30, random_dist=-torch.ones(30))
     with pytest.raises(ValueError, match=r"^expected protect_ids in the vocabulary \[0, 30\), got \[40\]$"):
         MLMMasking(MASK, 30, protect_ids=(40,))

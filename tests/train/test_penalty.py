@@ -126,7 +126,7 @@ def test_norm_form_is_safe_at_zero_gradient():
 
 def test_errors_name_the_bad_value():
     x = torch.randn(3, requires_grad=True)
-    with pytest.raises(ValueError, match=r"expected a scalar loss tensor, got \(3,\)"):
+    with pytest.raises(ValueError, match=r"expected loss to be a scalar tensor, got shape \(3,\)"):
         input_grad_penalty(x * 2, x)
     with pytest.raises(ValueError, match=r"^expected form to be one of \['squared', 'norm'\], got 'cube'$"):
         bad_form: Any = "cube"

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from ..models.recompute import unwrap
+from ._checks import check_module
 
 
 def _kexue_word(model: nn.Module) -> nn.Embedding | None:
@@ -51,7 +52,12 @@ def find_input_embedding(model: nn.Module) -> nn.Embedding:
     outermost one found), or else exactly one ``nn.Embedding``. Anything else is refused: pass the embedding
     explicitly.
     """
-    model = unwrap(model)
+    return _find_input_embedding(model, "model")
+
+
+def _find_input_embedding(model: nn.Module, name: str) -> nn.Embedding:
+    """:func:`find_input_embedding` of the argument ``name`` (checked to be a module, once, here)."""
+    model = unwrap(check_module(name, model))
     if isinstance(model, nn.Embedding):
         return model
     for finder in (_kexue_word, _hf_input_embedding):
@@ -69,7 +75,7 @@ def find_input_embedding(model: nn.Module) -> nn.Embedding:
             backbones.append(m)
             skip.update(id(s) for s in m.modules())
     if len(backbones) == 1:
-        return find_input_embedding(backbones[0])
+        return _find_input_embedding(backbones[0], name)
     if len(backbones) > 1:
         raise ValueError(f"expected one backbone in {type(model).__name__}, got {len(backbones)} "
                          f"({', '.join(type(b).__name__ for b in backbones)}): pass the embedding module explicitly")
@@ -99,6 +105,7 @@ class Recorded:
 def record_output(module: nn.Module) -> Iterator[Recorded]:
     """Inside the block, every output of ``module`` (e.g. the embedding outputs e for the gradient penalty) is kept
     in ``.outputs`` (``.output`` when it ran once). The forward hook is removed on exit."""
+    check_module("module", module)
     rec = Recorded()
 
     def hook(_module: nn.Module, _inputs: tuple[Any, ...], output: Any) -> None:

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from .._validate import check_choice, check_float
 from ..models.recompute import unwrap
-from ._embedding import autocast_for, find_input_embedding
+from ._embedding import _find_input_embedding, autocast_for
 
 FGMNorm = Literal["l2", "row", "sign"]
 FGMScope = Literal["weight", "output"]
@@ -57,7 +57,17 @@ def perturbation(grad: Tensor, epsilon: float, norm: FGMNorm, eps: float = 1e-8)
     """δ from a gradient: ``"l2"`` ε·g/(‖g‖_F + eps) over the whole tensor (bert4keras), ``"row"`` the same per last-
     dimension row (per token row of the table, or per position of the embedding output), ``"sign"`` ε·sign(g) (FGSM).
     Computed in float32 or wider."""
+    if not isinstance(grad, Tensor) or not grad.is_floating_point():
+        got = grad.dtype if isinstance(grad, Tensor) else type(grad).__name__
+        raise TypeError(f"expected grad to be a floating-point tensor, got {got}")
+    check_float("epsilon", epsilon, low=0.0)
+    check_float("eps", eps, low=0.0)
     check_choice("norm", norm, FGMNorm)
+    return _perturbation(grad, epsilon, norm, eps)
+
+
+def _perturbation(grad: Tensor, epsilon: float, norm: FGMNorm, eps: float) -> Tensor:
+    """:func:`perturbation` of arguments already checked (by it, or by :class:`FGM`'s constructor)."""
     g = grad.float() if grad.dtype in (torch.float16, torch.bfloat16) else grad
     if norm in ("l2", "row"):
         n = torch.linalg.vector_norm(g) if norm == "l2" else torch.linalg.vector_norm(g, dim=-1, keepdim=True)
@@ -101,7 +111,7 @@ class FGM:
         check_choice("update", update, FGMUpdate)
         self.epsilon = check_float("epsilon", epsilon, low=0.0)
         self.eps = check_float("eps", eps, low=0.0)
-        self.embedding = find_input_embedding(model_or_embedding)
+        self.embedding = _find_input_embedding(model_or_embedding, "model_or_embedding")
         self.norm, self.scope, self.update = norm, scope, update
         self._active = False
         self._output_delta: Tensor | None = None
@@ -143,7 +153,8 @@ class FGM:
     # ------------------------------------------------------------------------------------------- the gradient
     def _clean_gradient(self, loss: Tensor, scaler: Any | None) -> Tensor:
         if not isinstance(loss, Tensor) or loss.dim() != 0:
-            raise ValueError(f"expected the scalar clean loss, got {getattr(loss, 'shape', type(loss).__name__)}")
+            got = f"shape {tuple(loss.shape)}" if isinstance(loss, Tensor) else type(loss).__name__
+            raise ValueError(f"expected loss to be a scalar tensor (the clean loss), got {got}")
         if not loss.requires_grad:
             raise ValueError("expected a clean loss that requires grad, got one that does not: compute it with "
                              "autograd on")
@@ -224,7 +235,7 @@ class FGM:
             self.last_delta_norm = 0.0
             yield self
             return
-        delta = perturbation(g, self.epsilon, self.norm, self.eps)
+        delta = _perturbation(g, self.epsilon, self.norm, self.eps)
         self.last_delta_norm = float(torch.linalg.vector_norm(delta))
         self._active = True
         try:
@@ -282,7 +293,18 @@ def fgm_step(model: nn.Module, batch: Any, loss_fn: Callable[[nn.Module, Any], T
     with ``optimizer=None`` the gradients stay in ``.grad`` (accumulate over micro-steps, then step yourself; for
     DDP wrap non-final micro-steps in ``model.no_sync()`` as usual). ``autocast_dtype`` runs both forwards under
     ``torch.autocast`` (e.g. ``torch.bfloat16`` on CPU).
+
+    With gradient release on (:meth:`kexue.optim.AccumAdam.release_gradients` and its kin: one ``backward()`` per
+    micro-step) only ``update="adv_only"`` works, the clean gradient never reaching ``.grad``; ``"clean+adv"`` (the
+    ``"pytorch"`` preset) is refused before anything runs, as its two backward passes would be folded one by one.
     """
+    if not isinstance(fgm, FGM):
+        raise TypeError(f"expected fgm to be an FGM, got {fgm!r}")
+    if fgm.update == "clean+adv" and getattr(optimizer, "_release", None) is not None:
+        raise ValueError("expected fgm.update='adv_only' with gradient release on (the optimizer folds each "
+                         "backward() on its own, and 'clean+adv' back-propagates the clean and the adversarial loss), "
+                         "got 'clean+adv': use FGM.preset('post') or update='adv_only', or remove() the release "
+                         "handle")
     if fgm.embedding not in set(unwrap(model).modules()):
         raise ValueError(f"expected model to contain the FGM's embedding, got a {type(unwrap(model)).__name__} "
                          f"without it")

@@ -33,6 +33,7 @@ from torch import Tensor, nn
 
 from .._validate import check_choice, check_float, check_int
 from ..losses import Reduction
+from ._checks import check_state, check_token_ids, int_ids
 from .penalty import PenalizedLoss, gradient_penalty_loss
 
 logger = logging.getLogger(__name__)
@@ -102,7 +103,7 @@ class RandomTokenReplacement:
         self.apply_prob = check_float("apply_prob", apply_prob, 0.0, 1.0)
         self.token_prob = check_float("token_prob", token_prob, 0.0, 1.0)
         check_choice("pool", pool, ReplacementPool)
-        self.protect_ids = sorted({int(i) for i in protect_ids})
+        self.protect_ids = int_ids("protect_ids", protect_ids)
         if pool == "vocab":
             if vocab_size is None:
                 raise ValueError("expected vocab_size (an integer) with pool='vocab', got None")
@@ -130,7 +131,7 @@ class RandomTokenReplacement:
                  attention_mask: Tensor | None = None) -> CorruptedBatch:
         """:class:`CorruptedBatch` ``(input_ids, labels, replaced)``: the corrupted ids, the gold labels and the bool
         mask of the replaced positions."""
-        if input_ids.dim() != 2:
+        if check_token_ids("input_ids", input_ids).dim() != 2:
             raise ValueError(f"expected input_ids of shape (batch, seq), got {tuple(input_ids.shape)}")
         _check_shape("target_mask", target_mask, input_ids)
         _check_shape("attention_mask", attention_mask, input_ids)
@@ -181,9 +182,10 @@ class RandomTokenReplacement:
                 "generator": None if self.generator is None else self.generator.get_state()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        for key in ("apply_prob", "token_prob", "pool", "exact_fraction", "protect_ids", "vocab_size"):
-            if key not in state:
-                raise KeyError(f"expected a RandomTokenReplacement state_dict with {key!r}, got keys {sorted(state)}")
+        """Load a :meth:`state_dict`: its settings are checked as the constructor checks them before any is set, so
+        a refused state leaves this object as it was."""
+        check_state("a RandomTokenReplacement", state,
+                    ("apply_prob", "token_prob", "pool", "exact_fraction", "protect_ids", "vocab_size", "generator"))
         fresh = RandomTokenReplacement(state["apply_prob"], state["token_prob"], state["pool"],
                                        state["exact_fraction"], state["protect_ids"], state["vocab_size"],
                                        self.generator)  # validates the settings as the constructor does
@@ -197,6 +199,19 @@ class RandomTokenReplacement:
 # ---------------------------------------------------------------------------------------------------------------
 # UniLM seq2seq batches and loss
 # ---------------------------------------------------------------------------------------------------------------
+
+
+def _token_list(name: str, i: int, seq: Any) -> list[int]:
+    """``seq`` (a list or 1-D tensor of token ids) as a list of ints, else a ``TypeError`` naming ``name[i]``."""
+    t = None
+    if not isinstance(seq, (str, bytes)):
+        try:
+            t = torch.as_tensor(seq)
+        except (TypeError, ValueError, RuntimeError):
+            t = None
+    if t is None or t.dim() != 1 or (t.numel() and (t.is_floating_point() or t.is_complex() or t.dtype == torch.bool)):
+        raise TypeError(f"expected {name}[{i}] to be a sequence of integer token ids, got {seq!r}")
+    return [int(v) for v in t.tolist()]
 
 
 def pack_unilm(sources: Sequence[Sequence[int]], targets: Sequence[Sequence[int]] | None, cls_id: int, sep_id: int,
@@ -214,15 +229,18 @@ def pack_unilm(sources: Sequence[Sequence[int]], targets: Sequence[Sequence[int]
         raise ValueError(f"expected as many targets as sources ({len(sources)}), got {len(targets)}")
     if len(sources) == 0:
         raise ValueError("expected at least one source, got none")
+    for name, value in (("cls_id", cls_id), ("sep_id", sep_id), ("pad_id", pad_id)):
+        check_int(name, value)
     if target_start is not None:
         check_int("target_start", target_start, minimum=0)
     rows, segs = [], []
     for i, src in enumerate(sources):
-        ids = [cls_id, *src, sep_id]
+        ids = [cls_id, *_token_list("sources", i, src), sep_id]
         seg = [0] * len(ids)
         if targets is not None:
-            ids += [*targets[i], sep_id]
-            seg += [1] * (len(targets[i]) + 1)
+            tgt = _token_list("targets", i, targets[i])
+            ids += [*tgt, sep_id]
+            seg += [1] * (len(tgt) + 1)
         rows.append(ids)
         segs.append(seg)
     width = max(len(r) for r in rows)
@@ -251,6 +269,7 @@ def unilm_seq2seq_loss(logits: Tensor, target: Tensor, token_type_ids: Tensor, a
     label is a target token (segment 1, not padding), as the post's code: ``y_mask = segment_ids[:, 1:]``; the mean
     is over those tokens. ``reduction="none"`` returns the (batch, seq − 1) per-token losses (0 off the target)."""
     check_choice("reduction", reduction, Reduction)
+    check_token_ids("target", target)
     if logits.dim() != 3 or logits.shape[:2] != target.shape:
         raise ValueError(f"expected logits (batch, seq, vocab) matching target {tuple(target.shape)}, "
                          f"got {tuple(logits.shape)}")
@@ -259,6 +278,11 @@ def unilm_seq2seq_loss(logits: Tensor, target: Tensor, token_type_ids: Tensor, a
     weight = (token_type_ids[:, 1:] == 1)
     if attention_mask is not None:
         weight = weight & attention_mask[:, 1:].bool()
+    counted = target[:, 1:][weight]
+    out_of_range = (counted < 0) | (counted >= logits.shape[-1])
+    if bool(out_of_range.any()):  # cross_entropy would fail without naming the id (or a device assert on a GPU)
+        raise ValueError(f"expected target ids in [0, {logits.shape[-1]}) (the logits' vocabulary) where the loss "
+                         f"counts, got {int(counted[out_of_range][0])}")
     ce = F.cross_entropy(logits[:, :-1].flatten(0, 1), target[:, 1:].flatten(), reduction="none")
     ce = ce.view(target.shape[0], -1) * weight
     if reduction == "none":
@@ -291,6 +315,8 @@ def penalized_unilm_loss(model: nn.Module, batch: dict[str, Tensor], epsilon: fl
     def loss_fn(m: nn.Module, b: dict[str, Tensor]) -> Tensor:
         logits = m(b["input_ids"], attention_mask=b["attention_mask"], token_type_ids=b["token_type_ids"],
                    position_ids=b.get("position_ids")).mlm_logits
+        if logits is None:
+            raise ValueError("expected model to return mlm_logits (a model with an MLM head), got None")
         return unilm_seq2seq_loss(logits, b.get("labels", b["input_ids"]), b["token_type_ids"], b["attention_mask"])
 
     return gradient_penalty_loss(model, batch, loss_fn, epsilon=epsilon, mask=batch["attention_mask"],

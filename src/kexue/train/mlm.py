@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from .._validate import check_float, check_int
 from ..nn.padding import pad
+from ._checks import check_state, check_token_ids, int_ids
 
 
 class MaskedBatch(NamedTuple):
@@ -46,6 +47,21 @@ def _check_split(p_mask: float, p_keep: float, p_random: float) -> None:
                          f"{p_mask + p_keep + p_random}")
 
 
+def _embedding_weight(weight: Tensor | nn.Embedding) -> Tensor:
+    """The (vocab, dim) floating-point, finite table of ``weight`` (an ``nn.Embedding`` or its weight)."""
+    w = weight.weight if isinstance(weight, nn.Embedding) else weight
+    if not isinstance(w, Tensor) or w.dim() != 2:
+        got = tuple(w.shape) if isinstance(w, Tensor) else type(w).__name__
+        raise ValueError(f"expected weight to be a (vocab, dim) embedding weight, got {got}")
+    if not w.is_floating_point():
+        raise TypeError(f"expected weight to be a floating-point tensor, got {w.dtype}")
+    bad = int((~torch.isfinite(w)).sum())
+    if bad:
+        raise ValueError(f"expected weight to be finite, got {bad} NaN or infinite values (the correction would "
+                         f"spread them to every row)")
+    return w
+
+
 def _check_shape(name: str, x: Tensor | None, input_ids: Tensor) -> None:
     if x is not None and x.shape != input_ids.shape:
         raise ValueError(f"expected {name} in the shape of input_ids, {tuple(input_ids.shape)}, got {tuple(x.shape)}")
@@ -57,14 +73,14 @@ def _check_dist(random_dist: Tensor | None, vocab_size: int) -> Tensor | None:
     q = torch.as_tensor(random_dist, dtype=torch.float64)
     if q.shape != (vocab_size,):
         raise ValueError(f"expected random_dist of shape ({vocab_size},), got {tuple(q.shape)}")
-    if bool((q < 0).any()) or not float(q.sum()) > 0:
-        raise ValueError(f"expected random_dist to be non-negative with a positive sum, got minimum "
+    if not bool(torch.isfinite(q).all()) or bool((q < 0).any()) or not float(q.sum()) > 0:
+        raise ValueError(f"expected random_dist to be finite and non-negative with a positive sum, got minimum "
                          f"{float(q.min()):g} and sum {float(q.sum()):g}")
     return q / q.sum()
 
 
 def _ids(ids: Iterable[int], vocab_size: int, name: str) -> list[int]:
-    out = sorted({int(i) for i in ids})
+    out = int_ids(name, ids)
     bad = [i for i in out if not 0 <= i < vocab_size]
     if bad:
         raise ValueError(f"expected {name} in the vocabulary [0, {vocab_size}), got {bad}")
@@ -106,9 +122,13 @@ class MLMMasking:
     def __call__(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> MaskedBatch:
         """:class:`MaskedBatch` ``(input_ids, labels, kinds)``: the masked ids, the labels and the (batch, seq) kind
         of each position (0 not selected, 1 [MASK], 2 kept, 3 random)."""
-        if input_ids.dim() != 2:
+        if check_token_ids("input_ids", input_ids).dim() != 2:
             raise ValueError(f"expected input_ids of shape (batch, seq), got {tuple(input_ids.shape)}")
         _check_shape("attention_mask", attention_mask, input_ids)
+        real_ids = input_ids if attention_mask is None else input_ids[attention_mask.bool()]
+        if real_ids.numel() and bool(((real_ids < 0) | (real_ids >= self.vocab_size)).any()):
+            bad = real_ids[(real_ids < 0) | (real_ids >= self.vocab_size)][0]
+            raise ValueError(f"expected input_ids in the vocabulary [0, {self.vocab_size}), got {int(bad)}")
         dev = input_ids.device
         b, t = input_ids.shape
         eligible = torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
@@ -144,6 +164,10 @@ class MLMMasking:
         ``functools.partial(masking.collate, pad_id=...)`` for another padding id."""
         if len(examples) == 0:
             raise ValueError("expected at least one example to collate, got none")
+        check_int("pad_id", pad_id)
+        for i, e in enumerate(examples):
+            if isinstance(e, Mapping) and "input_ids" not in e:
+                raise KeyError(f"expected example {i} to hold 'input_ids', got keys {sorted(e)}")
         rows = [torch.as_tensor(e["input_ids"] if isinstance(e, Mapping) else e, dtype=torch.long)
                 for e in examples]
         for i, r in enumerate(rows):
@@ -155,9 +179,20 @@ class MLMMasking:
 
     def correct_embeddings_(self, weight: Tensor | nn.Embedding, exclude_ids: Iterable[int] | None = None) -> Tensor:
         """:func:`expected_embedding_correction_` with this masking's rates and random distribution;
-        ``exclude_ids`` defaults to ``protect_ids`` (tokens that are never selected keep their rows)."""
+        ``exclude_ids`` defaults to ``protect_ids`` (tokens that are never selected keep their rows). A table with
+        more rows than ``vocab_size`` (a vocabulary padded to a multiple of 8, say) is corrected with random tokens
+        drawn from the masking's vocabulary only, as :meth:`__call__` draws them."""
+        rows = _embedding_weight(weight).shape[0]
+        if rows < self.vocab_size:
+            raise ValueError(f"expected weight with the masking's {self.vocab_size} rows (vocab_size) or more, got "
+                             f"{rows}")
+        q = self.random_dist
+        if rows > self.vocab_size:
+            padded = torch.zeros(rows, dtype=torch.float64)
+            padded[:self.vocab_size] = 1.0 / self.vocab_size if q is None else q
+            q = padded
         return expected_embedding_correction_(
-            weight, self.mask_id, self.select, self.p_mask, self.p_keep, self.p_random, self.random_dist,
+            weight, self.mask_id, self.select, self.p_mask, self.p_keep, self.p_random, q,
             self.protect_ids if exclude_ids is None else exclude_ids)
 
     def state_dict(self) -> dict[str, Any]:
@@ -167,16 +202,23 @@ class MLMMasking:
                 "generator": None if self.generator is None else self.generator.get_state()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Load a :meth:`state_dict` of an ``MLMMasking``: its settings are checked as the constructor checks them
+        before any is set, so a refused state leaves this masking as it was."""
+        keys = ("mask_id", "vocab_size", "select", "p_mask", "p_keep", "p_random", "protect_ids", "random_dist",
+                "exact_fraction")
+        check_state("an MLMMasking", state, keys)
         gen_state = state.get("generator")
-        kw = {k: state[k] for k in ("mask_id", "vocab_size", "select", "p_mask", "p_keep", "p_random",
-                                    "protect_ids", "random_dist", "exact_fraction")}
-        generator = self.generator
-        if gen_state is not None and generator is None:
-            generator = torch.Generator()
-        MLMMasking.__init__(self, **kw, generator=generator)
+        if gen_state is not None and not isinstance(gen_state, Tensor):
+            raise TypeError(f"expected the state's generator to be a generator state tensor or None, got "
+                            f"{type(gen_state).__name__}")
+        fresh = MLMMasking(**{k: state[k] for k in keys})  # validates the settings as the constructor does
+        fresh.generator = self.generator
+        if gen_state is not None and fresh.generator is None:
+            fresh.generator = torch.Generator()
         if gen_state is not None:
-            assert self.generator is not None
-            self.generator.set_state(gen_state)
+            assert fresh.generator is not None
+            fresh.generator.set_state(gen_state)
+        vars(self).update(vars(fresh))
 
 
 @torch.no_grad()
@@ -195,9 +237,7 @@ def expected_embedding_correction_(weight: Tensor | nn.Embedding, mask_id: int, 
 
     kexue.fm/archives/8770 ("Dropout视角下的MLM和MAE：一些新的启发", 2021-11-29).
     """
-    w = weight.weight if isinstance(weight, nn.Embedding) else weight
-    if not isinstance(w, Tensor) or w.dim() != 2:
-        raise ValueError(f"expected a (vocab, dim) embedding weight, got {getattr(w, 'shape', type(w).__name__)}")
+    w = _embedding_weight(weight)
     vocab = w.shape[0]
     check_int("mask_id", mask_id, minimum=0, maximum=vocab - 1)
     check_float("select", select, 0.0, 1.0)
@@ -261,7 +301,7 @@ class DropToken(nn.Module):
         self.rate = check_float("rate", rate, 0.0, 1.0, high_open=True)
         self.min_keep = check_int("min_keep", min_keep, minimum=0)
         self.pad_id = check_int("pad_id", pad_id)
-        self.protect_ids = sorted({int(i) for i in protect_ids})
+        self.protect_ids = int_ids("protect_ids", protect_ids)
         self.exact_fraction = bool(exact_fraction)
         self.generator = generator
 
@@ -270,7 +310,7 @@ class DropToken(nn.Module):
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None, token_type_ids: Tensor | None = None,
                 position_ids: Tensor | None = None) -> DroppedBatch:
-        if input_ids.dim() != 2:
+        if check_token_ids("input_ids", input_ids).dim() != 2:
             raise ValueError(f"expected input_ids of shape (batch, seq), got {tuple(input_ids.shape)}")
         _check_shape("attention_mask", attention_mask, input_ids)
         _check_shape("token_type_ids", token_type_ids, input_ids)

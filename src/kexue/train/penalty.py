@@ -44,8 +44,8 @@ def _as_list(inputs: Tensor | Sequence[Tensor]) -> list[Tensor]:
 
 def _check_loss(loss: Tensor) -> None:
     if not isinstance(loss, Tensor) or loss.dim() != 0:
-        shape = tuple(loss.shape) if isinstance(loss, Tensor) else type(loss).__name__
-        raise ValueError(f"expected a scalar loss tensor, got {shape}")
+        got = f"shape {tuple(loss.shape)}" if isinstance(loss, Tensor) else type(loss).__name__
+        raise ValueError(f"expected loss to be a scalar tensor, got {got}")
     if not loss.requires_grad:
         raise ValueError("expected a loss that requires grad, got one that does not: compute it with autograd on "
                          "(not under torch.no_grad())")
@@ -59,12 +59,20 @@ def input_gradients(loss: Tensor, inputs: Tensor | Sequence[Tensor], create_grap
     backward). ``scaler`` (a ``torch.amp.GradScaler``): differentiate ``scaler.scale(loss)`` and divide by the scale,
     so fp16 gradients do not underflow; the result is the unscaled gradient.
     """
+    return _input_gradients(loss, inputs, create_graph, scaler, "inputs")
+
+
+def _input_gradients(loss: Tensor, inputs: Tensor | Sequence[Tensor], create_graph: bool, scaler: Any | None,
+                     name: str) -> list[Tensor]:
+    """:func:`input_gradients`, its errors naming the argument ``name`` that holds ``inputs``."""
     _check_loss(loss)
     xs = _as_list(inputs)
+    if not xs:
+        raise ValueError(f"expected at least one tensor in {name}, got none")
     for i, x in enumerate(xs):
         if not isinstance(x, Tensor) or not x.requires_grad:
             got = "a tensor that does not require grad" if isinstance(x, Tensor) else type(x).__name__
-            raise ValueError(f"expected inputs[{i}] to be a tensor that requires grad (an activation of the loss's "
+            raise ValueError(f"expected {name}[{i}] to be a tensor that requires grad (an activation of the loss's "
                              f"graph), got {got}")
     scale = None
     if scaler is not None and scaler.is_enabled():
@@ -74,7 +82,7 @@ def input_gradients(loss: Tensor, inputs: Tensor | Sequence[Tensor], create_grap
     out = []
     for i, g in enumerate(grads):
         if g is None:
-            raise ValueError(f"expected inputs[{i}] to be part of the loss's graph, got a {tuple(xs[i].shape)} "
+            raise ValueError(f"expected {name}[{i}] to be part of the loss's graph, got a {tuple(xs[i].shape)} "
                              f"tensor that is not: record it during the forward pass that produced this loss")
         if g.dtype in (torch.float16, torch.bfloat16):
             g = g.float()  # the penalty is not scale-invariant: square it in float32
@@ -170,7 +178,7 @@ def batch_param_grad_penalty(loss: Tensor, params: Sequence[Tensor], weight: flo
     """``weight · ‖∇_θ L‖²`` for the (batch) loss L: the penalty that SGD applies implicitly (implicit gradient
     regularisation), differentiable (``create_graph=True``). For the per-sample form see :func:`param_grad_penalty`."""
     weight = check_float("weight", weight, low=0.0)
-    grads = input_gradients(loss, list(params), create_graph=True)
+    grads = _input_gradients(loss, list(params), True, None, "params")
     return weight * _sum_of_squares(grads)
 
 
@@ -187,6 +195,10 @@ def param_grad_penalty(per_sample_loss_fn: Callable[..., Tensor], params: Mappin
     weight = check_float("weight", weight, low=0.0)
     if not inputs:
         raise ValueError("expected at least one batched input tensor, got none")
+    for i, x in enumerate(inputs):
+        if not isinstance(x, Tensor) or x.dim() == 0:
+            got = "a 0-d tensor" if isinstance(x, Tensor) else type(x).__name__
+            raise TypeError(f"expected inputs[{i}] to be a tensor with a sample dimension, got {got}")
     n = inputs[0].shape[0]
     for i, x in enumerate(inputs):
         if x.shape[0] != n:
