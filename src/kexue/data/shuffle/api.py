@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import resource
 import secrets
-import shutil
 import signal
 import stat
 import sys
@@ -19,8 +18,8 @@ from typing import IO, Any, Literal, TypeVar, get_args
 import numpy as np
 
 from ..._validate import check_choice, check_int
-from .budget import Budget, parse_size
-from .errors import InputError, InsufficientSpace, Interrupted, ShuffleError, VerifyError
+from .budget import Budget, fit_memory, parse_size
+from .errors import InputError, Interrupted, ShuffleError, VerifyError
 from .passes import (
     Context,
     Progress,
@@ -33,8 +32,10 @@ from .passes import (
     shuffle_buckets,
     split_chunks,
 )
-from .reader import FinalNewline, Source, open_sources
+from .preflight import check_folders
+from .reader import FinalNewline, open_sources
 from .sinks import FileSink, ShardSink
+from .tempfiles import lock, output_temp, run_tag
 
 Method = Literal["merge", "scatter", "naive"]
 METHODS: tuple[Method, ...] = get_args(Method)
@@ -131,33 +132,17 @@ def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
     return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
-def _free(path: str) -> int | None:
-    try:
-        return shutil.disk_usage(path).free
-    except OSError:
-        return None
-
-
-def _preflight_space(sources: list[Source], budget: Budget, tmp_parent: str, out_dir: str | None,
-                     notes: list[str]) -> None:
-    """Free space: temp >= 1.1 S when the input may not fit in memory; output >= S; 2.1 S if one device holds both."""
-    known = sum(s.size or 0 for s in sources)
-    if any(s.size is None for s in sources):
-        notes.append("input size unknown (a stream): free disk space was not checked before starting")
-        return
-    need_tmp = int(1.1 * known) if known > budget.capacity // 2 else 0
-    need_out = known if out_dir is not None else 0
-    if out_dir is not None and os.stat(tmp_parent).st_dev == os.stat(out_dir).st_dev:
-        checks = [(tmp_parent, need_tmp + need_out, "temporary files and output")]
+def _os_failure(e: OSError, run_tmp: str | None, tmp_parent: str, output: str, inputs: list[str]) -> str:
+    """A one-line message for an ``OSError`` no closer layer explained, naming the user's path, not a hidden one."""
+    name = os.fspath(e.filename) if e.filename is not None else ""
+    if run_tmp is not None and name.startswith(run_tmp):
+        what = f"temporary files in {tmp_parent}"
+    elif name in inputs:
+        what = f"the input {name}"
     else:
-        checks = [(tmp_parent, need_tmp, "temporary files")] + ([(out_dir, need_out, "output")] if out_dir else [])
-    for path, need, what in checks:
-        free = _free(path)
-        if need and free is not None and free < need:
-            raise InsufficientSpace(
-                f"not enough free space for the {what} in {path}: expected about {need} bytes free for {known} bytes "
-                f"of input, got {free} (use tmp_dir / --tmp-dir on another device, or free some space)"
-            )
+        what = f"the output {output}"
+    return (f"expected to read and write {what}, got {e.strerror or e}: the shuffle was stopped, its temporary "
+            "files removed and no output written")
 
 
 def external_shuffle(
@@ -220,10 +205,17 @@ def external_shuffle(
     sources = open_sources(paths)
     in_stats = [os.stat(s.path) for s in sources if s.path != "-"]
     notes: list[str] = []
+    known = None if any(s.size is None for s in sources) else sum(s.size or 0 for s in sources)
+    fit = fit_memory(budget.memory, known, len(sources))
+    if fit.machine is not None:
+        notes.append(f"memory {budget.memory} bytes is more than this machine has available: using {fit.memory} "
+                     f"bytes (3/4 of what is available)")
+    budget = Budget.of(fit.memory)
 
     # Resolve the output and refuse what would lose data.
     stream: IO[bytes] | None = None
     out_path: str | None = None
+    output_name = "standard output"  # the output as the user named it, for messages
     if sharding:
         if output is None or not isinstance(output, (str, os.PathLike)) or os.fspath(output) == "-":
             raise InputError(f"expected a folder path as output for sharded output (--output-dir DIR), got "
@@ -231,7 +223,8 @@ def external_shuffle(
     if output is None or (isinstance(output, (str, os.PathLike)) and os.fspath(output) == "-"):
         stream = sys.stdout.buffer
     elif isinstance(output, (str, os.PathLike)):
-        out_path = os.path.abspath(os.fspath(output))
+        output_name = os.fspath(output)
+        out_path = os.path.abspath(output_name)
     else:
         stream = output
     if stream is not None:
@@ -274,7 +267,7 @@ def external_shuffle(
     tmp_parent = os.path.abspath(os.fspath(tmp_dir)) if tmp_dir is not None else (out_dir or os.getcwd())
     if not os.path.isdir(tmp_parent):
         raise InputError(f"expected an existing temporary folder, got {tmp_parent}, which does not exist")
-    _preflight_space(sources, budget, tmp_parent, out_dir, notes)
+    check_folders(sources, budget, tmp_parent, tmp_dir is not None, out_dir, output_name, notes)
 
     sink: FileSink | ShardSink | None = None
     with _Signals() as signals, ExitStack() as stack:
@@ -284,11 +277,13 @@ def external_shuffle(
 
         def final_sink(total: int) -> FileSink | ShardSink:
             nonlocal sink
-            tag = f".tmp-{os.getpid()}-{secrets.token_hex(4)}"
             if sharding:
                 assert out_path is not None and out_dir is not None
-                tmp = os.path.join(out_dir, f".{os.path.basename(out_path)}{tag}")
+                tmp = output_temp(out_path, run_tag())
                 os.mkdir(tmp)
+                fd = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY)
+                stack.callback(os.close, fd)
+                lock(fd)  # held until the run ends: a later run's cleanup leaves the folder alone
                 shard_records = None
                 if split is not None:
                     q, r = divmod(total, split)
@@ -296,8 +291,9 @@ def external_shuffle(
                 sink = ShardSink(out_path, tmp, shard_records=shard_records, records_per=records_per_output,
                                  bytes_per=bytes_per, hashing=verify, on_write=prog.update)
             elif out_path is not None:
-                tmp = os.path.join(os.path.dirname(out_path), f".{os.path.basename(out_path)}{tag}")
-                sink = FileSink(out_path, tmp_path=tmp, hashing=verify, on_write=prog.update)
+                sink = FileSink(out_path, tmp_path=output_temp(out_path, run_tag()), hashing=verify,
+                                on_write=prog.update, label=f"the output {output_name}")
+                lock(sink.fd)  # held until the file is closed
             else:
                 assert stream is not None
                 name = "<stream>" if out_path is None and output not in (None, "-") else "-"
@@ -306,7 +302,6 @@ def external_shuffle(
 
         try:
             reader = ctx.reader(sources)
-            known = None if any(s.size is None for s in sources) else sum(s.size or 0 for s in sources)
             prog.start("read", known)
             first = reader.next_chunk()
             if first is None:
@@ -358,6 +353,12 @@ def external_shuffle(
                 sink.abort()
             if isinstance(e, KeyboardInterrupt):
                 raise Interrupted("interrupted (SIGINT): temporary files removed, no output written") from None
+            if isinstance(e, MemoryError):
+                raise ShuffleError(f"expected the memory for a budget of {budget.memory} bytes, got an allocation "
+                                   f"that failed ({e}): lower memory / --memory; temporary files removed, no output "
+                                   "written") from None
+            if isinstance(e, OSError):
+                raise ShuffleError(_os_failure(e, ctx.tmp, tmp_parent, output_name, paths)) from e
             raise
     return ShuffleReport(
         method=method, seed=seed, memory=budget.memory, records=sink.records, bytes_in=reader.bytes_read,

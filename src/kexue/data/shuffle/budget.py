@@ -1,9 +1,12 @@
-"""Sizes: ``parse_size`` for ``--memory``-style strings, and :class:`Budget`, how a memory budget is spent."""
+"""Sizes: ``parse_size`` for ``--memory``-style strings, :class:`Budget`, how a memory budget is spent, and
+:func:`fit_memory`, the budget a run can use on this machine for its input."""
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -78,4 +81,64 @@ class Budget:
         return max(2, self.capacity // (3 * self.window_min))
 
 
-__all__ = ["Budget", "parse_size"]
+def machine_memory() -> int | None:
+    """Bytes of memory this process may still take: Linux's ``MemAvailable``, lowered to the room its cgroup (v2
+    ``memory.max`` less ``memory.current``) leaves; where /proc cannot tell, the physical memory
+    (``SC_PHYS_PAGES * SC_PAGE_SIZE``); None if nothing can."""
+    found: list[int] = []
+    try:
+        with open("/proc/meminfo") as f:
+            found += [int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:")]
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        with open("/sys/fs/cgroup/memory.max") as f:
+            limit = f.read().strip()
+        if limit != "max":
+            with open("/sys/fs/cgroup/memory.current") as f:
+                found.append(max(0, int(limit) - int(f.read())))
+    except (OSError, ValueError):
+        pass
+    if not found:
+        try:
+            found.append(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+        except (ValueError, OSError, AttributeError):
+            return None
+    return min(found)
+
+
+def input_memory(input_bytes: int, files: int) -> int:
+    """A budget (>= 128 bytes) whose one in-memory chunk holds ``input_bytes`` of input in ``files`` files, however
+    short the records: at most ``input_bytes + files`` bytes (a separator added to each file) in as many records of
+    ``RECORD_COST`` bytes of index each, plus one byte so that reading reaches the end of the input."""
+    need = (RECORD_COST + 1) * (input_bytes + files) + 1
+    memory = max(_MIN_MEMORY, need * 16 // 11 + 256)  # capacity is about 11/16 of small budgets, more of large ones
+    while Budget.of(memory).capacity < need:
+        memory += memory // 16 + 64
+    return memory
+
+
+class MemoryFit(NamedTuple):
+    """What :func:`fit_memory` chose: ``memory``, the budget, and ``machine``, the machine's share when that is what
+    lowered it (else None)."""
+
+    memory: int
+    machine: int | None
+
+
+def fit_memory(memory: int, input_bytes: int | None, files: int) -> MemoryFit:
+    """The budget a run uses: the smallest of ``memory`` (the user's, already checked by :meth:`Budget.of`),
+    :func:`input_memory` when the input's size is known, and 3/4 of :func:`machine_memory` (the rest is left to
+    the interpreter, numpy, the page cache and the allocator's slack), never below 128 bytes. The first two
+    depend on the inputs and ``memory`` only, so the output stays reproducible (an input that fits one chunk is
+    shuffled the same way whatever the budget); the machine's share lowers the budget only when ``memory`` asks
+    for more than the machine has."""
+    wanted = memory if input_bytes is None else min(memory, input_memory(input_bytes, files))
+    free = machine_memory()
+    share = None if free is None else max(_MIN_MEMORY, free * 3 // 4)
+    if share is not None and share < wanted:
+        return MemoryFit(share, share)
+    return MemoryFit(wanted, None)
+
+
+__all__ = ["Budget", "MemoryFit", "fit_memory", "input_memory", "machine_memory", "parse_size"]

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-import tempfile
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from .errors import ShuffleError
 from .reader import Chunk, ChunkReader, FinalNewline, Source, Window
 from .records import checksum, gather
 from .sinks import FileSink, ShardSink, emit
+from .tempfiles import MARK, make_temp_dir
 
 ProgressHook = Callable[[str, int, "int | None"], None]
 _HYPERGEOM_MAX = 10**9  # numpy's multivariate_hypergeometric(method="marginals") needs sum(colors) < 1e9
@@ -127,9 +127,16 @@ class Context:
         return np.random.Generator(np.random.PCG64(np.random.SeedSequence(self.seed, spawn_key=key)))
 
     def temp_path(self, kind: str) -> str:
+        """A new name in the run's temporary folder (:func:`.tempfiles.make_temp_dir`, made and locked at the first
+        call, removed at the end of the run; with ``keep_tmp`` renamed ``.kexue-shuffle-kept-...`` instead, which no
+        later run takes for a leftover)."""
         if self.tmp is None:
-            self.tmp = tempfile.mkdtemp(prefix=".kexue-shuffle-", dir=self.tmp_parent)
-            if not self.keep_tmp:
+            self.tmp, fd = make_temp_dir(self.tmp_parent)
+            self.stack.callback(os.close, fd)  # runs last: the lock is held until the folder is gone
+            if self.keep_tmp:
+                kept = os.path.join(self.tmp_parent, f".{MARK}-kept-{os.path.basename(self.tmp)[len(MARK) + 2:]}")
+                self.stack.callback(os.rename, self.tmp, kept)
+            else:
                 self.stack.callback(shutil.rmtree, self.tmp, True)
         self._names += 1
         return os.path.join(self.tmp, f"{kind}-{self._names:06d}")
@@ -149,7 +156,8 @@ class Context:
 
     def temp_sink(self, kind: str, report: bool = False) -> FileSink:
         """A new temporary file; ``report``: count its writes as progress."""
-        sink = FileSink(self.temp_path(kind), on_write=self.progress.update if report else _ignore)
+        sink = FileSink(self.temp_path(kind), on_write=self.progress.update if report else _ignore,
+                        label=f"temporary files in {self.tmp_parent}")
         self.stack.callback(sink.close)
         return sink
 

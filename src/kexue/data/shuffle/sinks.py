@@ -22,7 +22,8 @@ class FileSink:
 
     With ``tmp_path`` set, ``path`` is the name to create atomically: records go to the sibling ``tmp_path`` and
     :meth:`commit` fsyncs it, renames it into place and fsyncs the folder. A write that fails for lack of space
-    raises :class:`InsufficientSpace` naming the file.
+    raises :class:`InsufficientSpace`, any other failure to create or write it a :class:`ShuffleError`, both naming
+    ``label`` (what the user knows it as: the output's path, or the temporary folder; default ``path``).
     """
 
     def __init__(
@@ -33,8 +34,10 @@ class FileSink:
         stream: IO[bytes] | None = None,
         hashing: bool = False,
         on_write: Callable[[int], None] = lambda n: None,
+        label: str | None = None,
     ) -> None:
         self.path = path
+        self.label = label or path
         self.tmp_path = tmp_path
         self.records = 0
         self.nbytes = 0
@@ -43,7 +46,27 @@ class FileSink:
         self._part_hash: Any = None
         self.stream = stream
         self.writing = tmp_path or path
-        self.fd = -1 if stream is not None else os.open(self.writing, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        self.fd = -1
+        if stream is None:
+            try:
+                self.fd = os.open(self.writing, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except OSError as e:
+                raise self._failure(e) from e
+
+    def _failure(self, e: OSError) -> ShuffleError:
+        """The error to raise for ``e``, naming ``label``."""
+        if not is_disk_full(e):
+            return ShuffleError(f"expected to write {self.label}, got {e.strerror or e}: the shuffle was stopped, its "
+                                f"temporary files removed and no output written")
+        where = os.path.dirname(os.path.abspath(self.writing))
+        try:
+            free = f"{shutil.disk_usage(where).free} bytes free"
+        except OSError:
+            free = "free space unknown"
+        return InsufficientSpace(
+            f"no space left on the device while writing {self.label} ({free}): the shuffle was stopped, its temporary "
+            "files removed and no output written"
+        )
 
     def _write(self, data: np.ndarray | memoryview) -> int:
         mv = byte_view(data)
@@ -52,18 +75,10 @@ class FileSink:
                 self.stream.write(mv)
             else:
                 write_all(self.fd, mv)
+        except BrokenPipeError:
+            raise  # the reader of standard output left: the command line ends quietly
         except OSError as e:
-            if is_disk_full(e):
-                where = os.path.dirname(os.path.abspath(self.writing))
-                try:
-                    free = f"{shutil.disk_usage(where).free} bytes free"
-                except OSError:
-                    free = "free space unknown"
-                raise InsufficientSpace(
-                    f"no space left on the device while writing {self.writing} ({free}): the shuffle was stopped, "
-                    "its temporary files removed and no output written"
-                ) from e
-            raise
+            raise self._failure(e) from e
         n = mv.nbytes
         self.nbytes += n
         self.on_write(n)
@@ -181,7 +196,8 @@ class ShardSink:
             self.cur.close()
             self.done.append(self.cur)
         name = f"part-{len(self.done):0{self.width}d}"
-        self.cur = FileSink(os.path.join(self.tmp_dir, name), hashing=self.hashing, on_write=self.on_write)
+        self.cur = FileSink(os.path.join(self.tmp_dir, name), hashing=self.hashing, on_write=self.on_write,
+                            label=f"the output folder {self.out_dir}")
 
     def write(self, data: np.ndarray | memoryview, lengths: np.ndarray) -> None:
         mv = byte_view(data)
