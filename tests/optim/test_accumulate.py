@@ -263,7 +263,7 @@ def test_max_update_norm_clips_the_step_direction():
     ({"betas": (-0.1, 0.9)}, ValueError, "expected betas\\[0\\] >= 0.0, got -0.1"),
     ({"betas": 0.9}, TypeError, "expected betas to be a pair \\(beta1, beta2\\), got 0.9"),
     ({"betas": (0.9, 0.99, 0.999)}, ValueError, "expected betas to be a pair \\(beta1, beta2\\), got 3 values"),
-    ({"eps": -1e-8}, ValueError, "expected eps >= 0.0, got -1e-08"),
+    ({"eps": -1e-8}, ValueError, "expected eps > 0.0, got -1e-08"),
     ({"max_update_norm": 0.0}, ValueError, "expected max_update_norm > 0.0, got 0.0"),
 ])
 def test_bad_arguments_are_named(kwargs, error, match):
@@ -357,7 +357,7 @@ def test_sparse_gradients_are_refused():
     emb = nn.Embedding(10, 4, sparse=True)
     opt = AccumAdamW(emb.parameters(), k=2)
     emb(torch.tensor([1, 2])).sum().backward()
-    with pytest.raises(RuntimeError, match="expected dense gradients \\(AccumAdamW keeps dense moments\\), got sparse "
+    with pytest.raises(RuntimeError, match="expected dense gradients \\(AccumAdamW keeps dense state\\), got sparse "
                                            "gradients for a \\(10, 4\\) parameter"):
         opt.step()
 

@@ -20,6 +20,8 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from .._validate import check_choice, check_int
+
 FactorDims = Literal["largest", "last"]
 Eps1Mode = Literal["add", "add_and_root", "floor"]
 
@@ -32,6 +34,18 @@ def factored_axes(shape: tuple[int, ...] | torch.Size, min_dim_size_to_factor: i
     larger), factored only if the second largest has at least ``min_dim_size_to_factor`` entries. ``"last"``
     (torch, transformers): the last axis and the one before it, under the same size threshold.
     """
+    if not isinstance(shape, (tuple, list, torch.Size)):
+        raise TypeError(f"expected shape to be a tuple of sizes, got {type(shape).__name__}")
+    for i, n in enumerate(shape):
+        check_int(f"shape[{i}]", n, minimum=0)
+    check_int("min_dim_size_to_factor", min_dim_size_to_factor, minimum=0)
+    check_choice("factor_dims", factor_dims, FactorDims)
+    return _factored_axes(shape, min_dim_size_to_factor, factor_dims)
+
+
+def _factored_axes(shape: tuple[int, ...] | torch.Size, min_dim_size_to_factor: int,
+                   factor_dims: FactorDims) -> tuple[int, int] | None:
+    """:func:`factored_axes` for arguments already checked (the optimizer's per-step calls)."""
     if len(shape) < 2:
         return None
     if factor_dims == "last":
@@ -49,7 +63,7 @@ def preconditioned_gradient(group: dict[str, Any], state: dict[str, Any], g: Ten
     """u_t = g/√v̂_t for one tensor, after folding g into the second-moment statistics in ``state`` (in place)."""
     mode = group["eps1_mode"]
     add = 0.0 if mode == "floor" else eps1
-    axes = factored_axes(g.shape, group["min_dim_size_to_factor"], group["factor_dims"])
+    axes = _factored_axes(g.shape, group["min_dim_size_to_factor"], group["factor_dims"])
     if axes is not None:
         ax_r, ax_c = axes
         r, c = state["exp_avg_sq_row"], state["exp_avg_sq_col"]
@@ -141,7 +155,7 @@ def foreach_preconditioned_gradients(group: dict[str, Any], states: list[dict[st
 
 def _axes(shape: torch.Size, group: dict[str, Any]) -> tuple[int, int]:
     """The factored axes of a parameter whose state is factored."""
-    axes = factored_axes(shape, group["min_dim_size_to_factor"], group["factor_dims"])
+    axes = _factored_axes(shape, group["min_dim_size_to_factor"], group["factor_dims"])
     if axes is None:  # _init_state refuses a state that does not match the factoring settings
         raise RuntimeError(f"expected a factored {tuple(shape)} parameter, got factoring settings that do not "
                            f"factor it")

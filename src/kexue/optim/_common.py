@@ -1,4 +1,4 @@
-"""Helpers shared by the kexue optimizers: state precision, argument checks."""
+"""Helpers shared by the kexue optimizers: state precision, argument, gradient and state-dict checks."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from .._validate import check_float
+from .._validate import check_float, check_int
 
 
 def state_dtype(param: Tensor) -> torch.dtype:
@@ -44,6 +44,16 @@ StateSpec = Callable[[Mapping[str, Any], Tensor], tuple[StateShapes, StateShapes
 _NOT_OPTIONS = ("params", "param_names")
 
 
+def check_state_dict_form(state_dict: Any) -> None:
+    """A mapping with ``state`` and ``param_groups`` entries (what ``Optimizer.state_dict()`` returns), else
+    ValueError (TypeError for something that is not a mapping at all)."""
+    if not isinstance(state_dict, Mapping):
+        raise TypeError(f"expected a state dict (a mapping with 'state' and 'param_groups' entries), got "
+                        f"{type(state_dict).__name__}")
+    if "state" not in state_dict or "param_groups" not in state_dict:
+        raise ValueError(f"expected a state dict with 'state' and 'param_groups' entries, got {sorted(state_dict)}")
+
+
 def check_state_dict(optimizer: Optimizer, state_dict: Any, spec: StateSpec | None = None,
                      name: str | None = None) -> None:
     """Check that ``state_dict`` fits ``optimizer`` before anything is loaded; ValueError saying what does not fit.
@@ -53,9 +63,7 @@ def check_state_dict(optimizer: Optimizer, state_dict: Any, spec: StateSpec | No
     ``name`` (the optimizer's class name by default) is what the messages call the optimizer.
     """
     name = name or type(optimizer).__name__
-    if not isinstance(state_dict, Mapping) or "state" not in state_dict or "param_groups" not in state_dict:
-        got = sorted(state_dict) if isinstance(state_dict, Mapping) else type(state_dict).__name__
-        raise ValueError(f"expected a state dict with 'state' and 'param_groups' entries, got {got}")
+    check_state_dict_form(state_dict)
     saved_groups, state = state_dict["param_groups"], state_dict["state"]
     if len(saved_groups) != len(optimizer.param_groups):
         raise ValueError(f"expected a state dict with {len(optimizer.param_groups)} parameter groups (as this {name} "
@@ -96,11 +104,65 @@ def check_state_dict(optimizer: Optimizer, state_dict: Any, spec: StateSpec | No
         raise ValueError(f"expected state only for the saved parameters {sorted(saved_ids)}, got state for {unknown}")
 
 
+def check_count(name: str, value: Any) -> None:
+    """A saved counter (a step or micro-step count): an integer >= 0."""
+    check_int(name, value, minimum=0)
+
+
+def check_flag(name: str, value: Any, optional: bool = False) -> None:
+    """``value`` is a bool (or None when ``optional``), else TypeError naming it: a string such as ``"no"`` would
+    otherwise read as true."""
+    if not (isinstance(value, bool) or (optional and value is None)):
+        raise TypeError(f"expected {name} to be a bool{' or None' if optional else ''}, got {value!r}")
+
+
+def check_params(group: Mapping[str, Any], gi: int, real: bool = True) -> None:
+    """The parameters of parameter group ``gi`` (after ``Optimizer.add_param_group`` normalised it): each once
+    (torch only warns; a repeated parameter would be stepped twice per step), and real when ``real`` (complex ones
+    would lose their imaginary part in real arithmetic)."""
+    seen: dict[int, int] = {}
+    for i, p in enumerate(group["params"]):
+        if id(p) in seen:
+            raise ValueError(f"expected each parameter once, got the {tuple(p.shape)} parameter at index {seen[id(p)]} "
+                             f"of param group {gi} again at index {i}")
+        seen[id(p)] = i
+        if real and torch.is_complex(p):
+            raise ValueError(f"expected real parameters, got a complex {tuple(p.shape)} one ({p.dtype}) at index {i} "
+                             f"of param group {gi}")
+
+
+def check_grad(p: Tensor, grad: Tensor, who: str) -> None:
+    """A gradient ``who`` can use for ``p``: dense, real floating point, of ``p``'s shape (a ``.grad`` set through
+    ``.data`` escapes torch's own check and would fail deep inside the arithmetic, or lose an imaginary part)."""
+    if grad.is_sparse:
+        raise RuntimeError(f"expected dense gradients ({who} keeps dense state), got sparse gradients for a "
+                           f"{tuple(p.shape)} parameter")
+    if grad.shape != p.shape:
+        raise RuntimeError(f"expected the gradient of a {tuple(p.shape)} parameter to have its shape, got "
+                           f"{tuple(grad.shape)}")
+    if not grad.is_floating_point():
+        raise RuntimeError(f"expected a real floating-point gradient for a {tuple(p.shape)} parameter, got "
+                           f"{grad.dtype}")
+
+
+def run_closure(closure: Any) -> Any:
+    """``closure()`` with gradients enabled (what ``step(closure)`` does), or None; TypeError for a closure that
+    cannot be called."""
+    if closure is None:
+        return None
+    if not callable(closure):
+        raise TypeError(f"expected closure to be a callable that re-evaluates the loss, or None, got "
+                        f"{type(closure).__name__}")
+    with torch.enable_grad():
+        return closure()
+
+
 def check_optional_float(name: str, value: Any, **interval: Any) -> None:
     """:func:`kexue._validate.check_float` for an argument that may also be None (None passes)."""
     if value is not None:
         check_float(name, value, **interval)
 
 
-__all__ = ["StateShapes", "StateSpec", "check_optional_float", "check_state_dict", "restore_state_precision",
+__all__ = ["StateShapes", "StateSpec", "check_count", "check_flag", "check_grad", "check_optional_float",
+           "check_params", "check_state_dict", "check_state_dict_form", "restore_state_precision", "run_closure",
            "state_dtype"]

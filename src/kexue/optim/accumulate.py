@@ -54,7 +54,19 @@ from torch.optim import Optimizer
 from torch.utils.hooks import RemovableHandle
 
 from .._validate import check_choice, check_float, check_int
-from ._common import StateShapes, check_optional_float, check_state_dict, restore_state_precision, state_dtype
+from ._common import (
+    StateShapes,
+    check_count,
+    check_flag,
+    check_grad,
+    check_optional_float,
+    check_params,
+    check_state_dict,
+    check_state_dict_form,
+    restore_state_precision,
+    run_closure,
+    state_dtype,
+)
 
 AccumMode = Literal["exact_m", "tilde_beta", "plain"]
 
@@ -64,6 +76,12 @@ class GradientRelease:
     returns the optimizer to the ordinary path."""
 
     def __init__(self, optimizer: _Accumulating, handles: list[RemovableHandle]) -> None:
+        if not isinstance(optimizer, _Accumulating):
+            raise TypeError(f"expected optimizer to be an AccumSGDM, AccumAdam or AccumAdamW (get the handle from its "
+                            f"release_gradients()), got {type(optimizer).__name__}")
+        if not isinstance(handles, list) or not all(isinstance(h, RemovableHandle) for h in handles):
+            raise TypeError(f"expected handles to be a list of the hook handles release_gradients() registered, got "
+                            f"{handles!r}")
         self.optimizer = optimizer
         self._handles = handles
 
@@ -89,8 +107,7 @@ class _Accumulating(Optimizer):
     def __init__(self, params: Any, defaults: dict[str, Any], k: int, mode: AccumMode, update_every_k: bool) -> None:
         check_int("k", k, minimum=1)
         check_choice("mode", mode, AccumMode)
-        if not isinstance(update_every_k, bool):
-            raise TypeError(f"expected update_every_k to be a bool, got {update_every_k!r}")
+        check_flag("update_every_k", update_every_k)
         if mode == "exact_m" and not update_every_k and k > 1:
             raise ValueError("expected mode='tilde_beta' or 'plain' with update_every_k=False (mode='exact_m' folds "
                              "k micro-batches into one update, so it updates every k micro-steps), got "
@@ -106,13 +123,23 @@ class _Accumulating(Optimizer):
         super().__init__(params, defaults)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a parameter group (options not given are the constructor's); ValueError or TypeError naming a bad
+        option, a repeated or a complex parameter, and the optimizer is left as it was."""
         super().add_param_group(param_group)
         gi = len(self.param_groups) - 1
-        for i, p in enumerate(self.param_groups[gi]["params"]):
-            if torch.is_complex(p):
-                del self.param_groups[gi]
-                raise ValueError(f"expected real parameters, got a complex {tuple(p.shape)} one ({p.dtype}) at index "
-                                 f"{i} of param group {gi}")
+        try:
+            check_params(self.param_groups[gi], gi)
+            self._check_group(self.param_groups[gi])
+        except (TypeError, ValueError):
+            del self.param_groups[gi]
+            raise
+
+    @staticmethod
+    def _check_group(group: dict[str, Any]) -> None:
+        """The options of one parameter group (the constructor's defaults, an added group, a loaded group)."""
+        check_float("lr", group["lr"], low=0.0)
+        check_float("weight_decay", group["weight_decay"], low=0.0)
+        check_optional_float("max_update_norm", group["max_update_norm"], low=0.0, low_open=True)
 
     # ------------------------------------------------------------------------------------------ counting
     def _updates_at(self, t: int) -> bool:
@@ -141,19 +168,25 @@ class _Accumulating(Optimizer):
         return sd
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Resume from :meth:`state_dict`: ValueError saying what does not fit (another optimizer's state, other
+        accumulation settings, groups, parameters, state keys or shapes, bad group options), before any change."""
+        check_state_dict_form(state_dict)
         state_dict = dict(state_dict)
         acc = state_dict.pop("accumulate", None)
-        if acc is None:
+        if not isinstance(acc, dict):
             raise ValueError(f"expected a state dict saved by an accumulating optimizer (with an 'accumulate' entry, "
                              f"the micro-step counter {type(self).__name__} resumes from), got one without it")
         mine = {"k": self.k, "mode": self.mode, "update_every_k": self.update_every_k}
-        theirs = {key: acc[key] for key in mine}
+        theirs = {key: acc.get(key) for key in mine}
         if theirs != mine:
             raise ValueError(f"expected a state dict saved with this optimizer's {mine}, got one saved with {theirs}")
         kind = acc.get("optimizer", type(self).__name__)  # absent in state dicts saved before it was recorded
         if kind != type(self).__name__:
             raise ValueError(f"expected a state dict saved by {type(self).__name__}, got one saved by {kind}")
         check_state_dict(self, state_dict, self._state_spec)
+        check_count("micro_step", acc.get("micro_step"))
+        for group in state_dict["param_groups"]:
+            self._check_group(group)
         super().load_state_dict(state_dict)
         restore_state_precision(self, state_dict)
         self.micro_step = int(acc["micro_step"])
@@ -170,9 +203,7 @@ class _Accumulating(Optimizer):
 
     def _fold(self, group: dict[str, Any], p: Tensor, grad: Tensor) -> None:
         """Fold one micro-batch gradient of ``p`` into its moments, at micro-step ``micro_step + 1``."""
-        if grad.is_sparse:
-            raise RuntimeError(f"expected dense gradients ({type(self).__name__} keeps dense moments), got sparse "
-                               f"gradients for a {tuple(p.shape)} parameter")
+        check_grad(p, grad, type(self).__name__)
         state = self.state[p]
         dtype = state_dtype(p)
         if len(state) == 0:
@@ -225,10 +256,7 @@ class _Accumulating(Optimizer):
     @torch.no_grad()
     def step(self, closure: Any = None) -> Any:
         """Finish one micro-step: fold the gradients present, advance the counter, move parameters on update steps."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = run_closure(closure)
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is not None:
@@ -288,12 +316,6 @@ class _Accumulating(Optimizer):
         return hook
 
 
-def _check_common(lr: float, max_update_norm: float | None, weight_decay: float) -> None:
-    check_float("lr", lr, low=0.0)
-    check_float("weight_decay", weight_decay, low=0.0)
-    check_optional_float("max_update_norm", max_update_norm, low=0.0, low_open=True)
-
-
 class AccumSGDM(_Accumulating):
     """SGD with momentum (m = βm + (1 − β)g, θ ← θ − α·m) that accumulates k micro-batches inside its momentum.
 
@@ -307,11 +329,15 @@ class AccumSGDM(_Accumulating):
     def __init__(self, params: Iterable[Tensor] | Iterable[dict[str, Any]], lr: float, momentum: float = 0.9,
                  k: int = 1, mode: AccumMode = "exact_m", update_every_k: bool = True, weight_decay: float = 0.0,
                  max_update_norm: float | None = None) -> None:
-        _check_common(lr, max_update_norm, weight_decay)
-        check_float("momentum", momentum, low=0.0, high=1.0, high_open=True)
         defaults = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, max_update_norm=max_update_norm,
                         decoupled_weight_decay=True)
+        self._check_group(defaults)
         super().__init__(params, defaults, k, mode, update_every_k)
+
+    @staticmethod
+    def _check_group(group: dict[str, Any]) -> None:
+        _Accumulating._check_group(group)
+        check_float("momentum", group["momentum"], low=0.0, high=1.0, high_open=True)
 
     def _betas(self, group: dict[str, Any]) -> tuple[float, ...]:
         return (group["momentum"],)
@@ -344,18 +370,25 @@ class AccumAdam(_Accumulating):
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0,
                  k: int = 1, mode: AccumMode = "exact_m", update_every_k: bool = True, eps_inside_root: bool = False,
                  max_update_norm: float | None = None) -> None:
-        _check_common(lr, max_update_norm, weight_decay)
+        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, eps_inside_root=eps_inside_root,
+                        max_update_norm=max_update_norm, decoupled_weight_decay=self._decoupled)
+        self._check_group(defaults)
+        defaults["betas"] = tuple(betas)
+        super().__init__(params, defaults, k, mode, update_every_k)
+
+    @staticmethod
+    def _check_group(group: dict[str, Any]) -> None:
+        _Accumulating._check_group(group)
+        betas = group["betas"]
         if not isinstance(betas, (tuple, list)):
             raise TypeError(f"expected betas to be a pair (beta1, beta2), got {betas!r}")
         if len(betas) != 2:
             raise ValueError(f"expected betas to be a pair (beta1, beta2), got {len(betas)} values {betas!r}")
         check_float("betas[0]", betas[0], low=0.0, high=1.0, high_open=True)
         check_float("betas[1]", betas[1], low=0.0, high=1.0, high_open=True)
-        check_float("eps", eps, low=0.0)
-        defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
-                        eps_inside_root=eps_inside_root, max_update_norm=max_update_norm,
-                        decoupled_weight_decay=self._decoupled)
-        super().__init__(params, defaults, k, mode, update_every_k)
+        # eps = 0 would divide 0 by 0 wherever a gradient entry has been 0 so far: NaN parameters
+        check_float("eps", group["eps"], low=0.0, low_open=True)
+        check_flag("eps_inside_root", group["eps_inside_root"])
 
     def _betas(self, group: dict[str, Any]) -> tuple[float, ...]:
         return tuple(group["betas"])

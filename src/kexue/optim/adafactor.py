@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 import torch
@@ -43,12 +43,24 @@ from .._validate import check_choice, check_float, check_int
 from ._adafactor_moments import (
     Eps1Mode,
     FactorDims,
+    _factored_axes,
     factored_axes,
     foreach_preconditioned_gradients,
     preconditioned_gradient,
 )
 from ._adafactor_presets import ADAFACTOR_PRESETS, AdaFactorPreset
-from ._common import StateShapes, check_optional_float, check_state_dict, restore_state_precision, state_dtype
+from ._common import (
+    StateShapes,
+    check_count,
+    check_flag,
+    check_grad,
+    check_optional_float,
+    check_params,
+    check_state_dict,
+    restore_state_precision,
+    run_closure,
+    state_dtype,
+)
 
 MomentumOn = Literal["clipped", "scaled_update"]
 WeightDecayOn = Literal["lr", "step"]
@@ -123,7 +135,7 @@ class AdaFactor(Optimizer):
         for e in excl:
             if not isinstance(e, (str, Tensor)):
                 raise TypeError(f"expected exclude_from_parameter_scale to hold parameters or name patterns, got {e!r}")
-        self._exclude_patterns = [re.compile(e) for e in excl if isinstance(e, str)]
+        self._exclude_patterns = [_compile(e) for e in excl if isinstance(e, str)]
         self._exclude_tensors = [e for e in excl if isinstance(e, Tensor)]
         self._unscaled: set[int] = set()  # ids of parameters excluded from the parameter scale
         super().__init__(params, defaults)
@@ -140,9 +152,16 @@ class AdaFactor(Optimizer):
         return cls(params, **{**ADAFACTOR_PRESETS[name], **overrides})
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a parameter group (options not given are the constructor's); ValueError or TypeError naming a bad
+        option, a repeated or a complex parameter, and the optimizer is left as it was."""
         super().add_param_group(param_group)
         group = self.param_groups[-1]
-        _check_group(group)
+        try:
+            check_params(group, len(self.param_groups) - 1)
+            _check_group(group)
+        except (TypeError, ValueError):
+            del self.param_groups[-1]
+            raise
         names = group.get("param_names")
         for i, p in enumerate(group["params"]):
             name = names[i] if names is not None else None
@@ -160,6 +179,11 @@ class AdaFactor(Optimizer):
         """Load a state saved by an AdaFactor with the same groups; ValueError saying what does not fit, before any
         change (another optimizer's state, other groups or parameters, other state keys or shapes)."""
         check_state_dict(self, state_dict, _state_spec)
+        for group in state_dict["param_groups"]:
+            _check_group(group)
+        for st in state_dict["state"].values():
+            if "step" in st:
+                check_count("step", st["step"])
         super().load_state_dict(state_dict)
         restore_state_precision(self, state_dict)
 
@@ -167,6 +191,18 @@ class AdaFactor(Optimizer):
     @staticmethod
     def step_size(group: dict[str, Any], t: int) -> float:
         """α_t for a group at step t (t ≥ 1): ``lr``, or the relative step (see the module docstring)."""
+        if not isinstance(group, Mapping):
+            raise TypeError(f"expected group to be a parameter group of an AdaFactor (a dict), got "
+                            f"{type(group).__name__}")
+        missing = [k for k in _STEP_SIZE_KEYS if k not in group]
+        if missing:
+            raise ValueError(f"expected group to be a parameter group of an AdaFactor (with {list(_STEP_SIZE_KEYS)}), "
+                             f"got one without {missing}")
+        check_int("t", t, minimum=1)
+        return AdaFactor._step_size(group, t)
+
+    @staticmethod
+    def _step_size(group: Mapping[str, Any], t: int) -> float:
         lr = group["lr"]
         if lr is None or group["relative_step"]:
             if group["warmup_init"]:
@@ -185,7 +221,7 @@ class AdaFactor(Optimizer):
     def _init_state(self, group: dict[str, Any], p: Tensor) -> dict[str, Any]:
         state = self.state[p]
         dtype = state_dtype(p)
-        axes = factored_axes(p.shape, group["min_dim_size_to_factor"], group["factor_dims"])
+        axes = _factored_axes(p.shape, group["min_dim_size_to_factor"], group["factor_dims"])
         if len(state) == 0:
             state["step"] = 0
             if axes is None:
@@ -208,20 +244,13 @@ class AdaFactor(Optimizer):
     @torch.no_grad()
     def step(self, closure: Any = None) -> Any:
         """One AdaFactor step for every parameter with a gradient."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = run_closure(closure)
         for group in self.param_groups:
             params = []
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                if p.grad.is_sparse:
-                    raise RuntimeError(f"expected dense gradients (the factored statistics need them), got sparse "
-                                       f"gradients for a {tuple(p.shape)} parameter")
-                if torch.is_complex(p):
-                    raise RuntimeError(f"expected real parameters, got a complex {tuple(p.shape)} one ({p.dtype})")
+                check_grad(p, p.grad, "AdaFactor")
                 if p.numel() == 0:
                     continue
                 params.append(p)
@@ -243,7 +272,7 @@ class AdaFactor(Optimizer):
         state["step"] += 1
         t = state["step"]
         beta2t = group["beta2"] if group["beta2"] is not None else 1.0 - t ** (-group["decay_exponent"])
-        alpha = self.step_size(group, t)
+        alpha = self._step_size(group, t)
         eps1 = group["eps1"] if group["eps1"] is not None else torch.finfo(p.dtype).eps
         scale = max(group["eps2"], _rms(theta).item()) if self._uses_scale(group, p) else 1.0
 
@@ -289,7 +318,7 @@ class AdaFactor(Optimizer):
             t = st["step"]
             b2 = group["beta2"] if group["beta2"] is not None else 1.0 - t ** (-group["decay_exponent"])
             one_minus_b2.append(1.0 - b2)
-            alphas.append(self.step_size(group, t))
+            alphas.append(self._step_size(group, t))
             eps1s.append(group["eps1"] if group["eps1"] is not None else torch.finfo(p.dtype).eps)
         grads = [_grad(p).to(cdtype) for p in ps]
         thetas = [p if p.dtype == cdtype else p.to(cdtype) for p in ps]
@@ -346,12 +375,23 @@ def _grad(p: Tensor) -> Tensor:
     return grad
 
 
+def _compile(pattern: str) -> re.Pattern[str]:
+    try:
+        return re.compile(pattern)
+    except re.error as e:
+        raise ValueError(f"expected exclude_from_parameter_scale to hold regular expressions, got {pattern!r} ({e})"
+                         ) from None
+
+
+#: The group options :meth:`AdaFactor.step_size` reads.
+_STEP_SIZE_KEYS = ("lr", "relative_step", "warmup_init", "scale_parameter", "unscaled_relative_factor")
+
 
 def _state_spec(group: Any, p: Tensor) -> tuple[StateShapes, StateShapes]:
     """The state ``AdaFactor._init_state`` creates for ``p`` under the (saved) group's factoring settings."""
     shape = tuple(p.shape)
     required: StateShapes = {"step": None}
-    axes = factored_axes(p.shape, group["min_dim_size_to_factor"], group["factor_dims"])
+    axes = _factored_axes(p.shape, group["min_dim_size_to_factor"], group["factor_dims"])
     if axes is None:
         required["exp_avg_sq"] = shape
     else:
@@ -369,7 +409,8 @@ def _check_group(group: dict[str, Any]) -> None:
     # The post requires 0 < c < 1 (c = 1 would be the plain mean of all squared gradients).
     check_float("decay_exponent", group["decay_exponent"], low=0.0, high=1.0, low_open=True, high_open=True)
     check_optional_float("beta2", group["beta2"], low=0.0, high=1.0, high_open=True)
-    check_optional_float("eps1", group["eps1"], low=0.0)
+    # ε₁ = 0 divides 0 by 0 wherever a gradient entry has been 0 so far (every eps1_mode): NaN parameters
+    check_optional_float("eps1", group["eps1"], low=0.0, low_open=True)
     check_float("eps2", group["eps2"], low=0.0)
     check_optional_float("clip_threshold", group["clip_threshold"], low=0.0, low_open=True)
     check_float("weight_decay", group["weight_decay"], low=0.0)
@@ -379,6 +420,9 @@ def _check_group(group: dict[str, Any]) -> None:
     check_choice("eps1_mode", group["eps1_mode"], Eps1Mode)
     check_choice("momentum_on", group["momentum_on"], MomentumOn)
     check_choice("weight_decay_on", group["weight_decay_on"], WeightDecayOn)
+    for flag in ("scale_parameter", "relative_step", "warmup_init"):
+        check_flag(flag, group[flag])
+    check_flag("foreach", group["foreach"], optional=True)
     if group["warmup_init"] and not (group["relative_step"] or group["lr"] is None):
         raise ValueError("expected relative_step=True or lr=None with warmup_init=True (it scales the relative "
                          f"step), got relative_step=False and lr={group['lr']!r}")

@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 
 from .._validate import check_choice, check_float
-from ._common import check_optional_float, check_state_dict
+from ._common import check_flag, check_grad, check_optional_float, check_state_dict, check_state_dict_form, run_closure
 
 ChildTuningMode = Literal["F", "D"]
 MaskOn = Literal["grad", "update"]
@@ -77,6 +77,16 @@ class ChildTuning(Optimizer):
         check_choice("mode", mode, ChildTuningMode)
         check_choice("mask_on", mask_on, MaskOn)
         check_float("reserve_p", reserve_p, low=0.0, high=1.0, low_open=True)
+        check_flag("rescale", rescale)
+        check_flag("mask_weight_decay", mask_weight_decay)
+        if masks is not None and not isinstance(masks, Mapping):
+            raise TypeError(f"expected masks to be a {{parameter: bool mask}} mapping (see fisher_mask), got "
+                            f"{type(masks).__name__}")
+        if param_filter is not None and not callable(param_filter):
+            raise TypeError(f"expected param_filter to be a callable (name, parameter) -> bool, or None, got "
+                            f"{type(param_filter).__name__}")
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"expected generator to be a torch.Generator or None, got {type(generator).__name__}")
         if mode == "D" and masks is None:
             raise ValueError("expected masks with mode='D' (compute them with fisher_mask(model, loader, loss_fn, "
                              "reserve_p)), got None")
@@ -93,8 +103,8 @@ class ChildTuning(Optimizer):
         self.mode: ChildTuningMode = mode
         self.reserve_p = float(reserve_p)
         self.mask_on: MaskOn = mask_on
-        self.rescale = bool(rescale)
-        self.mask_weight_decay = bool(mask_weight_decay)
+        self.rescale = rescale
+        self.mask_weight_decay = mask_weight_decay
         self.generator = generator
         super().__init__(base.param_groups, base.defaults)
         self.param_groups = base.param_groups
@@ -157,15 +167,15 @@ class ChildTuning(Optimizer):
     # ------------------------------------------------------------------------------------------ step
     @torch.no_grad()
     def step(self, closure: Any = None) -> Any:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = run_closure(closure)
         if getattr(self.base, "_release", None) is not None:
             raise RuntimeError("expected a base optimizer on the ordinary path (ChildTuning masks .grad in step()), "
                                "got one that releases gradients inside backward (release_gradients()), which leaves "
                                "nothing to mask")
         masks = self.current_masks()
+        for p in masks:
+            if p.grad is not None:
+                check_grad(p, p.grad, "ChildTuning")
         self._n_steps += 1
         scale = 1.0 / self.reserve_p if self.rescale else 1.0
         if self.mask_on == "update":
@@ -227,9 +237,13 @@ class ChildTuning(Optimizer):
         return sd
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Resume from :meth:`state_dict`: ValueError saying what does not fit (a state without ChildTuning's
+        entry, other settings, groups or parameters, masks of other shapes), before any change; the base optimizer
+        checks its own per-parameter state."""
+        check_state_dict_form(state_dict)
         state_dict = dict(state_dict)
         ct = state_dict.pop("child_tuning", None)
-        if ct is None:
+        if not isinstance(ct, dict):
             raise ValueError("expected a state dict saved by ChildTuning (with a 'child_tuning' entry), got one "
                              "without it")
         mine = {"mode": self.mode, "reserve_p": self.reserve_p, "mask_on": self.mask_on, "rescale": self.rescale}
@@ -272,8 +286,19 @@ def fisher_information(model: nn.Module, loader: Iterable[Any], loss_fn: Callabl
 
     Runs in eval mode (dropout off, for determinism) unless ``train_mode=True`` (the official pass runs in train
     mode); the model's mode and any existing gradients are restored afterwards. Returns ``{name: F}`` for the
-    parameters that require grad and pass ``param_filter(name, parameter)``.
+    parameters that require grad and pass ``param_filter(name, parameter)``. ValueError when ``loss_fn`` gives
+    something other than a scalar tensor, or a loss or gradient is not finite (the scores would be NaN and a mask
+    drawn from them empty).
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"expected model to be a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(loader, Iterable):
+        raise TypeError(f"expected loader to be an iterable of batches, got {type(loader).__name__}")
+    if not callable(loss_fn):
+        raise TypeError(f"expected loss_fn to be a callable (model, batch) -> loss, got {type(loss_fn).__name__}")
+    if param_filter is not None and not callable(param_filter):
+        raise TypeError(f"expected param_filter to be a callable (name, parameter) -> bool, or None, got "
+                        f"{type(param_filter).__name__}")
     check_optional_float("max_grad_norm", max_grad_norm, low=0.0, low_open=True)
     named = [(n, p) for n, p in model.named_parameters()
              if p.requires_grad and (param_filter is None or param_filter(n, p))]
@@ -291,6 +316,9 @@ def fisher_information(model: nn.Module, loader: Iterable[Any], loss_fn: Callabl
                 p.grad = None
             with torch.enable_grad():
                 loss = loss_fn(model, batch)
+                if not isinstance(loss, Tensor) or loss.dim() != 0:
+                    got = f"a {tuple(loss.shape)} tensor" if isinstance(loss, Tensor) else type(loss).__name__
+                    raise ValueError(f"expected loss_fn to return a scalar tensor, got {got} for batch {batches}")
                 loss.backward()
             for n, p in named:
                 if p.grad is None:
@@ -305,7 +333,10 @@ def fisher_information(model: nn.Module, loader: Iterable[Any], loss_fn: Callabl
             p.grad = g
     if batches == 0:
         raise ValueError("expected a loader that yields batches, got one that yielded none")
-    for s in scores.values():
+    for n, s in scores.items():
+        if not bool(torch.isfinite(s).all()):
+            raise ValueError(f"expected finite Fisher information, got non-finite scores for {n!r} (a loss or "
+                             f"gradient was nan or inf)")
         s.div_(batches)
     return scores
 

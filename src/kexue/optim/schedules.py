@@ -27,6 +27,12 @@ from .._validate import check_float, check_int
 def warmup_linear_factor(step: int, warmup_steps: int, total_steps: int, final_factor: float = 0.0) -> float:
     """The factor at update ``step``: step/warmup_steps while warming up, then a straight line to ``final_factor``
     at ``total_steps``, then ``final_factor``."""
+    check_float("step", step, low=0.0)
+    _check_warmup(warmup_steps, total_steps, final_factor)
+    return _warmup_linear_factor(step, warmup_steps, total_steps, final_factor)
+
+
+def _warmup_linear_factor(step: float, warmup_steps: int, total_steps: int, final_factor: float) -> float:
     if step < warmup_steps:
         return step / warmup_steps
     if step >= total_steps:
@@ -38,7 +44,12 @@ def piecewise_linear_factor(step: float, schedule: Mapping[int, float], from_zer
     """bert4keras' ``piecewise_linear``: linear interpolation through the sorted ``{step: factor}`` points, with
     (0, 0.0) prepended when ``from_zero`` and the first point is not at 0; the first factor before the first point
     and the last factor after the last one."""
-    points = _check_schedule(schedule)
+    check_float("step", step, low=0.0)
+    return _piecewise_linear_factor(step, _check_schedule(schedule, from_zero), from_zero)
+
+
+def _piecewise_linear_factor(step: float, points: list[tuple[int, float]], from_zero: bool) -> float:
+    """:func:`piecewise_linear_factor` through ``points``, the checked schedule sorted by step."""
     if from_zero and points[0][0] != 0:
         points = [(0, 0.0)] + points
     if step <= points[0][0]:
@@ -75,25 +86,39 @@ def warmup_linear(optimizer: Optimizer, warmup_steps: int, total_steps: int, fin
 
     With ``final_factor=0`` this is ``transformers.get_linear_schedule_with_warmup``.
     """
+    _check_optimizer(optimizer)
+    _check_warmup(warmup_steps, total_steps, final_factor)
+    return LambdaLR(optimizer, _lambda(optimizer, lambda n: _warmup_linear_factor(n, warmup_steps, total_steps,
+                                                                                  final_factor)), last_epoch)
+
+
+def piecewise_linear(optimizer: Optimizer, schedule: Mapping[int, float], from_zero: bool = True,
+                     last_epoch: int = -1) -> LambdaLR:
+    """``LambdaLR`` with bert4keras' :func:`piecewise_linear_factor`, counting update steps."""
+    _check_optimizer(optimizer)
+    points = _check_schedule(schedule, from_zero)
+    return LambdaLR(optimizer, _lambda(optimizer, lambda n: _piecewise_linear_factor(n, points, from_zero)),
+                    last_epoch)
+
+
+def _check_optimizer(optimizer: Any) -> None:
+    if not isinstance(optimizer, Optimizer):
+        raise TypeError(f"expected optimizer to be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+
+
+def _check_warmup(warmup_steps: int, total_steps: int, final_factor: float) -> None:
     check_int("warmup_steps", warmup_steps, minimum=0)
     check_int("total_steps", total_steps, minimum=0)
     if total_steps <= warmup_steps:
         raise ValueError(f"expected total_steps > warmup_steps, got total_steps={total_steps}, "
                          f"warmup_steps={warmup_steps}")
     check_float("final_factor", final_factor, low=0.0)
-    return LambdaLR(optimizer, _lambda(optimizer, lambda n: warmup_linear_factor(n, warmup_steps, total_steps,
-                                                                                 final_factor)), last_epoch)
 
 
-def piecewise_linear(optimizer: Optimizer, schedule: Mapping[int, float], from_zero: bool = True,
-                     last_epoch: int = -1) -> LambdaLR:
-    """``LambdaLR`` with bert4keras' :func:`piecewise_linear_factor`, counting update steps."""
-    _check_schedule(schedule)
-    return LambdaLR(optimizer, _lambda(optimizer, lambda n: piecewise_linear_factor(n, schedule, from_zero)),
-                    last_epoch)
-
-
-def _check_schedule(schedule: Mapping[int, float]) -> list[tuple[int, float]]:
+def _check_schedule(schedule: Mapping[int, float], from_zero: bool) -> list[tuple[int, float]]:
+    """The ``{step: factor}`` points sorted by step, after checking them (and ``from_zero``)."""
+    if not isinstance(from_zero, bool):
+        raise TypeError(f"expected from_zero to be a bool, got {from_zero!r}")
     if not isinstance(schedule, Mapping):
         raise TypeError(f"expected schedule to be a {{step: factor}} dict, got {type(schedule).__name__}")
     if not schedule:
