@@ -1,7 +1,8 @@
 """Analysis tools: multiply counts of a Transformer layer and the sequence lengths where its balance tips
 (:mod:`kexue.stats.flops`, the linear-Transformer post, kexue.fm/archives/8610); the Johnson–Lindenstrauss lemma
 (:mod:`kexue.stats.jl`, 8679); hubness of k-nearest-neighbour graphs (:mod:`kexue.stats.hubness`, 9147); leaderboard
-means over one task list (:mod:`kexue.stats.leaderboard`, 8783)."""
+means over one task list (:mod:`kexue.stats.leaderboard`, 8783); KL, Bhattacharyya, Hellinger and 2-Wasserstein
+(Fréchet) distances between multivariate normals (:mod:`kexue.stats.gaussian`, 8512)."""
 
 from .flops import (
     AttentionMACs,
@@ -11,6 +12,18 @@ from .flops import (
     crossover_lengths,
     linear_attention_macs,
     transformer_layer_macs,
+)
+from .gaussian import (
+    W2_FORMS,
+    W2Form,
+    bhattacharyya_normal,
+    frechet_distance,
+    hellinger_normal,
+    kl_diag,
+    kl_normal,
+    sqrtm_psd,
+    w2_diag,
+    w2_normal,
 )
 from .hubness import HubSummary, Metric, hub_summary, hub_values, hubness_skew, knn_indices
 from .jl import (
@@ -25,8 +38,9 @@ from .jl import (
 )
 from .leaderboard import MeanKind, Means, MeanTaus, Ranked, Score, kendall_tau_between_means, means, rank_table
 
-__all__ = ["AttentionMACs", "Crossovers", "Distortion", "FFNKind", "HubSummary", "LayerMACs", "MeanKind",
-           "MeanTaus", "Means", "Metric", "Ranked", "Score", "crossover_lengths", "gaussian_projection",
-           "hub_summary", "hub_values", "hubness_skew", "jl_min_dim", "kendall_tau_between_means", "knn_indices",
-           "linear_attention_macs", "means", "orthogonality_tail_bound", "pairwise_distortion", "rank_table",
-           "sklearn_min_dim", "transformer_layer_macs", "unit_norm_tail_bound", "unit_norm_tail_exact"]
+__all__ = ["AttentionMACs", "Crossovers", "Distortion", "FFNKind", "HubSummary", "LayerMACs", "MeanKind", "MeanTaus",
+           "Means", "Metric", "Ranked", "Score", "W2Form", "W2_FORMS", "bhattacharyya_normal", "crossover_lengths",
+           "frechet_distance", "gaussian_projection", "hellinger_normal", "hub_summary", "hub_values", "hubness_skew",
+           "jl_min_dim", "kendall_tau_between_means", "kl_diag", "kl_normal", "knn_indices", "linear_attention_macs",
+           "means", "orthogonality_tail_bound", "pairwise_distortion", "rank_table", "sklearn_min_dim", "sqrtm_psd",
+           "transformer_layer_macs", "unit_norm_tail_bound", "unit_norm_tail_exact", "w2_diag", "w2_normal"]
