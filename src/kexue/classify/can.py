@@ -59,7 +59,10 @@ def _to_tensor(probs: Any, what: str = "probs") -> _Probs:
     return _Probs(t, is_numpy, orig)
 
 
-def _check_rows(p: Tensor, tol: float = 1e-3) -> None:
+def _check_rows(p: Tensor, dtype: torch.dtype) -> None:
+    """Rows summing to 1 within 1e-3 (1e-2 for float16/bfloat16 inputs, whose probabilities are rounded to about 3
+    digits)."""
+    tol = 1e-2 if dtype in (torch.float16, torch.bfloat16) else 1e-3
     err = (p.sum(dim=1) - 1).abs()
     if p.shape[0] and float(err.max()) > tol:
         row = int(err.argmax())
@@ -74,9 +77,17 @@ def topk_uncertainty(probs: Any, k: int = 3, kind: UncertaintyKind = "su") -> An
     [0, 1]. Plain entropy misranks [.5, .25, .25] above [.5, .5, 0]; this does not.
     ``kind="paper"``: U = −Σ_{i≤k} p_i log p_i / log C (C classes), no renormalisation.
 
-    Returns the same kind of array as ``probs`` (numpy → numpy float64, torch → float64 tensor).
+    Returns the same kind of array as ``probs`` (numpy → numpy float64, torch → float64 tensor). ``probs`` rows must
+    sum to 1 (pass probabilities, not logits).
     """
-    p, is_numpy, _ = _to_tensor(probs)
+    p, is_numpy, dtype = _to_tensor(probs)
+    _check_rows(p, dtype)
+    u = _uncertainty(p, k, kind)
+    return u.numpy() if is_numpy else u
+
+
+def _uncertainty(p: Tensor, k: int, kind: UncertaintyKind) -> Tensor:
+    """:func:`topk_uncertainty` of checked float64 probabilities ``p``."""
     c = p.shape[1]
     check_int("k", k, minimum=2)
     if k > c:
@@ -88,15 +99,17 @@ def topk_uncertainty(probs: Any, k: int = 3, kind: UncertaintyKind = "su") -> An
         u = -(top * top.log()).sum(dim=1) / math.log(k)
     else:
         u = -(top * top.log()).sum(dim=1) / math.log(c)
-    return u.numpy() if is_numpy else u
+    return u
 
 
 def confident_mask(probs: Any, k: int = 3, tau: float = 0.9, kind: UncertaintyKind = "su") -> Any:
     """True where U < τ (a confident prediction), as a bool array of the input's kind; τ in [0, 1], Su's normalised
     scale."""
     check_float("tau", tau, low=0.0, high=1.0)
-    u = topk_uncertainty(probs, k, kind)
-    return u < tau
+    p, is_numpy, dtype = _to_tensor(probs)
+    _check_rows(p, dtype)
+    mask = _uncertainty(p, k, kind) < tau
+    return mask.numpy() if is_numpy else mask
 
 
 def prior_from_labels(y: Any, num_classes: int) -> np.ndarray:
@@ -153,7 +166,7 @@ def can(
     and dtype.
     """
     p, is_numpy, orig_dtype = _to_tensor(probs)
-    _check_rows(p)
+    _check_rows(p, orig_dtype)
     c = p.shape[1]
     pr = torch.as_tensor(np.asarray(prior.detach().cpu() if isinstance(prior, Tensor) else prior),
                          dtype=torch.float64)
@@ -165,8 +178,9 @@ def can(
     check_float("alpha", alpha, low=0.0, low_open=True)
     check_int("iters", iters, minimum=1)
     check_choice("mode", mode, CANMode)
+    check_float("tau", tau, low=0.0, high=1.0)
 
-    conf = confident_mask(p, k, tau, kind)
+    conf = _uncertainty(p, k, kind) < tau
     out = p.clone()
     unc_idx = torch.nonzero(~conf).flatten()
     if unc_idx.numel():

@@ -33,15 +33,47 @@ Sigma = Literal["within", "identity"]
 Priors = Literal["empirical", "uniform"]
 
 
-def _as_float64(x: Any, what: str) -> Tensor:
+def _as_float64(x: Any, what: str, nonempty: bool = False) -> Tensor:
     t = torch.as_tensor(np.asarray(x.detach().cpu() if isinstance(x, Tensor) else x))
     if t.dim() != 2:
         raise ValueError(f"expected {what} to be a 2-D (samples, features) array, got shape {tuple(t.shape)}")
+    if nonempty and t.shape[0] == 0:
+        raise ValueError(f"expected {what} with at least one row, got shape {tuple(t.shape)}")
     t = t.to(torch.float64)
     bad = ~torch.isfinite(t)
     if bool(bad.any()):
         raise ValueError(f"expected {what} to be finite, got {float(t[bad][0])!r}")
     return t
+
+
+def _labels(y: Any, n: int) -> np.ndarray:
+    """``y`` as a 1-D array of ``n`` labels (one per row of X)."""
+    labels = np.asarray(y.detach().cpu() if isinstance(y, Tensor) else y)
+    if labels.ndim != 1 or labels.shape[0] != n:
+        raise ValueError(f"expected y to be 1-D with one label per row of X ({n}), got shape {labels.shape}")
+    return labels
+
+
+def _check_params(params: dict[str, Any]) -> None:
+    """The settings of :class:`AnalyticLogisticRegression` (its constructor's arguments), checked in one place: by
+    the constructor, :meth:`~AnalyticLogisticRegression.set_params` and ``fit``."""
+    if not isinstance(params["whiten"], (bool, np.bool_)):
+        raise TypeError(f"expected whiten to be a bool, got {params['whiten']!r}")
+    check_choice("sigma", params["sigma"], Sigma)
+    check_float("shrinkage", params["shrinkage"], low=0.0)
+    check_float("rcond", params["rcond"], low=0.0, high=1.0, high_open=True)
+    priors = params["priors"]
+    if isinstance(priors, str):
+        check_choice("priors", priors, Priors)
+        return
+    try:
+        p = np.asarray(priors, dtype=np.float64)
+    except (TypeError, ValueError):
+        p = None
+    if p is None or p.ndim != 1 or not np.isfinite(p).all() or (p <= 0).any():
+        shown = p.tolist() if p is not None else priors
+        raise ValueError(f"expected priors to be one of {list(get_args(Priors))} or positive finite values, got "
+                         f"{shown!r}")
 
 
 class LinearSolution(NamedTuple):
@@ -57,12 +89,16 @@ def analytic_linear_regression(X: Any, Y: Any) -> LinearSolution:
     ``X``: (N, d); ``Y``: (N,) or (N, m). Returns ``LinearSolution(weight=W of shape (d, m) or (d,), bias=b of shape
     (m,) or ())``, float64. Σ_xx is solved by least squares, so a singular Σ_xx gives the minimum-norm W.
     """
-    x = _as_float64(X, "X")
+    x = _as_float64(X, "X", nonempty=True)
     y_arr = np.asarray(Y.detach().cpu() if isinstance(Y, Tensor) else Y, dtype=np.float64)
+    if y_arr.ndim not in (1, 2):
+        raise ValueError(f"expected Y to be 1-D (N,) or 2-D (N, m), got shape {y_arr.shape}")
+    if y_arr.shape[0] != x.shape[0]:
+        raise ValueError(f"expected X and Y with one row per sample, got {x.shape[0]} and {y_arr.shape[0]} rows")
+    if not np.isfinite(y_arr).all():
+        raise ValueError(f"expected Y to be finite, got {float(y_arr[~np.isfinite(y_arr)][0])!r}")
     vec = y_arr.ndim == 1
     y = torch.as_tensor(y_arr.reshape(len(y_arr), -1))
-    if y.shape[0] != x.shape[0]:
-        raise ValueError(f"expected X and Y with one row per sample, got {x.shape[0]} and {y.shape[0]} rows")
     mx, my = x.mean(0), y.mean(0)
     xc, yc = x - mx, y - my
     sxx, sxy = xc.T @ xc / x.shape[0], xc.T @ yc / x.shape[0]
@@ -101,6 +137,7 @@ class AnalyticLogisticRegression:
         priors: Priors | Any = "empirical",
         rcond: float = 1e-10,
     ) -> None:
+        _check_params(dict(whiten=whiten, sigma=sigma, shrinkage=shrinkage, priors=priors, rcond=rcond))
         self.whiten = whiten
         self.sigma = sigma
         self.shrinkage = shrinkage
@@ -109,13 +146,20 @@ class AnalyticLogisticRegression:
 
     # scikit-learn's estimator protocol (clone, GridSearchCV) without depending on scikit-learn
     def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The constructor's arguments as set now (``deep`` is accepted for scikit-learn; nothing here nests)."""
+        if not isinstance(deep, (bool, np.bool_)):
+            raise TypeError(f"expected deep to be a bool, got {deep!r}")
         return {"whiten": self.whiten, "sigma": self.sigma, "shrinkage": self.shrinkage, "priors": self.priors,
                 "rcond": self.rcond}
 
     def set_params(self, **params: Any) -> AnalyticLogisticRegression:
-        valid = sorted(self.get_params())
+        """Set constructor arguments; all are checked (names and values) before any is set."""
+        current = self.get_params()
+        for k in params:
+            check_choice("parameter", k, sorted(current))
+        merged = {**current, **params}
+        _check_params(merged)
         for k, v in params.items():
-            check_choice("parameter", k, valid)
             setattr(self, k, v)
         return self
 
@@ -123,21 +167,11 @@ class AnalyticLogisticRegression:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"AnalyticLogisticRegression({args})"
 
-    def _check_params(self) -> None:
-        check_choice("sigma", self.sigma, Sigma)
-        check_float("shrinkage", self.shrinkage, low=0.0)
-        check_float("rcond", self.rcond, low=0.0, high=1.0, high_open=True)
-        if isinstance(self.priors, str):
-            check_choice("priors", self.priors, Priors)
-
     def fit(self, X: Any, y: Any) -> AnalyticLogisticRegression:
         """Priors, class means and the shared covariance from (X, y); then w_i = μ_iΣ⁻¹, b_i = ln p_i − ½μ_iΣ⁻¹μ_iᵀ."""
-        self._check_params()
-        x = _as_float64(X, "X")
-        labels = np.asarray(y.detach().cpu() if isinstance(y, Tensor) else y)
-        if labels.ndim != 1 or labels.shape[0] != x.shape[0]:
-            raise ValueError(f"expected y to be 1-D with one label per row of X ({x.shape[0]}), got shape "
-                             f"{labels.shape}")
+        _check_params(self.get_params())  # set as attributes, they may have changed since the constructor
+        x = _as_float64(X, "X", nonempty=True)
+        labels = _labels(y, x.shape[0])
         classes, idx = np.unique(labels, return_inverse=True)
         k = len(classes)
         if k < 2:
@@ -150,9 +184,9 @@ class AnalyticLogisticRegression:
         means = (onehot.T @ x) / counts[:, None]  # (K, d)
         if isinstance(self.priors, str):  # one of Priors (_check_params)
             prior = freq if self.priors == "empirical" else torch.full((k,), 1.0 / k, dtype=torch.float64)
-        else:
+        else:  # positive and finite (_check_params)
             prior = torch.as_tensor(np.asarray(self.priors, dtype=np.float64))
-            if prior.shape != (k,) or not bool(torch.isfinite(prior).all()) or bool((prior <= 0).any()):
+            if prior.shape != (k,):
                 raise ValueError(f"expected priors to be one of {list(get_args(Priors))} or {k} positive values (one "
                                  f"per class), got {np.asarray(self.priors).tolist()}")
             prior = prior / prior.sum()
@@ -225,7 +259,8 @@ class AnalyticLogisticRegression:
 
     def score(self, X: Any, y: Any) -> float:
         """Accuracy."""
-        return float(np.mean(self.predict(X) == np.asarray(y)))
+        pred = self.predict(X)
+        return float(np.mean(pred == _labels(y, len(pred))))
 
     def to_linear(self) -> nn.Linear:
         """The classifier as ``nn.Linear(d, K)`` (float32), whitening included: logits = linear(x)."""

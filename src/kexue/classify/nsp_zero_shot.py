@@ -65,6 +65,23 @@ def _check_model(model: Any) -> _ModelKind:
                      f"got {type(model).__name__}, which has none")
 
 
+def _check_tokenizer(tokenizer: Any) -> None:
+    if not ((hasattr(tokenizer, "encode_raw") and hasattr(tokenizer, "collate")) or callable(tokenizer)):
+        raise TypeError(f"expected tokenizer to be a kexue Tokenizer or a Hugging Face tokenizer, got "
+                        f"{type(tokenizer).__name__}")
+
+
+def _check_texts(name: str, texts: Any) -> None:
+    """A sequence of ``str`` (not one ``str``), else a ``TypeError`` naming ``name`` and the first bad item."""
+    if isinstance(texts, str):
+        raise TypeError(f"expected {name} to be a sequence of texts (wrap a single text in a list), got a string")
+    if not isinstance(texts, Sequence):
+        raise TypeError(f"expected {name} to be a sequence of str, got {type(texts).__name__}")
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise TypeError(f"expected {name} to be a sequence of str, got {t!r} at index {i}")
+
+
 def _encode(tokenizer: Any, a: Sequence[str], b: Sequence[str], max_len: int) -> dict[str, Tensor]:
     if hasattr(tokenizer, "encode_raw") and hasattr(tokenizer, "collate"):  # kexue Tokenizer
         return tokenizer.collate(tokenizer.encode_raw(list(a), list(b), max_length=max_len))
@@ -104,10 +121,18 @@ def pair_scores(
     """
     if isinstance(a, str) or isinstance(b, str):
         raise TypeError("expected a and b to be sequences of texts, got a single string")
+    _check_texts("a", a)
+    _check_texts("b", b)
     if len(a) != len(b):
         raise ValueError(f"expected a and b of one length, got {len(a)} and {len(b)}")
     _check_sizes(max_len, batch_size)
-    kind = _check_model(model)
+    _check_tokenizer(tokenizer)
+    return _pair_scores(model, _check_model(model), tokenizer, a, b, max_len, batch_size)
+
+
+def _pair_scores(model: Any, kind: _ModelKind, tokenizer: Any, a: Sequence[str], b: Sequence[str], max_len: int,
+                 batch_size: int) -> np.ndarray:
+    """:func:`pair_scores` of checked arguments."""
     out = np.empty(len(a), dtype=np.float64)
     for s in range(0, len(a), batch_size):
         logits = _nsp_logits(model, kind, _encode(tokenizer, a[s : s + batch_size], b[s : s + batch_size], max_len))
@@ -146,6 +171,7 @@ class NSPZeroShot:
         batch_size: int = 32,
     ) -> None:
         self.kind = _check_model(model)
+        _check_tokenizer(tokenizer)
         self.model, self.tokenizer = model, tokenizer
         self.templates = self._check_templates(templates)
         if isinstance(label_words, str) or len(label_words) < 2:
@@ -156,44 +182,58 @@ class NSPZeroShot:
         self.max_len, self.batch_size = max_len, batch_size
 
     @staticmethod
+    def _check_template(template: Any) -> str:
+        if not isinstance(template, str):
+            raise TypeError(f"expected template to be a str, got {type(template).__name__}")
+        if LABEL_SLOT not in template:
+            raise ValueError(f"expected every template to hold the {LABEL_SLOT} slot, got {template!r}")
+        return template
+
+    @staticmethod
     def _check_templates(templates: str | Sequence[str]) -> list[str]:
         ts = [templates] if isinstance(templates, str) else list(templates)
         if not ts:
             raise ValueError("expected templates to name at least one template, got none")
-        for t in ts:
-            if LABEL_SLOT not in t:
-                raise ValueError(f"expected every template to hold the {LABEL_SLOT} slot, got {t!r}")
-        return ts
+        return [NSPZeroShot._check_template(t) for t in ts]
 
     def prompts(self, template: str) -> list[str]:
         """The prompt sentence of every label for one template."""
+        return self._prompts(self._check_template(template))
+
+    def _prompts(self, template: str) -> list[str]:
         return [template.replace(LABEL_SLOT, w) for w in self.label_words]
 
     def pairs(self, texts: Sequence[str], template: str) -> SentencePairs:
         """Segments A and B for every (text, label), text-major: row i·C + y pairs text i with label y."""
-        prompts = self.prompts(template)
+        _check_texts("texts", texts)
+        return self._pairs(texts, self._check_template(template))
+
+    def _pairs(self, texts: Sequence[str], template: str) -> SentencePairs:
+        prompts = self._prompts(template)
         tx = [t for t in texts for _ in prompts]
         pr = [p for _ in texts for p in prompts]
         return SentencePairs(pr, tx) if self.prompt_first else SentencePairs(tx, pr)
 
     def _one_template(self, texts: Sequence[str], template: str) -> np.ndarray:
-        a, b = self.pairs(texts, template)
-        s = pair_scores(self.model, self.tokenizer, a, b, max_len=self.max_len, batch_size=self.batch_size)
+        a, b = self._pairs(texts, template)
+        s = _pair_scores(self.model, self.kind, self.tokenizer, a, b, self.max_len, self.batch_size)
         return s.reshape(len(texts), len(self.label_words))
 
     def scores(self, texts: Sequence[str], *, template: str | None = None) -> np.ndarray:
         """(N, C) P(IsNext) of each text with each label's prompt; the mean over all templates unless one is
         given."""
-        if isinstance(texts, str):
-            raise TypeError("expected texts to be a sequence of texts (wrap a single text in a list), got a string")
+        _check_texts("texts", texts)
         if template is not None:
-            return self._one_template(texts, self._check_templates(template)[0])
-        return self.ensemble(texts, self.templates)
+            return self._one_template(texts, self._check_template(template))
+        return self._ensemble(texts, self.templates)
 
     def ensemble(self, texts: Sequence[str], templates: Sequence[str] | None = None) -> np.ndarray:
         """The mean of the (N, C) scores over ``templates`` (default: the configured ones)."""
-        ts = self.templates if templates is None else self._check_templates(templates)
-        return np.mean([self._one_template(texts, t) for t in ts], axis=0)
+        _check_texts("texts", texts)
+        return self._ensemble(texts, self.templates if templates is None else self._check_templates(templates))
+
+    def _ensemble(self, texts: Sequence[str], templates: list[str]) -> np.ndarray:
+        return np.mean([self._one_template(texts, t) for t in templates], axis=0)
 
     def predict(self, texts: Sequence[str], *, template: str | None = None) -> np.ndarray:
         """argmax_y s_y for each text."""
@@ -242,7 +282,15 @@ def assign_by_thresholds(scores: Any, thresholds: Any) -> np.ndarray:
     t = np.asarray(thresholds, dtype=np.float64)
     if t.ndim != 1 or (np.diff(t) < 0).any():
         raise ValueError(f"expected thresholds to be a 1-D ascending array, got {t.tolist()}")
-    return np.searchsorted(t, np.asarray(scores, dtype=np.float64), side="right")
+    if not np.isfinite(t).all():
+        raise ValueError(f"expected thresholds to be finite, got {t.tolist()}")
+    s = np.asarray(scores, dtype=np.float64)
+    bad = ~np.isfinite(s)
+    if bad.any():  # NaN would sort past every threshold and get the top label
+        where = np.argwhere(bad)[0]
+        raise ValueError(f"expected scores to be finite, got {float(s[tuple(where)])!r} at index "
+                         f"{int(where[0]) if where.size == 1 else tuple(int(i) for i in where)}")
+    return np.searchsorted(t, s, side="right")
 
 
 __all__ = ["LABEL_SLOT", "NSPZeroShot", "SentencePairs", "assign_by_thresholds", "nsp_zero_shot", "pair_scores",
