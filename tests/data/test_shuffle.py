@@ -271,8 +271,8 @@ def test_refuses_what_would_lose_data(tmp_path):
     assert (tmp_path / "out.txt").read_bytes() == b"keep me\n"
     with pytest.raises(S.InputError, match="^expected an existing input file, got .*nope: input not found$"):
         S.external_shuffle(str(tmp_path / "nope"), io.BytesIO())
-    with pytest.raises(S.InputError, match="expected a size"):
-        S.external_shuffle(str(src), io.BytesIO(), memory="lots")
+    with pytest.raises(S.InputError, match="^expected memory to be a size such as 512M, 1G or 1048576, got 'lots'$"):
+        S.external_shuffle(str(src), io.BytesIO(), memory="lots")  # names the argument
     with pytest.raises(S.InputError, match=r"^expected an existing output folder, got .*, which does not exist$"):
         S.external_shuffle(str(src), str(tmp_path / "no" / "out.txt"))
     assert src.read_bytes() == b"a\nb\n"

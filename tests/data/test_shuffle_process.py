@@ -54,7 +54,7 @@ def test_cli_arguments(tmp_path, capsys):
     assert main(["shuffle", str(src), "-o", str(out), "--force"]) == 0
     assert "pass --seed" in capsys.readouterr().err  # a drawn seed is printed so the run can be repeated
     for argv, msg in [
-        (["--memory", "12Q"], "expected a size"),
+        (["--memory", "12Q"], "expected memory to be a size such as 512M, 1G or 1048576, got '12Q'"),
         (["--mode", "blog", "--method", "merge"], "expected --method naive with --mode blog, got --method merge: the "
                                                   "two conflict"),
         (["--mode", "exact", "--method", "naive"], "expected --method merge or scatter with --mode exact, got"),

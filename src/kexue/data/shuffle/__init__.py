@@ -33,20 +33,27 @@ Methods (N records, memory budget B bytes):
   only 16 of the 24 permutations can occur. Item-position marginals are uniform when chunks are equal in size, and
   a short last chunk lands in front.
 
-Guarantees: memory for data stays within ``memory`` (chunk bytes plus 24 bytes of index per record, read windows,
-one staging buffer); open files stay under ``min(max_open, RLIMIT_NOFILE - 16)``; the input is never modified;
+Guarantees: memory for data stays within ``memory``, lowered to what the input needs (when its size is known) and
+to 3/4 of the memory the machine has available (chunk bytes plus 24 bytes of index per record, read windows, one
+staging buffer); open files stay under ``min(max_open, RLIMIT_NOFILE - 16)``; the input is never modified;
 the output is written under a temporary name in its own folder, fsynced and renamed only when complete (shards:
-a temporary folder renamed last); temporary files live in ``tempfile.mkdtemp(dir=tmp_dir)`` (default: the output's
-folder, not ``/tmp``, which is often RAM) and are removed on success, error, SIGINT and SIGTERM; free space is
-checked before starting; a full disk mid-run is an :class:`InsufficientSpace` error with no partial output. The
+a temporary folder renamed last); temporary files live in a folder made in ``tmp_dir`` (default: the output's
+folder, not ``/tmp``, which is often RAM) and are removed on success, error, SIGINT and SIGTERM; before the first
+pass the output and temporary folders are checked to be writable and to have room (``statvfs``), and what a killed
+run (SIGKILL, power loss) left there is removed: only entries named, locked and owned as :mod:`.tempfiles`
+describes, never anyone else's; any failure is one :class:`ShuffleError` naming the user's path, with no temporary
+file and no partial output left; a full disk mid-run is an :class:`InsufficientSpace` error. The
 same inputs (in the same order), ``memory``, ``method``, ``seed`` and library version give byte-identical output;
-changing ``memory`` changes the chunking and so the output, which stays uniform. Uniformity is a property of the
-algorithm given ideal randomness: no PRNG reaches all n! orders of a large chunk, which is harmless in practice.
+changing ``memory`` changes the chunking and so the output, which stays uniform (a ``memory`` lowered to the
+machine's share makes the output depend on the machine: the report's ``memory`` is the budget used). Uniformity
+is a property of the algorithm given ideal randomness: no PRNG reaches all n! orders of a large chunk, which is
+harmless in practice.
 Standard output as the output is allowed but not atomic.
 
 Layout: :mod:`.records` (numpy byte primitives: find separators, move variable-length records without a Python
 loop per record), :mod:`.reader` (chunked input, merge windows), :mod:`.sinks` (atomic files and shards),
-:mod:`.budget`, :mod:`.passes` (the methods' passes), :mod:`.api`
+:mod:`.budget`, :mod:`.tempfiles` (temporary names, locks, leftovers), :mod:`.preflight` (folder checks before
+the first pass), :mod:`.passes` (the methods' passes), :mod:`.api`
 (:func:`external_shuffle`), :mod:`.cli` (``kexue shuffle``; :func:`kexue.cli.main` registers it). Spec:
 ``shared/specs/07-shuffle.md``.
 """

@@ -132,6 +132,19 @@ def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
     return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
+def _paths(inputs: Any) -> list[str]:
+    """``inputs`` (a path, or a sequence of them) as a list of ``str``, else an :class:`InputError`."""
+    one = isinstance(inputs, (str, os.PathLike))
+    if not one and not isinstance(inputs, Sequence):
+        raise InputError(f"expected inputs to be a path or a list of paths, got {inputs!r}")
+    paths = [inputs] if one else list(inputs)
+    for p in paths:
+        if not isinstance(p, (str, os.PathLike)) or not isinstance(os.fspath(p), str):
+            raise InputError(f"expected inputs to be a path or a list of paths (str or os.PathLike), got {p!r} "
+                             f"among them")
+    return [os.fspath(p) for p in paths]
+
+
 def _os_failure(e: OSError, run_tmp: str | None, tmp_parent: str, output: str, inputs: list[str]) -> str:
     """A one-line message for an ``OSError`` no closer layer explained, naming the user's path, not a hidden one."""
     name = os.fspath(e.filename) if e.filename is not None else ""
@@ -176,9 +189,19 @@ def external_shuffle(
     module docstring for the algorithms and guarantees; errors are :class:`ShuffleError` subclasses.
     """
     t0 = time.perf_counter()
-    paths = [os.fspath(inputs)] if isinstance(inputs, (str, os.PathLike)) else [os.fspath(p) for p in inputs]
+    paths = _paths(inputs)
     if not paths:
         raise InputError("expected at least one input, got none")
+    if not (output is None or isinstance(output, (str, os.PathLike)) or callable(getattr(output, "write", None))):
+        raise InputError(f"expected output to be a path, '-', None or a binary file object, got {output!r}")
+    if tmp_dir is not None and not isinstance(tmp_dir, (str, os.PathLike)):
+        raise InputError(f"expected tmp_dir to be a folder path or None, got {tmp_dir!r}")
+    if not (progress is None or isinstance(progress, bool) or callable(progress)):
+        raise InputError(f"expected progress to be True, False, None or a callable (phase, done, total), got "
+                         f"{progress!r}")
+    for flag, value in (("verify", verify), ("force", force), ("keep_tmp", keep_tmp)):
+        if not isinstance(value, bool):
+            raise InputError(f"expected {flag} to be True or False, got {value!r}")
     _checked(check_choice, "method", method, Method)
     if not isinstance(sep, bytes) or len(sep) != 1:
         raise InputError(f"expected sep to be a single byte such as b'\\n' or b'\\0', got {sep!r}")
@@ -189,13 +212,13 @@ def external_shuffle(
                                      ("bytes_per_output", bytes_per_output)) if v is not None]
     if len(sharding) > 1:
         raise InputError(f"expected at most one of split, records_per_output, bytes_per_output, got {dict(sharding)}")
-    bytes_per = parse_size(bytes_per_output) if bytes_per_output is not None else None
+    bytes_per = parse_size(bytes_per_output, "bytes_per_output") if bytes_per_output is not None else None
     if split is not None:
         split = _int_arg("split", split, 1)
     if records_per_output is not None:
         records_per_output = _int_arg("records_per_output", records_per_output, 1)
     max_open = _int_arg("max_open", max_open, 1)
-    budget = Budget.of(parse_size(memory))
+    budget = Budget.of(parse_size(memory, "memory"))
     soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     limit = min(max_open, soft - 16 if soft != resource.RLIM_INFINITY else max_open)
     if limit < 4:

@@ -17,17 +17,19 @@ _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 _MIN_MEMORY = 128
 
 
-def parse_size(value: str | int) -> int:
-    """Bytes from ``"512M"``, ``"1G"``, ``"1.5G"``, ``"64KiB"`` or an int (binary units: 1K = 1024)."""
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+def parse_size(value: str | int, name: str | None = None) -> int:
+    """Bytes from ``"512M"``, ``"1G"``, ``"1.5G"``, ``"64KiB"`` or an int (binary units: 1K = 1024); ``name``, the
+    argument it came as, is named in the error (an :class:`InputError`, also a ``ValueError``)."""
+    what = f"{name} to be a" if name else "a"
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
         n = int(value)
     else:
         m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*", str(value), re.IGNORECASE)
         if not m:
-            raise InputError(f"expected a size such as 512M, 1G or 1048576, got {value!r}")
+            raise InputError(f"expected {what} size such as 512M, 1G or 1048576, got {value!r}")
         n = int(float(m.group(1)) * _UNITS[m.group(2).upper()])
     if n <= 0:
-        raise InputError(f"expected a positive size, got {value!r}")
+        raise InputError(f"expected {what} positive size, got {value!r}")
     return n
 
 

@@ -63,22 +63,27 @@ def add_parser(sub: Any) -> None:
 
 
 class _SeedThenProgress:
-    """The progress hook the command hands the engine: says the drawn seed at the first report, then draws a tqdm
-    bar per phase on stderr (``bars``), as ``progress=True`` would."""
+    """The progress hook the command hands the engine: once the input has been read through (the first report of a
+    phase after ``read``: every refusal of the input comes while reading it), says the warnings ``first`` and the
+    drawn seed; and it draws a tqdm bar per phase on stderr (``bars``), as ``progress=True`` would."""
 
-    def __init__(self, say: Callable[[str], None] | None, seed: int, bars: bool) -> None:
-        self.say, self.seed, self.bars = say, seed, bars
+    def __init__(self, say: Callable[[str], None] | None, seed: int, bars: bool, first: list[str]) -> None:
+        self.say, self.seed, self.bars, self.first = say, seed, bars, first
         self.bar: Any = None
         self.phase: str | None = None
         self.done = 0
 
     def say_seed(self) -> None:
+        for line in self.first:
+            print(line, file=sys.stderr)
+        self.first = []
         if self.say is not None:
             self.say(f"seed {self.seed} (pass --seed {self.seed} to repeat this shuffle)")
             self.say = None
 
     def __call__(self, phase: str, done: int, total: int | None) -> None:
-        self.say_seed()
+        if phase != "read":
+            self.say_seed()
         if not self.bars:
             return
         if phase != self.phase or done < self.done:  # a new pass (a phase may repeat)
@@ -120,19 +125,21 @@ def _cmd(args: Any) -> int:
                     "none", 2)
     output = args.output_dir if sharded else args.output
     seed = args.seed if args.seed is not None else secrets.randbits(63)
-    # A drawn seed is printed once the engine has checked the inputs, output and space: at its first progress
-    # report (the first pass has begun), or at the end for an input with no data; never for a refused run.
-    hook = _SeedThenProgress(say if args.seed is None else None, seed, bars=not args.quiet and interactive())
+    # Warnings and a drawn seed are said once the engine has checked the inputs, output and space and read the
+    # input through (the first report of a later phase), or at the end; never for a refused run.
+    first = []
     if method == "naive":
-        print("kexue shuffle: warning: --mode blog (method naive) is the post's chunk-and-interleave scheme; its "
-              "output is NOT a uniformly random permutation", file=sys.stderr)
-    if output in (None, "-"):
+        first.append("kexue shuffle: warning: --mode blog (method naive) is the post's chunk-and-interleave scheme; "
+                     "its output is NOT a uniformly random permutation")
+    if output in (None, "-") and not args.quiet:
         try:
             if stat.S_ISREG(os.fstat(sys.stdout.fileno()).st_mode):
-                say("writing to standard output is not atomic: an interrupted run leaves partial output "
-                    "(use -o FILE for an atomic write)")
+                first.append("kexue shuffle: writing to standard output is not atomic: an interrupted run leaves "
+                             "partial output (use -o FILE for an atomic write)")
         except (OSError, ValueError, AttributeError):
             pass
+    hook = _SeedThenProgress(say if args.seed is None else None, seed, bars=not args.quiet and interactive(),
+                             first=first)
     try:
         report = external_shuffle(
             args.inputs, output, memory=args.memory, method=method, seed=seed, tmp_dir=args.tmp_dir,
