@@ -404,3 +404,31 @@ def test_find_input_embedding_refuses_a_transformers_model_without_an_embedding_
 
     with pytest.raises(ValueError, match=r"^expected the input embedding of Odd to be an nn.Embedding, got Linear"):
         find_input_embedding(Odd(cfg))
+
+
+def test_gradient_release_post_preset_steps_as_without_release_and_pytorch_preset_is_refused_first():
+    """With gradient release (one backward per micro-step) the 'post' preset takes the clean gradient with
+    autograd.grad, so its steps equal the ordinary path's; 'pytorch' (clean+adv, two backward passes) is refused by
+    fgm_step before anything runs: parameters and optimizer state unchanged."""
+    from kexue.optim import AccumAdam
+
+    model, batch = _setup()
+    released = copy.deepcopy(model)
+    opt, opt_released = AccumAdam(model.parameters(), lr=1e-2, k=2), AccumAdam(released.parameters(), lr=1e-2, k=2)
+    handle = opt_released.release_gradients()
+    for _ in range(4):
+        fgm_step(model, batch, loss_fn, opt, FGM.preset("post", model))
+        fgm_step(released, batch, loss_fn, opt_released, FGM.preset("post", released))
+    for (n, p), q in zip(model.named_parameters(), released.parameters(), strict=True):
+        torch.testing.assert_close(q, p, rtol=1e-12, atol=1e-14, msg=n)
+
+    before = copy.deepcopy(released.state_dict()), copy.deepcopy(opt_released.state_dict())
+    with pytest.raises(ValueError, match=r"expected fgm\.update='adv_only' with gradient release on .*"
+                                         r"got 'clean\+adv': use FGM\.preset\('post'\)"):
+        fgm_step(released, batch, loss_fn, opt_released, FGM.preset("pytorch", released))
+    after = released.state_dict(), opt_released.state_dict()
+    for k, v in before[0].items():
+        assert torch.equal(after[0][k], v), k
+    assert repr(after[1]) == repr(before[1])
+    handle.remove()
+    fgm_step(released, batch, loss_fn, opt_released, FGM.preset("pytorch", released))  # without release: runs
