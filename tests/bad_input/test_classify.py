@@ -333,3 +333,5 @@ def test_the_stand_in_tokenizer_scores_pairs():
     """The rows' stand-in tokenizer and NSP model run end to end: one probability per pair, in (0, 1)."""
     s = pair_scores(_nsp_model(), PairTokenizer(), ["a good film", "dull"], ["It was great", "It was bad"])
     assert s.shape == (2,) and np.all((s > 0) & (s < 1))
+    zs = _zs()  # texts may be any sequence of str, a numpy array of str included (its items are str)
+    np.testing.assert_array_equal(zs.scores(np.array(["a good film", "dull"])), zs.scores(["a good film", "dull"]))

@@ -464,6 +464,12 @@ ROWS = [
     Bad("kexue.train.RandomTokenReplacement.load_state_dict", "a state with an unknown pool",
         lambda: _load(_rtr(), {**_rtr().state_dict(), "pool": "all"}), ValueError,
         r"expected pool to be one of .*got 'all'"),
+    Bad("kexue.train.RandomTokenReplacement.load_state_dict", "a generator that is not a state tensor",
+        lambda: _load(_rtr(), {**_rtr().state_dict(), "generator": 1234}), TypeError,
+        r"expected the state's generator to be a generator state tensor or None, got int"),
+    Bad("kexue.train.MLMMasking.load_state_dict", "a generator that is not a state tensor",
+        lambda: _load(_masking(), {**_masking().state_dict(), "generator": "seed"}), TypeError,
+        r"expected the state's generator to be a generator state tensor or None, got str"),
     Bad("kexue.train.RandomTokenReplacement.load_state_dict", "not a dict", lambda: _load(_rtr(), None), TypeError,
         r"expected state to be a dict \(a RandomTokenReplacement state_dict\), got NoneType"),
     Bad("kexue.train.pack_unilm", "more targets than sources", lambda: pack_unilm([[5]], [[6], [7]], 1, 2),
@@ -537,3 +543,11 @@ def test_a_failed_load_state_dict_changes_nothing():
     with pytest.raises(ValueError):
         masking.load_state_dict({**before, "select": 0.3, "p_mask": 2.0})
     assert masking.state_dict() == before
+    rtr = RandomTokenReplacement(apply_prob=0.4, generator=torch.Generator().manual_seed(3))
+    kept = rtr.state_dict()
+    for bad in ({**kept, "apply_prob": 0.9, "pool": "all"}, {**kept, "token_prob": 0.1, "generator": 7}):
+        with pytest.raises((ValueError, TypeError)):
+            rtr.load_state_dict(bad)
+        now = rtr.state_dict()
+        assert torch.equal(now.pop("generator"), kept["generator"])
+        assert now == {k: v for k, v in kept.items() if k != "generator"}

@@ -174,6 +174,19 @@ def test_correction_is_the_posts_formula():
     assert torch.equal(weight[[PAD, CLS]], e[[PAD, CLS]])
 
 
+def test_correction_of_a_table_padded_beyond_the_vocabulary_draws_random_tokens_from_the_vocabulary():
+    """A table with more rows than the masking's vocabulary (padded to a multiple of 8, say): the random-token term
+    averages the masking's vocab_size rows only, as __call__ draws them (before: the mean over every row); a table
+    with fewer rows is refused."""
+    vocab, rows = 10, 16
+    weight = torch.randn(rows, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    e = weight.clone()
+    MLMMasking(MASK, vocab).correct_embeddings_(weight)
+    torch.testing.assert_close(weight, 0.865 * e + 0.12 * e[MASK] + 0.015 * e[:vocab].mean(0), rtol=0, atol=1e-14)
+    with pytest.raises(ValueError, match=r"^expected weight with the masking's 10 rows \(vocab_size\) or more, got 8$"):
+        MLMMasking(MASK, vocab).correct_embeddings_(torch.zeros(8, 4))
+
+
 def test_correction_touches_only_token_embeddings_of_a_model():
     torch.manual_seed(0)
     model = Transformer(TransformerConfig(vocab_size=40, hidden_size=16, num_layers=1, num_heads=2,

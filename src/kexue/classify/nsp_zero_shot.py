@@ -75,7 +75,7 @@ def _check_texts(name: str, texts: Any) -> None:
     """A sequence of ``str`` (not one ``str``), else a ``TypeError`` naming ``name`` and the first bad item."""
     if isinstance(texts, str):
         raise TypeError(f"expected {name} to be a sequence of texts (wrap a single text in a list), got a string")
-    if not isinstance(texts, Sequence):
+    if not (hasattr(texts, "__len__") and hasattr(texts, "__getitem__")):  # a list, tuple, numpy array, Series
         raise TypeError(f"expected {name} to be a sequence of str, got {type(texts).__name__}")
     for i, t in enumerate(texts):
         if not isinstance(t, str):

@@ -186,14 +186,18 @@ class RandomTokenReplacement:
         a refused state leaves this object as it was."""
         check_state("a RandomTokenReplacement", state,
                     ("apply_prob", "token_prob", "pool", "exact_fraction", "protect_ids", "vocab_size", "generator"))
+        gen_state = state["generator"]
+        if gen_state is not None and not isinstance(gen_state, Tensor):
+            raise TypeError(f"expected the state's generator to be a generator state tensor or None, got "
+                            f"{type(gen_state).__name__}")
         fresh = RandomTokenReplacement(state["apply_prob"], state["token_prob"], state["pool"],
                                        state["exact_fraction"], state["protect_ids"], state["vocab_size"],
                                        self.generator)  # validates the settings as the constructor does
+        if gen_state is not None:
+            if fresh.generator is None:
+                fresh.generator = torch.Generator()
+            fresh.generator.set_state(gen_state)
         vars(self).update(vars(fresh))
-        if state["generator"] is not None:
-            if self.generator is None:
-                self.generator = torch.Generator()
-            self.generator.set_state(state["generator"])
 
 
 # ---------------------------------------------------------------------------------------------------------------
