@@ -101,10 +101,9 @@ def zlpr(
         if not isinstance(ignore_mask, Tensor) or ignore_mask.dtype != torch.bool:
             raise TypeError(f"expected ignore_mask to be a bool tensor, got "
                             f"{getattr(ignore_mask, 'dtype', type(ignore_mask).__name__)}")
-        try:
-            fits = torch.broadcast_shapes(ignore_mask.shape, logits.shape) == logits.shape
-        except RuntimeError:
-            fits = False
+        # plain Python: torch.broadcast_shapes takes about 70 µs here
+        fits = ignore_mask.dim() <= logits.dim() and all(
+            a == 1 or a == b for a, b in zip(reversed(ignore_mask.shape), reversed(logits.shape)))
         if not fits:
             raise ValueError(f"expected ignore_mask broadcastable to logits' shape {tuple(logits.shape)}, got "
                              f"{tuple(ignore_mask.shape)}")

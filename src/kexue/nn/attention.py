@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .._validate import check_choice, check_float, check_int
+from .._validate import check_bool, check_choice, check_float, check_int
 from . import linear_attention as LA
 from .dropout import dropout
 from .frozen_linear import FrozenLinear, Kernel
@@ -81,6 +81,9 @@ def check_attention(
         raise ValueError(f"expected {name('hidden_size')} divisible by {name('num_heads')} "
                          f"({hidden_size} % {num_heads} = {hidden_size % num_heads})")
     check_float(name("dropout"), dropout, 0.0, 1.0, high_open=True)
+    for flag, value in (("talking_heads", talking_heads), ("talking_heads_post_softmax", talking_heads_post_softmax),
+                        ("residual_attention", residual_attention)):
+        check_bool(name(flag), value)
     check_choice(name("kind"), kind, AttentionKind)
     check_choice(name("impl"), impl, AttentionImpl)
     if key_size is not None:
@@ -109,6 +112,12 @@ class AttentionOutput(NamedTuple):
     #: mask, when the explicit path ran (talking heads, residual attention, ``impl="math"``); None after SDPA or
     #: linear attention.
     scores: Tensor | None
+
+
+def _broadcasts(x: Tensor, shape: tuple[int, ...]) -> bool:
+    """Whether ``x`` broadcasts to ``shape`` (without growing it). Plain Python: torch.broadcast_shapes takes about
+    70 µs here, this about 3 µs."""
+    return x.dim() <= len(shape) and all(a == 1 or a == b for a, b in zip(reversed(x.shape), reversed(shape)))
 
 
 def _masked_logits(logits: Tensor, mask: Tensor | None, inplace: bool = False) -> Tensor:
@@ -154,6 +163,9 @@ class Attention(nn.Module):
                         talking_heads_post_softmax=talking_heads_post_softmax,
                         residual_attention=residual_attention, kind=kind, impl=impl, feature_order=feature_order,
                         num_features=num_features)
+        check_bool("scale", scale)
+        check_int("feature_seed", feature_seed)
+        self.hidden_size = hidden_size
         self.num_heads = num_heads
         self.head_size = hidden_size // num_heads
         self.key_size = key_size if key_size is not None else self.head_size
@@ -202,6 +214,8 @@ class Attention(nn.Module):
         reach it until ``freeze`` is called again. Only standard attention has a fused form; for the variants this
         leaves the snapshot unset.
         """
+        if kernel is not None:
+            check_choice("kernel", kernel, Kernel)  # here too: the variants below never reach FrozenLinear's check
         if kernel is None or not self.standard:
             self._frozen = None
             return
@@ -224,6 +238,7 @@ class Attention(nn.Module):
         """``cache``: a dict this layer keeps its keys and values in for incremental decoding; the new tokens' K and
         V are appended to what it holds, and the queries (the new tokens only) attend over all of them. The mask
         must then cover (new queries, cached + new keys)."""
+        self._check_inputs(x, mask, prev_scores, key_padding, causal, cache)
         b, t, _ = x.shape
         drop = self.dropout if self.training else 0.0
         frozen = self._frozen
@@ -239,9 +254,15 @@ class Attention(nn.Module):
                 raise ValueError(f"expected kind='softmax' with a key/value cache (linear attention keeps no keys), "
                                  f"got kind={self.kind!r}")
             if "k" in cache:
+                self._check_cache(cache, b)
                 k = torch.cat([cache["k"], k], dim=2)
                 v = torch.cat([cache["v"], v], dim=2)
             cache["k"], cache["v"] = k, v
+        expect = (b, self.num_heads, t, k.shape[2])  # (batch, heads, queries, keys)
+        for arg, value in (("mask", mask), ("prev_scores", prev_scores)):
+            if value is not None and not _broadcasts(value, expect):
+                raise ValueError(f"expected {arg} broadcastable to (batch, heads, queries, keys) = {expect}, got "
+                                 f"{tuple(value.shape)}")
         scores: Tensor | None = None
         if self.kind != "softmax":
             out = self._linear(q, k, v, key_padding, causal)
@@ -254,6 +275,44 @@ class Attention(nn.Module):
             out, scores = self._explicit(q, k, v, mask, prev_scores, drop)
         out = out.transpose(1, 2).reshape(b, t, self.num_heads * self.head_size)
         return AttentionOutput(frozen[1](out) if frozen is not None else self.o(out), scores)
+
+    def _check_inputs(self, x: Tensor, mask: Tensor | None, prev_scores: Tensor | None, key_padding: Tensor | None,
+                      causal: bool, cache: dict[str, Tensor] | None) -> None:
+        """forward's arguments, by type, shape and dtype only (no look at values, so no device sync)."""
+        if not isinstance(x, Tensor) or x.dim() != 3 or x.shape[-1] != self.hidden_size or not x.is_floating_point():
+            if not isinstance(x, Tensor):
+                raise TypeError(f"expected x to be a tensor, got {type(x).__name__}")
+            if not x.is_floating_point():
+                raise TypeError(f"expected x to be floating-point, got {x.dtype}")
+            raise ValueError(f"expected x of shape (batch, seq, {self.hidden_size}), got {tuple(x.shape)}")
+        if mask is not None and not (isinstance(mask, Tensor)
+                                     and (mask.dtype == torch.bool or mask.is_floating_point())):
+            raise TypeError(f"expected mask to be a bool (True = may attend) or float (additive) tensor, got "
+                            f"{getattr(mask, 'dtype', type(mask).__name__)}")
+        if self.kind == "softmax":
+            if key_padding is not None or causal:
+                raise ValueError(f"expected key_padding=None and causal=False with kind='softmax' (softmax attention "
+                                 f"takes padding and causal masking in mask), got key_padding "
+                                 f"{'None' if key_padding is None else 'a tensor'} and causal={causal!r}")
+        elif mask is not None:
+            raise ValueError(f"expected mask=None with kind={self.kind!r} (linear attention forms no score matrix; "
+                             f"pass key_padding and causal), got a mask of shape {tuple(mask.shape)}")
+        if prev_scores is not None:
+            if not self.residual_attention:
+                raise ValueError("expected prev_scores=None without residual_attention (nothing would add them), got "
+                                 "a tensor")
+            if not isinstance(prev_scores, Tensor):
+                raise TypeError(f"expected prev_scores to be a tensor, got {type(prev_scores).__name__}")
+        if cache is not None and not isinstance(cache, dict):
+            raise TypeError(f"expected cache to be a dict (empty at the first step), got {type(cache).__name__}")
+
+    def _check_cache(self, cache: dict[str, Tensor], b: int) -> None:
+        ck, cv = cache["k"], cache.get("v")
+        past = ck.shape[2] if ck.dim() == 4 else -1
+        want_k, want_v = (b, self.num_heads, past, self.key_size), (b, self.num_heads, past, self.head_size)
+        if tuple(ck.shape) != want_k or cv is None or tuple(cv.shape) != want_v:
+            raise ValueError(f"expected a cache of this layer's keys {want_k} and values {want_v} (batch, heads, "
+                             f"cached, size), got {tuple(ck.shape)} and {None if cv is None else tuple(cv.shape)}")
 
     def _cpu_dropout(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, drop: float) -> Tensor:
         """softmax(QKᵀ·s + M) with dropout on the probabilities, then ·V: what SDPA computes in training on CPU (it

@@ -61,10 +61,12 @@ def keep_mask(shape: torch.Size | tuple[int, ...], p: float, generator: torch.Ge
 
 
 def _cpu_rate(x: Tensor, p: float) -> float | None:
-    """Checks p; the rate the CPU path realises for ``x``, or None where torch's dropout serves (another device, a
-    non-float tensor, a rate 16 bits cannot hold)."""
+    """Checks p and x; the rate the CPU path realises for ``x``, or None where torch's dropout serves (another
+    device, a rate 16 bits cannot hold)."""
     check_float("p", p, 0.0, 1.0)
-    return quantised_rate(p) if x.device.type == "cpu" and x.is_floating_point() else None
+    if not isinstance(x, Tensor) or not x.is_floating_point():
+        raise TypeError(f"expected x to be a floating-point tensor, got {getattr(x, 'dtype', type(x).__name__)}")
+    return quantised_rate(p) if x.device.type == "cpu" else None
 
 
 def _masked(x: Tensor, keep: Tensor, q: float, inplace: bool = False) -> Tensor:
@@ -91,6 +93,10 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True, inplace: bool = Fa
 class Dropout(nn.Dropout):
     """``torch.nn.Dropout`` with the cheap CPU mask of :func:`dropout` (a subclass: ``p``, ``inplace``,
     ``isinstance(m, nn.Dropout)`` and ``state_dict`` are unchanged)."""
+
+    def __init__(self, p: float = 0.5, inplace: bool = False) -> None:
+        check_float("p", p, 0.0, 1.0)  # torch's own check lets nan through
+        super().__init__(p, inplace)
 
     def forward(self, x: Tensor) -> Tensor:
         return dropout(x, self.p, self.training, self.inplace)

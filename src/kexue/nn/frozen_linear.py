@@ -96,8 +96,14 @@ class FrozenLinear:
         if kernel == "onednn" and not onednn_available():
             _warn_fallback()
             kernel = "torch"
+        if isinstance(linears, nn.Module) or isinstance(linears, (str, bytes)):
+            raise TypeError(f"expected linears to be a sequence of nn.Linear (e.g. [layer]), got "
+                            f"{type(linears).__name__}")
         if not linears:
             raise ValueError("expected at least one nn.Linear in linears, got none")
+        for i, lin in enumerate(linears):
+            if not isinstance(lin, nn.Linear):
+                raise TypeError(f"expected linears to hold nn.Linear layers, got {type(lin).__name__} at index {i}")
         in_features = {lin.in_features for lin in linears}
         if len(in_features) != 1:
             raise ValueError(f"expected linears that share in_features, got in_features {sorted(in_features)}")
@@ -110,6 +116,8 @@ class FrozenLinear:
                 bias = torch.cat([
                     lin.bias.detach() if lin.bias is not None else weight.new_zeros(lin.out_features) for lin in linears
                 ])
+            self.in_features: int = linears[0].in_features
+            self.dtype: torch.dtype = weight.dtype
             if kernel == "onednn":
                 if weight.device.type != "cpu" or weight.dtype != torch.float32:
                     raise ValueError(f"expected fp32 CPU weights for kernel='onednn', got {weight.dtype} on "
@@ -124,12 +132,24 @@ class FrozenLinear:
         self.out_features = sum(lin.out_features for lin in linears)
 
     def __call__(self, x: Tensor) -> Tensor:
+        # shape and dtype only (no sync); under autocast torch's kernel casts x itself
+        if (not isinstance(x, Tensor) or x.shape[-1:] != (self.in_features,)
+                or (x.dtype != self.dtype and not torch.is_autocast_enabled(x.device.type))):
+            self._refuse(x)
         if self.kernel == "onednn":
             if self.gelu_algorithm is not None:
                 return torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, "gelu", [], self.gelu_algorithm)
             return torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, "none", [], "")
         y = F.linear(x, self.weight, self.bias)
         return y if self.activation is None else self.activation(y)
+
+    def _refuse(self, x: object) -> None:
+        if not isinstance(x, Tensor):
+            raise TypeError(f"expected x to be a tensor, got {type(x).__name__}")
+        if x.shape[-1:] != (self.in_features,):
+            raise ValueError(f"expected x of shape (..., {self.in_features}) (the layers' in_features), got "
+                             f"{tuple(x.shape)}")
+        raise TypeError(f"expected x of dtype {self.dtype} (the snapshot's weights), got {x.dtype}")
 
 
 __all__ = ["KERNELS", "ONEDNN_GELU", "FrozenLinear", "Kernel", "OneDNNFallbackWarning", "onednn_available"]

@@ -37,6 +37,13 @@ InitScheme = Literal["bert_hf", "bert_tf", "trunc_normal", FanMode]
 INIT_SCHEMES: tuple[InitScheme, ...] = get_args(InitScheme)
 
 
+def _check_weight(name: str, tensor: object) -> None:
+    """``tensor`` must be a floating-point tensor (the fills are torch's, which fail on integers without a name)."""
+    if not isinstance(tensor, Tensor) or not tensor.is_floating_point():
+        raise TypeError(f"expected {name} to be a floating-point tensor, got "
+                        f"{getattr(tensor, 'dtype', type(tensor).__name__)}")
+
+
 def _phi(x: float) -> float:
     return math.exp(-x * x / 2) / math.sqrt(2 * math.pi)
 
@@ -63,7 +70,9 @@ def trunc_normal_(tensor: Tensor, std: float = 0.02, cut: float = 2.0, corrected
     ``corrected=True``: the sampling std is std/√γ, so the result has std ``std``.
     ``corrected=False``: the sampling std is ``std`` (TensorFlow's ``truncated_normal``); the result's std is std·√γ.
     """
+    _check_weight("tensor", tensor)
     check_float("std", std, 0.0, low_open=True)
+    check_float("mean", mean)
     s = std * truncnorm_std_factor(cut) if corrected else std
     return nn.init.trunc_normal_(tensor, mean=mean, std=s, a=mean - cut * s, b=mean + cut * s, generator=generator)
 
@@ -76,6 +85,8 @@ def bert_tf_(tensor: Tensor, std: float = 0.02, generator: torch.Generator | Non
 
 def bert_hf_(tensor: Tensor, std: float = 0.02, generator: torch.Generator | None = None) -> Tensor:
     """Hugging Face BERT's initialiser: plain ``normal_(0, std)`` (not truncated; actual std ``std``)."""
+    _check_weight("tensor", tensor)
+    check_float("std", std, 0.0, low_open=True)
     return nn.init.normal_(tensor, 0.0, std, generator=generator)
 
 
@@ -83,6 +94,9 @@ def fans(tensor: Tensor) -> tuple[int, int]:
     """(fan_in, fan_out) of a PyTorch weight (out, in, *kernel): in·receptive field, out·receptive field."""
     if tensor.dim() < 2:
         raise ValueError(f"expected a weight of at least 2 dimensions, got shape {tuple(tensor.shape)}")
+    if tensor.numel() == 0:
+        raise ValueError(f"expected a weight with no empty dimension (its fans would be 0), got shape "
+                         f"{tuple(tensor.shape)}")
     receptive = math.prod(tensor.shape[2:]) if tensor.dim() > 2 else 1
     return tensor.shape[1] * receptive, tensor.shape[0] * receptive
 
@@ -112,6 +126,7 @@ def variance_scaling_(tensor: Tensor, mode: FanMode = "fan_in", scale: float = 1
     """Fill ``tensor`` with variance t = scale / fan(mode): normal N(0, t), uniform U[−√(3t), √(3t)], or a
     truncated normal at ±2σ with the variance correction (so its variance is t too). Activation gains (ReLU's 2,
     ...) go in ``scale``, applied after averaging the fans."""
+    _check_weight("tensor", tensor)
     check_float("scale", scale, 0.0, low_open=True)
     check_choice("distribution", distribution, Distribution)
     fan_in, fan_out = fans(tensor)
@@ -129,6 +144,8 @@ def init_weight_(weight: Tensor, scheme: InitScheme, std: float, generator: torc
     """Initialise one weight by a named scheme: ``bert_hf`` (normal(std)), ``bert_tf`` (TF truncated normal),
     ``trunc_normal`` (corrected truncated normal with std ``std``), or a fan mode (normal with variance 1/fan)."""
     check_choice("scheme", scheme, InitScheme)
+    _check_weight("weight", weight)
+    check_float("std", std, 0.0, low_open=True)  # also for the fan modes, which do not use it
     if scheme == "bert_hf":
         return bert_hf_(weight, std, generator)
     if scheme == "bert_tf":

@@ -9,16 +9,35 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .._validate import check_int
+
+
+def _check_ids(name: str, x: object) -> Tensor:
+    """``x`` if it is an integer or bool tensor of shape (batch, seq)."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"expected {name} to be a tensor, got {type(x).__name__}")
+    if x.dim() != 2:
+        raise ValueError(f"expected {name} of shape (batch, seq), got {tuple(x.shape)}")
+    return x
+
 
 def padding_mask(attention_mask: Tensor) -> Tensor:
-    """(batch, keys) 1/0 or bool -> (batch, 1, 1, keys) bool: each query may attend to every non-padding key."""
-    if attention_mask.dim() != 2:
-        raise ValueError(f"expected attention_mask of shape (batch, seq), got {tuple(attention_mask.shape)}")
+    """(batch, keys) 1/0 or bool -> (batch, 1, 1, keys) bool: each query may attend to every non-padding key.
+
+    A float mask must hold 1 and 0 only: an additive mask (0 to keep, a large negative number to drop) would
+    otherwise be read backwards."""
+    _check_ids("attention_mask", attention_mask)
+    if attention_mask.is_floating_point():
+        bad = (attention_mask != 0) & (attention_mask != 1)
+        if bool(bad.any()):
+            raise ValueError(f"expected attention_mask values 1 (token) and 0 (padding), got "
+                             f"{attention_mask[bad][0].item()!r} (an additive mask? pass the 1/0 mask)")
     return attention_mask.bool()[:, None, None, :]
 
 
 def causal_mask(seq_len: int, device: torch.device | None = None) -> Tensor:
     """(1, 1, seq, seq) bool, lower triangular: query i sees keys j <= i (the LM mask)."""
+    check_int("seq_len", seq_len, 0)
     return torch.ones(seq_len, seq_len, dtype=torch.bool, device=device).tril()[None, None]
 
 
@@ -29,8 +48,9 @@ def unilm_mask(token_type_ids: Tensor) -> Tensor:
     and the target tokens up to itself. As bert4keras builds it: idx = cumsum(segment_ids); j visible from i iff
     idx[j] <= idx[i].
     """
-    if token_type_ids.dim() != 2:
-        raise ValueError(f"expected token_type_ids of shape (batch, seq), got {tuple(token_type_ids.shape)}")
+    _check_ids("token_type_ids", token_type_ids)
+    if token_type_ids.is_floating_point():  # .long() would truncate 0.5 to segment 0
+        raise TypeError(f"expected token_type_ids to be an integer tensor, got {token_type_ids.dtype}")
     idx = token_type_ids.long().cumsum(dim=1)
     return (idx[:, None, :] <= idx[:, :, None])[:, None]
 
@@ -40,6 +60,11 @@ def to_bias(mask: Tensor, dtype: torch.dtype) -> Tensor:
 
     ``finfo(dtype).min`` rather than a constant like -1e12, which overflows in fp16 (a pitfall the specs name).
     """
+    if not isinstance(mask, Tensor) or mask.dtype != torch.bool:
+        raise TypeError(f"expected mask to be a bool tensor (True = may attend), got "
+                        f"{getattr(mask, 'dtype', type(mask).__name__)}")
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"expected dtype to be a floating-point torch.dtype, got {dtype!r}")
     return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(~mask, torch.finfo(dtype).min)
 
 
