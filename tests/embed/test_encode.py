@@ -225,14 +225,17 @@ def test_pooler_pooling_needs_a_pooler(minilm_tokenizer):
 
 
 @pytest.mark.parametrize("texts, words", [
-    ([None], "expected texts to be a list of str, got None at index 0"),
-    (["a", "b", 3], "expected texts to be a list of str, got int at index 2"),
-    (("a", b"b"), "expected texts to be a list of str, got bytes at index 1"),
-    ("a sentence", "expected texts to be a list of str, got a single str; wrap it in a list"),
-    (b"a sentence", "expected texts to be a list of str, got a single bytes; wrap it in a list"),
+    ([None], "expected texts to be a sequence of str, got None at index 0"),
+    (["a", "b", 3], "expected texts to be a sequence of str, got int at index 2"),
+    (("a", b"b"), "expected texts to be a sequence of str, got bytes at index 1"),
+    ("a sentence", "expected texts to be a sequence of str, got a single str; wrap it in a list"),
+    (b"a sentence", "expected texts to be a sequence of str, got a single bytes; wrap it in a list"),
 ])
-def test_texts_are_checked_before_tokenizing(texts, words):
-    """`encode([None])` failed inside tokenizers without naming the text; the texts are now checked first (the
-    model and tokenizer are never touched, so stand-ins do)."""
+def test_texts_are_checked_before_tokenizing(texts, words, minilm_tokenizer):
+    """`encode([None])` failed inside tokenizers without naming the text; the texts are now checked before
+    tokenizing, by the one rule the tokenizer's encode_raw applies (one message for encode and the tokenizer; the
+    model is never run, so a stand-in does)."""
     with pytest.raises(TypeError, match=f"^{words}$"):
-        encode(texts, torch.nn.Linear(1, 1), tokenizer=None)
+        encode(texts, torch.nn.Linear(1, 1), minilm_tokenizer)
+    with pytest.raises(TypeError, match=f"^{words}$"):
+        minilm_tokenizer(texts)

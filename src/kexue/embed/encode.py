@@ -66,7 +66,8 @@ def encode(
 
     ``texts`` is a sequence of str (a list, a tuple, any iterable); a single str is refused with a TypeError
     rather than wrapped (it is a sequence of characters, so wrapping would hide a mistake), and so is an item that
-    is not a str, naming its index.
+    is not a str, naming its index (the tokenizer's :meth:`~kexue.models.Tokenizer.encode_raw` checks them, with
+    :func:`kexue.models.tokenizer.check_texts`).
 
     ``pooling`` is one of :data:`kexue.embed.pooling.POOLINGS` (``mean`` = masked token mean of the last layer,
     sentence-transformers' pooling; ``first_last_avg`` = mean of ``hidden_states[1]`` and ``[-1]``, as
@@ -86,13 +87,11 @@ def encode(
     The model runs in whatever mode it is in (``load_pretrained`` returns it in eval mode); call ``model.eval()``
     for deterministic vectors from a model you have been training.
     """
-    if isinstance(texts, (str, bytes)):  # a str is a sequence of characters: refused, not split into 1-char texts
-        raise TypeError(f"expected texts to be a list of str, got a single {type(texts).__name__}; wrap it in a list")
-    texts = list(texts)
-    for i, t in enumerate(texts):  # before tokenizing, whose errors do not say which text
-        if not isinstance(t, str):
-            raise TypeError(f"expected texts to be a list of str, got {type(t).__name__ if t is not None else None} "
-                            f"at index {i}")
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"expected model to be an nn.Module (a kexue Transformer, say), got {type(model).__name__}")
+    if not (callable(getattr(tokenizer, "encode_raw", None)) and hasattr(tokenizer, "pad_token_id")):
+        raise TypeError(f"expected tokenizer to be a kexue.models.Tokenizer (Tokenizer.from_pretrained(folder)), got "
+                        f"{type(tokenizer).__name__}")
     check_int("batch_size", batch_size, minimum=1)
     check_choice("kernel", kernel, InferenceKernel)
     kind = _canonical(pooling)
@@ -102,19 +101,19 @@ def encode(
         raise ValueError("expected a model with a pooler for pooling 'pooler', got one without (with_pooler=False)")
     param = next(iter(model.parameters()), None)
     device = param.device if param is not None else torch.device("cpu")
-    if not texts:
+    encodings = tokenizer.encode_raw(texts, max_length=max_length)  # checks texts (models.tokenizer.check_texts)
+    n = len(encodings)
+    if not n:
         hidden_size = getattr(getattr(model, "config", None), "hidden_size", 0)
         return torch.empty(0, hidden_size, dtype=torch.float32)
-
-    encodings = tokenizer.encode_raw(texts, max_length=max_length)
     lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
     order = np.argsort(-lengths, kind="stable")  # longest first: a memory problem shows at once
     pad_id = int(tokenizer.pad_token_id)
     with_types = getattr(getattr(model, "config", None), "type_vocab_size", 1) != 0
 
     if progress is None:
-        progress = len(texts) >= PROGRESS_MIN_TEXTS and interactive()
-    starts = range(0, len(texts), batch_size)
+        progress = n >= PROGRESS_MIN_TEXTS and interactive()
+    starts = range(0, n, batch_size)
     batches: Any = starts
     if progress:
         from tqdm.auto import tqdm
@@ -137,7 +136,7 @@ def encode(
             if normalize:
                 vec = F.normalize(vec, p=2.0, dim=-1)
             if out is None:
-                out = torch.empty(len(texts), vec.shape[-1], dtype=torch.float32)
+                out = torch.empty(n, vec.shape[-1], dtype=torch.float32)
             out[torch.from_numpy(idx)] = vec.cpu()
     assert out is not None  # texts is not empty: the loop ran
     return out

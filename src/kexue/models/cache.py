@@ -2,7 +2,22 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
+
+from .._validate import check_int
+
+
+def check_rows(name: str, index: Tensor, rows: int | None) -> None:
+    """``index`` a 1-D integer tensor of row numbers in [0, rows) (``rows`` None: any), else an error naming it."""
+    if not isinstance(index, Tensor):
+        raise TypeError(f"expected {name} to be a 1-D integer Tensor, got {type(index).__name__}")
+    if index.dim() != 1 or index.dtype not in (torch.int64, torch.int32):
+        raise TypeError(f"expected {name} to be a 1-D integer Tensor, got shape {tuple(index.shape)} of {index.dtype}")
+    if rows is not None and index.numel():
+        lo, hi = (int(v) for v in torch.aminmax(index))
+        if lo < 0 or hi >= rows:
+            raise ValueError(f"expected {name} in [0, {rows}) (the cached rows), got {lo if lo < 0 else hi}")
 
 
 class KVCache:
@@ -15,6 +30,7 @@ class KVCache:
     """
 
     def __init__(self, num_layers: int) -> None:
+        check_int("num_layers", num_layers, 1)
         self.layers: list[dict[str, Tensor]] = [{} for _ in range(num_layers)]
         self.segment_index: Tensor | None = None  # (batch, cached) cumsum of segment ids (unilm)
         self.padding: Tensor | None = None  # (batch, cached) 1 = real token
@@ -23,8 +39,18 @@ class KVCache:
     def length(self) -> int:
         return 0 if not self.layers or "k" not in self.layers[0] else self.layers[0]["k"].shape[2]
 
+    @property
+    def batch_size(self) -> int | None:
+        """Rows of the cached tensors; None while the cache is empty."""
+        return None if not self.layers or "k" not in self.layers[0] else self.layers[0]["k"].shape[0]
+
     def reorder(self, index: Tensor) -> None:
         """Keep batch rows ``index`` (in that order) of every cached tensor."""
+        check_rows("index", index, self.batch_size)
+        self._reorder(index)
+
+    def _reorder(self, index: Tensor) -> None:
+        """:meth:`reorder` with ``index`` already checked."""
         for layer in self.layers:
             for key in list(layer):
                 layer[key] = layer[key].index_select(0, index)
@@ -34,4 +60,4 @@ class KVCache:
             self.padding = self.padding.index_select(0, index)
 
 
-__all__ = ["KVCache"]
+__all__ = ["KVCache", "check_rows"]

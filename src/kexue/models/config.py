@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -12,6 +12,7 @@ from .._validate import check_choice, check_float, check_int
 from ..nn.activations import Activation
 from ..nn.attention import AttentionImpl, AttentionKind, check_attention
 from ..nn.init import InitScheme
+from ._files import read_json_object
 
 #: Checkpoint family: the Hugging Face key table and position-id convention on save.
 Family = Literal["bert", "roberta"]
@@ -30,6 +31,8 @@ QKInit = Literal["default", "t5_hf", "t5_sym"]
 #: Hugging Face ``model_type`` -> the family kexue loads it as.
 _HF_FAMILIES: dict[str, Family] = {"bert": "bert", "roberta": "roberta", "xlm-roberta": "roberta",
                                    "camembert": "roberta"}
+#: The ``config.json`` keys :meth:`TransformerConfig.from_hf` cannot do without (the others have BERT's defaults).
+_HF_REQUIRED = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")
 #: :func:`kexue.nn.attention.check_attention`'s arguments under the names of this config's fields.
 _ATTENTION_FIELDS = {"dropout": "attention_dropout", "key_size": "attention_key_size", "kind": "attention",
                      "impl": "attn_impl", "feature_order": "linear_attention_order",
@@ -206,15 +209,19 @@ class TransformerConfig:
         that does not fit a field raises as the field's check does).
         ``overrides`` replace fields afterwards (e.g. ``hidden_dropout=0.0``).
         """
+        source = "the given dict"
         if isinstance(path_or_dict, dict):
             hf = dict(path_or_dict)
-        else:
+        elif isinstance(path_or_dict, (str, os.PathLike)):
             p = Path(path_or_dict)
             if p.is_dir():
                 p = p / "config.json"
             if not p.exists():
                 raise FileNotFoundError(f"expected a config.json at {p}, found none")
-            hf = json.loads(p.read_text(encoding="utf-8"))
+            hf, source = read_json_object(p), str(p)
+        else:
+            raise TypeError(f"expected path_or_dict to be a folder, a config.json path or a dict, got "
+                            f"{type(path_or_dict).__name__}")
         model_type = hf.get("model_type")
         if model_type not in _HF_FAMILIES:
             raise ValueError(f"expected model_type to be one of {list(_HF_FAMILIES)} (kexue loads BERT and RoBERTa "
@@ -227,6 +234,10 @@ class TransformerConfig:
         if hf.get("is_decoder") or hf.get("add_cross_attention"):
             raise ValueError(f"expected an encoder (cross-attention decoders are not built), got is_decoder="
                              f"{hf.get('is_decoder')!r}, add_cross_attention={hf.get('add_cross_attention')!r}")
+        missing = [key for key in _HF_REQUIRED if key not in hf]
+        if missing:
+            raise ValueError(f"expected {', '.join(missing)} in the Hugging Face config ({source}), got a config "
+                             f"without {'them' if len(missing) > 1 else 'it'}")
         kw: dict[str, Any] = dict(
             vocab_size=hf["vocab_size"],
             hidden_size=hf["hidden_size"],

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .._validate import check_float, check_int
-from .cache import KVCache
+from .cache import KVCache, check_rows
 from .transformer import Transformer
 
 __all__ = ["Hypothesis", "StepFn", "UniLMStep", "beam_search", "generate", "greedy_search"]
@@ -51,8 +51,11 @@ def _normalise(log_prob: float, length: int, length_penalty: float) -> float:
     return log_prob / (length ** length_penalty)
 
 
-def _check_decode_args(batch_size: int, eos_id: int, max_len: int, beam_size: int = 1,
+def _check_decode_args(step: StepFn, batch_size: int, eos_id: int, max_len: int, beam_size: int = 1,
                        length_penalty: float = 0.0) -> None:
+    if not callable(step):
+        raise TypeError(f"expected step to be a callable step(tokens, parents) -> log_probs, got "
+                        f"{type(step).__name__}")
     check_int("batch_size", batch_size, 1)
     check_int("eos_id", eos_id, 0)
     check_int("max_len", max_len, 1)
@@ -60,12 +63,26 @@ def _check_decode_args(batch_size: int, eos_id: int, max_len: int, beam_size: in
     check_float("length_penalty", length_penalty)
 
 
+def _call_step(step: StepFn, tokens: Tensor | None, parents: Tensor, eos_id: int,
+               vocab: int | None = None) -> Tensor:
+    """``step(tokens, parents)``, checked to be (len(parents), vocab) log-probabilities with eos_id < vocab."""
+    out = step(tokens, parents)
+    rows = parents.shape[0]
+    if not isinstance(out, Tensor) or out.dim() != 2 or out.shape[0] != rows or (vocab and out.shape[1] != vocab):
+        got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+        raise ValueError(f"expected step to return log-probabilities of shape ({rows}, {vocab or 'vocab'}), one row "
+                         f"per parent, got {got}")
+    if eos_id >= out.shape[1]:
+        raise ValueError(f"expected eos_id < {out.shape[1]}, the vocabulary of step's log-probabilities, got {eos_id}")
+    return out
+
+
 @torch.no_grad()
 def greedy_search(step: StepFn, batch_size: int, eos_id: int, max_len: int) -> list[Hypothesis]:
     """Argmax decoding: each row takes its most probable token until EOS or ``max_len`` tokens."""
-    _check_decode_args(batch_size, eos_id, max_len)
+    _check_decode_args(step, batch_size, eos_id, max_len)
     rows = torch.arange(batch_size)
-    log_probs = step(None, rows)
+    log_probs = _call_step(step, None, rows, eos_id)
     tokens: list[list[int]] = [[] for _ in range(batch_size)]
     total = torch.zeros(batch_size, dtype=torch.float64)
     done = torch.zeros(batch_size, dtype=torch.bool)
@@ -79,7 +96,7 @@ def greedy_search(step: StepFn, batch_size: int, eos_id: int, max_len: int) -> l
         done |= tok == eos_id
         if bool(done.all()) or t == max_len - 1:
             break
-        log_probs = step(tok.to(log_probs.device), rows.to(log_probs.device))
+        log_probs = _call_step(step, tok.to(log_probs.device), rows.to(log_probs.device), eos_id, log_probs.shape[1])
     return [Hypothesis(tokens[r], float(total[r]), float(total[r]), bool(done[r])) for r in range(batch_size)]
 
 
@@ -97,9 +114,9 @@ def beam_search(step: StepFn, batch_size: int, eos_id: int, beam_size: int, max_
     canonical algorithm, the one Hugging Face's ``generate(num_beams=k, early_stopping="never")`` runs; with
     ``beam_size=1`` and ``length_penalty=0`` it equals :func:`greedy_search`.
     """
-    _check_decode_args(batch_size, eos_id, max_len, beam_size, length_penalty)
+    _check_decode_args(step, batch_size, eos_id, max_len, beam_size, length_penalty)
     k = beam_size
-    log_probs = step(None, torch.arange(batch_size)).double()
+    log_probs = _call_step(step, None, torch.arange(batch_size), eos_id).double()
     dev = log_probs.device
     vocab = log_probs.shape[-1]
     live = 1  # live beams per row: 1 before the first token, k after
@@ -151,7 +168,7 @@ def beam_search(step: StepFn, batch_size: int, eos_id: int, beam_size: int, max_
                 done[b] = bound <= finished[b][-1].score or bool(best_live[b] == float("-inf"))
         if all(done):
             break
-        log_probs = step(tokens, parents).double()
+        log_probs = _call_step(step, tokens, parents, eos_id, vocab).double()
     return finished
 
 
@@ -201,6 +218,11 @@ class UniLMStep:
     def __call__(self, tokens: Tensor | None, parents: Tensor) -> Tensor:
         model = self.model
         dev = self.source_ids.device
+        rows = self.source_ids.shape[0] if self.next_position is None else self.next_position.shape[0]
+        check_rows("parents", parents, rows)
+        if tokens is not None and (not isinstance(tokens, Tensor) or tokens.shape != parents.shape):
+            got = tuple(tokens.shape) if isinstance(tokens, Tensor) else type(tokens).__name__
+            raise ValueError(f"expected tokens of parents' shape {tuple(parents.shape)}, one token per row, got {got}")
         if tokens is None:
             self.cache = model.new_cache()
             out = model(self.source_ids, attention_mask=self.source_mask,
@@ -211,7 +233,7 @@ class UniLMStep:
             self.next_position = positions.gather(1, last)[:, 0] + 1
             if self.target_start is not None:
                 self.next_position = torch.full_like(self.next_position, self.target_start)
-            self.cache.reorder(parents.to(dev))
+            self.cache._reorder(parents.to(dev))
             self.next_position = self.next_position[parents.to(dev)]
             return F.log_softmax(logits.float(), dim=-1)[parents.to(dev)]
         if self.cache is None or self.next_position is None:
@@ -219,7 +241,7 @@ class UniLMStep:
         parents = parents.to(dev)
         if parents.shape[0] != self.next_position.shape[0] or not bool(
                 (parents == torch.arange(parents.shape[0], device=dev)).all()):
-            self.cache.reorder(parents)
+            self.cache._reorder(parents)
             self.next_position = self.next_position[parents]
         pos = self.next_position[:, None]
         out = model(tokens.to(dev)[:, None], token_type_ids=torch.ones_like(pos), position_ids=pos, cache=self.cache)

@@ -17,6 +17,7 @@ naming the file (and, for JSON, the line and column).
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import warnings
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from .._io import atomic_path
+from ._files import CheckpointError
 from .config import Family, TransformerConfig
 from .transformer import Transformer
 
@@ -130,12 +132,6 @@ def key_table(config: TransformerConfig, prefix: str = "") -> dict[str, str]:
     return (_bert_table if config.family == "bert" else _roberta_table)(config, prefix)
 
 
-class CheckpointError(ValueError):
-    """A checkpoint cannot be loaded: a file that cannot be read (named), non-finite weights, or tensors that do not
-    fit the model (every missing, unexpected, mis-shaped and mistyped one listed). A ``ValueError``, as
-    ``json.JSONDecodeError`` is, so an ``except ValueError`` around a load keeps catching it."""
-
-
 @dataclass
 class LoadReport:
     """What a non-strict load left out (all empty after a clean load)."""
@@ -170,22 +166,6 @@ class LoadResult(NamedTuple):
 
     model: Transformer
     report: LoadReport
-
-
-def _read_config(folder: Path) -> dict[str, Any]:
-    """The parsed config.json of a model folder; a file that is not a JSON object raises naming it."""
-    p = folder / "config.json"
-    if not p.exists():
-        raise FileNotFoundError(f"expected a config.json at {p}, found none")
-    try:
-        hf = json.loads(p.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as e:
-        raise CheckpointError(f"expected UTF-8 JSON in {p}, got {e}") from e
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"expected JSON in {p}, got {e.msg} at line {e.lineno} column {e.colno}") from e
-    if not isinstance(hf, dict):
-        raise CheckpointError(f"expected a JSON object in {p}, got a {type(hf).__name__}")
-    return hf
 
 
 def _first_line(e: BaseException) -> str:
@@ -284,10 +264,12 @@ def load_pretrained_with_report(path: str | Path, *, allow_non_finite: bool = Fa
     returned :class:`LoadResult` ``(model, report)`` lists the missing, unexpected, mis-shaped and mistyped ones (the
     counterpart of transformers' ``from_pretrained(..., output_loading_info=True)``). Non-finite weights and
     unreadable files raise as in :func:`load_pretrained`."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"expected path to be a model folder (a str or Path), got {path!r} ({type(path).__name__})")
     folder = Path(path)
     if not folder.is_dir():
         raise FileNotFoundError(f"expected a model folder, got {folder}")
-    base = TransformerConfig.from_hf(_read_config(folder))
+    base = TransformerConfig.from_hf(folder)
     state = _normalise_names(_read_state_dict(folder))
     prefix = _detect_prefix(state, base.family)
 
@@ -371,7 +353,11 @@ def _architecture(config: TransformerConfig) -> tuple[str, str]:
 
 def save_pretrained(model: Transformer, path: str | Path) -> Path:
     """Write ``config.json`` and ``model.safetensors`` that ``transformers.AutoModel`` (and the matching head class)
-    loads. Files are written to temporary names and renamed, so an interrupted save leaves no half-written file."""
+    loads. Files are written to temporary names and renamed, so an interrupted save leaves no half-written file.
+    ``path`` is a folder (made if missing); one that cannot be made or written to is refused, naming it, before
+    anything is written."""
+    if not isinstance(model, Transformer):
+        raise TypeError(f"expected model to be a kexue Transformer, got {type(model).__name__}")
     config = model.config
     hf_config = config.to_hf()
     arch, prefix = _architecture(config)
@@ -381,7 +367,14 @@ def save_pretrained(model: Transformer, path: str | Path) -> Path:
     own = model.state_dict()
     tensors = {hf: own[kx].detach().to("cpu").contiguous().clone() for kx, hf in table.items()}
     folder = Path(path)
-    folder.mkdir(parents=True, exist_ok=True)
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(f"expected a folder to save the checkpoint in, got {folder}, which is a file")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise type(e)(e.errno, f"expected a folder that can be made at {folder}, got {e.strerror}") from e
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise PermissionError(f"expected a writable folder to save the checkpoint in, got {folder}, which is not")
     with atomic_path(folder / "model.safetensors") as tmp:
         save_file(tensors, tmp, metadata={"format": "pt"})
     with atomic_path(folder / "config.json") as tmp:

@@ -42,9 +42,12 @@ class Embeddings(nn.Module):
         seq_len = input_ids.shape[1]
         if position_ids is None:
             position_ids = self.position_ids(input_ids)
-        if int(position_ids.max()) >= self.config.max_position_embeddings:
+        lo, hi = (int(v) for v in torch.aminmax(position_ids))
+        if lo < 0:
+            raise ValueError(f"expected position_ids >= 0, got {lo}")
+        if hi >= self.config.max_position_embeddings:
             raise ValueError(f"expected positions < max_position_embeddings = {self.config.max_position_embeddings}, "
-                             f"got position {int(position_ids.max())} (a sequence of length {seq_len})")
+                             f"got position {hi} (a sequence of length {seq_len})")
         # (word + segment) + position: the order transformers sums them in, so rounding matches it too.
         x = self.word(input_ids)
         if self.segment is not None:

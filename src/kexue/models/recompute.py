@@ -165,8 +165,25 @@ def _check_no_batchnorm(module: nn.Module) -> None:
                              f"(track_running_stats=False or eval mode for that layer) or leave this block out")
 
 
+def _modules(name: str, model: Any) -> list[nn.Module]:
+    """``model`` as a list of modules (itself, or the items of a ModuleList or a list of modules), else a TypeError
+    naming it."""
+    if isinstance(model, nn.Module) and not isinstance(model, nn.ModuleList):
+        return [model]
+    if isinstance(model, (str, bytes)) or not isinstance(model, Iterable):
+        raise TypeError(f"expected {name} to be an nn.Module or a sequence of nn.Modules, got {type(model).__name__}")
+    items = list(model)
+    for i, m in enumerate(items):
+        if not isinstance(m, nn.Module):
+            raise TypeError(f"expected {name} to be an nn.Module or a sequence of nn.Modules, got "
+                            f"{type(m).__name__} at index {i}")
+    return items
+
+
 def is_recomputed(module: nn.Module) -> bool:
     """Whether ``module``'s forward is wrapped by :func:`recompute`."""
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"expected module to be an nn.Module, got {type(module).__name__}")
     return isinstance(module.__dict__.get("forward"), _RecomputedForward)
 
 
@@ -223,7 +240,7 @@ def find_blocks(model: nn.Module | Sequence[nn.Module], block_types: Sequence[ty
     if isinstance(model, nn.Module):
         model = unwrap(model)
     if not isinstance(model, nn.Module) or isinstance(model, nn.ModuleList):
-        return list(model)
+        return _modules("model", model)
     if block_types:
         types = tuple(block_types)
         out: list[nn.Module] = []
@@ -295,7 +312,7 @@ def disable_recompute(model: nn.Module | Iterable[nn.Module]) -> int:
     unwrapped (a kexue Transformer's switch counts as its blocks)."""
     from .transformer import Transformer
 
-    mods = list(unwrap(model).modules()) if isinstance(model, nn.Module) else [s for m in model for s in m.modules()]
+    mods = [s for m in _modules("model", model) for s in unwrap(m).modules()]
     n = 0
     for m in mods:
         if isinstance(m, Transformer) and m.is_gradient_checkpointing:

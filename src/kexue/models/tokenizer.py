@@ -6,22 +6,50 @@ pairs with padding, truncation and segment ids, and decodes.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
+import numbers
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
 from tokenizers import Encoding
 from tokenizers import Tokenizer as _HFTokenizer
 from torch import Tensor
 
+from .._validate import check_int
 from ..nn.padding import pad
+from ._files import CheckpointError, read_json_object
+
+
+def check_texts(name: str, texts: Any) -> list[str]:
+    """``texts`` as a list if it is a sequence (any iterable) of str. A single str is refused, not split into
+    one-character texts, and so is an item that is not a str, naming its index (tokenizers' own error names neither).
+    The one check of texts for :meth:`Tokenizer.encode_raw` and so for :func:`kexue.embed.encode`."""
+    if isinstance(texts, (str, bytes)):
+        raise TypeError(f"expected {name} to be a sequence of str, got a single {type(texts).__name__}; wrap it in a "
+                        f"list")
+    if not isinstance(texts, Iterable):
+        raise TypeError(f"expected {name} to be a sequence of str, got {type(texts).__name__}")
+    out = list(texts)
+    for i, t in enumerate(out):
+        if not isinstance(t, str):
+            what = type(t).__name__ if t is not None else None
+            raise TypeError(f"expected {name} to be a sequence of str, got {what} at index {i}")
+    return out
 
 
 def pad_encodings(encodings: Sequence[Encoding], pad_id: int, with_types: bool = True) -> dict[str, Tensor]:
     """Right-pad ``tokenizers`` encodings to the longest: int64 ``input_ids`` (``pad_id`` after the end),
     ``attention_mask`` (1/0) and, with ``with_types``, ``token_type_ids`` (0 after the end), as
     ``transformers.DataCollatorWithPadding`` pads them; :func:`kexue.nn.padding.pad` does the padding."""
+    check_int("pad_id", pad_id, 0)
+    if isinstance(encodings, (str, bytes, dict)) or not isinstance(encodings, Sequence):
+        raise TypeError(f"expected encodings to be a sequence of tokenizers.Encoding (Tokenizer.encode_raw gives "
+                        f"them), got {type(encodings).__name__}")
+    for i, e in enumerate(encodings):
+        if not isinstance(e, Encoding):
+            raise TypeError(f"expected encodings to be a sequence of tokenizers.Encoding (Tokenizer.encode_raw gives "
+                            f"them), got {type(e).__name__} at index {i}")
     ids, mask = pad([e.ids for e in encodings], pad_id)
     out = {"input_ids": ids, "attention_mask": mask}
     if with_types:
@@ -38,6 +66,11 @@ class Tokenizer:
     """
 
     def __init__(self, tokenizer: _HFTokenizer, max_length: int | None = None, pad_token: str = "[PAD]") -> None:
+        if not isinstance(tokenizer, _HFTokenizer):
+            raise TypeError(f"expected tokenizer to be a tokenizers.Tokenizer (Tokenizer.from_pretrained(folder) "
+                            f"loads one from a folder), got {type(tokenizer).__name__}")
+        if max_length is not None:
+            check_int("max_length", max_length, 1)
         self._tok = tokenizer
         # The tokenizer.json of many models carries fixed padding/truncation; we decide those per call.
         self._tok.no_padding()
@@ -52,11 +85,17 @@ class Tokenizer:
     @classmethod
     def from_pretrained(cls, path: str | Path) -> Tokenizer:
         folder = Path(path)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"expected a tokenizer folder, got {folder}")
         cfg: dict[str, Any] = {}
         if (folder / "tokenizer_config.json").exists():
-            cfg = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
+            cfg = read_json_object(folder / "tokenizer_config.json")
         if (folder / "tokenizer.json").exists():
-            tok = _HFTokenizer.from_file(str(folder / "tokenizer.json"))
+            try:
+                tok = _HFTokenizer.from_file(str(folder / "tokenizer.json"))
+            except Exception as e:  # tokenizers raises a bare Exception for a file it cannot parse
+                raise CheckpointError(f"expected a readable tokenizer.json at {folder / 'tokenizer.json'}, got "
+                                      f"{e}") from e
         elif (folder / "vocab.txt").exists():
             from tokenizers.implementations import BertWordPieceTokenizer
 
@@ -71,7 +110,7 @@ class Tokenizer:
         max_length = None
         st_cfg = folder / "sentence_bert_config.json"
         if st_cfg.exists():
-            max_length = json.loads(st_cfg.read_text(encoding="utf-8")).get("max_seq_length")
+            max_length = read_json_object(st_cfg).get("max_seq_length")
         if max_length is None:
             mml = cfg.get("model_max_length")
             if isinstance(mml, int) and 0 < mml < 1_000_000:
@@ -84,9 +123,15 @@ class Tokenizer:
         return self._tok.get_vocab_size()
 
     def token_to_id(self, token: str) -> int | None:
+        """The id of ``token``, None when it is not in the vocabulary."""
+        if not isinstance(token, str):
+            raise TypeError(f"expected token to be a str, got {token!r} ({type(token).__name__})")
         return self._tok.token_to_id(token)
 
     def tokenize(self, text: str) -> list[str]:
+        """The tokens of ``text``, without special tokens."""
+        if not isinstance(text, str):
+            raise TypeError(f"expected text to be a str, got {type(text).__name__}")
         return self._tok.encode(text, add_special_tokens=False).tokens
 
     def encode_raw(
@@ -101,11 +146,12 @@ class Tokenizer:
         With ``truncation=True`` sequences are cut to ``max_length`` (default :attr:`max_length`) tokens, longest
         member of a pair first; with ``truncation=False`` a longer sequence raises ``ValueError`` naming its index.
         """
-        if isinstance(texts, str):
-            raise TypeError("expected a sequence of texts, got a single str; wrap it in a list")
-        if pairs is not None and len(pairs) != len(texts):
-            raise ValueError(f"expected as many pairs as texts ({len(texts)}), got {len(pairs)} pairs")
-        limit = self.max_length if max_length is None else max_length
+        texts = check_texts("texts", texts)
+        if pairs is not None:
+            pairs = check_texts("pairs", pairs)
+            if len(pairs) != len(texts):
+                raise ValueError(f"expected as many pairs as texts ({len(texts)}), got {len(pairs)} pairs")
+        limit = self.max_length if max_length is None else check_int("max_length", max_length, 1)
         inputs = list(texts) if pairs is None else list(zip(texts, pairs, strict=True))
         if truncation and limit is not None:
             self._tok.enable_truncation(limit)
@@ -135,15 +181,41 @@ class Tokenizer:
         """Encode and pad a batch: a dict of ``input_ids``, ``attention_mask``, ``token_type_ids``."""
         return self.collate(self.encode_raw(texts, pairs, max_length=max_length, truncation=truncation))
 
-    def decode(self, ids: Sequence[int] | Tensor, skip_special_tokens: bool = True) -> str:
+    def _ids(self, name: str, ids: Any) -> list[int]:
+        """``ids`` (a 1-D integer tensor or a sequence of ints) as a list, each in [0, vocab_size): tokenizers drops
+        an id past the vocabulary without a word."""
         if isinstance(ids, Tensor):
+            if ids.dim() != 1 or ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool:
+                raise TypeError(f"expected {name} to be a 1-D integer tensor or a sequence of ints, got shape "
+                                f"{tuple(ids.shape)} of {ids.dtype}")
             ids = ids.tolist()
-        return self._tok.decode(list(ids), skip_special_tokens=skip_special_tokens)
+        if isinstance(ids, (str, bytes)) or not isinstance(ids, Iterable):
+            raise TypeError(f"expected {name} to be a sequence of ints, got {type(ids).__name__}")
+        out: list[int] = []
+        size = self.vocab_size
+        for i, x in enumerate(ids):
+            if not isinstance(x, numbers.Integral) or isinstance(x, bool):
+                raise TypeError(f"expected {name} to be a sequence of ints, got {x!r} ({type(x).__name__}) at "
+                                f"index {i}")
+            out.append(int(x))
+            if not 0 <= out[-1] < size:
+                raise ValueError(f"expected {name} in [0, vocab_size={size}), got {out[-1]} at index {i}")
+        return out
+
+    def decode(self, ids: Sequence[int] | Tensor, skip_special_tokens: bool = True) -> str:
+        """The text of one sequence of ids (a list or a 1-D tensor)."""
+        return self._tok.decode(self._ids("ids", ids), skip_special_tokens=skip_special_tokens)
 
     def decode_batch(self, ids: Sequence[Sequence[int]] | Tensor, skip_special_tokens: bool = True) -> list[str]:
+        """The texts of a batch of id sequences (a list of lists or a 2-D tensor)."""
         if isinstance(ids, Tensor):
-            ids = ids.tolist()
-        return self._tok.decode_batch([list(x) for x in ids], skip_special_tokens=skip_special_tokens)
+            if ids.dim() != 2:
+                raise ValueError(f"expected ids of shape (batch, seq), got {tuple(ids.shape)}")
+            ids = list(ids)
+        if isinstance(ids, (str, bytes)) or not isinstance(ids, Iterable):
+            raise TypeError(f"expected ids to be a sequence of id sequences, got {type(ids).__name__}")
+        rows = [self._ids(f"ids[{i}]", x) for i, x in enumerate(ids)]
+        return self._tok.decode_batch(rows, skip_special_tokens=skip_special_tokens)
 
 
-__all__ = ["Tokenizer", "pad_encodings"]
+__all__ = ["Tokenizer", "check_texts", "pad_encodings"]

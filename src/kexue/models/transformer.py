@@ -11,6 +11,7 @@ Pre-norm block:          h = x + Attn(LN(x));  y = h + FFN(LN(h)); a final LN fo
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from ..nn.dropout import Dropout, seeded_dropout
 from ..nn.frozen_linear import Kernel, onednn_available
 from ..nn.init import init_weight_
 from ..nn.masks import padding_mask, unilm_mask
+from ._inputs import check_inputs
 from .cache import KVCache
 from .config import TransformerConfig
 from .layers import Embeddings, FeedForward, MLMHead, Pooler, _make_norm
@@ -149,6 +151,8 @@ class Transformer(nn.Module):
 
     def attach_ramp(self, optimizer: torch.optim.Optimizer) -> RemovableHandle:
         """Advance the ramp after each ``optimizer.step()`` (a step post-hook); returns the hook's handle."""
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise TypeError(f"expected optimizer to be a torch.optim.Optimizer, got {type(optimizer).__name__}")
         self._ramp_steps("attach_ramp")
 
         def hook(opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
@@ -168,6 +172,9 @@ class Transformer(nn.Module):
         return KVCache(self.config.num_layers)
 
     def __init__(self, config: TransformerConfig) -> None:
+        if not isinstance(config, TransformerConfig):
+            hint = " (load_pretrained(folder) loads a checkpoint)" if isinstance(config, (str, os.PathLike)) else ""
+            raise TypeError(f"expected config to be a TransformerConfig, got {type(config).__name__}{hint}")
         super().__init__()
         self.config = config
         self.embeddings = Embeddings(config)
@@ -253,10 +260,14 @@ class Transformer(nn.Module):
     ) -> Tensor | None:
         """The boolean attention mask (True = may attend) for this batch, or None when all positions see all.
         Linear attention builds no n×n mask (it takes the padding mask and a causal flag instead): None.
-        With a ``cache`` the mask covers (new tokens, cached + new tokens) and the cache's bookkeeping is updated."""
-        if attention_mask is not None and attention_mask.shape != input_ids.shape:
-            raise ValueError(f"expected attention_mask of input_ids' shape {tuple(input_ids.shape)}, got "
-                             f"{tuple(attention_mask.shape)}")
+        With a ``cache`` the mask covers (new tokens, cached + new tokens) and the cache's bookkeeping is updated.
+        The inputs are checked as :meth:`forward` checks them."""
+        check_inputs(self.config, input_ids, attention_mask, token_type_ids, None)
+        return self._mask(input_ids, attention_mask, token_type_ids, cache)
+
+    def _mask(self, input_ids: Tensor, attention_mask: Tensor | None, token_type_ids: Tensor | None,
+              cache: KVCache | None) -> Tensor | None:
+        """:meth:`attention_mask` on inputs already checked."""
         if self.config.attention != "softmax":
             return None
         past = cache.length if cache is not None else 0
@@ -336,11 +347,7 @@ class Transformer(nn.Module):
     ) -> tuple[Tensor, tuple[Tensor, ...] | None]:
         """Embeddings and blocks (and a pre-norm model's final LayerNorm) without any head:
         ``(last_hidden_state, hidden_states or None)``, exactly as :meth:`forward` computes them."""
-        if input_ids.dim() != 2:
-            raise ValueError(f"expected input_ids of shape (batch, seq), got {tuple(input_ids.shape)}")
-        if token_type_ids is not None and token_type_ids.shape != input_ids.shape:
-            raise ValueError(f"expected token_type_ids of input_ids' shape {tuple(input_ids.shape)}, got "
-                             f"{tuple(token_type_ids.shape)}")
+        check_inputs(self.config, input_ids, attention_mask, token_type_ids, position_ids)
         c = self.config
         past = 0
         if cache is not None:
@@ -348,7 +355,7 @@ class Transformer(nn.Module):
                 raise ValueError(f"expected a cache of the model's {c.num_layers} layers (model.new_cache()), got "
                                  f"{len(cache.layers)} layers")
             past = cache.length
-        mask = self.attention_mask(input_ids, attention_mask, token_type_ids, cache)
+        mask = self._mask(input_ids, attention_mask, token_type_ids, cache)
         if cache is not None and position_ids is None:
             if c.position_style == "roberta" and cache.padding is not None:  # set by attention_mask above
                 keep = cache.padding.long()
