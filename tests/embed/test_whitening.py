@@ -140,9 +140,9 @@ def test_bad_input_is_named():
     with pytest.raises(ValueError, match="^expected x to be finite, got 1 NaN or infinite values$"):
         w.partial_fit(torch.tensor([[1.0, float("nan")]]))
     w.partial_fit(torch.randn(5, 3))
-    with pytest.raises(ValueError, match=r"expected vectors of dimension 3 \(as fitted so far\), got 4"):
+    with pytest.raises(ValueError, match=r"^expected x of dimension 3 \(as fitted so far\), got 4$"):
         w.partial_fit(torch.randn(5, 4))
-    with pytest.raises(ValueError, match="expected vectors of dimension 3"):
+    with pytest.raises(ValueError, match=r"^expected x of dimension 3 \(as fitted\), got shape \(2, 4\)$"):
         w.transform(torch.randn(2, 4))
     with pytest.raises(ValueError, match=r"^expected n_components >= 1, got 0$"):
         Whitening(n_components=0)
@@ -152,5 +152,6 @@ def test_bad_input_is_named():
         Whitening(n_components=5).fit(torch.randn(10, 3), progress=False)
     with pytest.raises(ValueError, match=r"^expected batch_size >= 1, got 0$"):
         Whitening().fit(torch.randn(10, 3), batch_size=0, progress=False)
-    with pytest.raises(ValueError, match="^expected at least one vector to fit, got none$"):
+    with pytest.raises(ValueError, match=r"^expected at least 2 vectors to fit the whitening map \(a covariance needs "
+                                         r"two\), got 0$"):
         Whitening().fit(iter([]), progress=False)

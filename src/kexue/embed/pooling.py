@@ -71,12 +71,26 @@ def _needs_hidden_states(pooling: str, layers: Sequence[int] | None = None) -> b
     return lay is not None and any(i != -1 for i in lay)
 
 
+def _check_tokens(name: str, hidden: Tensor) -> None:
+    """``hidden`` a (batch, seq, hidden) tensor of token vectors, else an error naming it."""
+    if not isinstance(hidden, Tensor):
+        raise TypeError(f"expected {name} to be a (batch, seq, hidden) Tensor, got {type(hidden).__name__}")
+    if hidden.dim() != 3:
+        raise ValueError(f"expected {name} of shape (batch, seq, hidden), got shape {tuple(hidden.shape)}")
+
+
 def masked_mean(hidden: Tensor, attention_mask: Tensor | None) -> Tensor:
     """Σ_t m_t h[:, t] / max(Σ_t m_t, 1e-9): (batch, seq, hidden) -> (batch, hidden).
 
     Computed as sentence-transformers' mean pooling does (multiply by the mask, sum over tokens, divide by the
     clamped count), so the two agree to the last bits.
     """
+    _check_tokens("hidden", hidden)
+    return _masked_mean(hidden, attention_mask)
+
+
+def _masked_mean(hidden: Tensor, attention_mask: Tensor | None) -> Tensor:
+    """:func:`masked_mean` of a checked (batch, seq, hidden) tensor."""
     if attention_mask is None:
         return hidden.mean(dim=1)
     if attention_mask.shape != hidden.shape[:2]:
@@ -116,6 +130,7 @@ def pool(
                              "was not passed)")
         return pooler_output
     if k == "cls":
+        _check_tokens("hidden_states", states[-1])
         return states[-1][:, 0]
     assert lay is not None  # every pooling but cls and pooler averages layers
     if single and any(i != -1 for i in lay):
@@ -126,7 +141,9 @@ def pool(
         if not -n <= i < n:
             raise ValueError(f"expected layer indices in [-{n}, {n}) for {n} hidden states (embeddings + {n - 1} "
                              f"blocks), got {i}")
-    means = [masked_mean(states[i], attention_mask) for i in lay]
+    for i in lay:
+        _check_tokens(f"hidden_states[{i}]" if not single else "hidden_states", states[i])
+    means = [_masked_mean(states[i], attention_mask) for i in lay]
     if len(means) == 1:
         return means[0]
     return torch.stack(means).mean(dim=0)

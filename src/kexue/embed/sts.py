@@ -24,19 +24,22 @@ from .encode import encode
 from .pooling import Pooling
 
 
-def _as_numpy(x: Any) -> np.ndarray:
+def _as_numpy(name: str, x: Any) -> np.ndarray:
     if isinstance(x, Tensor):
         x = x.detach().cpu().double().numpy()
-    return np.asarray(x, dtype=np.float64)
+    try:
+        return np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"expected {name} to hold real numbers, got {type(x).__name__} ({e})") from None
 
 
-def rankdata(x: Any) -> np.ndarray:
-    """Ranks 1..n of a 1-D array, ties given the average of the ranks they span (scipy's ``method="average"``)."""
-    a = _as_numpy(x)
+def _ranks(name: str, x: Any) -> np.ndarray:
+    """:func:`rankdata` with errors naming the argument ``name``."""
+    a = _as_numpy(name, x)
     if a.ndim != 1:
-        raise ValueError(f"expected a 1-D array, got shape {a.shape}")
+        raise ValueError(f"expected {name} to be 1-D, got shape {a.shape}")
     if np.isnan(a).any():
-        raise ValueError(f"expected values without NaN to rank, got {int(np.isnan(a).sum())} NaN of {a.shape[0]}")
+        raise ValueError(f"expected {name} without NaN to rank, got {int(np.isnan(a).sum())} NaN of {a.shape[0]}")
     n = a.shape[0]
     order = np.argsort(a, kind="mergesort")
     sorted_a = a[order]
@@ -49,26 +52,36 @@ def rankdata(x: Any) -> np.ndarray:
     return ranks
 
 
+def rankdata(x: Any) -> np.ndarray:
+    """Ranks 1..n of a 1-D array, ties given the average of the ranks they span (scipy's ``method="average"``)."""
+    return _ranks("x", x)
+
+
 def spearman(x: Any, y: Any) -> float:
     """Spearman's ρ of two equally long 1-D sequences: the Pearson correlation of their tie-averaged ranks.
 
-    NaN when either side is constant (as scipy returns).
+    A constant side has no ranks to correlate (ρ = 0/0): refused with a ``ValueError`` naming it, where scipy returns
+    NaN with a warning (a NaN figure in a table says nothing about why).
     """
-    rx, ry = rankdata(x), rankdata(y)
+    rx, ry = _ranks("x", x), _ranks("y", y)
     if rx.shape != ry.shape:
         raise ValueError(f"expected x and y of one length, got {rx.shape[0]} and {ry.shape[0]}")
     if rx.shape[0] < 2:
         raise ValueError(f"expected at least 2 pairs for Spearman's correlation, got {rx.shape[0]}")
+    for name, r in (("x", rx), ("y", ry)):
+        if r[0] == r[1] and bool((r == r[0]).all()):
+            raise ValueError(f"expected {name} to vary (Spearman's correlation of a constant is undefined), got "
+                             f"{r.shape[0]} equal values")
     rx -= rx.mean()
     ry -= ry.mean()
-    denom = np.sqrt((rx * rx).sum() * (ry * ry).sum())
-    if denom == 0.0:
-        return float("nan")
-    return float((rx * ry).sum() / denom)
+    return float((rx * ry).sum() / np.sqrt((rx * rx).sum() * (ry * ry).sum()))
 
 
 def cosine_scores(a: Tensor, b: Tensor) -> Tensor:
-    """Row-wise cosine similarity of two (n, d) tensors, computed in float64."""
+    """Row-wise cosine similarity of two (n, d) tensors (arrays are taken too), computed in float64."""
+    a, b = torch.as_tensor(a), torch.as_tensor(b)
+    if a.dim() == 0:
+        raise ValueError("expected a and b of shape (n, d), got 0-d tensors")
     if a.shape != b.shape:
         raise ValueError(f"expected a and b of one shape, got {tuple(a.shape)} and {tuple(b.shape)}")
     return (F.normalize(a.double(), dim=-1) * F.normalize(b.double(), dim=-1)).sum(-1)
@@ -83,6 +96,8 @@ def spearman_eval(
     ``pairs`` is an :class:`STSPairs` (gold taken from it) or ``(sentences1, sentences2)`` with ``gold`` given.
     ``encode_fn`` maps a list of texts to an (n, d) array or tensor, e.g. a whitened encoder.
     """
+    if not callable(encode_fn):
+        raise TypeError(f"expected encode_fn to be a callable texts -> vectors, got {type(encode_fn).__name__}")
     s1: Sequence[str]
     s2: Sequence[str]
     if isinstance(pairs, STSPairs):
@@ -94,6 +109,8 @@ def spearman_eval(
             raise ValueError("expected gold scores with pairs given as (sentences1, sentences2), got gold=None")
     if len(s1) != len(s2):
         raise ValueError(f"expected as many second sentences as first ones ({len(s1)}), got {len(s2)}")
+    if len(gold) != len(s1):
+        raise ValueError(f"expected one gold score per pair ({len(s1)}), got {len(gold)}")
     unique = list(dict.fromkeys([*s1, *s2]))
     index = {s: i for i, s in enumerate(unique)}
     vecs = encode_fn(unique)

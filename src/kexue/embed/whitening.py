@@ -33,7 +33,11 @@ from ..env import interactive
 
 
 def _as_2d_float64(x: Any, what: str = "x") -> Tensor:
-    t = torch.as_tensor(x)
+    try:
+        t = torch.as_tensor(x)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"expected {what} to be a 2-D (samples, dim) array of numbers, got "
+                        f"{type(x).__name__}") from None
     if t.dim() != 2:
         raise ValueError(f"expected {what} to be a 2-D (samples, dim) array, got shape {tuple(t.shape)}")
     if not (t.is_floating_point() or t.dtype in (torch.int32, torch.int64)):
@@ -55,9 +59,12 @@ def whitening_matrix(
     ``svd_flip`` does), which makes the map repeatable. Eigenvalues below 0 (rounding) are clipped to 0 before the
     ridge ``eps`` is added: W = U (Λ + ε)^{−1/2}.
     """
-    cov = cov.to(torch.float64)
+    cov = torch.as_tensor(cov).to(torch.float64)
     if cov.dim() != 2 or cov.shape[0] != cov.shape[1]:
         raise ValueError(f"expected cov to be a square matrix, got shape {tuple(cov.shape)}")
+    if not bool(torch.isfinite(cov).all()):
+        raise ValueError(f"expected cov to be finite, got {int((~torch.isfinite(cov)).sum())} NaN or infinite "
+                         f"entries")
     d = cov.shape[0]
     k = d if n_components is None else check_int("n_components", n_components, 1, d)
     eps = check_float("eps", eps, low=0.0)
@@ -138,13 +145,19 @@ class Whitening(nn.Module):
         self._stale = False
         return self
 
-    @torch.no_grad()
     def partial_fit(self, x: Any) -> Whitening:
         """Add a batch of vectors (n, d) to the running float64 statistics (Chan et al.'s pairwise update):
 
             μ = μ_a + δ·n_b/n,   M₂ = M₂,a + M₂,b + δᵀδ·n_a·n_b/n,   δ = μ_b − μ_a,  n = n_a + n_b.
+
+        The map is solved on its next use, which needs at least 2 vectors in all.
         """
-        xb = _as_2d_float64(x)
+        return self._add(x, "x")
+
+    @torch.no_grad()
+    def _add(self, x: Any, what: str) -> Whitening:
+        """:meth:`partial_fit`, errors naming the argument ``what``."""
+        xb = _as_2d_float64(x, what)
         if xb.shape[0] == 0:
             return self
         d = xb.shape[1]
@@ -154,7 +167,7 @@ class Whitening(nn.Module):
             self.mean = torch.zeros(d, dtype=torch.float64, device=dev)
             self.m2 = torch.zeros(d, d, dtype=torch.float64, device=dev)
         elif d != self.dim:
-            raise ValueError(f"expected vectors of dimension {self.dim} (as fitted so far), got {d}")
+            raise ValueError(f"expected {what} of dimension {self.dim} (as fitted so far), got {d}")
         n_a, n_b = float(self.count), float(xb.shape[0])
         mean_b = xb.mean(dim=0)
         centred = xb - mean_b
@@ -179,6 +192,9 @@ class Whitening(nn.Module):
 
         ``progress`` shows a tqdm bar (default: for more than one chunk, in a terminal or notebook)."""
         check_int("batch_size", batch_size, minimum=1)
+        if isinstance(data, (str, bytes)) or not isinstance(data, Iterable):
+            raise TypeError(f"expected data to be a (N, d) tensor or array, or an iterable of (n, d) batches, got "
+                            f"{type(data).__name__}")
         self.reset()
         if isinstance(data, (Tensor, np.ndarray)):
             arr = data
@@ -195,9 +211,7 @@ class Whitening(nn.Module):
 
             batches = tqdm(batches, total=total, desc="whitening fit", unit="batch", leave=False)
         for batch in batches:
-            self.partial_fit(batch)
-        if not self.fitted:
-            raise ValueError("expected at least one vector to fit, got none")
+            self._add(batch, "data")
         self.fitted_on = fitted_on
         self._solve()
         return self
@@ -208,6 +222,9 @@ class Whitening(nn.Module):
                                "partial_fit(...) first")
 
     def _solve(self) -> None:
+        if self.count < 2:  # one vector has no spread: Σ = 0 and W = ε^(−1/2)·U, a map of noise
+            raise ValueError(f"expected at least 2 vectors to fit the whitening map (a covariance needs two), got "
+                             f"{int(self.count)}")
         evals, w = whitening_matrix(self.m2 / self.count, self.n_components, self.eps)
         self.eigenvalues, self.weight = evals, w
         self._stale = False
@@ -225,7 +242,7 @@ class Whitening(nn.Module):
         self._refresh()
         x = torch.as_tensor(x)
         if x.shape[-1] != self.dim:
-            raise ValueError(f"expected vectors of dimension {self.dim}, got shape {tuple(x.shape)}")
+            raise ValueError(f"expected x of dimension {self.dim} (as fitted), got shape {tuple(x.shape)}")
         dtype = x.dtype if x.is_floating_point() else torch.float32
         mu = self.mean.to(device=x.device, dtype=dtype)
         w = self.weight.to(device=x.device, dtype=dtype)
@@ -251,7 +268,7 @@ class Whitening(nn.Module):
     # ------------------------------------------------------------------ state
 
     def _save_to_state_dict(self, destination: dict[str, Any], prefix: str, keep_vars: bool) -> None:
-        if self.fitted:  # the map is solved lazily: solve it before it is saved
+        if self.count >= 2:  # the map is solved lazily: solve it before it is saved (once it can be)
             self._refresh()
         super()._save_to_state_dict(destination, prefix, keep_vars)
 
