@@ -15,7 +15,7 @@ def _check_range(name: str, ids: Tensor, size: int, size_name: str) -> None:
         raise TypeError(f"expected {name} of an integer dtype, got {ids.dtype}")
     if not ids.numel():
         return
-    lo, hi = (int(v) for v in torch.aminmax(ids))
+    lo, hi = torch.stack(torch.aminmax(ids)).tolist()  # one device sync
     if lo < 0 or hi >= size:
         raise ValueError(f"expected {name} in [0, {size_name}={size}), got {lo if lo < 0 else hi}")
 

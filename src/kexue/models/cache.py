@@ -15,7 +15,7 @@ def check_rows(name: str, index: Tensor, rows: int | None) -> None:
     if index.dim() != 1 or index.dtype not in (torch.int64, torch.int32):
         raise TypeError(f"expected {name} to be a 1-D integer Tensor, got shape {tuple(index.shape)} of {index.dtype}")
     if rows is not None and index.numel():
-        lo, hi = (int(v) for v in torch.aminmax(index))
+        lo, hi = torch.stack(torch.aminmax(index)).tolist()  # one device sync
         if lo < 0 or hi >= rows:
             raise ValueError(f"expected {name} in [0, {rows}) (the cached rows), got {lo if lo < 0 else hi}")
 

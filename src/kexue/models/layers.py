@@ -42,7 +42,7 @@ class Embeddings(nn.Module):
         seq_len = input_ids.shape[1]
         if position_ids is None:
             position_ids = self.position_ids(input_ids)
-        lo, hi = (int(v) for v in torch.aminmax(position_ids))
+        lo, hi = torch.stack(torch.aminmax(position_ids)).tolist()  # one device sync
         if lo < 0:
             raise ValueError(f"expected position_ids >= 0, got {lo}")
         if hi >= self.config.max_position_embeddings:
