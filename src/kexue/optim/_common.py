@@ -32,7 +32,7 @@ def restore_state_precision(optimizer: Optimizer, state_dict: dict[str, Any]) ->
         if not saved:
             continue
         for key, value in saved.items():
-            if isinstance(value, Tensor) and value.is_floating_point() and value.dim() > 0:
+            if isinstance(value, Tensor) and value.is_floating_point():  # 0-d too: a 0-d parameter's moments
                 optimizer.state[p][key] = value.detach().to(device=p.device, dtype=state_dtype(p), copy=True)
 
 
