@@ -15,9 +15,10 @@ multivariate normals), 2021-07-08, https://kexue.fm/archives/8512. For p = N(μ_
 Every function is batched over leading dims (broadcast between p and q), works in float32 and float64, and takes an
 optional ``eps`` added as eps·I to each covariance. Log-determinants and inverses go through Cholesky factors
 (log det Σ = 2 Σ_i log L_ii); KL and Bhattacharyya need positive definite covariances and refuse a singular one,
-naming it. W₂ accepts rank-deficient ones (fewer samples than dims): Tr((AB)^½) is computed from the eigenvalues of
-the symmetric A^½ B A^½ with ``eigh``, clamped at 0, so it stays real where ``scipy.linalg.sqrtm`` of the
-non-symmetric product returns complex parts. Its backward never divides by a difference of eigenvalues (see
+naming it. W₂ accepts rank-deficient ones (fewer samples than dims): Tr((AB)^½) is computed as the sum of the
+singular values of B^½A^½ (whose squares are the eigenvalues of the symmetric A^½BA^½), the square roots from
+``eigh`` with eigenvalues clamped at 0, so it stays real where ``scipy.linalg.sqrtm`` of the non-symmetric product
+returns complex parts. Its backward never divides by a difference of eigenvalues (see
 :mod:`kexue.stats._psd`), so gradients are finite at repeated eigenvalues such as Σ = I; the gradient of W₂² with
 respect to Σ_q is I − Σ_p^½ S^{−½} Σ_p^½, S = Σ_p^½ Σ_q Σ_p^½ (the blog's later post, kexue.fm/archives/11738).
 """
@@ -31,7 +32,6 @@ from torch import Tensor
 
 from .._validate import check_choice, check_float
 from ._psd import (
-    check_psd_eigenvalues,
     check_symmetric,
     check_tensor,
     eigh_psd,
@@ -134,7 +134,10 @@ def w2_normal(mu_p: Tensor, sigma_p: Tensor, mu_q: Tensor | None = None, sigma_q
     """The squared 2-Wasserstein distance W₂²(p, q) = ‖Δμ‖² + Tr Σ_p + Tr Σ_q − 2·T (kexue.fm/archives/8512), with
     T computed by ``form``:
 
-    - ``"sym"``: T = Tr((Σ_p^½ Σ_q Σ_p^½)^½), eigenvalues of the symmetric product with ``eigh``, clamped at 0;
+    - ``"sym"``: T = Tr((Σ_p^½ Σ_q Σ_p^½)^½) = Σ_i σ_i(Σ_q^½ Σ_p^½), the singular values of the product of the two
+      square roots (``eigh`` of each, eigenvalues clamped at 0): the squares of those singular values are the
+      eigenvalues of the symmetric product, and the SVD keeps small ones accurate where √ of an ``eigh`` eigenvalue
+      amplifies round-off;
     - ``"frechet"``: T = Tr((Σ_p Σ_q)^½) = Σ_i √λ_i(Σ_p Σ_q), FID's form, from the eigenvalues of the non-symmetric
       product (``torch.linalg.eigvals``, real parts clamped at 0); the post proves it equal to "sym";
     - ``"commuting"``: W₂² = ‖Δμ‖² + ‖Σ_p^½ − Σ_q^½‖_F², valid when Σ_pΣ_q = Σ_qΣ_p (checked; refused otherwise).
@@ -142,14 +145,17 @@ def w2_normal(mu_p: Tensor, sigma_p: Tensor, mu_q: Tensor | None = None, sigma_q
     q defaults to N(0, I) as in :func:`kl_normal`. Covariances need only be positive semi-definite (rank-deficient
     ones, from fewer samples than dims, give a real result). Shapes (..., n) and (..., n, n), batch dims broadcast;
     returns (...,), clamped at 0. Gradients are finite at repeated eigenvalues (Σ = I) and correct wherever W₂² is
-    differentiable; the "frechet" form's gradient is computed as the (equal) "sym" form's.
+    differentiable; the "frechet" form's gradient is computed as the (equal) "sym" form's. Precision: the closed
+    form subtracts 2T from Tr Σ_p + Tr Σ_q, so float32 loses accuracy when W₂² is small against those traces (close,
+    ill-conditioned Gaussians, n = 50, condition number 10⁶: 0.08 % relative with the SVD, 35 % with ``eigh`` of
+    the symmetric product and with the "frechet" form); compute in float64 there.
     """
     check_choice("form", form, W2Form)
     mu_p, sigma_p, mu_q, sigma_q = _gaussians(mu_p, sigma_p, mu_q, sigma_q, eps)
     lam_p, u_p = eigh_psd("sigma_p", sigma_p)
     mean_term = (mu_p - mu_q).square().sum(-1)
+    lam_q, u_q = eigh_psd("sigma_q", sigma_q)
     if form == "commuting":
-        lam_q, u_q = eigh_psd("sigma_q", sigma_q)
         scale = sigma_p.detach().abs().amax() * sigma_q.detach().abs().amax()
         gap = (sigma_p @ sigma_q - sigma_q @ sigma_p).detach().abs().amax()
         if float(gap) > psd_tol(sigma_p) * float(scale):
@@ -157,9 +163,8 @@ def w2_normal(mu_p: Tensor, sigma_p: Tensor, mu_q: Tensor | None = None, sigma_q
                              f"Σ_qΣ_p| = {float(gap):.3g} (scale {float(scale):.3g}); use form='sym'")
         diff = sqrtm(sigma_p, lam_p, u_p) - sqrtm(sigma_q, lam_q, u_q)
         return (mean_term + diff.square().sum((-2, -1))).clamp_min(0)
-    check_psd_eigenvalues("sigma_q", torch.linalg.eigvalsh(sym(sigma_q.detach())), psd_tol(sigma_q))
     trace = sigma_p.diagonal(dim1=-2, dim2=-1).sum(-1) + sigma_q.diagonal(dim1=-2, dim2=-1).sum(-1)
-    cross = trace_sqrt_product(sigma_p, sigma_q, lam_p, u_p, "sym" if form == "sym" else "frechet")
+    cross = trace_sqrt_product(sigma_p, sigma_q, lam_p, u_p, lam_q, u_q, "sym" if form == "sym" else "frechet")
     return (mean_term + trace - 2.0 * cross).clamp_min(0)
 
 
