@@ -50,3 +50,14 @@ def test_board_and_the_mixed_rules():
     assert mixed["model A"].am == L.consistent(rows)["model A"].am  # AM over the 10 tasks for every row
     table = L.consistent(rows)
     assert L.human_rank(table, "am") == 1 + sum(table[n].am > table["Human"].am for n in L.MODELS)
+
+
+def test_tau_b_equals_scipy_with_and_without_ties():
+    from scipy.stats import kendalltau
+
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        a, b = rng.integers(0, 4, 6).astype(float), rng.normal(size=6)
+        b[:2] = b[2]
+        ref = kendalltau(a, b).statistic
+        assert (np.isnan(ref) and np.isnan(L.tau_b(a, b))) or abs(L.tau_b(a, b) - ref) < 1e-12
