@@ -2,7 +2,7 @@
 
 Each loss is a function taking **logits** (never probabilities) with an ``nn.Module`` twin. Every loss computes in
 at least float32 (a bf16 or fp16 input is upcast first; float64 stays float64), so the result is finite for logits
-up to ±1e4 in any input dtype.
+up to ±1e4 in any input dtype. An empty batch under ``reduction="mean"`` is refused (the mean of no rows is NaN).
 
 Posts:
 
