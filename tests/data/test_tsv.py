@@ -57,3 +57,15 @@ def test_field_longer_than_the_csv_limit_names_file_and_line(tmp_path):
     path.write_text("a\tb\n" + "x" * (csv.field_size_limit() + 1) + "\ty\n", encoding="utf-8")
     with pytest.raises(ValueError, match=re.escape(f"{path}, line 2: expected a line the csv reader can split, got:")):
         read_tsv(path)
+
+
+def test_non_utf8_names_file_and_line_past_the_first_block(tmp_path):
+    """The text layer decodes ahead in blocks of several kB, so the line is found in the bytes, not by the reader."""
+    path = tmp_path / "latin1.tsv"
+    lines = [f"ligne {i}\t{i}\n".encode() for i in range(1, 5001)]
+    lines[3999] = "thé\t4000\n".encode("latin-1")
+    path.write_bytes(b"".join(lines))
+    with pytest.raises(ValueError, match=re.escape(f"{path}, line 4000: expected UTF-8 text, got the bytes b'\\xe9'")):
+        read_tsv(path)
+    with pytest.raises(TypeError, match=r"^expected path to be a path \(str or os\.PathLike\), got 3 \(int\)$"):
+        read_tsv(3)

@@ -28,7 +28,7 @@ import numpy as np
 
 from .._validate import check_choice
 from ..env import data_dir
-from .registry import MissingData
+from .registry import MissingData, _as_path
 from .tsv import read_tsv
 
 #: The STS set names :func:`load_sts` takes (the keys of :data:`STS_SPLITS`).
@@ -154,7 +154,7 @@ def load_sts(name: STSSet, split: str = "test", root: str | Path | None = None) 
     """
     check_choice("name", name, STSSet)
     check_choice(f"split of {name!r}", split, STS_SPLITS[name])
-    base = data_dir() if root is None else Path(root)
+    base = data_dir() if root is None else _as_path("root", root)
     if name == "stsb":
         s1, s2, sc = _load_stsb(_path(base, "stsb_en", "stsbenchmark.tsv"), split)
     elif name == "sick-r":

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import urllib.parse
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -154,10 +155,33 @@ class DataSet:
         return out
 
 
+#: URL schemes a mirror may use (those ``urllib.request.urlopen`` opens); all but ``file`` need a host.
+MIRROR_SCHEMES = ("http", "https", "ftp", "file")
+
+
 def resolve_mirror(mirror: str | None = None) -> str:
-    """The base URL: ``mirror`` if given, else ``$KEXUE_DATA_MIRROR``, else :data:`DEFAULT_MIRROR`."""
-    base = mirror or os.environ.get(MIRROR_ENV) or DEFAULT_MIRROR
+    """The base URL: ``mirror`` if given, else ``$KEXUE_DATA_MIRROR``, else :data:`DEFAULT_MIRROR`.
+
+    Raises ``ValueError`` naming the argument (or the variable) for a value that is not a URL of
+    :data:`MIRROR_SCHEMES` with a host (``file:///folder`` needs none), before anything is downloaded.
+    """
+    if mirror is not None and not isinstance(mirror, str):
+        raise TypeError(f"expected mirror to be a URL (str), got {mirror!r} ({type(mirror).__name__})")
+    name, base = ("mirror", mirror) if mirror else (f"${MIRROR_ENV}", os.environ.get(MIRROR_ENV) or "")
+    if not base:
+        return DEFAULT_MIRROR
+    parts = urllib.parse.urlsplit(base)
+    if parts.scheme not in MIRROR_SCHEMES or not (parts.netloc or (parts.scheme == "file" and parts.path)):
+        raise ValueError(f"expected {name} to be a URL like https://HOST/PATH or file:///FOLDER (schemes "
+                         f"{', '.join(MIRROR_SCHEMES)}), got {base!r}")
     return base.rstrip("/")
+
+
+def _as_path(name: str, value: object) -> Path:
+    """``Path(value)`` for a ``str`` or ``os.PathLike``, else ``TypeError`` naming the argument ``name``."""
+    if not isinstance(value, (str, os.PathLike)):
+        raise TypeError(f"expected {name} to be a path (str or os.PathLike), got {value!r} ({type(value).__name__})")
+    return Path(value)
 
 
 def get(name: str) -> DataSet:
@@ -315,5 +339,5 @@ def _check_table() -> None:
 _check_table()
 
 
-__all__ = ["DATASETS", "DEFAULT_MIRROR", "MIRROR_ENV", "REGISTRY", "UNPACK", "DataFile", "DataSet", "MissingData",
-           "UnknownData", "Unpack", "get", "require_data", "resolve_mirror"]
+__all__ = ["DATASETS", "DEFAULT_MIRROR", "MIRROR_ENV", "MIRROR_SCHEMES", "REGISTRY", "UNPACK", "DataFile", "DataSet",
+           "MissingData", "UnknownData", "Unpack", "get", "require_data", "resolve_mirror"]
