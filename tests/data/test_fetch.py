@@ -249,3 +249,27 @@ def test_cli_fetch_unreachable_is_one_line_exit_1(tmp_path, monkeypatch, capsys)
                                    f"{gone.url}/kkalouli/SICK-processing/")
     assert "CC BY-NC-SA 3.0" in captured.out  # the terms were printed before the attempt
     assert not (tmp_path / "data").exists()
+
+
+def test_status_takes_a_registered_name(tmp_path):
+    assert status("goemotions", tmp_path) == status(REGISTRY["goemotions"], str(tmp_path)) == "absent"
+
+
+def test_cli_checks_timeout_mirror_and_folder_before_printing_terms(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("KEXUE_DATA", str(tmp_path / "data"))
+    with pytest.raises(SystemExit) as e:
+        main(["data", "fetch", "sick", "--timeout", "0"])
+    assert e.value.code == 2
+    assert main(["data", "fetch", "sick", "--mirror", "example.org/mirror"]) == 2
+    (tmp_path / "afile").write_text("x")
+    monkeypatch.setenv("KEXUE_DATA", str(tmp_path / "afile"))
+    assert main(["data", "fetch", "sick"]) == 2 and main(["data", "list"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and not (tmp_path / "data").exists()
+    assert captured.err.splitlines()[1:] == [
+        "kexue data fetch: expected mirror to be a URL like https://HOST/PATH or file:///FOLDER (schemes http, https, "
+        "ftp, file), got 'example.org/mirror'",
+        "kexue data fetch: expected the data folder ($KEXUE_DATA, else the per-user cache) to be a folder, got the "
+        f"file {tmp_path / 'afile'}",
+        "kexue data list: expected the data folder ($KEXUE_DATA, else the per-user cache) to be a folder, got the "
+        f"file {tmp_path / 'afile'}"]

@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from .._io import atomic_path
-from .._validate import check_float
-from .registry import REGISTRY, DataFile, DataSet, UnknownData, Unpack, get
+from .._validate import check_float, positive_float_arg
+from .registry import REGISTRY, DataFile, DataSet, UnknownData, Unpack, _as_path, get, resolve_mirror
 
 #: Seconds to wait for a connection, and for each read once connected, before giving up.
 TIMEOUT = 10.0
@@ -61,23 +61,35 @@ def fetch(names: Iterable[str | DataSet], folder: str | Path | None = None, *, m
 
     Files already there with the right checksum are kept. ``mirror`` replaces the base URL (else
     ``$KEXUE_DATA_MIRROR``, else GitHub's raw server). ``progress``: a tqdm bar per file (default: when standard
-    error is a terminal). Returns the paths of the sets' files; raises :class:`UnknownData` before any download
-    for an unknown name and :class:`FetchError` at the first file that fails.
+    error is a terminal). Returns the paths of the sets' files; raises before any download :class:`UnknownData`
+    for an unknown name, ``TypeError`` for ``names`` given as one string or holding something else than names and
+    sets, ``ValueError`` for a mirror that is not a URL or a timeout that is not > 0; :class:`FetchError` at the
+    first file that fails (unreachable, corrupt, or a folder it cannot write in: nothing partial is left).
     """
     timeout = check_float("timeout", timeout, low=0.0, low_open=True)
+    if isinstance(names, (str, bytes)):
+        raise TypeError(f"expected names to be a list of set names or DataSets, got the {type(names).__name__} "
+                        f"{names!r} (write [{names!r}])")
     names = list(names)
+    odd = [(i, n) for i, n in enumerate(names) if not isinstance(n, (str, DataSet))]
+    if odd:
+        i, n = odd[0]
+        raise TypeError(f"expected names to hold set names (str) or DataSets, got {n!r} ({type(n).__name__}) at "
+                        f"index {i}")
     unknown = [n for n in names if isinstance(n, str) and n not in REGISTRY]
     if unknown:
         raise UnknownData(unknown)
+    mirror = resolve_mirror(mirror)
     if folder is None:
         from ..env import data_dir
 
         folder = data_dir()
+    folder = _as_path("folder", folder)
     if progress is None:
         progress = sys.stderr.isatty()
     out: list[Path] = []
     for item in names:
-        out += _fetch_set(get(item) if isinstance(item, str) else item, Path(folder), mirror=mirror,
+        out += _fetch_set(get(item) if isinstance(item, str) else item, folder, mirror=mirror,
                           timeout=timeout, progress=progress, log=log)
     return out
 
@@ -123,8 +135,8 @@ def _fetch_file(ds: DataSet, f: DataFile, folder: Path, mirror: str | None, time
             if digest != f.sha256:
                 raise _Failure(f"checksum mismatch: expected sha256 {f.sha256}, got {digest} from {url}")
         done = True
-    except OSError as e:  # writing the temporary file or moving it into place
-        raise _Failure(f"cannot write in {dest.parent}: {e}") from None
+    except OSError as e:  # writing the temporary file or moving it into place (its name would only confuse)
+        raise _Failure(f"cannot write in {dest.parent}: {e.strerror or e}") from None
     finally:
         if not done:
             for d in reversed(created):
@@ -144,7 +156,7 @@ def _make_parents(folder: Path) -> list[Path]:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise _Failure(f"cannot create {folder}: {e}") from None
+        raise _Failure(f"cannot create {folder}: {e.strerror or e}") from None
     return list(reversed(missing))
 
 
@@ -200,9 +212,14 @@ def _human(n: int) -> str:
     raise AssertionError
 
 
-def status(ds: DataSet, folder: Path) -> str:
-    """``present``, ``absent`` or ``partial (k of n files)``, from file sizes (checksums are not read)."""
-    missing = len(ds.missing(folder))
+def status(ds: DataSet | str, folder: str | Path) -> str:
+    """``present``, ``absent`` or ``partial (k of n files)`` for the set ``ds`` (or its registered name) in
+    ``folder``, from file sizes (checksums are not read). :class:`UnknownData` for a name not registered."""
+    if isinstance(ds, str):
+        ds = get(ds)
+    elif not isinstance(ds, DataSet):
+        raise TypeError(f"expected ds to be a DataSet or a registered set name, got {ds!r} ({type(ds).__name__})")
+    missing = len(ds.missing(_as_path("folder", folder)))
     if missing == 0:
         return "present"
     if missing == len(ds.files):
@@ -220,10 +237,24 @@ def _list_lines(folder: Path) -> list[str]:
     return [fmt.format(*head), *(fmt.format(*r) for r in rows)]
 
 
-def _cmd_list(args: Any) -> int:
+def _data_folder(command: str) -> Path | None:
+    """The data folder for ``kexue data COMMAND``; ``None`` after printing one line when it is a file."""
     from ..env import DATA_ENV, data_dir
 
     folder = data_dir()
+    if folder.exists() and not folder.is_dir():
+        print(f"kexue data {command}: expected the data folder (${DATA_ENV}, else the per-user cache) to be a folder, "
+              f"got the file {folder}", file=sys.stderr)
+        return None
+    return folder
+
+
+def _cmd_list(args: Any) -> int:
+    from ..env import DATA_ENV
+
+    folder = _data_folder("list")
+    if folder is None:
+        return 2
     source = f"${DATA_ENV}" if os.environ.get(DATA_ENV) else f"the per-user cache; ${DATA_ENV} is unset"
     print(f"data folder: {folder} ({source})")
     print("\n".join(_list_lines(folder)))
@@ -237,8 +268,16 @@ def _cmd_fetch(args: Any) -> int:
         print(f"kexue data fetch: expected set names or --all (see `kexue data list`), got {got}", file=sys.stderr)
         return 2
     names = list(REGISTRY) if args.all else args.names
+    folder = _data_folder("fetch")
+    if folder is None:
+        return 2
     try:
-        fetch(names, mirror=args.mirror, timeout=args.timeout, log=lambda s: print(s, flush=True))
+        resolve_mirror(args.mirror)  # the checks fetch makes first, so a bad URL is a usage error (exit 2)
+    except ValueError as e:
+        print(f"kexue data fetch: {e}", file=sys.stderr)
+        return 2
+    try:
+        fetch(names, folder, mirror=args.mirror, timeout=args.timeout, log=lambda s: print(s, flush=True))
     except UnknownData as e:
         print(f"kexue data fetch: {e}", file=sys.stderr)
         return 2
@@ -268,7 +307,7 @@ def add_parser(sub: Any) -> None:
     pf.add_argument("--mirror", metavar="URL", default=None,
                     help="base URL with the layout URL/REPO/COMMIT/PATH (default: $KEXUE_DATA_MIRROR, else "
                     "https://raw.githubusercontent.com)")
-    pf.add_argument("--timeout", type=float, default=TIMEOUT, metavar="SECONDS",
+    pf.add_argument("--timeout", type=positive_float_arg, default=TIMEOUT, metavar="SECONDS",
                     help=f"give up on a connection or a stalled read after this long (default: {TIMEOUT:g})")
     pf.set_defaults(func=_cmd_fetch)
 
