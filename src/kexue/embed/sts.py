@@ -109,8 +109,9 @@ def spearman_eval(
             raise ValueError("expected gold scores with pairs given as (sentences1, sentences2), got gold=None")
     if len(s1) != len(s2):
         raise ValueError(f"expected as many second sentences as first ones ({len(s1)}), got {len(s2)}")
-    if len(gold) != len(s1):
-        raise ValueError(f"expected one gold score per pair ({len(s1)}), got {len(gold)}")
+    gold_shape = tuple(np.shape(gold.detach().cpu() if isinstance(gold, Tensor) else gold))
+    if gold_shape != (len(s1),):
+        raise ValueError(f"expected one gold score per pair, shape ({len(s1)},), got shape {gold_shape}")
     unique = list(dict.fromkeys([*s1, *s2]))
     index = {s: i for i, s in enumerate(unique)}
     vecs = encode_fn(unique)

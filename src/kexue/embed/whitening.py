@@ -240,8 +240,11 @@ class Whitening(nn.Module):
         """(x − μ) W_k for x of shape (..., d), L2-normalised when ``normalize``. Computed in x's dtype (float32
         for float32 input; float64 stays float64)."""
         self._refresh()
-        x = torch.as_tensor(x)
-        if x.shape[-1] != self.dim:
+        try:
+            x = torch.as_tensor(x)
+        except (TypeError, ValueError, RuntimeError):
+            raise TypeError(f"expected x to be a (..., d) tensor of numbers, got {type(x).__name__}") from None
+        if x.dim() == 0 or x.shape[-1] != self.dim:
             raise ValueError(f"expected x of dimension {self.dim} (as fitted), got shape {tuple(x.shape)}")
         dtype = x.dtype if x.is_floating_point() else torch.float32
         mu = self.mean.to(device=x.device, dtype=dtype)
