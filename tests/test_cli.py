@@ -21,6 +21,27 @@ def test_reproduce_unknown_names_are_one_line(capsys, tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+
+def _no_run(*args, **kwargs):
+    raise AssertionError("the run started")
+
+
+def test_reproduce_refuses_an_out_it_cannot_write_before_running(capsys, tmp_path, monkeypatch):
+    """--out a file (or below one) was only found out when the report was written, after every reproduction ran."""
+    monkeypatch.setattr("kexue.reproduce.runner.run_all", _no_run)
+    (tmp_path / "report").write_text("a file")
+    assert main(["reproduce", "gelu", "--quick", "--out", str(tmp_path / "report")]) == 2
+    assert main(["reproduce", "gelu", "--quick", "--out", str(tmp_path / "report" / "x")]) == 2
+    assert main(["reproduce", "--list", "gelu"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.splitlines() == [
+        f"kexue reproduce: expected --out to be a folder it can write in, got {str(tmp_path / 'report')!r}: it is a "
+        "file",
+        f"kexue reproduce: expected --out to be a folder it can write in, got {str(tmp_path / 'report' / 'x')!r}: Not "
+        "a directory",
+        "kexue reproduce: expected no NAME with --list, got gelu"]
+
+
 def test_version(capsys):
     import kexue
 

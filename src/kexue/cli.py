@@ -6,8 +6,10 @@ import argparse
 import os
 import re
 import sys
+import tempfile
 import typing
 from collections.abc import Sequence
+from pathlib import Path
 
 from . import __version__
 from ._validate import positive_int_arg
@@ -18,6 +20,9 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     from .env import missing_extra, set_threads
 
     if args.list:
+        if args.names:
+            print(f"kexue reproduce: expected no NAME with --list, got {', '.join(args.names)}", file=sys.stderr)
+            return 2
         print("\n".join(reproduce.available()))
         return 0
     missing = missing_extra("reproduce")
@@ -35,6 +40,11 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     if args.out is None:
         print("kexue reproduce: expected --out DIR (where index.html and results.json go), got none", file=sys.stderr)
         return 2
+    unwritable = _unwritable_folder(args.out)
+    if unwritable:
+        print(f"kexue reproduce: expected --out to be a folder it can write in, got {args.out!r}: {unwritable}",
+              file=sys.stderr)
+        return 2
     from .reproduce.report import write_report
     from .reproduce.runner import run_all
 
@@ -46,6 +56,21 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         counts[o.verdict] = counts.get(o.verdict, 0) + 1
     print(f"report: {index} ({', '.join(f'{v}: {n}' for v, n in sorted(counts.items()))})")
     return 1 if counts.get("error") else 0
+
+
+def _unwritable_folder(path: str) -> str:
+    """Why ``path`` cannot take the report (a file, a folder that cannot be created or written in), else ``""``;
+    creates the folder, so a run is refused before it starts rather than when its report is written."""
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        return "it is a file"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        return e.strerror or str(e)
+    return ""
 
 
 def _plain(text: str) -> str:
