@@ -31,15 +31,14 @@ State is fp32 whatever the parameter dtype (fp64 for fp64 parameters): ε₁ = 1
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable, Mapping
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from .._validate import check_choice, check_float, check_int
+from .._validate import check_choice, check_int
 from ._adafactor_moments import (
     Eps1Mode,
     FactorDims,
@@ -48,22 +47,25 @@ from ._adafactor_moments import (
     foreach_preconditioned_gradients,
     preconditioned_gradient,
 )
-from ._adafactor_presets import ADAFACTOR_PRESETS, AdaFactorPreset
+from ._adafactor_presets import (
+    ADAFACTOR_PRESETS,
+    STEP_SIZE_KEYS,
+    AdaFactorPreset,
+    MomentumOn,
+    WeightDecayOn,
+    check_group,
+    compile_pattern,
+)
 from ._common import (
     StateShapes,
     check_count,
-    check_flag,
     check_grad,
-    check_optional_float,
     check_params,
     check_state_dict,
     restore_state_precision,
     run_closure,
     state_dtype,
 )
-
-MomentumOn = Literal["clipped", "scaled_update"]
-WeightDecayOn = Literal["lr", "step"]
 
 
 class AdaFactor(Optimizer):
@@ -130,12 +132,12 @@ class AdaFactor(Optimizer):
                         factor_dims=factor_dims, eps1_mode=eps1_mode, momentum_on=momentum_on,
                         weight_decay=weight_decay, weight_decay_on=weight_decay_on,
                         unscaled_relative_factor=unscaled_relative_factor, foreach=foreach)
-        _check_group(defaults)
+        check_group(defaults)
         excl = list(exclude_from_parameter_scale)
         for e in excl:
             if not isinstance(e, (str, Tensor)):
                 raise TypeError(f"expected exclude_from_parameter_scale to hold parameters or name patterns, got {e!r}")
-        self._exclude_patterns = [_compile(e) for e in excl if isinstance(e, str)]
+        self._exclude_patterns = [compile_pattern(e) for e in excl if isinstance(e, str)]
         self._exclude_tensors = [e for e in excl if isinstance(e, Tensor)]
         self._unscaled: set[int] = set()  # ids of parameters excluded from the parameter scale
         super().__init__(params, defaults)
@@ -158,7 +160,7 @@ class AdaFactor(Optimizer):
         group = self.param_groups[-1]
         try:
             check_params(group, len(self.param_groups) - 1)
-            _check_group(group)
+            check_group(group)
         except (TypeError, ValueError):
             del self.param_groups[-1]
             raise
@@ -180,7 +182,7 @@ class AdaFactor(Optimizer):
         change (another optimizer's state, other groups or parameters, other state keys or shapes)."""
         check_state_dict(self, state_dict, _state_spec)
         for group in state_dict["param_groups"]:
-            _check_group(group)
+            check_group(group)
         for st in state_dict["state"].values():
             if "step" in st:
                 check_count("step", st["step"])
@@ -194,9 +196,9 @@ class AdaFactor(Optimizer):
         if not isinstance(group, Mapping):
             raise TypeError(f"expected group to be a parameter group of an AdaFactor (a dict), got "
                             f"{type(group).__name__}")
-        missing = [k for k in _STEP_SIZE_KEYS if k not in group]
+        missing = [k for k in STEP_SIZE_KEYS if k not in group]
         if missing:
-            raise ValueError(f"expected group to be a parameter group of an AdaFactor (with {list(_STEP_SIZE_KEYS)}), "
+            raise ValueError(f"expected group to be a parameter group of an AdaFactor (with {list(STEP_SIZE_KEYS)}), "
                              f"got one without {missing}")
         check_int("t", t, minimum=1)
         return AdaFactor._step_size(group, t)
@@ -375,18 +377,6 @@ def _grad(p: Tensor) -> Tensor:
     return grad
 
 
-def _compile(pattern: str) -> re.Pattern[str]:
-    try:
-        return re.compile(pattern)
-    except re.error as e:
-        raise ValueError(f"expected exclude_from_parameter_scale to hold regular expressions, got {pattern!r} ({e})"
-                         ) from None
-
-
-#: The group options :meth:`AdaFactor.step_size` reads.
-_STEP_SIZE_KEYS = ("lr", "relative_step", "warmup_init", "scale_parameter", "unscaled_relative_factor")
-
-
 def _state_spec(group: Any, p: Tensor) -> tuple[StateShapes, StateShapes]:
     """The state ``AdaFactor._init_state`` creates for ``p`` under the (saved) group's factoring settings."""
     shape = tuple(p.shape)
@@ -401,34 +391,6 @@ def _state_spec(group: Any, p: Tensor) -> tuple[StateShapes, StateShapes]:
         required["exp_avg_sq_row"], required["exp_avg_sq_col"] = tuple(row), tuple(col)
     momentum: StateShapes = {"exp_avg": shape}  # kept if beta1 was set to 0 after it was created
     return (required | momentum, {}) if group["beta1"] > 0 else (required, momentum)
-
-
-def _check_group(group: dict[str, Any]) -> None:
-    check_optional_float("lr", group["lr"], low=0.0)
-    check_float("beta1", group["beta1"], low=0.0, high=1.0, high_open=True)
-    # The post requires 0 < c < 1 (c = 1 would be the plain mean of all squared gradients).
-    check_float("decay_exponent", group["decay_exponent"], low=0.0, high=1.0, low_open=True, high_open=True)
-    check_optional_float("beta2", group["beta2"], low=0.0, high=1.0, high_open=True)
-    # ε₁ = 0 divides 0 by 0 wherever a gradient entry has been 0 so far (every eps1_mode): NaN parameters
-    check_optional_float("eps1", group["eps1"], low=0.0, low_open=True)
-    check_float("eps2", group["eps2"], low=0.0)
-    check_optional_float("clip_threshold", group["clip_threshold"], low=0.0, low_open=True)
-    check_float("weight_decay", group["weight_decay"], low=0.0)
-    check_float("unscaled_relative_factor", group["unscaled_relative_factor"], low=0.0, low_open=True)
-    check_int("min_dim_size_to_factor", group["min_dim_size_to_factor"], minimum=0)
-    check_choice("factor_dims", group["factor_dims"], FactorDims)
-    check_choice("eps1_mode", group["eps1_mode"], Eps1Mode)
-    check_choice("momentum_on", group["momentum_on"], MomentumOn)
-    check_choice("weight_decay_on", group["weight_decay_on"], WeightDecayOn)
-    for flag in ("scale_parameter", "relative_step", "warmup_init"):
-        check_flag(flag, group[flag])
-    check_flag("foreach", group["foreach"], optional=True)
-    if group["warmup_init"] and not (group["relative_step"] or group["lr"] is None):
-        raise ValueError("expected relative_step=True or lr=None with warmup_init=True (it scales the relative "
-                         f"step), got relative_step=False and lr={group['lr']!r}")
-    if group["warmup_init"] and group["lr"] is not None:
-        raise ValueError("expected lr=None with warmup_init=True (the step is min(1e-6·t, 1/√t), which would ignore "
-                         f"lr), got lr={group['lr']!r}")
 
 
 __all__ = ["ADAFACTOR_PRESETS", "AdaFactor", "AdaFactorPreset", "Eps1Mode", "FactorDims", "MomentumOn",
