@@ -1,6 +1,7 @@
 """A state dict taken at any step resumes bit-identically (issue 13, item 7), as a hypothesis property.
 
-For each optimizer (AccumSGDM, AccumAdam and AccumAdamW in every accumulation mode and phase, AdaFactor under each
+For each optimizer (AccumSGDM, AccumAdam and AccumAdamW in every accumulation mode and phase, on the ordinary path
+and with gradient release inside backward, AdaFactor under each
 preset with factored and unfactored statistics, ChildTuning in F and D mode over an accumulating and a torch base):
 run it for a random number of steps (mid-cycle included: k' of k micro-steps done), take ``state_dict()``, pass it
 through ``torch.save``/``torch.load`` (what users do) or a deep copy, load it into a fresh optimizer built the same
@@ -58,6 +59,7 @@ def _accum_opts(draw: Any, family: str) -> dict[str, Any]:
                             "max_update_norm": draw(st.sampled_from([None, 0.05]))}
     if family != "AccumSGDM":
         opts["eps_inside_root"] = draw(st.booleans())
+    opts["release"] = draw(st.booleans())  # fold inside backward (release_gradients) instead of in step()
     return opts
 
 
@@ -125,10 +127,14 @@ def _build(s: Setup, params: list[nn.Parameter], fresh: bool) -> torch.optim.Opt
     and generator then differ from the saved ones, so loading must restore them)."""
     groups = _groups(s, params)
     o = dict(s.opts)
-    if s.family == "AccumSGDM":
-        return AccumSGDM(groups, **{"lr": 0.05, **o})  # lr has no default; each group sets its own
     if s.family in ACCUM:
-        return ACCUM[s.family](groups, **o)
+        release = o.pop("release", False)
+        if s.family == "AccumSGDM":
+            o.setdefault("lr", 0.05)  # no default; each group sets its own
+        opt = ACCUM[s.family](groups, **o)
+        if release:
+            opt.release_gradients()
+        return opt
     if s.family == "AdaFactor":
         preset = o.pop("preset")
         if o["min_dim_size_to_factor"] is None:
@@ -163,6 +169,13 @@ def _gradients(s: Setup, steps: int, offset: int) -> list[list[torch.Tensor | No
 
 
 def _step(opt: torch.optim.Optimizer, params: list[nn.Parameter], grads: list[torch.Tensor | None]) -> None:
+    if getattr(opt, "_release", None) is not None:
+        # gradient release folds inside backward: back-propagate Σ⟨p, g⟩, whose gradient is exactly g
+        terms = [(p * g).sum() for p, g in zip(params, grads) if g is not None]
+        if terms:
+            torch.stack([t.float() for t in terms]).sum().backward()
+        opt.step()
+        return
     for p, g in zip(params, grads):
         p.grad = None if g is None else g.clone()
     opt.step()
