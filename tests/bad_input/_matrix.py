@@ -21,6 +21,7 @@ import argparse
 import dataclasses
 import importlib
 import inspect
+import os
 import re
 import subprocess
 import sys
@@ -63,13 +64,15 @@ class Bad:
 class BadCLI:
     """One command-line row: ``entry`` (``"kexue CMD"``), ``case``, the ``args`` after ``kexue`` (a callable given
     a scratch folder returns them, so a row can point at files it makes there), the exit ``status`` and ``match``, a
-    regex for the one line on stderr."""
+    regex for the one line on stderr. ``env``: variables set on top of the inherited environment (the command runs
+    in the scratch folder, so a relative path there names a file of it)."""
 
     entry: str
     case: str
     args: Callable[[Path], list[str]]
     status: int
     match: str
+    env: dict[str, str] | None = None
 
     @property
     def id(self) -> str:
@@ -92,7 +95,8 @@ def run_cli(*args: str, env: dict[str, str] | None = None, cwd: str | None = Non
 def check_cli(row: BadCLI, scratch: Path) -> subprocess.CompletedProcess:
     """Run ``row`` (``kexue ARGS`` in ``scratch``) and assert it is refused: exit ``row.status``, one line on stderr
     matching ``row.match``, no traceback. Returns the process for further checks (nothing written, say)."""
-    proc = run_cli(*row.args(scratch), cwd=str(scratch))
+    env = {**os.environ, **row.env} if row.env else None
+    proc = run_cli(*row.args(scratch), env=env, cwd=str(scratch))
     status, match = row.status, row.match
     err = proc.stderr.strip()
     assert proc.returncode == status, f"exit {proc.returncode}, stderr: {proc.stderr[-2000:]}"
