@@ -49,29 +49,29 @@ def _eye_like(s: Tensor) -> Tensor:
     return torch.eye(s.shape[-1], dtype=s.dtype, device=s.device)
 
 
-def _gaussians(mu_p: Tensor, sigma_p: Tensor, mu_q: Tensor | None, sigma_q: Tensor | None, eps: float,
-               cov: str = "sigma") -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def _gaussians(mu_p: Tensor, sigma_p: Tensor, mu_q: Tensor | None, sigma_q: Tensor | None,
+               eps: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Checked (μ_p, Σ_p + εI, μ_q, Σ_q + εI) broadcast to one batch shape; q defaults to N(0, I) where None."""
     check_float("eps", eps, low=0.0)
     mu_p = check_tensor("mu_p", mu_p, 1)
-    sigma_p = check_symmetric(f"{cov}_p", check_tensor(f"{cov}_p", sigma_p, 2))
+    sigma_p = check_symmetric("sigma_p", check_tensor("sigma_p", sigma_p, 2))
     n = mu_p.shape[-1]
     if sigma_p.shape[-1] != n:
-        raise ValueError(f"expected {cov}_p of shape (..., {n}, {n}) to match mu_p's last dim {n}, got shape "
+        raise ValueError(f"expected sigma_p of shape (..., {n}, {n}) to match mu_p's last dim {n}, got shape "
                          f"{tuple(sigma_p.shape)}")
     mu_q = torch.zeros_like(mu_p) if mu_q is None else check_tensor("mu_q", mu_q, 1)
     sigma_q = _eye_like(sigma_p) if sigma_q is None else check_symmetric(
-        f"{cov}_q", check_tensor(f"{cov}_q", sigma_q, 2))
-    for name, x in (("mu_q", mu_q), (f"{cov}_q", sigma_q), (f"{cov}_p", sigma_p)):
+        "sigma_q", check_tensor("sigma_q", sigma_q, 2))
+    for name, x in (("mu_q", mu_q), ("sigma_q", sigma_q), ("sigma_p", sigma_p)):
         if x.dtype != mu_p.dtype:
             raise TypeError(f"expected {name} to have mu_p's dtype {mu_p.dtype}, got {x.dtype}")
     if mu_q.shape[-1] != n or sigma_q.shape[-1] != n:
-        raise ValueError(f"expected p and q of one dimension, got mu_p {tuple(mu_p.shape)}, {cov}_p "
-                         f"{tuple(sigma_p.shape)}, mu_q {tuple(mu_q.shape)}, {cov}_q {tuple(sigma_q.shape)}")
+        raise ValueError(f"expected p and q of one dimension, got mu_p {tuple(mu_p.shape)}, sigma_p "
+                         f"{tuple(sigma_p.shape)}, mu_q {tuple(mu_q.shape)}, sigma_q {tuple(sigma_q.shape)}")
     try:
         batch = torch.broadcast_shapes(mu_p.shape[:-1], sigma_p.shape[:-2], mu_q.shape[:-1], sigma_q.shape[:-2])
     except RuntimeError:
-        raise ValueError(f"expected the batch shapes of mu_p, {cov}_p, mu_q, {cov}_q to broadcast, got "
+        raise ValueError(f"expected the batch shapes of mu_p, sigma_p, mu_q, sigma_q to broadcast, got "
                          f"{tuple(mu_p.shape[:-1])}, {tuple(sigma_p.shape[:-2])}, {tuple(mu_q.shape[:-1])}, "
                          f"{tuple(sigma_q.shape[:-2])}") from None
     if eps:
