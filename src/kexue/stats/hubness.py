@@ -66,11 +66,11 @@ def knn_indices(x: Tensor, k: int = 5, metric: Metric = "sqeuclidean", chunk: in
         x = x / norms[:, None]
     n = x.shape[0]
     sq = (x * x).sum(1)
-    out = torch.empty(n, k, dtype=torch.long)
+    out = torch.empty(n, k, dtype=torch.long, device=x.device)
     for start in range(0, n, chunk):
         q = x[start : start + chunk]
-        rows = torch.arange(q.shape[0])
-        d = sq[None, :] - 2.0 * (q @ x.T)  # (chunk, N): the block this function's memory is bounded by
+        rows = torch.arange(q.shape[0], device=x.device)
+        d = torch.addmm(sq[None, :], q, x.T, alpha=-2.0)  # (chunk, N): the block that bounds the memory
         d[rows, rows + start] = float("inf")
         out[start : start + q.shape[0]] = _smallest_k(d, k)
     return out
@@ -78,10 +78,12 @@ def knn_indices(x: Tensor, k: int = 5, metric: Metric = "sqeuclidean", chunk: in
 
 def _smallest_k(d: Tensor, k: int) -> Tensor:
     """Columns of the k smallest entries of each row, ordered by (value, column): ties go to the lower column."""
-    vals, idx = torch.topk(d, k, dim=1, largest=False, sorted=True)
-    # topk's choice among ties is arbitrary: where more than k entries reach the k-th value, or values within the k
-    # are equal, the row is redone with a stable sort (rare unless the data have duplicates or lattice structure)
-    tied = ((d <= vals[:, -1:]).sum(1) > k) | (vals[:, 1:] == vals[:, :-1]).any(1)
+    vals, idx = torch.topk(d, k + 1, dim=1, largest=False, sorted=True)
+    # topk's choice and order among equal values is arbitrary; equal neighbours among the k + 1 smallest (a tie at
+    # the k-th place shows as the (k+1)-th value equal to the k-th) send the row to a stable sort, rare unless the
+    # data have duplicates or lattice structure
+    tied = (vals[:, 1:] == vals[:, :-1]).any(1)
+    idx = idx[:, :k].clone()
     for r in tied.nonzero().flatten().tolist():
         idx[r] = torch.sort(d[r], stable=True).indices[:k]
     return idx
