@@ -120,3 +120,21 @@ def test_help_is_plain_text_with_each_default_once():
             assert shown.count("default") <= 1, (name, action.dest, shown)
     assert seen == ["kexue", "kexue reproduce", "kexue data", "kexue data list", "kexue data fetch",
                     "kexue shuffle", "kexue flops"]
+
+
+def test_the_command_line_starts_without_torch():
+    """Building the parser (every ``kexue`` command does) imports no torch: ``kexue --help`` or a refused argument
+    answers at once. kexue.stats loads its torch-based modules on first use for this."""
+    import subprocess
+    import sys
+
+    code = "import sys, kexue.cli; kexue.cli.build_parser(); print(sorted(m for m in sys.modules if m == 'torch'))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_stats_exports_resolve():
+    import kexue.stats as stats
+
+    assert all(getattr(stats, name) is not None for name in stats.__all__)
+    assert set(stats.__all__) <= set(dir(stats))
