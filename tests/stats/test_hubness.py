@@ -107,3 +107,20 @@ def test_constant_hub_values_have_zero_skew():
     h = hub_values(ring, 2)
     assert h.tolist() == [2] * 12
     assert hub_summary(h, 2).skew == 0.0
+
+
+def test_no_block_larger_than_chunk_by_n_is_built(monkeypatch):
+    # every distance block comes from one addmm; record their shapes: (chunk, N) at most, never N × N
+    shapes = []
+    real = torch.addmm
+
+    def spy(*args, **kwargs):
+        out = real(*args, **kwargs)
+        shapes.append(tuple(out.shape))
+        return out
+
+    monkeypatch.setattr(torch, "addmm", spy)
+    x = torch.randn(1000, 4, generator=torch.Generator().manual_seed(7))
+    hub_values(x, 5, chunk=128)
+    assert shapes and max(shapes) == (128, 1000) and len(shapes) == 8  # 7 full blocks and one of 104 rows
+    assert shapes[-1] == (1000 - 7 * 128, 1000)
