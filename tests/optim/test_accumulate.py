@@ -469,3 +469,13 @@ def test_load_state_dict_refuses_what_does_not_fit_before_changing_anything(make
         opt.load_state_dict(make_sd())
     after = opt.state_dict()
     assert after["param_groups"] == before["param_groups"] and after["state"] == {} and opt.micro_step == 0
+
+
+def test_releases_gradients_says_whether_release_is_on():
+    p = torch.nn.Parameter(torch.ones(3))
+    opt = AccumAdam([p], lr=0.1, k=2)
+    assert opt.releases_gradients is False
+    handle = opt.release_gradients()
+    assert opt.releases_gradients is True
+    handle.remove()
+    assert opt.releases_gradients is False

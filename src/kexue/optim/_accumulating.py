@@ -90,6 +90,12 @@ class _Accumulating(Optimizer):
         self._released_ids: set[int] = set()
         super().__init__(params, defaults)
 
+    @property
+    def releases_gradients(self) -> bool:
+        """Whether gradient release is on (:meth:`release_gradients`, until its handle is removed): each
+        ``backward()`` folds gradients into the state inside the hooks, and ``.grad`` stays None."""
+        return self._release is not None
+
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Add a parameter group (options not given are the constructor's); ValueError or TypeError naming a bad
         option, a repeated or a complex parameter, and the optimizer is left as it was."""

@@ -168,7 +168,7 @@ class ChildTuning(Optimizer):
     @torch.no_grad()
     def step(self, closure: Any = None) -> Any:
         loss = run_closure(closure)
-        if getattr(self.base, "_release", None) is not None:
+        if getattr(self.base, "releases_gradients", False):
             raise RuntimeError("expected a base optimizer on the ordinary path (ChildTuning masks .grad in step()), "
                                "got one that releases gradients inside backward (release_gradients()), which leaves "
                                "nothing to mask")

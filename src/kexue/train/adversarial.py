@@ -300,7 +300,7 @@ def fgm_step(model: nn.Module, batch: Any, loss_fn: Callable[[nn.Module, Any], T
     """
     if not isinstance(fgm, FGM):
         raise TypeError(f"expected fgm to be an FGM, got {fgm!r}")
-    if fgm.update == "clean+adv" and getattr(optimizer, "_release", None) is not None:
+    if fgm.update == "clean+adv" and getattr(optimizer, "releases_gradients", False):
         raise ValueError("expected fgm.update='adv_only' with gradient release on (the optimizer folds each "
                          "backward() on its own, and 'clean+adv' back-propagates the clean and the adversarial loss), "
                          "got 'clean+adv': use FGM.preset('post') or update='adv_only', or remove() the release "
