@@ -23,10 +23,13 @@ def test_the_tour_has_python_blocks():
 def test_the_tour_runs(tmp_path, monkeypatch, capsys, data_root):
     monkeypatch.chdir(tmp_path)
     namespace: dict[str, object] = {}
+    outputs = []
     for i, code in enumerate(_blocks()):
         code = code.replace('"/tmp/', f'"{tmp_path}/')  # where the tour saves, e.g. /tmp/minilm-copy
         exec(compile(code, f"README.md python block {i + 1}", "exec"), namespace)
-    out = capsys.readouterr().out
-    assert "torch.Size([2," in out  # the first block's shapes
-    rho = float(out.strip().splitlines()[-1])
+        outputs.append((code, capsys.readouterr().out))
+    assert "torch.Size([2," in outputs[0][1]  # the first block's shapes
+    sts = [out for code, out in outputs if "evaluate(model, tok, load_sts(" in code]
+    assert len(sts) == 1
+    rho = float(sts[0].strip().splitlines()[-1])
     assert 0.80 < rho < 0.84  # the STS block prints MiniLM's STS-B Spearman (0.8203 as sentence-transformers)
