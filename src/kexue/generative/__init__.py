@@ -1,0 +1,24 @@
+"""Generative and self-supervised models from the posts: SimSiam's loss, model, collapse measure and toy dynamics
+(:mod:`kexue.generative.simsiam`, kexue.fm/archives/7980).
+
+This package may import :mod:`kexue.nn`, :mod:`kexue.models` and :mod:`kexue.stats` (and the argument checks), and
+nothing above them: not :mod:`kexue.train`, :mod:`kexue.embed`, the reproductions or the CLI."""
+
+from __future__ import annotations
+
+from .simsiam import (
+    MAX_TOY_STEPS,
+    TOY_MODES,
+    SimSiam,
+    SimSiamOutput,
+    ToyMode,
+    ToyTrajectory,
+    collapse_std,
+    mlp_encoder,
+    mlp_predictor,
+    simsiam_loss,
+    toy_dynamics,
+)
+
+__all__ = ["MAX_TOY_STEPS", "TOY_MODES", "SimSiam", "SimSiamOutput", "ToyMode", "ToyTrajectory", "collapse_std",
+           "mlp_encoder", "mlp_predictor", "simsiam_loss", "toy_dynamics"]
