@@ -404,6 +404,13 @@ ROWS = [
     Bad(f"{TOK}.from_pretrained", "malformed tokenizer_config.json",
         lambda: Tokenizer.from_pretrained(_tok_folder(vocab__txt="[PAD]\na\n", tokenizer_config__json="{x")),
         CheckpointError, r"^expected JSON in tok/tokenizer_config\.json, got .* at line 1 column 2$"),
+    Bad(f"{TOK}.from_pretrained", "path None", lambda: Tokenizer.from_pretrained(None), TypeError,
+        r"^expected path to be a tokenizer folder \(a str or Path\), got None \(NoneType\)$"),
+    Bad(f"{TOK}.from_pretrained", "max_seq_length 0 in sentence_bert_config.json",
+        lambda: Tokenizer.from_pretrained(_tok_folder(vocab__txt="[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\na\n",
+                                                      sentence_bert_config__json='{"max_seq_length": 0}')),
+        CheckpointError, r"^expected max_seq_length in tok/sentence_bert_config\.json to be a positive integer, got "
+                         r"0$"),
     Bad(f"{TOK}.__call__", "a single str", lambda: _tok()("one text"), TypeError,
         r"^expected texts to be a sequence of str, got a single str; wrap it in a list$"),
     Bad(f"{TOK}.__call__", "None among the texts", lambda: _tok()(["a", None]), TypeError,

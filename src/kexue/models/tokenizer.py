@@ -7,6 +7,7 @@ pairs with padding, truncation and segment ids, and decodes.
 from __future__ import annotations
 
 import numbers
+import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,11 @@ class Tokenizer:
 
     @classmethod
     def from_pretrained(cls, path: str | Path) -> Tokenizer:
+        """Load the tokenizer of a Hugging Face model folder (``tokenizer.json``, else ``vocab.txt``); a file that
+        cannot be read raises naming it."""
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"expected path to be a tokenizer folder (a str or Path), got {path!r} "
+                            f"({type(path).__name__})")
         folder = Path(path)
         if not folder.is_dir():
             raise FileNotFoundError(f"expected a tokenizer folder, got {folder}")
@@ -111,6 +117,10 @@ class Tokenizer:
         st_cfg = folder / "sentence_bert_config.json"
         if st_cfg.exists():
             max_length = read_json_object(st_cfg).get("max_seq_length")
+            if max_length is not None and (not isinstance(max_length, int) or isinstance(max_length, bool)
+                                           or max_length < 1):
+                raise CheckpointError(f"expected max_seq_length in {st_cfg} to be a positive integer, got "
+                                      f"{max_length!r}")
         if max_length is None:
             mml = cfg.get("model_max_length")
             if isinstance(mml, int) and 0 < mml < 1_000_000:
