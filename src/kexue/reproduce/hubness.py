@@ -9,7 +9,8 @@ Quick: z ~ N(0, I) with N = 5,000 points in d ∈ {2, 16, 64, 512}, 3 seeds: the
 of points with N₅ ≥ 50 (ten times the mean), hub occupancy, and the Spearman correlation between N₅ and ‖z‖ (the
 distance to the centre). Full: N = 10,000 (the spec's size), 3 seeds, and real vectors, raw, centred and whitened
 (:class:`kexue.embed.Whitening`): all-MiniLM-L6-v2 mean-pooled sentence vectors of the 10,001 AG News dev texts and
-scikit-learn's digits pixels. The real-data part is exploratory: reported, not judged.
+scikit-learn's digits pixels, each under squared Euclidean and cosine neighbours. The real-data part is exploratory:
+reported, not judged.
 
 Kind: empirical, decided by :func:`decide` from the spread over seeds.
 """
@@ -23,7 +24,7 @@ import torch
 from scipy.stats import spearmanr
 
 from ..data.registry import MissingData
-from ..stats.hubness import hub_summary, hub_values
+from ..stats.hubness import Metric, hub_summary, hub_values
 from .common import pyplot
 from .result import Post, Result, Table, Verdict
 from .rules import Decision, Estimate, all_of, clear_gain, difference, estimate, superiority
@@ -70,9 +71,11 @@ def decide(skew: Mapping[int, Sequence[float]], rho: Mapping[int, Sequence[float
     return all_of(*decisions), "; ".join(parts)
 
 
-def _measure(x: torch.Tensor, centre: torch.Tensor | None = None) -> dict[str, float]:
-    """Hub statistics of x and Spearman(N₅, distance to ``centre``; the mean of x when None)."""
-    h = hub_values(x, K)
+def _measure(x: torch.Tensor, centre: torch.Tensor | None = None, metric: Metric = "sqeuclidean"
+             ) -> dict[str, float]:
+    """Hub statistics of x under ``metric`` and Spearman(N₅, Euclidean distance to ``centre``; the mean of x when
+    None)."""
+    h = hub_values(x, K, metric)
     s = hub_summary(h, K)
     c = x.mean(0) if centre is None else centre
     dist = (x - c).norm(dim=1)
@@ -112,11 +115,13 @@ def _real(skipped: list[str]) -> list[list[object]]:
         sets[f"MiniLM mean pooling, AG News dev ({len(texts):,} × 384)"] = embed("agnews-dev", texts, ("mean",))["mean"]
     except (MissingData, ModuleNotFoundError) as e:
         skipped.append(f"MiniLM vectors of AG News dev: {e}")
+    metrics: tuple[Metric, ...] = ("sqeuclidean", "cosine")
     for name, x in sets.items():
         for variant, v in _variants(x).items():
-            m = _measure(v.float())
-            rows.append([name, variant, round(m["skew"], 3), int(m["max"]), f"{m['hub_occupancy']:.3f}",
-                         f"{m['antihubs']:.3f}", round(m["rho"], 3)])
+            for metric in metrics:
+                m = _measure(v.float(), metric=metric)
+                rows.append([name, variant, metric, round(m["skew"], 3), int(m["max"]), f"{m['hub_occupancy']:.3f}",
+                             f"{m['antihubs']:.3f}", round(m["rho"], 3)])
     return rows
 
 
@@ -148,9 +153,13 @@ def run(quick: bool = True) -> Result:
     else:
         real_rows = _real(skipped)
         tables.append(Table("Real vectors, raw / centred / whitened (exploratory: reported, not judged); Spearman "
-                            "against the distance to the mean", ["data", "variant", "skewness", "max N₅",
+                            "against the distance to the mean", ["data", "variant", "metric", "skewness", "max N₅",
                                                                  "hub occupancy", "antihubs", "Spearman(N₅, ‖x − x̄‖)"],
                             real_rows))
+        notes.append("Centring cannot change squared-Euclidean neighbours (distances are translation-invariant), so "
+                     "its rows repeat the raw ones under that metric; it does change cosine neighbours. MiniLM's "
+                     "'mean' pooling is taken before the sentence-transformers Normalize layer, so its vectors vary in "
+                     "norm: cosine neighbours are those of the normalized vectors, Euclidean ones are not.")
         notes.append("Whitening: kexue.embed.Whitening(eps=1e-6), fitted on the same vectors, not normalized "
                      "(digits has constant pixels, whose directions the ridge keeps finite).")
     plt = pyplot()
