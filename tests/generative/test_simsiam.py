@@ -138,7 +138,7 @@ def test_loss_is_symmetric_in_the_two_views():
 
 def test_loss_is_minus_one_for_aligned_pairs():
     p1, p2, _, _ = _views(seed=2)
-    assert float(simsiam_loss(p1, p2, 3.0 * p2.detach(), 0.5 * p1.detach())) == pytest.approx(-1.0, abs=1e-12)
+    assert simsiam_loss(p1, p2, 3.0 * p2.detach(), 0.5 * p1.detach()).item() == pytest.approx(-1.0, abs=1e-12)
 
 
 def test_stop_gradient_detaches_the_target_branch_only():
@@ -202,7 +202,7 @@ def test_model_output_and_shapes():
     assert all(t.shape == (10, 64) for t in out)
     torch.testing.assert_close(out.p1, model.predictor(out.z1))
     loss = simsiam_loss(*out)
-    assert -1.0 <= float(loss) <= 1.0
+    assert -1.0 <= loss.item() <= 1.0
     kinds = [type(m) for m in model.predictor]
     assert nn.BatchNorm1d in kinds and kinds.count(nn.Linear) == 2  # a hidden layer and BatchNorm
 
