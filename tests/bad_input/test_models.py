@@ -194,7 +194,10 @@ ROWS = [
         ValueError, r"^expected attention_mask of input_ids' shape \(2, 5\), got \(2, 4\)$"),
     Bad(f"{T}.forward", "an additive attention_mask",
         lambda: _model()(_ids(), attention_mask=torch.tensor([[0.0] * 5, [0.0, 0.0, 0.0, -1e4, -1e4]])), ValueError,
-        r"^expected attention_mask of 1 \(token\) and 0 \(padding\), got the value -10000\.0"),
+        r"^expected attention_mask values 1 \(token\) and 0 \(padding\), got -10000\.0 \(an additive mask\? pass "
+        r"the 1/0 mask\)$"),
+    Bad(f"{T}.forward", "an attention_mask of 2s", lambda: _model()(_ids(), attention_mask=_ids() * 2), ValueError,
+        r"^expected attention_mask values 1 \(token\) and 0 \(padding\), got 2 "),
     Bad(f"{T}.forward", "token_type_ids of another shape", lambda: _model()(_ids(), token_type_ids=_ids(2, 6)),
         ValueError, r"^expected token_type_ids of input_ids' shape \(2, 5\), got \(2, 6\)$"),
     Bad(f"{T}.forward", "a segment id = type_vocab_size", lambda: _model()(_ids(), token_type_ids=_ids() * 2),

@@ -43,8 +43,8 @@ def check_inputs(config: TransformerConfig, input_ids: Tensor, attention_mask: T
         if attention_mask.dtype != torch.bool:
             odd = (attention_mask != 0) & (attention_mask != 1)
             if bool(odd.any()):
-                raise ValueError(f"expected attention_mask of 1 (token) and 0 (padding), got the value "
-                                 f"{attention_mask[odd][0].item()} (an additive mask? pass the 1/0 one)")
+                raise ValueError(f"expected attention_mask values 1 (token) and 0 (padding), got "
+                                 f"{attention_mask[odd][0].item()!r} (an additive mask? pass the 1/0 mask)")
     if token_type_ids is not None:
         if token_type_ids.shape != input_ids.shape:
             raise ValueError(f"expected token_type_ids of input_ids' shape {tuple(input_ids.shape)}, got "
