@@ -186,7 +186,7 @@ def toy_dynamics(phi0: float = 0.6, theta0: float = 0.1, mode: ToyMode = "stopgr
     thetas = np.empty(n + 1)
     phis[0], thetas[0] = phi, theta
     for k in range(n):
-        h = t[k + 1] - t[k]
+        h = float(t[k + 1] - t[k])  # Python floats: an overflow is inf, caught below
         dphi, dtheta = _rates(phi, theta, mode)
         phi, theta = phi + h * dphi, theta + h * dtheta
         if not (math.isfinite(phi) and math.isfinite(theta)):
