@@ -9,14 +9,40 @@ from torch import Tensor
 from .config import TransformerConfig
 
 
-def _check_range(name: str, ids: Tensor, size: int, size_name: str) -> None:
-    """ids in [0, size): one min/max reduction (embedding lookups out of range fail without naming the argument)."""
+def _integer(name: str, ids: Tensor) -> None:
     if ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool:
         raise TypeError(f"expected {name} of an integer dtype, got {ids.dtype}")
-    if not ids.numel():
+
+
+def _outside(ids: Tensor, size: int) -> Tensor:
+    return ((ids < 0) | (ids >= size)).any()
+
+
+def _check_values(config: TransformerConfig, input_ids: Tensor, attention_mask: Tensor | None,
+                  token_type_ids: Tensor | None) -> None:
+    """The value checks (ids in range, a 1/0 mask) as one reduction per tensor and ONE device sync; the message,
+    naming the first bad value, is worked out only on the error path. Skipped while torch.compile traces (a sync
+    there breaks the graph): shapes and dtypes are still checked."""
+    if torch.compiler.is_compiling():
         return
-    lo, hi = torch.stack(torch.aminmax(ids)).tolist()  # one device sync
-    if lo < 0 or hi >= size:
+    checks: list[tuple[str, Tensor]] = [("input_ids", _outside(input_ids, config.vocab_size))]
+    if attention_mask is not None and attention_mask.dtype != torch.bool:
+        checks.append(("attention_mask", ((attention_mask != 0) & (attention_mask != 1)).any()))
+    if token_type_ids is not None and config.type_vocab_size:
+        checks.append(("token_type_ids", _outside(token_type_ids, config.type_vocab_size)))
+    flags = torch.stack([flag for _, flag in checks]).tolist()  # the one device sync
+    for (name, _), bad in zip(checks, flags):
+        if not bad:
+            continue
+        if name == "attention_mask":
+            assert attention_mask is not None
+            odd = (attention_mask != 0) & (attention_mask != 1)
+            raise ValueError(f"expected attention_mask values 1 (token) and 0 (padding), got "
+                             f"{attention_mask[odd][0].item()!r} (an additive mask? pass the 1/0 mask)")
+        ids, size, size_name = ((input_ids, config.vocab_size, "vocab_size") if name == "input_ids" else
+                                (token_type_ids, config.type_vocab_size, "type_vocab_size"))
+        assert ids is not None
+        lo, hi = torch.stack(torch.aminmax(ids)).tolist()
         raise ValueError(f"expected {name} in [0, {size_name}={size}), got {lo if lo < 0 else hi}")
 
 
@@ -25,7 +51,7 @@ def check_inputs(config: TransformerConfig, input_ids: Tensor, attention_mask: T
     """The checks of the Transformer's inputs, each error naming the argument: ``input_ids`` an int64/int32
     (batch, seq) tensor, seq >= 1, ids in [0, vocab_size); ``attention_mask`` and ``token_type_ids`` of its shape,
     the mask of 1s and 0s (or bool), segment ids in [0, type_vocab_size); ``position_ids`` of shape (batch or 1,
-    seq). A min/max reduction over each tensor, no copy."""
+    seq). Values: one reduction over each tensor and one device sync per call (none while torch.compile traces)."""
     c = config
     if not isinstance(input_ids, Tensor):
         raise TypeError(f"expected input_ids to be a Tensor, got {type(input_ids).__name__}")
@@ -35,26 +61,19 @@ def check_inputs(config: TransformerConfig, input_ids: Tensor, attention_mask: T
         raise TypeError(f"expected input_ids of dtype int64 or int32, got {input_ids.dtype}")
     if input_ids.shape[1] == 0:
         raise ValueError(f"expected input_ids with at least one position, got shape {tuple(input_ids.shape)}")
-    _check_range("input_ids", input_ids, c.vocab_size, "vocab_size")
-    if attention_mask is not None:
-        if attention_mask.shape != input_ids.shape:
-            raise ValueError(f"expected attention_mask of input_ids' shape {tuple(input_ids.shape)}, got "
-                             f"{tuple(attention_mask.shape)}")
-        if attention_mask.dtype != torch.bool:
-            odd = (attention_mask != 0) & (attention_mask != 1)
-            if bool(odd.any()):
-                raise ValueError(f"expected attention_mask values 1 (token) and 0 (padding), got "
-                                 f"{attention_mask[odd][0].item()!r} (an additive mask? pass the 1/0 mask)")
+    if attention_mask is not None and attention_mask.shape != input_ids.shape:
+        raise ValueError(f"expected attention_mask of input_ids' shape {tuple(input_ids.shape)}, got "
+                         f"{tuple(attention_mask.shape)}")
     if token_type_ids is not None:
         if token_type_ids.shape != input_ids.shape:
             raise ValueError(f"expected token_type_ids of input_ids' shape {tuple(input_ids.shape)}, got "
                              f"{tuple(token_type_ids.shape)}")
-        if c.type_vocab_size:
-            _check_range("token_type_ids", token_type_ids, c.type_vocab_size, "type_vocab_size")
+        _integer("token_type_ids", token_type_ids)
     if position_ids is not None and (position_ids.dim() != 2 or position_ids.shape[1] != input_ids.shape[1]
                                      or position_ids.shape[0] not in (1, input_ids.shape[0])):
         raise ValueError(f"expected position_ids of shape ({input_ids.shape[0]} or 1, {input_ids.shape[1]}) for "
                          f"input_ids of shape {tuple(input_ids.shape)}, got {tuple(position_ids.shape)}")
+    _check_values(c, input_ids, attention_mask, token_type_ids)
 
 
 __all__ = ["check_inputs"]
