@@ -244,6 +244,54 @@ def test_io_error_mid_run_names_the_users_path(tmp_path, monkeypatch, method, fa
     assert hidden(tmp_path) == [] and os.listdir(tmp) == [] and not out.exists()
 
 
+class _FailingStream(io.RawIOBase):
+    def __init__(self, error: OSError) -> None:
+        self.error = error
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: object) -> int:
+        raise self.error
+
+
+def test_a_failing_output_stream(tmp_path):
+    """A closed pipe stays a BrokenPipeError (the command line ends quietly: `kexue shuffle big.txt | head`); any
+    other failure to write a stream is a ShuffleError naming it."""
+    src = tmp_path / "in.txt"
+    make_input(src, 100)
+    with pytest.raises(BrokenPipeError):
+        S.external_shuffle(str(src), _FailingStream(BrokenPipeError(errno.EPIPE, "Broken pipe")), seed=0)
+    with pytest.raises(S.ShuffleError, match="^expected to write the output stream, got Input/output error: "):
+        S.external_shuffle(str(src), _FailingStream(OSError(errno.EIO, "Input/output error")), seed=0)
+    assert hidden(tmp_path) == []
+
+
+def test_not_enough_space_names_the_folder_the_estimate_and_the_free_bytes(tmp_path, monkeypatch):
+    src = tmp_path / "in.txt"
+    data = make_input(src, 1000)
+    real = shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: real(p)._replace(free=1500))
+    out = tmp_path / "out.txt"
+    with pytest.raises(S.InsufficientSpace, match=(
+            rf"^not enough free space for temporary files and the output {out} in {tmp_path}: expected about "
+            rf"{int(1.1 * len(data)) + len(data)} bytes free for {len(data)} bytes of input, got 1500 ")):
+        S.external_shuffle(str(src), str(out), memory="4K", seed=0)
+    assert sorted(os.listdir(tmp_path)) == ["in.txt"]
+
+
+def test_kept_temporary_files_are_not_taken_for_leftovers(tmp_path):
+    """keep_tmp (debugging) renames the run's temporary folder .kexue-shuffle-kept-...: a later run leaves it."""
+    src = tmp_path / "in.txt"
+    data = make_input(src, 1000)
+    S.external_shuffle(str(src), str(tmp_path / "a.txt"), memory="4K", seed=0, keep_tmp=True)
+    kept = hidden(tmp_path)
+    assert len(kept) == 1 and kept[0].startswith(".kexue-shuffle-kept-"), kept
+    r = S.external_shuffle(str(src), str(tmp_path / "b.txt"), memory="4K", seed=0)
+    assert hidden(tmp_path) == kept and not any("killed runs" in n for n in r.notes)
+    assert lines((tmp_path / "b.txt").read_bytes()) == lines(data)
+
+
 def test_memory_error_is_one_line(tmp_path, monkeypatch):
     from kexue.data.shuffle import passes
 

@@ -320,7 +320,8 @@ def external_shuffle(
             else:
                 assert stream is not None
                 name = "<stream>" if out_path is None and output not in (None, "-") else "-"
-                sink = FileSink(name, stream=stream, hashing=verify, on_write=prog.update)
+                sink = FileSink(name, stream=stream, hashing=verify, on_write=prog.update,
+                                label="standard output" if name == "-" else "the output stream")
             return sink
 
         try:
@@ -380,7 +381,7 @@ def external_shuffle(
                 raise ShuffleError(f"expected the memory for a budget of {budget.memory} bytes, got an allocation "
                                    f"that failed ({e}): lower memory / --memory; temporary files removed, no output "
                                    "written") from None
-            if isinstance(e, OSError):
+            if isinstance(e, OSError) and not isinstance(e, BrokenPipeError):  # a closed pipe: the CLI ends quietly
                 raise ShuffleError(_os_failure(e, ctx.tmp, tmp_parent, output_name, paths)) from e
             raise
     return ShuffleReport(
