@@ -41,6 +41,7 @@ def test_inconclusive_when_the_correlation_interval_straddles_the_threshold():
 
 def test_measure_counts_and_correlates_against_the_centre():
     z = torch.randn(600, 64, generator=torch.Generator().manual_seed(0))
-    m = Hb._measure(z, torch.zeros(64))
+    m, h = Hb._measure(z, torch.zeros(64))
+    assert int(h.sum()) == 600 * Hb.K
     assert m["rho"] < -0.3 and m["skew"] > 0.5
     assert 0 <= m["hub_occupancy"] <= 1 and 0 <= m["antihubs"] <= 1
