@@ -244,6 +244,29 @@ def test_io_error_mid_run_names_the_users_path(tmp_path, monkeypatch, method, fa
     assert hidden(tmp_path) == [] and os.listdir(tmp) == [] and not out.exists()
 
 
+def test_io_error_reading_the_input_names_it(tmp_path, monkeypatch, capsys):
+    """EIO reading an input was a raw OSError without a path."""
+    if not os.path.isdir("/proc/self/fd"):
+        pytest.skip("needs /proc/self/fd to tell the files apart")
+    src = tmp_path / "in.txt"
+    make_input(src, 3000)
+    real_readv = os.readv
+
+    def readv(fd, buffers):
+        if os.readlink(f"/proc/self/fd/{fd}") == str(src):
+            raise OSError(errno.EIO, "Input/output error")
+        return real_readv(fd, buffers)
+
+    monkeypatch.setattr(records.os, "readv", readv)
+    with pytest.raises(S.ShuffleError, match=f"^expected to read the input {src}, got Input/output error: the "
+                                             "shuffle stopped, temporary files removed, no output written$"):
+        S.external_shuffle(str(src), str(tmp_path / "out.txt"), memory="16K", seed=0)
+    assert main(["shuffle", str(src), "-o", str(tmp_path / "out.txt"), "-q"]) == 1
+    assert capsys.readouterr().err == (f"kexue shuffle: error: expected to read the input {src}, got Input/output "
+                                       "error: the shuffle stopped, temporary files removed, no output written\n")
+    assert hidden(tmp_path) == [] and not (tmp_path / "out.txt").exists()
+
+
 class _FailingStream(io.RawIOBase):
     def __init__(self, error: OSError) -> None:
         self.error = error

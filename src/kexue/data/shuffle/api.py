@@ -149,13 +149,14 @@ def _os_failure(e: OSError, run_tmp: str | None, tmp_parent: str, output: str, i
     """A one-line message for an ``OSError`` no closer layer explained, naming the user's path, not a hidden one."""
     name = os.fspath(e.filename) if e.filename is not None else ""
     if run_tmp is not None and name.startswith(run_tmp):
-        what = f"temporary files in {tmp_parent}"
+        what = f"to read and write temporary files in {tmp_parent}"
     elif name in inputs:
-        what = f"the input {name}"
+        what = f"to read the input {name}"
+    elif name:
+        what = f"to write the output {output}"
     else:
-        what = f"the output {output}"
-    return (f"expected to read and write {what}, got {e.strerror or e}: the shuffle was stopped, its temporary "
-            "files removed and no output written")
+        what = f"to read the inputs and write the output {output} (temporary files in {tmp_parent})"
+    return f"expected {what}, got {e.strerror or e}: the shuffle stopped, temporary files removed, no output written"
 
 
 def external_shuffle(

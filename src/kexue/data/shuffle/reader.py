@@ -192,7 +192,11 @@ class ChunkReader:
         room = min(self.block, self.capacity - self.fill)
         assert self._fd is not None and room > 0
         buf = self._buffer()
-        n = read_into(self._fd, buf[self.fill : self.fill + room])
+        try:
+            n = read_into(self._fd, buf[self.fill : self.fill + room])
+        except OSError as e:  # say which file: the caller names it as the user knows it
+            e.filename = e.filename or self.sources[self._next_source - 1].path
+            raise
         if n:
             self.fill += n
             self._file_bytes += n
