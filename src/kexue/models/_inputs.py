@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..nn.masks import _odd_mask_values, _refuse_odd_mask
 from .config import TransformerConfig
 
 
@@ -26,8 +27,8 @@ def _check_values(config: TransformerConfig, input_ids: Tensor, attention_mask: 
     if torch.compiler.is_compiling():
         return
     checks: list[tuple[str, Tensor]] = [("input_ids", _outside(input_ids, config.vocab_size))]
-    if attention_mask is not None and attention_mask.dtype != torch.bool:
-        checks.append(("attention_mask", ((attention_mask != 0) & (attention_mask != 1)).any()))
+    if attention_mask is not None:
+        checks.append(("attention_mask", _odd_mask_values(attention_mask)))
     if token_type_ids is not None and config.type_vocab_size:
         checks.append(("token_type_ids", _outside(token_type_ids, config.type_vocab_size)))
     flags = torch.stack([flag for _, flag in checks]).tolist()  # the one device sync
@@ -36,9 +37,7 @@ def _check_values(config: TransformerConfig, input_ids: Tensor, attention_mask: 
             continue
         if name == "attention_mask":
             assert attention_mask is not None
-            odd = (attention_mask != 0) & (attention_mask != 1)
-            raise ValueError(f"expected attention_mask values 1 (token) and 0 (padding), got "
-                             f"{attention_mask[odd][0].item()!r} (an additive mask? pass the 1/0 mask)")
+            _refuse_odd_mask(attention_mask)
         ids, size, size_name = ((input_ids, config.vocab_size, "vocab_size") if name == "input_ids" else
                                 (token_type_ids, config.type_vocab_size, "type_vocab_size"))
         assert ids is not None

@@ -279,7 +279,7 @@ class Transformer(nn.Module):
             keep = new if cache.padding is None else torch.cat([cache.padding, new.to(cache.padding.dtype)], dim=1)
             cache.padding = keep
         if keep is not None and not bool(keep.all()):
-            mask = padding_mask(keep)
+            mask = padding_mask(keep.bool())  # values checked by check_inputs
         kind = self.config.mask_type
         if kind == "lm":
             c = torch.ones(t, past + t, dtype=torch.bool, device=input_ids.device).tril(diagonal=past)[None, None]

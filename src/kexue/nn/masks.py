@@ -21,17 +21,29 @@ def _check_ids(name: str, x: object) -> Tensor:
     return x
 
 
+def _odd_mask_values(attention_mask: Tensor) -> Tensor:
+    """A 0-d bool tensor, True where a 1/0 ``attention_mask`` holds anything but 1 and 0 (no device sync: callers
+    batch it with their other checks). Always False for a bool mask."""
+    if attention_mask.dtype == torch.bool:
+        return torch.zeros((), dtype=torch.bool, device=attention_mask.device)
+    return ((attention_mask != 0) & (attention_mask != 1)).any()
+
+
+def _refuse_odd_mask(attention_mask: Tensor) -> None:
+    """Raise the error for a mask that :func:`_odd_mask_values` flagged, naming its first odd value."""
+    odd = (attention_mask != 0) & (attention_mask != 1)
+    raise ValueError(f"expected attention_mask values 1 (token) and 0 (padding), got {attention_mask[odd][0].item()!r} "
+                     f"(an additive mask? pass the 1/0 mask)")
+
+
 def padding_mask(attention_mask: Tensor) -> Tensor:
     """(batch, keys) 1/0 or bool -> (batch, 1, 1, keys) bool: each query may attend to every non-padding key.
 
-    A float mask must hold 1 and 0 only: an additive mask (0 to keep, a large negative number to drop) would
-    otherwise be read backwards."""
+    A mask that is not bool must hold 1 and 0 only: an additive mask (0 to keep, a large negative number to drop)
+    would otherwise be read backwards, a mask of 2s taken for 1s."""
     _check_ids("attention_mask", attention_mask)
-    if attention_mask.is_floating_point():
-        bad = (attention_mask != 0) & (attention_mask != 1)
-        if bool(bad.any()):
-            raise ValueError(f"expected attention_mask values 1 (token) and 0 (padding), got "
-                             f"{attention_mask[bad][0].item()!r} (an additive mask? pass the 1/0 mask)")
+    if bool(_odd_mask_values(attention_mask)):
+        _refuse_odd_mask(attention_mask)
     return attention_mask.bool()[:, None, None, :]
 
 
