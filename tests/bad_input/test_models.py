@@ -224,7 +224,7 @@ ROWS = [
         r"^expected input_ids in \[0, vocab_size=20\), got 100$"),
     Bad(f"{T}.run_encoder", "token_type_ids float",
         lambda: _model().run_encoder(_ids(), token_type_ids=torch.zeros(2, 5)), TypeError,
-        r"^expected token_type_ids of an integer dtype, got torch\.float32$"),
+        r"^expected token_type_ids to be an integer tensor, got torch\.float32$"),
     Bad(f"{T}.attention_mask", "input_ids 1-D", lambda: _model().attention_mask(_ids(5), None, None), ValueError,
         r"^expected input_ids of shape \(batch, seq\), got \(5,\)$"),
     Bad(f"{T}.attention_mask", "attention_mask of another shape",

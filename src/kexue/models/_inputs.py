@@ -12,7 +12,7 @@ from .config import TransformerConfig
 
 def _integer(name: str, ids: Tensor) -> None:
     if ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool:
-        raise TypeError(f"expected {name} of an integer dtype, got {ids.dtype}")
+        raise TypeError(f"expected {name} to be an integer tensor, got {ids.dtype}")
 
 
 def _outside(ids: Tensor, size: int) -> Tensor:
