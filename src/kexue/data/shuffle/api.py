@@ -32,7 +32,7 @@ from .passes import (
     shuffle_buckets,
     split_chunks,
 )
-from .preflight import check_folders
+from .preflight import check_folders, describe_os_error, input_paths
 from .reader import FinalNewline, open_sources
 from .sinks import FileSink, ShardSink
 from .tempfiles import lock, output_temp, run_tag
@@ -132,33 +132,6 @@ def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
     return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
-def _paths(inputs: Any) -> list[str]:
-    """``inputs`` (a path, or a sequence of them) as a list of ``str``, else an :class:`InputError`."""
-    one = isinstance(inputs, (str, os.PathLike))
-    if not one and not isinstance(inputs, Sequence):
-        raise InputError(f"expected inputs to be a path or a list of paths, got {inputs!r}")
-    paths = [inputs] if one else list(inputs)
-    for p in paths:
-        if not isinstance(p, (str, os.PathLike)) or not isinstance(os.fspath(p), str):
-            raise InputError(f"expected inputs to be a path or a list of paths (str or os.PathLike), got {p!r} "
-                             f"among them")
-    return [os.fspath(p) for p in paths]
-
-
-def _os_failure(e: OSError, run_tmp: str | None, tmp_parent: str, output: str, inputs: list[str]) -> str:
-    """A one-line message for an ``OSError`` no closer layer explained, naming the user's path, not a hidden one."""
-    name = os.fspath(e.filename) if e.filename is not None else ""
-    if run_tmp is not None and name.startswith(run_tmp):
-        what = f"to read and write temporary files in {tmp_parent}"
-    elif name in inputs:
-        what = f"to read the input {name}"
-    elif name:
-        what = f"to write the output {output}"
-    else:
-        what = f"to read the inputs and write the output {output} (temporary files in {tmp_parent})"
-    return f"expected {what}, got {e.strerror or e}: the shuffle stopped, temporary files removed, no output written"
-
-
 def external_shuffle(
     inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     output: str | os.PathLike[str] | IO[bytes] | None = None,
@@ -186,11 +159,15 @@ def external_shuffle(
     the data buffers; ``method`` is ``"merge"`` (exact, default), ``"scatter"`` (exact) or ``"naive"`` (the
     post's scheme, not uniform). ``seed=None`` draws one from ``os.urandom``; the report holds it. ``progress``:
     ``True`` for a tqdm bar per pass on stderr, or a callable ``(phase, bytes_done, bytes_total)``. ``verify``
-    compares the record count and an order-independent checksum of input and output before committing. See the
-    module docstring for the algorithms and guarantees; errors are :class:`ShuffleError` subclasses.
+    compares the record count and an order-independent checksum of input and output before committing. Before the
+    first pass it removes what killed runs of the shuffle left in the output's and the temporary folder
+    (:mod:`.tempfiles`) and checks that both are writable and have room; ``memory`` is lowered to what the input
+    needs and to 3/4 of the memory available (:func:`.budget.fit_memory`; the report's ``memory`` is the budget
+    used). See the module docstring for the algorithms and guarantees; errors are :class:`ShuffleError`
+    subclasses, each one line naming the user's path.
     """
     t0 = time.perf_counter()
-    paths = _paths(inputs)
+    paths = input_paths(inputs)
     if not paths:
         raise InputError("expected at least one input, got none")
     if not (output is None or isinstance(output, (str, os.PathLike)) or callable(getattr(output, "write", None))):
@@ -383,7 +360,7 @@ def external_shuffle(
                                    f"that failed ({e}): lower memory / --memory; temporary files removed, no output "
                                    "written") from None
             if isinstance(e, OSError) and not isinstance(e, BrokenPipeError):  # a closed pipe: the CLI ends quietly
-                raise ShuffleError(_os_failure(e, ctx.tmp, tmp_parent, output_name, paths)) from e
+                raise ShuffleError(describe_os_error(e, ctx.tmp, tmp_parent, output_name, paths)) from e
             raise
     return ShuffleReport(
         method=method, seed=seed, memory=budget.memory, records=sink.records, bytes_in=reader.bytes_read,

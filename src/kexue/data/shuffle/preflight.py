@@ -1,10 +1,13 @@
-"""What :func:`~.api.external_shuffle` checks of its folders before the first pass: it removes what killed runs left
-there, makes sure it can create files in them, and that they have room for what the run will write."""
+"""What :func:`~.api.external_shuffle` checks before the first pass: its inputs are paths; in its folders, it removes
+what killed runs left there, makes sure it can create files in them, and that they have room for what the run will
+write. And how a failure during the run is named: by the user's path, never a hidden temporary one."""
 
 from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Sequence
+from typing import Any
 
 from .budget import Budget
 from .errors import InputError, InsufficientSpace
@@ -73,4 +76,31 @@ def check_folders(sources: list[Source], budget: Budget, tmp_parent: str, tmp_gi
     _space(sources, budget, tmp_parent, out_dir, output, notes)
 
 
-__all__ = ["check_folders"]
+def input_paths(inputs: Any) -> list[str]:
+    """``inputs`` (a path, or a sequence of them) as a list of ``str``, else an :class:`InputError`."""
+    one = isinstance(inputs, (str, os.PathLike))
+    if not one and not isinstance(inputs, Sequence):
+        raise InputError(f"expected inputs to be a path or a list of paths, got {inputs!r}")
+    paths = [inputs] if one else list(inputs)
+    for p in paths:
+        if not isinstance(p, (str, os.PathLike)) or not isinstance(os.fspath(p), str):
+            raise InputError(f"expected inputs to be a path or a list of paths (str or os.PathLike), got {p!r} "
+                             f"among them")
+    return [os.fspath(p) for p in paths]
+
+
+def describe_os_error(e: OSError, run_tmp: str | None, tmp_parent: str, output: str, inputs: list[str]) -> str:
+    """A one-line message for an ``OSError`` no closer layer explained, naming the user's path, not a hidden one."""
+    name = os.fspath(e.filename) if e.filename is not None else ""
+    if run_tmp is not None and name.startswith(run_tmp):
+        what = f"to read and write temporary files in {tmp_parent}"
+    elif name in inputs:
+        what = f"to read the input {name}"
+    elif name:
+        what = f"to write the output {output}"
+    else:
+        what = f"to read the inputs and write the output {output} (temporary files in {tmp_parent})"
+    return f"expected {what}, got {e.strerror or e}: the shuffle stopped, temporary files removed, no output written"
+
+
+__all__ = ["check_folders", "describe_os_error", "input_paths"]
