@@ -28,8 +28,9 @@ def add_parser(sub: Any) -> None:
         description="Shuffle the records (lines, or NUL-terminated records with -z) of INPUT files, read as one "
         "stream, into a uniformly random order using bounded memory and temporary files. Lines are bytes, never "
         "decoded; a last line without a newline gets one. Output is written to a temporary name and renamed when "
-        "complete. The same inputs, --memory, --method and --seed give the same output. Exit codes: 2 bad input, "
-        "3 not enough disk space, 4 record longer than memory allows, 5 --verify failed, 130 interrupted.",
+        "complete. The same inputs, --memory, --method and --seed give the same output. Exit codes: 1 a read or "
+        "write failed, 2 bad input (an unwritable folder too), 3 not enough disk space, 4 record longer than memory "
+        "allows, 5 --verify failed, 130 interrupted.",
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="files to shuffle, in this order; - for standard input")
     out = p.add_mutually_exclusive_group()
@@ -40,11 +41,12 @@ def add_parser(sub: Any) -> None:
     shard.add_argument("--records-per-output", type=int, metavar="N", help="shards of N records")
     shard.add_argument("--bytes-per-output", metavar="SIZE", help="shards of at most SIZE bytes (e.g. 1G)")
     p.add_argument("--memory", default="1G", metavar="SIZE",
-                   help="memory budget for data buffers (K, M, G: 1024) (default: 1G)")
+                   help="memory budget for data buffers (K, M, G: 1024), lowered to what the input needs and to "
+                   "3/4 of the memory available (default: 1G)")
     p.add_argument("--seed", type=int, help="random seed (default: drawn from os.urandom and printed)")
     p.add_argument("--tmp-dir", "--tmpdir", dest="tmp_dir", metavar="DIR",
                    help="where temporary files go (default: the output's folder, or the current folder for "
-                   "standard output; not /tmp, often RAM)")
+                   "standard output; not /tmp, often RAM); what killed runs left there is removed")
     p.add_argument("--mode", choices=get_args(ShuffleMode),
                    help="exact (default): a uniformly random permutation; blog: the post's chunk-and-interleave "
                    "scheme, kept for comparison, NOT uniform over permutations")
