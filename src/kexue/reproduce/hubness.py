@@ -38,7 +38,7 @@ POST = Post(
 
 K = 5
 DIMS = (2, 16, 64, 512)
-SEEDS = (0, 1, 2)
+SEEDS = tuple(range(8))  # the skewness at d = 512 varies widely between draws (8.7 to 19.8 over 3 seeds)
 #: "Strongly anti-correlated": Spearman(N₅, ‖z‖) at the highest d at most −0.5 (the conventional "strong").
 MIN_ANTI = 0.5
 
