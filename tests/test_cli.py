@@ -53,8 +53,8 @@ def test_version(capsys):
 
 @pytest.mark.parametrize("argv, err", [
     ([], "kexue: the following arguments are required: COMMAND (see kexue --help)\n"),
-    (["nope"], "kexue: argument COMMAND: invalid choice: 'nope' (choose from 'reproduce', 'data', 'shuffle', "
-               "'flops') (see kexue --help)\n"),
+    (["nope"], "kexue: expected COMMAND to be one of ['reproduce', 'data', 'shuffle', 'flops'], got 'nope' "
+               "(see kexue --help)\n"),
     (["data"], "kexue data: the following arguments are required: ACTION (see kexue data --help)\n"),
     (["reproduce", "--jobs", "0"], "kexue reproduce: argument --jobs: expected a positive integer, got 0 "
                                    "(see kexue reproduce --help)\n"),
@@ -138,3 +138,12 @@ def test_stats_exports_resolve():
 
     assert all(getattr(stats, name) is not None for name in stats.__all__)
     assert set(stats.__all__) <= set(dir(stats))
+
+
+def test_an_unknown_choice_reads_expected_one_of(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["shuffle", "in.txt", "--method", "sort"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("kexue shuffle: expected --method to be one of ['merge', 'scatter', 'naive'], got 'sort' "
+                   "(see kexue shuffle --help)")

@@ -83,6 +83,10 @@ class _Parser(argparse.ArgumentParser):
     """A usage error is one line, ``PROG: MESSAGE (see PROG --help)``, exit 2, without the usage block."""
 
     def error(self, message: str) -> typing.NoReturn:
+        choice = re.fullmatch(r"argument (\S+): invalid choice: (.*) \(choose from (.*)\)", message)
+        if choice:  # argparse's wording, in the house's: expected NAME to be one of [...], got VALUE
+            name, got, allowed = choice.groups()
+            message = f"expected {name.split('/')[-1]} to be one of [{allowed}], got {got}"
         self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 

@@ -240,7 +240,7 @@ CLI_ROWS = [
     BadCLI("kexue data", "no action", lambda d: ["data"], 2,
            r"^kexue data: the following arguments are required: ACTION"),
     BadCLI("kexue data", "unknown action", lambda d: ["data", "get"], 2,
-           r"^kexue data: argument ACTION: invalid choice: 'get' \(choose from 'list', 'fetch'\)"),
+           r"^kexue data: expected ACTION to be one of \['list', 'fetch'\], got 'get'"),
     BadCLI("kexue data list", "an extra argument", lambda d: ["data", "list", "sick"], 2,
            r"^kexue: unrecognized arguments: sick"),
     BadCLI("kexue data list", "$KEXUE_DATA a file", lambda d: _touch(d, "afile", ["data", "list"]), 2,
