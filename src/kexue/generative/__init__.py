@@ -1,4 +1,5 @@
-"""Generative and self-supervised models from the posts: SimSiam's loss, model, collapse measure and toy dynamics
+"""Generative and self-supervised models from the posts: DDPM's schedules, loss, sampler and denoisers
+(:mod:`kexue.generative.ddpm`, kexue.fm/archives/9119); SimSiam's loss, model, collapse measure and toy dynamics
 (:mod:`kexue.generative.simsiam`, kexue.fm/archives/7980).
 
 This package may import :mod:`kexue.nn`, :mod:`kexue.models` and :mod:`kexue.stats` (and the argument checks), and
@@ -6,6 +7,20 @@ nothing above them: not :mod:`kexue.train`, :mod:`kexue.embed`, the reproduction
 
 from __future__ import annotations
 
+from .ddpm import (
+    PARAMETRIZATIONS,
+    SIGMAS,
+    ConvDenoiser,
+    MLPDenoiser,
+    PaperSchedule,
+    Parametrization,
+    Schedule,
+    Sigma,
+    SinusoidalTimeEmbedding,
+    ddpm_loss,
+    ddpm_sample,
+    ddpm_step,
+)
 from .simsiam import (
     MAX_TOY_STEPS,
     TOY_MODES,
@@ -20,5 +35,7 @@ from .simsiam import (
     toy_dynamics,
 )
 
-__all__ = ["MAX_TOY_STEPS", "TOY_MODES", "SimSiam", "SimSiamOutput", "ToyMode", "ToyTrajectory", "collapse_std",
+__all__ = ["PARAMETRIZATIONS", "SIGMAS", "ConvDenoiser", "MLPDenoiser", "PaperSchedule", "Parametrization", "Schedule",
+           "Sigma", "SinusoidalTimeEmbedding", "ddpm_loss", "ddpm_sample", "ddpm_step",
+           "MAX_TOY_STEPS", "TOY_MODES", "SimSiam", "SimSiamOutput", "ToyMode", "ToyTrajectory", "collapse_std",
            "mlp_encoder", "mlp_predictor", "simsiam_loss", "toy_dynamics"]
