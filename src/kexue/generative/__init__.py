@@ -1,6 +1,8 @@
 """Generative and self-supervised models from the posts: DDPM's schedules, loss, sampler and denoisers
 (:mod:`kexue.generative.ddpm`, kexue.fm/archives/9119); SimSiam's loss, model, collapse measure and toy dynamics
-(:mod:`kexue.generative.simsiam`, kexue.fm/archives/7980).
+(:mod:`kexue.generative.simsiam`, kexue.fm/archives/7980); WGAN with gradient normalisation (GN, GraN, the post's
+inner-product variant) and the gradient penalty, with 2-D Gaussian mixtures and mode metrics
+(:mod:`kexue.generative.wgan`, kexue.fm/archives/8757).
 
 This package may import :mod:`kexue.nn`, :mod:`kexue.models` and :mod:`kexue.stats` (and the argument checks), and
 nothing above them: not :mod:`kexue.train`, :mod:`kexue.embed`, the reproductions or the CLI."""
@@ -34,8 +36,36 @@ from .simsiam import (
     simsiam_loss,
     toy_dynamics,
 )
+from .wgan import (
+    CRITIC_METHODS,
+    CRITIC_NORMS,
+    GAUSSIAN_MIXTURES,
+    CriticGradient,
+    CriticLoss,
+    CriticMethod,
+    CriticNorm,
+    GaussianMixture,
+    MixtureSample,
+    ModeCoverage,
+    WGANLosses,
+    critic_gradient,
+    critic_loss,
+    generator_loss,
+    gradient_normalized,
+    gradient_penalty,
+    mixture_modes,
+    mlp_critic,
+    mlp_generator,
+    mode_coverage,
+    sample_mixture,
+    wgan_losses,
+)
 
 __all__ = ["PARAMETRIZATIONS", "SIGMAS", "ConvDenoiser", "MLPDenoiser", "PaperSchedule", "Parametrization", "Schedule",
            "Sigma", "SinusoidalTimeEmbedding", "ddpm_loss", "ddpm_sample", "ddpm_step",
            "MAX_TOY_STEPS", "TOY_MODES", "SimSiam", "SimSiamOutput", "ToyMode", "ToyTrajectory", "collapse_std",
-           "mlp_encoder", "mlp_predictor", "simsiam_loss", "toy_dynamics"]
+           "mlp_encoder", "mlp_predictor", "simsiam_loss", "toy_dynamics",
+           "CRITIC_METHODS", "CRITIC_NORMS", "GAUSSIAN_MIXTURES", "CriticGradient", "CriticLoss", "CriticMethod",
+           "CriticNorm", "GaussianMixture", "MixtureSample", "ModeCoverage", "WGANLosses", "critic_gradient",
+           "critic_loss", "generator_loss", "gradient_normalized", "gradient_penalty", "mixture_modes", "mlp_critic",
+           "mlp_generator", "mode_coverage", "sample_mixture", "wgan_losses"]
