@@ -173,11 +173,20 @@ class Schedule:
         if x0.shape != noise.shape or x0.dim() < 1:
             raise ValueError(f"expected x0 and noise of one shape (batch, ...), got {tuple(x0.shape)} and "
                              f"{tuple(noise.shape)}")
+        for name, v in (("x0", x0), ("noise", noise)):
+            if not torch.isfinite(v).all():
+                raise ValueError(f"expected {name} to be finite, got {int((~torch.isfinite(v)).sum())} non-finite "
+                                 f"values")
         i = self._steps_tensor(t, x0.shape[0]).cpu() - 1
         view = (-1,) + (1,) * (x0.dim() - 1)
         a = self.alpha_bar[i].to(x0).view(view)
         b = self.beta_bar[i].to(x0).view(view)
         return a * x0 + b * noise
+
+
+def _check_model(model: object) -> None:
+    if not callable(model):
+        raise TypeError(f"expected model to be callable as model(x_t, t), got {type(model).__name__}")
 
 
 def _check_output(out: object, x: Tensor) -> Tensor:
@@ -198,9 +207,11 @@ def ddpm_loss(model: Denoiser, x0: Tensor, schedule: Schedule, parametrization: 
 
     Both are the variance-reduced form of the naive ‖x_{t−1} − μ(x_t)‖² = (β_t²/α_t²)‖ε_t − ε_θ‖² with the weight
     β_t²/α_t² dropped; with ε̂ = (β̄_t/β_t)·ε_θ they are the same number. ``t`` and ``noise`` fix the draws (else
-    drawn from ``generator``); ``reduction`` over the batch: ``"mean"``, ``"sum"`` or ``"none"`` (per sample)."""
+    drawn from ``generator``, on x0's device); ``reduction`` over the batch: ``"mean"``, ``"sum"`` or ``"none"``
+    (per sample)."""
     check_choice("parametrization", parametrization, Parametrization)
     check_choice("reduction", reduction, Reduction)
+    _check_model(model)
     if not isinstance(schedule, Schedule):
         raise TypeError(f"expected schedule to be a Schedule, got {type(schedule).__name__}")
     x0 = _check_tensor("x0", x0)
@@ -208,15 +219,15 @@ def ddpm_loss(model: Denoiser, x0: Tensor, schedule: Schedule, parametrization: 
         raise ValueError(f"expected x0 of shape (batch, ...) with at least 2 dims, got shape {tuple(x0.shape)}")
     batch = x0.shape[0]
     if t is None:
-        t = torch.randint(1, schedule.steps + 1, (batch,), generator=generator)
+        t = torch.randint(1, schedule.steps + 1, (batch,), generator=generator, device=x0.device)
     t = schedule._steps_tensor(t, batch)
     if noise is None:
-        noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
+        noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device)
     x_t = schedule.diffuse(x0, t, noise)
     out = _check_output(model(x_t, t.to(x0.device)), x_t)
     if parametrization == "su":
         view = (-1,) + (1,) * (x0.dim() - 1)
-        out = out * (schedule.beta_bar / schedule.beta)[t - 1].to(out).view(view)
+        out = out * (schedule.beta_bar / schedule.beta)[t.cpu() - 1].to(out).view(view)
     per_sample = (noise - out).pow(2).flatten(1).sum(1)
     if reduction == "none":
         return per_sample
@@ -260,6 +271,7 @@ def ddpm_sample(model: Denoiser, schedule: Schedule, shape: tuple[int, ...],
     (greedy). ``noise_at_last``: add σ_1·z at the last step too (Su's Keras code does; the paper's Algorithm 2 and
     diffusers do not). All draws come from ``generator`` (on ``device``), so a seeded generator repeats the samples.
     ``progress``: a tqdm bar over the steps (default: when stderr is a terminal, :func:`kexue.env.interactive`)."""
+    _check_model(model)
     if not isinstance(schedule, Schedule):
         raise TypeError(f"expected schedule to be a Schedule, got {type(schedule).__name__}")
     if not isinstance(shape, (tuple, list, torch.Size)) or len(shape) < 1:
@@ -360,6 +372,8 @@ class MLPDenoiser(nn.Module):
 
     def forward(self, x: Tensor, t: Tensor) -> Tensor:
         x, t = _check_input(x, 2, "(batch, dim)", t)
+        if x.shape[1] != self.inp.in_features:
+            raise ValueError(f"expected x of shape (batch, {self.inp.in_features}), got shape {tuple(x.shape)}")
         e, h = self.embed(t).to(x.dtype), self.inp(x)
         for block in self.blocks:
             h = block(h, e)
