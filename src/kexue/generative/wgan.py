@@ -103,6 +103,16 @@ def _check_finite(name: str, x: Tensor) -> Tensor:
     return x
 
 
+def _check_input(name: str, x: object) -> Tensor:
+    """A finite, non-empty floating-point batch (batch, ...) of at least 2 dimensions."""
+    return _check_finite(name, _check_tensor(name, x, min_dim=2))
+
+
+def _check_generator(generator: object) -> None:
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"expected generator to be a torch.Generator or None, got {type(generator).__name__}")
+
+
 def _check_critic(critic: object) -> None:
     if not callable(critic):
         raise TypeError(f"expected critic to be callable (an nn.Module mapping x to D(x)), got "
@@ -131,13 +141,17 @@ def critic_gradient(critic: Critic, x: Tensor, create_graph: bool = True) -> Cri
     into the critic's parameters and, when x is the generator's output, into the generator (double backward). A
     ``x`` that does not require grad is detached and made to require it. kexue.fm/archives/8757."""
     _check_critic(critic)
-    x = _check_tensor("x", x, min_dim=2)
-    create_graph = check_bool("create_graph", create_graph)
+    x = _check_input("x", x)
+    return _input_gradient(critic, x, check_bool("create_graph", create_graph))
+
+
+def _input_gradient(critic: Critic, x: Tensor, create_graph: bool = True) -> CriticGradient:
     if not x.requires_grad:
         x = x.detach().requires_grad_(True)
     value = _critic_values(critic, x)
     if not value.requires_grad:
-        raise ValueError("expected the critic's output to depend on x through autograd, got an output without grad")
+        raise ValueError("expected the critic's output to depend on x through autograd, got an output without grad "
+                         "(a critic that detaches, or a call under torch.no_grad())")
     (grad,) = torch.autograd.grad(value.sum(), x, create_graph=create_graph, allow_unused=True)
     if grad is None:  # a constant critic: its gradient is zero
         grad = torch.zeros_like(x)
@@ -165,10 +179,11 @@ def gradient_normalized(critic: Critic, x: Tensor, mode: CriticNorm = "gn", eps:
 
     The gradient is taken with ``create_graph=True`` (see :func:`critic_gradient`), so D̂ backpropagates into the
     critic and, through x, into the generator."""
+    _check_critic(critic)
+    x = _check_input("x", x)
     check_choice("mode", mode, CriticNorm)
     eps = check_float("eps", eps, low=0.0)
-    cg = critic_gradient(critic, x)
-    return _normalize(cg, x, mode, eps)
+    return _normalize(_input_gradient(critic, x), x, mode, eps)
 
 
 def gradient_penalty(critic: Critic, real: Tensor, fake: Tensor, weight: float = 10.0, t: Tensor | None = None,
@@ -179,44 +194,49 @@ def gradient_penalty(critic: Critic, real: Tensor, fake: Tensor, weight: float =
     ``real, fake``: batches of one shape (detached here: the penalty trains the critic only). ``weight``: λ ≥ 0
     (10 in WGAN-GP). ``t``: the mixing weights (batch,) in [0, 1]; by default drawn U(0, 1) with ``generator``."""
     _check_critic(critic)
-    real = _check_tensor("real", real, min_dim=2)
-    fake = _check_tensor("fake", fake, min_dim=2)
+    real, fake = _check_input("real", real), _check_input("fake", fake)
     if real.shape != fake.shape:
         raise ValueError(f"expected real and fake of one shape, got {tuple(real.shape)} and {tuple(fake.shape)}")
     weight = check_float("weight", weight, low=0.0)
+    _check_generator(generator)
     b = real.shape[0]
-    if t is None:
-        t = torch.rand(b, generator=generator, dtype=real.dtype, device=real.device)
-    else:
+    if t is not None:
         t = _check_tensor("t", t)
         if tuple(t.shape) != (b,):
             raise ValueError(f"expected t of shape ({b},) (one weight per sample), got {tuple(t.shape)}")
-        if not bool(((t >= 0) & (t <= 1)).all()):
+        if not bool(((t >= 0) & (t <= 1)).all()):  # NaN fails both comparisons
             raise ValueError(f"expected t in [0, 1], got values from {float(t.min()):g} to {float(t.max()):g}")
+    return _penalty(critic, real, fake, weight, t, generator)
+
+
+def _penalty(critic: Critic, real: Tensor, fake: Tensor, weight: float, t: Tensor | None,
+             generator: torch.Generator | None) -> Tensor:
+    b = real.shape[0]
+    if t is None:
+        t = torch.rand(b, generator=generator, dtype=real.dtype, device=real.device)
     tt = t.detach().reshape(b, *([1] * (real.dim() - 1)))
     x_hat = tt * real.detach() + (1 - tt) * fake.detach()
-    cg = critic_gradient(critic, x_hat)
-    return weight * ((cg.grad_norm - 1) ** 2).mean()
+    return weight * ((_input_gradient(critic, x_hat).grad_norm - 1) ** 2).mean()
 
 
 def _check_values(name: str, d: object) -> Tensor:
     d = _check_tensor(name, d)
     if d.dim() != 1:
         raise ValueError(f"expected {name} of shape (batch,), one critic value per sample, got {tuple(d.shape)}")
-    return d
+    return _check_finite(name, d)
 
 
 def wgan_losses(d_real: Tensor, d_fake: Tensor) -> WGANLosses:
     """The WGAN losses from critic values (batch,): critic E[D(fake)] − E[D(real)], generator −E[D(fake)]
     (kexue.fm/archives/8757). For the generator step pass values of D(G(z)) not detached from G."""
-    d_real, d_fake = _check_values("d_real", d_real), _check_values("d_fake", d_fake)
+    d_real, d_fake = _check_values("d_real", d_real), _check_values("d_fake", d_fake)  # finite too
     return WGANLosses(d_fake.mean() - d_real.mean(), -d_fake.mean())
 
 
 def _critic_output(critic: Critic, x: Tensor, method: CriticMethod, eps: float) -> Tensor:
     if method == "gp":
         return _critic_values(critic, x)
-    return _normalize(critic_gradient(critic, x), x, method, eps)
+    return _normalize(_input_gradient(critic, x), x, method, eps)
 
 
 def critic_loss(critic: Critic, real: Tensor, fake: Tensor, method: CriticMethod = "gn", eps: float = 1e-8,
@@ -229,8 +249,8 @@ def critic_loss(critic: Critic, real: Tensor, fake: Tensor, method: CriticMethod
     check_choice("method", method, CriticMethod)
     eps = check_float("eps", eps, low=0.0)
     gp_weight = check_float("gp_weight", gp_weight, low=0.0)
-    real = _check_tensor("real", real, min_dim=2)
-    fake = _check_tensor("fake", fake, min_dim=2)
+    real, fake = _check_input("real", real), _check_input("fake", fake)
+    _check_generator(generator)
     if real.shape[1:] != fake.shape[1:]:
         raise ValueError(f"expected real and fake samples of one shape, got {tuple(real.shape)} and "
                          f"{tuple(fake.shape)}")
@@ -239,7 +259,7 @@ def critic_loss(critic: Critic, real: Tensor, fake: Tensor, method: CriticMethod
     wasserstein = d[: real.shape[0]].mean() - d[real.shape[0]:].mean()
     if method == "gp":
         n = min(real.shape[0], fake.shape[0])
-        penalty = gradient_penalty(critic, real[:n], fake[:n], weight=gp_weight, generator=generator)
+        penalty = _penalty(critic, real[:n], fake[:n], gp_weight, None, generator)
     else:
         penalty = torch.zeros((), dtype=d.dtype, device=d.device)
     return CriticLoss(penalty - wasserstein, wasserstein, penalty)
@@ -252,7 +272,7 @@ def generator_loss(critic: Critic, fake: Tensor, method: CriticMethod = "gn", ep
     _check_critic(critic)
     check_choice("method", method, CriticMethod)
     eps = check_float("eps", eps, low=0.0)
-    fake = _check_tensor("fake", fake, min_dim=2)
+    fake = _check_input("fake", fake)
     if not fake.requires_grad:
         raise ValueError("expected fake to be the generator's output (requires_grad), got a tensor without grad: the "
                          "loss would not reach the generator")
@@ -311,6 +331,7 @@ def sample_mixture(name: GaussianMixture, n: int, std: float = 0.05, scale: floa
     modes = mixture_modes(name, scale)
     n = check_int("n", n, minimum=1)
     std = check_float("std", std, low=0.0)
+    _check_generator(generator)
     idx = torch.randint(len(modes), (n,), generator=generator)
     return MixtureSample(modes[idx] + std * torch.randn(n, 2, generator=generator), idx)
 
