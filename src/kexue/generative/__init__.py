@@ -1,8 +1,9 @@
 """Generative and self-supervised models from the posts: DDPM's schedules, loss, sampler and denoisers
 (:mod:`kexue.generative.ddpm`, kexue.fm/archives/9119); SimSiam's loss, model, collapse measure and toy dynamics
-(:mod:`kexue.generative.simsiam`, kexue.fm/archives/7980); WGAN with gradient normalisation (GN, GraN, the post's
-inner-product variant) and the gradient penalty, with 2-D Gaussian mixtures and mode metrics
-(:mod:`kexue.generative.wgan`, kexue.fm/archives/8757).
+(:mod:`kexue.generative.simsiam`, kexue.fm/archives/7980); the VAE as an importance sampler: ELBO, IWAE bound and a
+chunked log-likelihood estimator (:mod:`kexue.generative.vae`, kexue.fm/archives/8791); WGAN with gradient
+normalisation (GN, GraN, the post's inner-product variant) and the gradient penalty, with 2-D Gaussian mixtures and
+mode metrics (:mod:`kexue.generative.wgan`, kexue.fm/archives/8757).
 
 This package may import :mod:`kexue.nn`, :mod:`kexue.models` and :mod:`kexue.stats` (and the argument checks), and
 nothing above them: not :mod:`kexue.train`, :mod:`kexue.embed`, the reproductions or the CLI."""
@@ -36,6 +37,16 @@ from .simsiam import (
     simsiam_loss,
     toy_dynamics,
 )
+from .vae import (
+    LIKELIHOODS,
+    VAE,
+    ImportanceWeights,
+    Likelihood,
+    LogLikelihood,
+    Proposal,
+    vae_decoder,
+    vae_encoder,
+)
 from .wgan import (
     CRITIC_METHODS,
     CRITIC_NORMS,
@@ -65,6 +76,8 @@ __all__ = ["PARAMETRIZATIONS", "SIGMAS", "ConvDenoiser", "MLPDenoiser", "PaperSc
            "Sigma", "SinusoidalTimeEmbedding", "ddpm_loss", "ddpm_sample", "ddpm_step",
            "MAX_TOY_STEPS", "TOY_MODES", "SimSiam", "SimSiamOutput", "ToyMode", "ToyTrajectory", "collapse_std",
            "mlp_encoder", "mlp_predictor", "simsiam_loss", "toy_dynamics",
+           "LIKELIHOODS", "VAE", "ImportanceWeights", "Likelihood", "LogLikelihood", "Proposal", "vae_decoder",
+           "vae_encoder",
            "CRITIC_METHODS", "CRITIC_NORMS", "GAUSSIAN_MIXTURES", "CriticGradient", "CriticLoss", "CriticMethod",
            "CriticNorm", "GaussianMixture", "MixtureSample", "ModeCoverage", "WGANLosses", "critic_gradient",
            "critic_loss", "generator_loss", "gradient_normalized", "gradient_penalty", "mixture_modes", "mlp_critic",
