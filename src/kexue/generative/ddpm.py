@@ -75,6 +75,9 @@ class Schedule:
         self.beta = torch.sqrt(1 - alpha**2)
         self.alpha_bar = torch.cumprod(alpha, 0)
         self.beta_bar = torch.sqrt(1 - self.alpha_bar**2)
+        prev = torch.cat([self.beta_bar.new_zeros(1), self.beta_bar[:-1]])
+        self._sigmas: dict[str, list[float]] = {"beta": self.beta.tolist(), "zero": [0.0] * len(alpha),
+                                                "posterior": (self.beta * prev / self.beta_bar).tolist()}
 
     @property
     def steps(self) -> int:
@@ -147,13 +150,7 @@ class Schedule:
     def sigma(self, kind: Sigma = "beta") -> Tensor:
         """σ_t for t = 1..T (float64): ``"beta"`` β_t (the post; the paper's σ_t² = β_t^paper), ``"posterior"``
         β_t·β̄_{t−1}/β̄_t (β̄_0 = 0; the paper's β̃_t), ``"zero"`` 0 (greedy)."""
-        check_choice("kind", kind, Sigma)
-        if kind == "beta":
-            return self.beta.clone()
-        if kind == "zero":
-            return torch.zeros_like(self.beta)
-        prev = torch.cat([self.beta_bar.new_zeros(1), self.beta_bar[:-1]])
-        return self.beta * prev / self.beta_bar
+        return torch.tensor(self._sigmas[check_choice("kind", kind, Sigma)], dtype=torch.float64)
 
     def _steps_tensor(self, t: Tensor | int, batch: int) -> Tensor:
         if isinstance(t, Tensor):
@@ -255,7 +252,7 @@ def ddpm_step(model_output: Tensor, x_t: Tensor, t: int, schedule: Schedule,
         noise = _check_tensor("noise", noise)
         if noise.shape != x_t.shape:
             raise ValueError(f"expected noise of shape {tuple(x_t.shape)} (that of x_t), got {tuple(noise.shape)}")
-        x = x + schedule.sigma(sigma)[i].item() * noise
+        x = x + schedule._sigmas[sigma][i] * noise
     return x
 
 
