@@ -260,6 +260,33 @@ def test_the_normalised_critic_loss_depends_on_the_critic_through_its_gradient_n
     assert (full - frozen).abs().max() > 1e-3
 
 
+@pytest.mark.parametrize("method", CRITIC_METHODS)
+def test_a_few_training_steps_of_each_method_run_and_move_both_networks(method):
+    """The loop of the post's runs (n_critic critic steps, one generator step, Adam(1e-4, (0.5, 0.9))), shrunk:
+    finite losses, every weight matrix of both networks updated."""
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    D, G = mlp_critic(hidden_dim=16), mlp_generator(hidden_dim=16)
+    before = [p.detach().clone() for p in [*D.parameters(), *G.parameters()]]
+    opt_d = torch.optim.Adam(D.parameters(), lr=1e-4, betas=(0.5, 0.9))
+    opt_g = torch.optim.Adam(G.parameters(), lr=1e-4, betas=(0.5, 0.9))
+    for _ in range(3):
+        for _ in range(2):
+            real = sample_mixture("8gaussians", 32, generator=g).x
+            out = critic_loss(D, real, G(torch.randn(32, 2, generator=g)), method=method, generator=g)
+            opt_d.zero_grad()
+            out.loss.backward()
+            opt_d.step()
+            assert torch.isfinite(out.loss) and not out.wasserstein.requires_grad
+        loss = generator_loss(D, G(torch.randn(32, 2, generator=g)), method=method)
+        opt_g.zero_grad()
+        loss.backward()
+        opt_g.step()
+        assert torch.isfinite(loss)
+    after = [*D.parameters(), *G.parameters()]
+    assert all(not torch.equal(a, b) for a, b in zip(after, before, strict=True) if a.dim() == 2)
+
+
 def test_mlp_critic_and_generator_shapes():
     D, G = mlp_critic(), mlp_generator(latent_dim=3)
     z = torch.randn(10, 3)

@@ -57,8 +57,9 @@ class WGANLosses(NamedTuple):
 
 
 class CriticLoss(NamedTuple):
-    """One critic step: ``loss`` = −``wasserstein`` + ``penalty`` (to minimise), ``wasserstein`` =
-    E[D̂(real)] − E[D̂(fake)] (the critic's estimate of W₁), ``penalty`` (0 unless the method is ``"gp"``)."""
+    """One critic step: ``loss`` = −``wasserstein`` + ``penalty`` (to minimise; the one field with a graph),
+    ``wasserstein`` = E[D̂(real)] − E[D̂(fake)] (the critic's estimate of W₁) and ``penalty`` (0 unless the method is
+    ``"gp"``), both detached, for logging."""
 
     loss: Tensor
     wasserstein: Tensor
@@ -262,7 +263,7 @@ def critic_loss(critic: Critic, real: Tensor, fake: Tensor, method: CriticMethod
         penalty = _penalty(critic, real[:n], fake[:n], gp_weight, None, generator)
     else:
         penalty = torch.zeros((), dtype=d.dtype, device=d.device)
-    return CriticLoss(penalty - wasserstein, wasserstein, penalty)
+    return CriticLoss(penalty - wasserstein, wasserstein.detach(), penalty.detach())
 
 
 def generator_loss(critic: Critic, fake: Tensor, method: CriticMethod = "gn", eps: float = 1e-8) -> Tensor:
@@ -349,7 +350,7 @@ def mode_coverage(samples: Tensor, modes: Tensor, std: float = 0.05, k: float = 
     std = check_float("std", std, low=0.0, low_open=True)
     k = check_float("k", k, low=0.0, low_open=True)
     min_count = check_int("min_count", min_count, minimum=1)
-    dist, nearest = torch.cdist(samples.double(), modes.double()).min(dim=1)
+    dist, nearest = torch.cdist(samples.double(), modes.to(samples.device).double()).min(dim=1)
     good = dist <= k * std
     counts = torch.bincount(nearest[good], minlength=len(modes))
     return ModeCoverage(int((counts >= min_count).sum()), len(modes), float(good.double().mean()), counts)
