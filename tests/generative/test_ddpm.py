@@ -244,6 +244,19 @@ def test_sampling_is_repeatable_and_greedy_is_deterministic(capsys):
     assert not torch.equal(a, ddpm_sample(_toy_model, s, (5, 2), generator=_gen(13), noise_at_last=True))
 
 
+def test_sampling_in_the_post_parametrisation_and_the_bar(capsys):
+    """A model read as Su's ε_θ = (β_t/β̄_t)·ε̂ samples the same chain; ``progress=True`` draws a bar on stderr."""
+    s = Schedule.su(T)
+
+    def su_model(x, t):
+        return _toy_model(x, t) * (s.beta / s.beta_bar)[t - 1].to(x.dtype).view(-1, 1)
+
+    paper = ddpm_sample(_toy_model, s, (5, 2), generator=_gen(17), progress=True)
+    assert "ddpm sample" in capsys.readouterr().err
+    su = ddpm_sample(su_model, s, (5, 2), "su", generator=_gen(17), progress=False)
+    torch.testing.assert_close(su, paper, rtol=1e-5, atol=1e-5)
+
+
 # ---- time embedding and denoisers ---------------------------------------------------------------------------------
 
 def test_time_embedding_hand_formula():
