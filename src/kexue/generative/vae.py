@@ -89,6 +89,24 @@ def _check_generator(generator: object, device: torch.device) -> torch.Generator
     return generator
 
 
+def _call(name: str, module: nn.Module, arg: Tensor, arg_name: str) -> Tensor:
+    """``module(arg)``, with a failure inside it (most often a width or dtype the module does not take) reported as
+    a ``ValueError`` naming the argument, its shape and dtype, and the module's own message."""
+    try:
+        return module(arg)
+    except torch.OutOfMemoryError:
+        raise
+    except RuntimeError as e:
+        raise ValueError(f"expected {arg_name} that the {name} takes, got shape {tuple(arg.shape)} and "
+                         f"{arg.dtype}; the {name} raised: {e}") from e
+
+
+def _check_finite(what: str, t: Tensor) -> None:
+    if not bool(torch.isfinite(t).all()):
+        raise ValueError(f"expected {what} to be finite, got {int((~torch.isfinite(t)).sum())} NaN or infinite "
+                         f"entries")
+
+
 def _diag_normal_log_prob(x: Tensor, mean: Tensor, log_std: Tensor) -> Tensor:
     """Σ_d log N(x_d; mean_d, exp(log_std_d)²) over the last dimension, normalising constant included."""
     return -0.5 * (((x - mean) * torch.exp(-log_std)) ** 2 + _LOG_2PI).sum(-1) - log_std.sum(-1)
@@ -172,22 +190,24 @@ class VAE(nn.Module):
         return self._encode(x)
 
     def _encode(self, x: Tensor) -> Proposal:
-        h = self.encoder(x)
+        h = _call("encoder", self.encoder, x, "x")
         if not isinstance(h, Tensor) or h.dim() != 2 or h.shape[0] != x.shape[0] or h.shape[1] % 2 or not h.shape[1]:
             got = tuple(h.shape) if isinstance(h, Tensor) else type(h).__name__
             raise ValueError(f"expected the encoder to return shape ({x.shape[0]}, 2·latent_dim) (mean and log std), "
                              f"got {got}")
+        _check_finite("the encoder's output", h)
         mean, log_std = h.chunk(2, dim=-1)
         return Proposal(mean, log_std)
 
     def _decode(self, z: Tensor, x_dim: int) -> Tensor:
         """The decoder's output (logits or mean) for z of shape (K, batch, latent_dim), as (K, batch, x_dim)."""
         k, b, d = z.shape
-        out = self.decoder(z.reshape(k * b, d))
+        out = _call("decoder", self.decoder, z.reshape(k * b, d), "z (from the encoder)")
         if not isinstance(out, Tensor) or tuple(out.shape) != (k * b, x_dim):
             got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
             raise ValueError(f"expected the decoder to return shape ({k * b}, {x_dim}) for z of shape ({k * b}, {d}), "
                              f"got {got}")
+        _check_finite("the decoder's output", out)
         return out.reshape(k, b, x_dim)
 
     def decode(self, z: Tensor) -> Tensor:
@@ -199,7 +219,7 @@ class VAE(nn.Module):
             raise TypeError(f"expected z to be a floating-point tensor, got {z.dtype}")
         if z.dim() != 2:
             raise ValueError(f"expected z of shape (n, latent_dim), got shape {tuple(z.shape)}")
-        out = self.decoder(z)
+        out = _call("decoder", self.decoder, z, "z")
         return torch.sigmoid(out) if self.likelihood == "bernoulli" else out
 
     def _log_px_z(self, x: Tensor, out: Tensor) -> Tensor:
