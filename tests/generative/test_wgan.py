@@ -287,6 +287,23 @@ def test_a_few_training_steps_of_each_method_run_and_move_both_networks(method):
     assert all(not torch.equal(a, b) for a, b in zip(after, before, strict=True) if a.dim() == 2)
 
 
+@pytest.mark.parametrize("mode", CRITIC_NORMS)
+def test_with_a_piecewise_linear_critic_the_generator_step_gains_nothing_from_the_second_order_path(mode):
+    """∇ₓ²D = 0 almost everywhere for a LeakyReLU critic, so G's gradient equals the one with ‖∇D‖ (and ∇D) held
+    constant, while a smooth critic makes them differ (the path through g is real, and the tests above check it)."""
+    for act, slope, same in ((nn.LeakyReLU, 0.2, True), (nn.Tanh, 0.0, False)):
+        D = _random_critic(2, [8, 8], slope, seed=17, act=act)
+        torch.manual_seed(17)
+        G = mlp_generator(hidden_dim=8, depth=1).double()
+        z = torch.randn(16, 2, generator=torch.Generator().manual_seed(18), dtype=torch.float64)
+        full = torch.autograd.grad(generator_loss(D, G(z), method=mode, eps=0.1), G[0].weight)[0]
+        fake = G(z)
+        gx = critic_gradient(D, fake.detach(), create_graph=False).grad.detach()  # held constant
+        frozen_hat = HAND[mode](D(fake), gx.norm(dim=1), gx, fake, 0.1)
+        frozen = torch.autograd.grad(-frozen_hat.mean(), G[0].weight)[0]
+        assert torch.allclose(full, frozen, rtol=1e-10, atol=1e-12) == same
+
+
 def test_mlp_critic_and_generator_shapes():
     D, G = mlp_critic(), mlp_generator(latent_dim=3)
     z = torch.randn(10, 3)
