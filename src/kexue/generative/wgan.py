@@ -14,7 +14,7 @@ Adversarial Networks" (ICCV 2021, GN-GAN) and Bhaskara et al., "GraN-GAN" (WACV 
   boundaries D/g jumps: the normalised critic is not continuous (the post's puzzle).
 - ∇ₓD is taken per sample (the gradient of Σ_batch D w.r.t. x, valid for a critic that treats samples
   independently: no BatchNorm) with ``create_graph=True``, so the critic's *and* the generator's updates
-  differentiate through it (double backward; the reason GN costs more per step than GP). For a piecewise-linear
+  differentiate through it (double backward; the post's reason GN costs more per step than GP). For a piecewise-linear
   critic the Hessian ∇ₓ²D is 0 almost everywhere, so in the generator's step the path through g adds nothing (the
   gradient equals that with g detached); in the critic's step g depends on the parameters and the path counts.
 - Reference, WGAN-GP (Gulrajani et al. 2017): λ·E[(‖∇ₓD(x̂)‖ − 1)²], x̂ = t·x_real + (1 − t)·x_fake,
