@@ -18,6 +18,7 @@ from kexue.generative import (
     mlp_generator,
     mode_coverage,
     sample_mixture,
+    sample_w2,
     wgan_losses,
 )
 
@@ -173,6 +174,18 @@ ROWS = [
         lambda: mode_coverage(X, MODES, min_count=0), ValueError, r"expected min_count >= 1, got 0"),
     Bad("kexue.generative.mode_coverage", "modes a list", lambda: mode_coverage(X, MODES.tolist()), TypeError,
         r"expected modes to be a torch\.Tensor, got list"),
+    # sample_w2
+    Bad("kexue.generative.sample_w2", "different numbers of points (no uniform assignment)",
+        lambda: sample_w2(X, Y[:3]), ValueError,
+        r"expected samples and target of one shape \(n, d\), got \(4, 2\) and \(3, 2\)"),
+    Bad("kexue.generative.sample_w2", "1-D samples", lambda: sample_w2(V, V), ValueError,
+        r"expected samples and target of one shape \(n, d\), got \(4,\) and \(4,\)"),
+    Bad("kexue.generative.sample_w2", "target with NaN (scipy would raise 'matrix contains invalid numeric entries')",
+        lambda: sample_w2(X, XN), ValueError, r"expected target to be finite, got 1 NaN or infinite entries"),
+    Bad("kexue.generative.sample_w2", "empty samples", lambda: sample_w2(X[:0], Y[:0]), ValueError,
+        r"expected samples to be non-empty, got shape \(0, 2\)"),
+    Bad("kexue.generative.sample_w2", "integer target", lambda: sample_w2(X, Y.long()), TypeError,
+        r"expected target to be a floating-point tensor, got torch\.int64"),
 ]
 
 

@@ -69,6 +69,7 @@ from .wgan import (
     mlp_generator,
     mode_coverage,
     sample_mixture,
+    sample_w2,
     wgan_losses,
 )
 
@@ -81,4 +82,4 @@ __all__ = ["PARAMETRIZATIONS", "SIGMAS", "ConvDenoiser", "MLPDenoiser", "PaperSc
            "CRITIC_METHODS", "CRITIC_NORMS", "GAUSSIAN_MIXTURES", "CriticGradient", "CriticLoss", "CriticMethod",
            "CriticNorm", "GaussianMixture", "MixtureSample", "ModeCoverage", "WGANLosses", "critic_gradient",
            "critic_loss", "generator_loss", "gradient_normalized", "gradient_penalty", "mixture_modes", "mlp_critic",
-           "mlp_generator", "mode_coverage", "sample_mixture", "wgan_losses"]
+           "mlp_generator", "mode_coverage", "sample_mixture", "sample_w2", "wgan_losses"]
