@@ -171,10 +171,15 @@ def test_gradient_penalty_against_the_hand_formula():
     want = 10.0 * ((gx.norm(dim=1) - 1) ** 2).mean()
     torch.testing.assert_close(gradient_penalty(D, real, fake, t=t).detach(), want)
     torch.testing.assert_close(gradient_penalty(D, real, fake, weight=2.5, t=t).detach(), want / 4)
-    # drawn mixing weights: repeatable with a generator, and between the per-sample extremes
-    a = gradient_penalty(D, real, fake, generator=torch.Generator().manual_seed(1))
-    b = gradient_penalty(D, real, fake, generator=torch.Generator().manual_seed(1))
-    assert torch.equal(a, b)
+    # drawn mixing weights: U(0, 1) from the generator, so the same seed gives the hand formula at those weights
+    t1 = torch.rand(9, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    _, gx1 = _per_sample(D, t1[:, None] * real + (1 - t1[:, None]) * fake)
+    drawn = gradient_penalty(D, real, fake, generator=torch.Generator().manual_seed(1)).detach()
+    torch.testing.assert_close(drawn, 10.0 * ((gx1.norm(dim=1) - 1) ** 2).mean())
+    # t = 1 puts x̂ on the real points
+    _, gr = _per_sample(D, real)
+    torch.testing.assert_close(gradient_penalty(D, real, fake, t=torch.ones(9, dtype=torch.float64)).detach(),
+                               10.0 * ((gr.norm(dim=1) - 1) ** 2).mean())
 
 
 def test_gradient_penalty_of_a_linear_critic():
