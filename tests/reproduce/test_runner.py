@@ -28,7 +28,7 @@ def test_run_one_classifies_missing_data_and_errors(monkeypatch):
 
 
 def test_exclusive_entries_are_the_timing_ones():
-    assert runner.exclusive("recompute") and runner.exclusive("linear_flops")
+    assert runner.exclusive("recompute") and runner.exclusive("linear_flops") and runner.exclusive("wgan_gn")
     assert not runner.exclusive("gelu")
 
 

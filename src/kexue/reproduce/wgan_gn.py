@@ -64,6 +64,9 @@ POST = Post(
 )
 
 VARIANTS: tuple[CriticMethod, ...] = ("gn", "gp", "gran", "inner")
+#: It times a generator step of each variant: run with nothing beside it (``kexue reproduce --jobs N`` runs it alone,
+#: after the others), so that another entry's load does not enter the GN/GP time ratio.
+EXCLUSIVE = True
 SEEDS = (0, 1, 2)
 N_CRITIC = 5
 #: Tolerance of ‖∇(D/‖∇D‖)‖ = 1 (the spec's 1e-6) and slack of the ≤ 1 bounds (float64 rounding).
