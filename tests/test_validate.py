@@ -52,3 +52,14 @@ def test_check_float():
         check_float("eps", float("nan"))
     with pytest.raises(TypeError, match="expected p to be a real number, got '0.1'"):
         check_float("p", "0.1")
+
+
+def test_check_generator():
+    import torch
+
+    from kexue._validate import check_generator
+
+    g = torch.Generator()
+    assert check_generator("generator", g) is g and check_generator("generator", None) is None
+    with pytest.raises(TypeError, match=r"^expected generator to be a torch.Generator or None, got int$"):
+        check_generator("generator", 0)

@@ -19,9 +19,12 @@ import argparse
 import math
 import numbers
 from collections.abc import Iterable
-from typing import Any, Literal, TypeVar, get_args, get_origin
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_args, get_origin
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 T = TypeVar("T")
 
@@ -57,6 +60,16 @@ def check_bool(name: str, value: Any) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"expected {name} to be a bool, got {value!r} ({type(value).__name__})")
     return bool(value)
+
+
+def check_generator(name: str, value: Any) -> torch.Generator | None:
+    """``value`` if it is a ``torch.Generator`` or None, else ``TypeError("expected NAME to be a torch.Generator or
+    None, got TYPE")`` (torch is imported here only when called: the command line imports this module)."""
+    import torch
+
+    if value is not None and not isinstance(value, torch.Generator):
+        raise TypeError(f"expected {name} to be a torch.Generator or None, got {type(value).__name__}")
+    return value
 
 
 def check_int(name: str, value: Any, minimum: int | None = None, maximum: int | None = None) -> int:
@@ -110,5 +123,5 @@ def positive_float_arg(text: str) -> float:
     return x
 
 
-__all__ = ["check_bool", "check_choice", "check_float", "check_int", "choices_of", "positive_float_arg",
-           "positive_int_arg"]
+__all__ = ["check_bool", "check_choice", "check_float", "check_generator", "check_int", "choices_of",
+           "positive_float_arg", "positive_int_arg"]

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .._validate import check_bool, check_choice, check_float, check_int
+from .._validate import check_bool, check_choice, check_float, check_generator, check_int
 
 Likelihood = Literal["bernoulli", "gaussian"]
 LIKELIHOODS: tuple[Likelihood, ...] = get_args(Likelihood)
@@ -79,11 +79,10 @@ def _check_module(name: str, m: object) -> nn.Module:
     return m
 
 
-def _check_generator(generator: object, device: torch.device) -> torch.Generator | None:
+def _check_generator(value: object, device: torch.device) -> torch.Generator | None:
+    generator = check_generator("generator", value)
     if generator is None:
         return None
-    if not isinstance(generator, torch.Generator):
-        raise TypeError(f"expected generator to be a torch.Generator or None, got {type(generator).__name__}")
     if generator.device.type != device.type:
         raise ValueError(f"expected generator on x's device {device.type}, got {generator.device.type}")
     return generator

@@ -30,7 +30,7 @@ from typing import Literal, NamedTuple, get_args
 import torch
 from torch import Tensor, nn
 
-from .._validate import check_bool, check_choice, check_float, check_int
+from .._validate import check_bool, check_choice, check_float, check_generator, check_int
 
 CriticNorm = Literal["gn", "gran", "eps", "inner"]
 CRITIC_NORMS: tuple[CriticNorm, ...] = get_args(CriticNorm)
@@ -109,11 +109,6 @@ def _check_finite(name: str, x: Tensor) -> Tensor:
 def _check_input(name: str, x: object) -> Tensor:
     """A finite, non-empty floating-point batch (batch, ...) of at least 2 dimensions."""
     return _check_finite(name, _check_tensor(name, x, min_dim=2))
-
-
-def _check_generator(generator: object) -> None:
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(f"expected generator to be a torch.Generator or None, got {type(generator).__name__}")
 
 
 def _check_critic(critic: object) -> None:
@@ -201,7 +196,7 @@ def gradient_penalty(critic: Critic, real: Tensor, fake: Tensor, weight: float =
     if real.shape != fake.shape:
         raise ValueError(f"expected real and fake of one shape, got {tuple(real.shape)} and {tuple(fake.shape)}")
     weight = check_float("weight", weight, low=0.0)
-    _check_generator(generator)
+    check_generator("generator", generator)
     b = real.shape[0]
     if t is not None:
         t = _check_tensor("t", t)
@@ -253,7 +248,7 @@ def critic_loss(critic: Critic, real: Tensor, fake: Tensor, method: CriticMethod
     eps = check_float("eps", eps, low=0.0)
     gp_weight = check_float("gp_weight", gp_weight, low=0.0)
     real, fake = _check_input("real", real), _check_input("fake", fake)
-    _check_generator(generator)
+    check_generator("generator", generator)
     if real.shape[1:] != fake.shape[1:]:
         raise ValueError(f"expected real and fake samples of one shape, got {tuple(real.shape)} and "
                          f"{tuple(fake.shape)}")
@@ -334,7 +329,7 @@ def sample_mixture(name: GaussianMixture, n: int, std: float = 0.05, scale: floa
     modes = mixture_modes(name, scale)
     n = check_int("n", n, minimum=1)
     std = check_float("std", std, low=0.0)
-    _check_generator(generator)
+    check_generator("generator", generator)
     idx = torch.randint(len(modes), (n,), generator=generator)
     return MixtureSample(modes[idx] + std * torch.randn(n, 2, generator=generator), idx)
 

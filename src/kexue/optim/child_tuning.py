@@ -33,7 +33,7 @@ import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
-from .._validate import check_choice, check_float
+from .._validate import check_choice, check_float, check_generator
 from ._common import check_flag, check_grad, check_optional_float, check_state_dict, check_state_dict_form, run_closure
 
 ChildTuningMode = Literal["F", "D"]
@@ -85,8 +85,7 @@ class ChildTuning(Optimizer):
         if param_filter is not None and not callable(param_filter):
             raise TypeError(f"expected param_filter to be a callable (name, parameter) -> bool, or None, got "
                             f"{type(param_filter).__name__}")
-        if generator is not None and not isinstance(generator, torch.Generator):
-            raise TypeError(f"expected generator to be a torch.Generator or None, got {type(generator).__name__}")
+        check_generator("generator", generator)
         if mode == "D" and masks is None:
             raise ValueError("expected masks with mode='D' (compute them with fisher_mask(model, loader, loss_fn, "
                              "reserve_p)), got None")

@@ -30,7 +30,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from .._validate import check_float, check_int
+from .._validate import check_float, check_generator, check_int
 
 
 def _check_eps(eps: float) -> float:
@@ -77,8 +77,7 @@ def gaussian_projection(in_dim: int, out_dim: int, generator: torch.Generator | 
     """
     in_dim = check_int("in_dim", in_dim, minimum=1)
     out_dim = check_int("out_dim", out_dim, minimum=1)
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(f"expected generator to be a torch.Generator or None, got {type(generator).__name__}")
+    check_generator("generator", generator)
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise TypeError(f"expected dtype to be a floating torch.dtype, got {dtype!r}")
     a = torch.randn(out_dim, in_dim, generator=generator, dtype=dtype)
