@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .._validate import check_choice, check_float
+from .._validate import check_bool, check_choice, check_float
 
 Sigma = Literal["within", "identity"]
 Priors = Literal["empirical", "uniform"]
@@ -57,8 +57,7 @@ def _labels(y: Any, n: int) -> np.ndarray:
 def _check_params(params: dict[str, Any]) -> None:
     """The settings of :class:`AnalyticLogisticRegression` (its constructor's arguments), checked in one place: by
     the constructor, :meth:`~AnalyticLogisticRegression.set_params` and ``fit``."""
-    if not isinstance(params["whiten"], (bool, np.bool_)):
-        raise TypeError(f"expected whiten to be a bool, got {params['whiten']!r}")
+    check_bool("whiten", params["whiten"])
     check_choice("sigma", params["sigma"], Sigma)
     check_float("shrinkage", params["shrinkage"], low=0.0)
     check_float("rcond", params["rcond"], low=0.0, high=1.0, high_open=True)
@@ -147,8 +146,7 @@ class AnalyticLogisticRegression:
     # scikit-learn's estimator protocol (clone, GridSearchCV) without depending on scikit-learn
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         """The constructor's arguments as set now (``deep`` is accepted for scikit-learn; nothing here nests)."""
-        if not isinstance(deep, (bool, np.bool_)):
-            raise TypeError(f"expected deep to be a bool, got {deep!r}")
+        check_bool("deep", deep)
         return {"whiten": self.whiten, "sigma": self.sigma, "shrinkage": self.shrinkage, "priors": self.priors,
                 "rcond": self.rcond}
 
