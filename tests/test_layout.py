@@ -17,7 +17,7 @@ FLOORS: dict[str, int] = {
     "env": 1,
     "nn": 2, "data": 2, "stats": 2, "optim": 2, "losses": 2, "classify": 2,
     "models": 3,
-    "train": 4, "embed": 4, "generative": 4,
+    "train": 4, "embed": 4, "generative": 4, "heads": 4,
     "reproduce": 5,
     "cli": 6,
     "__main__": 7,  # python -m kexue: runs the CLI
