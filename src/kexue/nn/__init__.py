@@ -32,7 +32,7 @@ from .init import (
     trunc_normal_,
     variance_scaling_,
 )
-from .masks import causal_mask, padding_mask, to_bias, unilm_mask
+from .masks import causal_mask, independent_mask, padding_mask, to_bias, uniae_mask, unilm_mask
 from .padding import pad
 
 __all__ = [
@@ -61,6 +61,7 @@ __all__ = [
     "check_attention",
     "fan_average",
     "get_activation",
+    "independent_mask",
     "init_weight_",
     "onednn_available",
     "pad",
@@ -68,6 +69,7 @@ __all__ = [
     "seeded_dropout",
     "to_bias",
     "trunc_normal_",
+    "uniae_mask",
     "unilm_mask",
     "variance_scaling_",
 ]

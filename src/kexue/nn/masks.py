@@ -1,4 +1,4 @@
-"""Attention masks: padding, causal (LM) and UniLM (prefix) masks.
+"""Attention masks: padding, causal (LM), UniLM (prefix), and UniVAE's independent and UniAE masks.
 
 All masks are boolean with True meaning "may attend", shaped to broadcast against attention scores
 (batch, heads, queries, keys). :func:`to_bias` turns one into the additive float form.
@@ -60,11 +60,43 @@ def unilm_mask(token_type_ids: Tensor) -> Tensor:
     and the target tokens up to itself. As bert4keras builds it: idx = cumsum(segment_ids); j visible from i iff
     idx[j] <= idx[i].
     """
-    _check_ids("token_type_ids", token_type_ids)
-    if token_type_ids.is_floating_point():  # .long() would truncate 0.5 to segment 0
-        raise TypeError(f"expected token_type_ids to be an integer tensor, got {token_type_ids.dtype}")
-    idx = token_type_ids.long().cumsum(dim=1)
+    idx = _check_segments("token_type_ids", token_type_ids).cumsum(dim=1)
     return (idx[:, None, :] <= idx[:, :, None])[:, None]
+
+
+def _check_segments(name: str, x: object) -> Tensor:
+    """``x`` as a long tensor if it is an integer or bool tensor of shape (batch, seq)."""
+    x = _check_ids(name, x)
+    if x.is_floating_point() or x.is_complex():  # .long() would truncate 0.5 to segment 0
+        raise TypeError(f"expected {name} to be an integer tensor, got {x.dtype}")
+    return x.long()
+
+
+def independent_mask(segment_ids: Tensor) -> Tensor:
+    """UniVAE's independent mask from segment ids (batch, seq) -> (batch, 1, seq, seq) bool.
+
+    With s the segment ids and c = cumsum(s) along the sequence, query i may attend to key j iff s_i = s_j and
+    c_j <= c_i: for the layout [encoder 0…0 | decoder 1…1] the encoder is bidirectional within itself, the decoder
+    causal within itself, and no attention crosses the segments. The bottom layers of UniVAE use it (Su Jianlin,
+    "UniVAE：基于Transformer的单模型、多尺度的VAE模型", 2021-06-29, https://kexue.fm/archives/8475).
+    """
+    s = _check_segments("segment_ids", segment_ids)
+    c = s.cumsum(dim=1)
+    same = s[:, None, :] == s[:, :, None]
+    return (same & (c[:, None, :] <= c[:, :, None]))[:, None]
+
+
+def uniae_mask(segment_ids: Tensor) -> Tensor:
+    """UniVAE's UniAE mask: :func:`independent_mask` plus column 0 (the encoder's [CLS]) visible from every row,
+    (batch, seq) -> (batch, 1, seq, seq) bool.
+
+    Query i may attend to key j iff (s_i = s_j and c_j <= c_i) or j = 0, c = cumsum(s). The decoder thus reads the
+    encoder only through position 0, which UniVAE's latent layers overwrite with the decoded latent, making the model
+    an autoencoder (kexue.fm/archives/8475).
+    """
+    mask = independent_mask(segment_ids)
+    mask[..., 0] = True
+    return mask
 
 
 def to_bias(mask: Tensor, dtype: torch.dtype) -> Tensor:
@@ -80,4 +112,4 @@ def to_bias(mask: Tensor, dtype: torch.dtype) -> Tensor:
     return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(~mask, torch.finfo(dtype).min)
 
 
-__all__ = ["causal_mask", "padding_mask", "to_bias", "unilm_mask"]
+__all__ = ["causal_mask", "independent_mask", "padding_mask", "to_bias", "uniae_mask", "unilm_mask"]
