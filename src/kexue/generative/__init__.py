@@ -3,7 +3,8 @@
 (:mod:`kexue.generative.simsiam`, kexue.fm/archives/7980); the VAE as an importance sampler: ELBO, IWAE bound and a
 chunked log-likelihood estimator (:mod:`kexue.generative.vae`, kexue.fm/archives/8791); WGAN with gradient
 normalisation (GN, GraN, the post's inner-product variant) and the gradient penalty, with 2-D Gaussian mixtures and
-mode metrics (:mod:`kexue.generative.wgan`, kexue.fm/archives/8757).
+mode metrics (:mod:`kexue.generative.wgan`, kexue.fm/archives/8757); latent sampling by the hubness prior
+(hub-filtered latents) and the truncation trick (:mod:`kexue.generative.latents`, kexue.fm/archives/9147).
 
 This package may import :mod:`kexue.nn`, :mod:`kexue.models` and :mod:`kexue.stats` (and the argument checks), and
 nothing above them: not :mod:`kexue.train`, :mod:`kexue.embed`, the reproductions or the CLI."""
@@ -24,6 +25,7 @@ from .ddpm import (
     ddpm_sample,
     ddpm_step,
 )
+from .latents import HubFiltered, SampleFn, hub_filtered_latents, standard_normal, truncation
 from .simsiam import (
     MAX_TOY_STEPS,
     TOY_MODES,
@@ -75,6 +77,7 @@ from .wgan import (
 
 __all__ = ["PARAMETRIZATIONS", "SIGMAS", "ConvDenoiser", "MLPDenoiser", "PaperSchedule", "Parametrization", "Schedule",
            "Sigma", "SinusoidalTimeEmbedding", "ddpm_loss", "ddpm_sample", "ddpm_step",
+           "HubFiltered", "SampleFn", "hub_filtered_latents", "standard_normal", "truncation",
            "MAX_TOY_STEPS", "TOY_MODES", "SimSiam", "SimSiamOutput", "ToyMode", "ToyTrajectory", "collapse_std",
            "mlp_encoder", "mlp_predictor", "simsiam_loss", "toy_dynamics",
            "LIKELIHOODS", "VAE", "ImportanceWeights", "Likelihood", "LogLikelihood", "Proposal", "vae_decoder",
