@@ -159,6 +159,8 @@ def truncation(z: Tensor, psi: float, mean: Tensor | None = None) -> Tensor:
         raise TypeError(f"expected z to be a floating torch.Tensor, got {got}")
     if z.dim() < 1:
         raise ValueError(f"expected z of shape (..., d), got shape {tuple(z.shape)}")
+    if not bool(torch.isfinite(z).all()):
+        raise ValueError(f"expected z to be finite, got {int((~torch.isfinite(z)).sum())} NaN or infinite entries")
     psi = check_float("psi", psi, low=0.0, high=1.0, low_open=True)
     if mean is None:
         return psi * z
