@@ -1,5 +1,6 @@
 """Building blocks in pure torch, no I/O: activations, attention (softmax and linear), masks, initialisation, dropout,
-inference snapshots of Linear layers, padding. Imports nothing of kexue but the argument checks (``kexue._validate``).
+conditional LayerNorm, inference snapshots of Linear layers, padding. Imports nothing of kexue but the argument
+checks (``kexue._validate``).
 
 The submodules hold the rest (e.g. :mod:`kexue.nn.linear_attention`'s feature maps and references,
 :func:`kexue.nn.dropout.dropout` and :func:`~kexue.nn.dropout.seeded_dropout`, the individual GELU forms of
@@ -17,6 +18,7 @@ from .attention import (
     AttentionOutput,
     check_attention,
 )
+from .conditional_norm import ConditionalLayerNorm
 from .dropout import Dropout, seeded_dropout
 from .frozen_linear import KERNELS, FrozenLinear, Kernel, OneDNNFallbackWarning, onednn_available
 from .init import (
@@ -48,6 +50,7 @@ __all__ = [
     "AttentionImpl",
     "AttentionKind",
     "AttentionOutput",
+    "ConditionalLayerNorm",
     "Distribution",
     "Dropout",
     "FanMode",
