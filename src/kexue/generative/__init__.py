@@ -39,6 +39,15 @@ from .simsiam import (
     simsiam_loss,
     toy_dynamics,
 )
+from .univae import (
+    POSTERIORS,
+    Posterior,
+    UniVAE,
+    UniVAELoss,
+    UniVAEOutput,
+    VonMisesFisherSampler,
+    vmf_mean_cosine,
+)
 from .vae import (
     LIKELIHOODS,
     VAE,
@@ -82,6 +91,8 @@ __all__ = ["PARAMETRIZATIONS", "SIGMAS", "ConvDenoiser", "MLPDenoiser", "PaperSc
            "mlp_encoder", "mlp_predictor", "simsiam_loss", "toy_dynamics",
            "LIKELIHOODS", "VAE", "ImportanceWeights", "Likelihood", "LogLikelihood", "Proposal", "vae_decoder",
            "vae_encoder",
+           "POSTERIORS", "Posterior", "UniVAE", "UniVAELoss", "UniVAEOutput", "VonMisesFisherSampler",
+           "vmf_mean_cosine",
            "CRITIC_METHODS", "CRITIC_NORMS", "GAUSSIAN_MIXTURES", "CriticGradient", "CriticLoss", "CriticMethod",
            "CriticNorm", "GaussianMixture", "MixtureSample", "ModeCoverage", "WGANLosses", "critic_gradient",
            "critic_loss", "generator_loss", "gradient_normalized", "gradient_penalty", "mixture_modes", "mlp_critic",
