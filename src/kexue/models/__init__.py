@@ -21,6 +21,7 @@ from .hf import (
     load_pretrained_with_report,
     save_pretrained,
 )
+from .offsets import char_span, encoding_mapping, rematch, token_span
 from .recompute import Policy, disable_recompute, enable_recompute, find_blocks, is_recomputed
 from .tokenizer import Tokenizer, pad_encodings
 from .transformer import InferenceKernel, Transformer, TransformerOutput
@@ -47,8 +48,10 @@ __all__ = [
     "TransformerOutput",
     "UniLMStep",
     "beam_search",
+    "char_span",
     "disable_recompute",
     "enable_recompute",
+    "encoding_mapping",
     "find_blocks",
     "generate",
     "greedy_search",
@@ -56,5 +59,7 @@ __all__ = [
     "load_pretrained",
     "load_pretrained_with_report",
     "pad_encodings",
+    "rematch",
     "save_pretrained",
+    "token_span",
 ]

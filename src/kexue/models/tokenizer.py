@@ -17,9 +17,10 @@ from tokenizers import Encoding
 from tokenizers import Tokenizer as _HFTokenizer
 from torch import Tensor
 
-from .._validate import check_int
+from .._validate import check_bool, check_int
 from ..nn.padding import pad
 from ._files import CheckpointError, read_json_object
+from .offsets import encoding_mapping, rematch
 
 
 def check_texts(name: str, texts: Any) -> list[str]:
@@ -144,6 +145,34 @@ class Tokenizer:
             raise TypeError(f"expected text to be a str, got {type(text).__name__}")
         return self._tok.encode(text, add_special_tokens=False).tokens
 
+    def _normalization(self) -> tuple[bool, bool]:
+        """``(lowercase, strip_accents)`` of this tokenizer's normaliser, read from what it does to ``"A"`` and
+        ``"é"`` (both False without a normaliser)."""
+        norm = self._tok.normalizer
+        if norm is None:
+            return False, False
+        return norm.normalize_str("A") == "a", norm.normalize_str("\u00e9") == "e"
+
+    def rematch(self, text: str, tokens: Sequence[str]) -> list[list[int]]:
+        """The character indices of ``text`` each of ``tokens`` came from: :func:`kexue.models.offsets.rematch` with
+        this tokenizer's normalisation (what its normaliser does to ``"A"`` and ``"é"``) and unknown token. For
+        tokens without offsets (from elsewhere, or edited); the tokenizer's own encodings have exact ones,
+        :meth:`offsets`."""
+        lowercase, strip_accents = self._normalization()
+        unk = getattr(self._tok.model, "unk_token", None)
+        return rematch(text, tokens, lowercase, strip_accents, unk_token=unk if isinstance(unk, str) else "[UNK]")
+
+    def offsets(self, text: str, max_length: int | None = None, truncation: bool = True) -> list[list[int]]:
+        """The character indices of ``text`` behind each token of its encoding with special tokens (the positions a
+        model sees, ``encode_raw([text])[0]``), from the fast tokenizer's offset mapping: ``[]`` for ``[CLS]`` and
+        ``[SEP]``, ``list(range(start, end))`` for the others (:func:`kexue.models.offsets.encoding_mapping`).
+        Extract tokens ``s..e`` with ``text[m[s][0] : m[e][-1] + 1]`` (:func:`kexue.models.offsets.char_span`).
+        For a (question, context) pair use :meth:`encode_raw` and ``encoding_mapping`` with the encoding's
+        ``sequence_ids``."""
+        if not isinstance(text, str):
+            raise TypeError(f"expected text to be a str, got {type(text).__name__}")
+        return encoding_mapping(self.encode_raw([text], max_length=max_length, truncation=truncation)[0])
+
     def encode_raw(
         self,
         texts: Sequence[str],
@@ -162,6 +191,7 @@ class Tokenizer:
             if len(pairs) != len(texts):
                 raise ValueError(f"expected as many pairs as texts ({len(texts)}), got {len(pairs)} pairs")
         limit = self.max_length if max_length is None else check_int("max_length", max_length, 1)
+        check_bool("truncation", truncation)
         inputs = list(texts) if pairs is None else list(zip(texts, pairs, strict=True))
         if truncation and limit is not None:
             self._tok.enable_truncation(limit)
@@ -228,4 +258,4 @@ class Tokenizer:
         return self._tok.decode_batch(rows, skip_special_tokens=skip_special_tokens)
 
 
-__all__ = ["Tokenizer", "check_texts", "pad_encodings"]
+__all__ = ["Tokenizer", "check_texts", "pad_encodings", "rematch"]
