@@ -1,5 +1,6 @@
 """Building blocks in pure torch, no I/O: activations, attention (softmax and linear), masks, initialisation, dropout,
-conditional LayerNorm, inference snapshots of Linear layers, padding. Imports nothing of kexue but the argument
+conditional LayerNorm, the linear-chain CRF (NLL, log Z, Viterbi with BIO constraints, the transition
+learning-rate group), inference snapshots of Linear layers, padding. Imports nothing of kexue but the argument
 checks (``kexue._validate``).
 
 The submodules hold the rest (e.g. :mod:`kexue.nn.linear_attention`'s feature maps and references,
@@ -19,6 +20,7 @@ from .attention import (
     check_attention,
 )
 from .conditional_norm import ConditionalLayerNorm
+from .crf import CRF, TransitionMask, ViterbiPath, bio_transition_mask, crf_param_groups
 from .dropout import Dropout, seeded_dropout
 from .frozen_linear import KERNELS, FrozenLinear, Kernel, OneDNNFallbackWarning, onednn_available
 from .init import (
@@ -42,6 +44,7 @@ __all__ = [
     "ACTIVATION_NAMES",
     "ATTENTION_IMPLS",
     "ATTENTION_KINDS",
+    "CRF",
     "FAN_MODES",
     "INIT_SCHEMES",
     "KERNELS",
@@ -58,10 +61,14 @@ __all__ = [
     "InitScheme",
     "Kernel",
     "OneDNNFallbackWarning",
+    "TransitionMask",
+    "ViterbiPath",
     "bert_hf_",
     "bert_tf_",
+    "bio_transition_mask",
     "causal_mask",
     "check_attention",
+    "crf_param_groups",
     "fan_average",
     "get_activation",
     "independent_mask",
