@@ -257,6 +257,21 @@ def test_sampling_in_the_post_parametrisation_and_the_bar(capsys):
     torch.testing.assert_close(su, paper, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize(("parametrization", "sigma", "last"), [("paper", "beta", False), ("su", "posterior", True),
+                                                                 ("paper", "zero", False)])
+def test_sample_is_the_step_in_a_loop(parametrization, sigma, last):
+    """ddpm_sample (checked once, z drawn into one reused buffer) gives bit for bit the chain of ddpm_step calls with
+    fresh torch.randn draws from the same generator."""
+    s, g = Schedule.rescaled(T), _gen(18)
+    x = torch.randn(4, 3, generator=g)
+    for t in range(T, 0, -1):
+        out = _toy_model(x, torch.full((4,), t))
+        z = torch.randn(4, 3, generator=g) if sigma != "zero" and (t > 1 or last) else None
+        x = ddpm_step(out, x, t, s, parametrization, sigma, z)
+    ours = ddpm_sample(_toy_model, s, (4, 3), parametrization, sigma, generator=_gen(18), noise_at_last=last)
+    assert torch.equal(ours, x)
+
+
 # ---- time embedding and denoisers ---------------------------------------------------------------------------------
 
 def test_time_embedding_hand_formula():

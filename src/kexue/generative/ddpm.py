@@ -76,6 +76,10 @@ class Schedule:
         self.alpha_bar = torch.cumprod(alpha, 0)
         self.beta_bar = torch.sqrt(1 - self.alpha_bar**2)
         prev = torch.cat([self.beta_bar.new_zeros(1), self.beta_bar[:-1]])
+        # the reverse step's numbers as floats (index t − 1): α_t, the model output's coefficient, σ_t
+        self._alphas: list[float] = alpha.tolist()
+        self._coefs: dict[str, list[float]] = {"su": self.beta.tolist(),
+                                               "paper": (self.beta**2 / self.beta_bar).tolist()}
         self._sigmas: dict[str, list[float]] = {"beta": self.beta.tolist(), "zero": [0.0] * len(alpha),
                                                 "posterior": (self.beta * prev / self.beta_bar).tolist()}
 
@@ -231,6 +235,16 @@ def ddpm_loss(model: Denoiser, x0: Tensor, schedule: Schedule, parametrization: 
     return per_sample.sum() if reduction == "sum" else per_sample.mean()
 
 
+def _reverse(model_output: Tensor, x_t: Tensor, i: int, schedule: Schedule, parametrization: Parametrization,
+             sigma: Sigma, noise: Tensor | None) -> Tensor:
+    """x_{t−1} = (x_t − c_t·out)/α_t + σ_t·z at i = t − 1 (checked arguments): a new tensor, then in place."""
+    x = torch.add(x_t, model_output, alpha=-schedule._coefs[parametrization][i]).div_(schedule._alphas[i])
+    if noise is not None:
+        x = x.add_(noise, alpha=schedule._sigmas[sigma][i]) if noise.dtype == x.dtype else \
+            x + schedule._sigmas[sigma][i] * noise
+    return x
+
+
 def ddpm_step(model_output: Tensor, x_t: Tensor, t: int, schedule: Schedule,
               parametrization: Parametrization = "paper", sigma: Sigma = "beta",
               noise: Tensor | None = None) -> Tensor:
@@ -245,15 +259,11 @@ def ddpm_step(model_output: Tensor, x_t: Tensor, t: int, schedule: Schedule,
     x_t = _check_tensor("x_t", x_t)
     model_output = _check_output(_check_tensor("model_output", model_output), x_t)
     i = check_int("t", t, minimum=1, maximum=schedule.steps) - 1
-    beta, alpha = schedule.beta[i].item(), schedule.alpha[i].item()
-    coef = beta if parametrization == "su" else beta**2 / schedule.beta_bar[i].item()
-    x = (x_t - coef * model_output) / alpha
     if noise is not None:
         noise = _check_tensor("noise", noise)
         if noise.shape != x_t.shape:
             raise ValueError(f"expected noise of shape {tuple(x_t.shape)} (that of x_t), got {tuple(noise.shape)}")
-        x = x + schedule._sigmas[sigma][i] * noise
-    return x
+    return _reverse(model_output, x_t, i, schedule, parametrization, sigma, noise)
 
 
 @torch.no_grad()
@@ -267,7 +277,9 @@ def ddpm_sample(model: Denoiser, schedule: Schedule, shape: tuple[int, ...],
     ``shape``: (batch, ...) of the samples. ``sigma``: σ_t = β_t (``"beta"``, the post), the posterior std or 0
     (greedy). ``noise_at_last``: add σ_1·z at the last step too (Su's Keras code does; the paper's Algorithm 2 and
     diffusers do not). All draws come from ``generator`` (on ``device``), so a seeded generator repeats the samples.
-    ``progress``: a tqdm bar over the steps (default: when stderr is a terminal, :func:`kexue.env.interactive`)."""
+    ``progress``: a tqdm bar over the steps (default: when stderr is a terminal, :func:`kexue.env.interactive`).
+    Arguments are checked once; a step is then three tensor ops and a draw into one buffer, no device sync
+    (``benchmarks/generative.py`` times it against diffusers' scheduler loop)."""
     _check_model(model)
     if not isinstance(schedule, Schedule):
         raise TypeError(f"expected schedule to be a Schedule, got {type(schedule).__name__}")
@@ -279,17 +291,17 @@ def ddpm_sample(model: Denoiser, schedule: Schedule, shape: tuple[int, ...],
     last = check_bool("noise_at_last", noise_at_last)
     show = interactive() if progress is None else check_bool("progress", progress)
     x = torch.randn(shape, generator=generator, device=device, dtype=dtype)
+    z = None if sigma == "zero" else torch.empty_like(x)  # z.normal_ draws what torch.randn(shape) would
     steps = range(schedule.steps, 0, -1)
     if show:
         from tqdm.auto import tqdm
 
         steps = tqdm(steps, desc="ddpm sample", unit="step", leave=False)
     for t in steps:
-        out = model(x, torch.full((shape[0],), t, dtype=torch.long, device=x.device))
-        z = None
-        if sigma != "zero" and (t > 1 or last):
-            z = torch.randn(shape, generator=generator, device=x.device, dtype=dtype)
-        x = ddpm_step(out, x, t, schedule, parametrization, sigma, z)
+        out = _check_output(_check_tensor("model_output", model(x, torch.full((shape[0],), t, dtype=torch.long,
+                                                                                  device=x.device))), x)
+        noise = z.normal_(generator=generator) if z is not None and (t > 1 or last) else None
+        x = _reverse(out, x, t - 1, schedule, parametrization, sigma, noise)
     return x
 
 
