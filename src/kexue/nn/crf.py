@@ -32,7 +32,7 @@ argmax back.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple, get_args
 
@@ -57,14 +57,15 @@ class TransitionMask:
 
     def __post_init__(self) -> None:
         a = self.allowed
-        if not isinstance(a, Tensor) or a.dtype != torch.bool or a.dim() != 2 or a.shape[0] != a.shape[1]:
-            raise ValueError(f"expected allowed to be a square bool tensor (num_tags, num_tags), got "
-                             f"{_describe(a)}")
+        _check_type("allowed", a, "a bool tensor", lambda d: d == torch.bool)
+        if a.dim() != 2 or a.shape[0] != a.shape[1] or a.shape[0] == 0:
+            raise ValueError(f"expected allowed of shape (num_tags, num_tags), got {tuple(a.shape)}")
         for name in ("start", "end"):
             v = getattr(self, name)
-            if v is not None and (not isinstance(v, Tensor) or v.dtype != torch.bool or tuple(v.shape) != a.shape[:1]):
-                raise ValueError(f"expected {name} to be None or a bool tensor of shape ({a.shape[0]},), got "
-                                 f"{_describe(v)}")
+            if v is not None:
+                _check_type(name, v, "None or a bool tensor", lambda d: d == torch.bool)
+                if tuple(v.shape) != (a.shape[0],):
+                    raise ValueError(f"expected {name} of shape ({a.shape[0]},) like allowed, got {tuple(v.shape)}")
 
 
 def bio_transition_mask(num_types: int) -> TransitionMask:
@@ -144,10 +145,10 @@ class CRF(nn.Module):
         ``[0, num_tags)`` at the kept positions; its values at skipped positions are not read (-100 is fine)."""
         check_choice("reduction", reduction, Reduction)
         keep = self._check(emissions, mask)
-        if not isinstance(target, Tensor) or target.dtype.is_floating_point or target.dtype.is_complex \
-                or target.dtype == torch.bool or target.shape != emissions.shape[:2]:
-            raise ValueError(f"expected target to be an integer tensor of shape {tuple(emissions.shape[:2])}, got "
-                             f"{_describe(target)}")
+        _check_type("target", target, "an integer tensor", _is_integer)
+        if target.shape != emissions.shape[:2]:
+            raise ValueError(f"expected target of shape {tuple(emissions.shape[:2])} like emissions, got "
+                             f"{tuple(target.shape)}")
         bad = keep & ((target < 0) | (target >= self.num_tags))
         if bool(bad.any()):
             raise ValueError(f"expected target in [0, {self.num_tags}) at the kept positions, got "
@@ -175,9 +176,11 @@ class CRF(nn.Module):
         start_ok = _tag_set("start_tags", start_tags, k, emissions.device)
         end_ok = _tag_set("end_tags", end_tags, k, emissions.device)
         if allowed is not None:
-            if not isinstance(allowed, TransitionMask) or allowed.allowed.shape[0] != k:
-                raise ValueError(f"expected allowed to be a TransitionMask over {k} tags, got "
-                                 f"{_describe(allowed.allowed) if isinstance(allowed, TransitionMask) else allowed!r}")
+            if not isinstance(allowed, TransitionMask):
+                raise TypeError(f"expected allowed to be None or a kexue.nn.TransitionMask, got "
+                                f"{type(allowed).__name__}")
+            if allowed.allowed.shape[0] != k:
+                raise ValueError(f"expected allowed over {k} tags like the CRF, got {allowed.allowed.shape[0]}")
             trans = trans.masked_fill(~allowed.allowed.to(trans.device), float("-inf"))
             for ok, extra in ((start_ok, allowed.start), (end_ok, allowed.end)):
                 if extra is not None:
@@ -217,18 +220,18 @@ class CRF(nn.Module):
 
     def _check(self, emissions: Tensor, mask: Tensor | None) -> Tensor:
         """The kept positions as a bool ``(batch, seq)`` tensor, after checking ``emissions`` and ``mask``."""
-        if not isinstance(emissions, Tensor) or not emissions.dtype.is_floating_point or emissions.dim() != 3 \
-                or emissions.shape[2] != self.num_tags or emissions.shape[0] == 0 or emissions.shape[1] == 0:
-            raise ValueError(f"expected emissions to be a float tensor of shape (batch >= 1, seq >= 1, "
-                             f"{self.num_tags}), got {_describe(emissions)}")
+        _check_type("emissions", emissions, "a floating-point tensor", lambda d: d.is_floating_point)
+        if emissions.dim() != 3 or emissions.shape[2] != self.num_tags or emissions.numel() == 0:
+            raise ValueError(f"expected emissions of shape (batch >= 1, seq >= 1, {self.num_tags}), got "
+                             f"{tuple(emissions.shape)}")
         if not bool(torch.isfinite(emissions).all()):
             raise ValueError("expected finite emissions, got a NaN or an infinity")
         if mask is None:
             return torch.ones(emissions.shape[:2], dtype=torch.bool, device=emissions.device)
-        if not isinstance(mask, Tensor) or mask.shape != emissions.shape[:2] or mask.dtype.is_floating_point \
-                or mask.dtype.is_complex:
-            raise ValueError(f"expected mask to be a bool or 0/1 integer tensor of shape "
-                             f"{tuple(emissions.shape[:2])}, got {_describe(mask)}")
+        _check_type("mask", mask, "None or a bool or 0/1 integer tensor", lambda d: d == torch.bool or _is_integer(d))
+        if mask.shape != emissions.shape[:2]:
+            raise ValueError(f"expected mask of shape {tuple(emissions.shape[:2])} like emissions, got "
+                             f"{tuple(mask.shape)}")
         if mask.dtype != torch.bool:
             if bool(((mask != 0) & (mask != 1)).any()):
                 raise ValueError(f"expected mask of 0s and 1s, got {int(mask[(mask != 0) & (mask != 1)][0])}")
@@ -331,17 +334,25 @@ def _tag_set(name: str, tags: Sequence[int] | None, k: int, device: torch.device
     ok = torch.zeros(k, dtype=torch.bool, device=device)
     if tags is None:
         return ok.fill_(True)
-    if isinstance(tags, (str, bytes, Tensor)) or not isinstance(tags, Sequence) or len(tags) == 0:
-        raise ValueError(f"expected {name} to be None or a non-empty list of tags, got {tags!r}")
+    if isinstance(tags, (str, bytes, Tensor)) or not isinstance(tags, Sequence):
+        raise TypeError(f"expected {name} to be None or a list of tags, got {type(tags).__name__}")
+    if len(tags) == 0:
+        raise ValueError(f"expected {name} to hold at least one tag, got {tags!r}")
     for i, t in enumerate(tags):
         ok[check_int(f"{name}[{i}]", t, minimum=0, maximum=k - 1)] = True
     return ok
 
 
-def _describe(x: object) -> str:
-    if isinstance(x, Tensor):
-        return f"shape {tuple(x.shape)} and {x.dtype}"
-    return f"{type(x).__name__}"
+def _is_integer(dtype: torch.dtype) -> bool:
+    return not (dtype.is_floating_point or dtype.is_complex or dtype == torch.bool)
+
+
+def _check_type(name: str, x: object, what: str, dtype_ok: Callable[[torch.dtype], bool]) -> None:
+    """``TypeError("expected NAME to be WHAT, got ...")`` unless ``x`` is a tensor whose dtype passes."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"expected {name} to be {what}, got {type(x).__name__}")
+    if not dtype_ok(x.dtype):
+        raise TypeError(f"expected {name} to be {what}, got {x.dtype}")
 
 
 __all__ = ["CRF", "REDUCTIONS", "Reduction", "TransitionMask", "ViterbiPath", "bio_transition_mask",
