@@ -123,20 +123,23 @@ def test_float32_matches_float64_on_a_bert_like_batch():
 
 
 def test_underflowing_sums_fall_back_to_logsumexp():
-    # tag 0 dominates every step by 200 and 0 -> 1 costs 200 while 1 -> 1 is free: in float32 the fast form's sum
-    # for tag 1, exp(-200) + exp(-200), underflows; the row must be flagged and recomputed
+    # tag 0 leads by 200 and 0 -> 1 costs 200 while 1 -> 1 is free: in float32 the fast form's sum for tag 1,
+    # exp(-200) + exp(-200), underflows (clamped, it reads exp(-87)); the last step makes tag 1 the only way out, so
+    # the error reaches log Z unless the row is flagged and recomputed
     crf = CRF(2, boundary=False)
     with torch.no_grad():
         crf.transitions.copy_(torch.tensor([[0.0, -200.0], [0.0, 0.0]]))
-    emissions = torch.tensor([[[200.0, 0.0]] * 3, [[1.0, 0.0]] * 3])
+    emissions = torch.tensor([[[200.0, 0.0], [200.0, 0.0], [-1000.0, 0.0]], [[1.0, 0.0]] * 3])
     trans, start, end = crf._weights(torch.float32)
-    _, bad = _forward_algorithm(emissions, torch.ones(2, 3, dtype=torch.bool), trans, start, end, fast=True)
+    with torch.no_grad():
+        fast, bad = _forward_algorithm(emissions, torch.ones(2, 3, dtype=torch.bool), trans, start, end, fast=True)
     assert bad.tolist() == [True, False]
     crf64 = CRF(2, boundary=False).double()
     crf64.load_state_dict(crf.state_dict())
     want = crf64.log_partition(emissions.double())
     for b, (z, *_rest) in enumerate(_brute(crf64, emissions.double(), torch.ones(2, 3, dtype=torch.bool))):
         torch.testing.assert_close(want[b], z, rtol=1e-13, atol=1e-13)
+    assert abs(fast[0].item() - want[0].item()) > 50  # the unflagged fast form alone would be far off
     leaf = emissions.clone().requires_grad_(True)
     logz = crf.log_partition(leaf)
     torch.testing.assert_close(logz.double(), want, rtol=1e-6, atol=1e-5)
