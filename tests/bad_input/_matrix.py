@@ -34,7 +34,8 @@ import pytest
 
 #: The public packages whose ``__all__`` names entry points (a subpackage is listed when users import from it).
 PACKAGES = ("kexue.nn", "kexue.optim", "kexue.losses", "kexue.models", "kexue.embed", "kexue.classify", "kexue.data",
-            "kexue.data.fetch", "kexue.data.shuffle", "kexue.stats", "kexue.train", "kexue.env", "kexue.generative")
+            "kexue.data.fetch", "kexue.data.shuffle", "kexue.stats", "kexue.train", "kexue.env", "kexue.generative",
+            "kexue.heads")
 
 #: Dataclasses that a function returns (its result, not something a user builds with inputs to check).
 RESULT_TYPES = {

@@ -234,8 +234,10 @@ def soft_f1(pred: Iterable[tuple[Hashable, str]], gold: Iterable[tuple[Hashable,
     by_key: dict[Hashable, tuple[list[str], list[str]]] = {}
     for side, items in ((0, pred), (1, gold)):
         for item in items:
-            if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], str) and item[1]):
-                raise TypeError(f"expected items of (key, non-empty text), got {item!r}")
+            if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], str)):
+                raise TypeError(f"expected items of (key, text), got {item!r}")
+            if not item[1]:
+                raise ValueError(f"expected items with a non-empty text, got {item!r}")
             by_key.setdefault(item[0], ([], []))[side].append(item[1])
     x = 0.0
     for ps, gs in by_key.values():
