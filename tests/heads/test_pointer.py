@@ -196,3 +196,20 @@ def test_training_step_runs_and_learns_the_subject_flags():
         opt.step()
     got = head.extract(x, torch.ones(4, 6, dtype=torch.bool))
     assert all(Triple(2, 3, 1, 4, 5) in row for row in got)
+
+
+def test_pre_norm_states_from_a_kexue_transformer_by_the_documented_hook():
+    from kexue.models import Transformer, TransformerConfig
+
+    torch.manual_seed(0)
+    cfg = TransformerConfig(vocab_size=30, hidden_size=16, num_layers=2, num_heads=2, intermediate_size=32,
+                            max_position_embeddings=12)
+    model = Transformer(cfg).eval()
+    store = []
+    model.blocks[-1].ffn_norm.register_forward_pre_hook(lambda m, args: store.append(args[0]))
+    out = model(torch.randint(1, 30, (2, 7)))
+    u = store[-1]
+    torch.testing.assert_close(model.blocks[-1].ffn_norm(u), out.last_hidden_state)  # u is the sum before the norm
+    head = SubjectObjectPointer(16, 3)
+    logits = head(out.last_hidden_state, torch.tensor([[1, 2], [0, 0]]), pre_norm=u)
+    assert logits.object.shape == (2, 7, 3, 2)

@@ -117,8 +117,9 @@ class SubjectObjectPointer(nn.Module):
 
     with CLN a :class:`kexue.nn.ConditionalLayerNorm` (γ, β shifted by zero-initialised projections of c) and
     (start, end) flags per predicate p. Keeping the powers inside the head keeps the decoding thresholds (0.4 on q)
-    meaning the same thing. Without ``pre_norm`` the object head reads ``hidden_states`` (a forward hook on the last
-    block's pre-norm sum gives u for kexue's post-norm :class:`~kexue.models.Transformer`).
+    meaning the same thing. Without ``pre_norm`` the object head reads ``hidden_states``. For kexue's post-norm
+    :class:`~kexue.models.Transformer`, u is the input of the last block's ``ffn_norm``; a forward pre-hook takes
+    it: ``model.blocks[-1].ffn_norm.register_forward_pre_hook(lambda m, args: store.append(args[0]))``.
 
     Args:
         hidden: the encoder width.
