@@ -147,19 +147,26 @@ class UniVAE(nn.Module):
 
     # -- the pieces ---------------------------------------------------------------------------------------------
 
-    def _check_text(self, input_ids: Tensor, attention_mask: Tensor | None) -> Tensor | None:
+    def _check_text(self, input_ids: Tensor, attention_mask: Tensor | None, ids_name: str = "input_ids",
+                    mask_name: str = "attention_mask") -> Tensor | None:
         """Check the texts (as the Transformer checks its inputs, plus the fixed length and right padding with the
         first token real); the 1/0 mask as a long tensor, or None when there is no padding."""
-        self.transformer.attention_mask(input_ids, attention_mask, None)  # types, shapes, ids and 1/0 values
+        try:
+            self.transformer.attention_mask(input_ids, attention_mask, None)  # types, shapes, ids and 1/0 values
+        except (TypeError, ValueError) as e:  # the Transformer's messages name input_ids and attention_mask
+            if ids_name == "input_ids":
+                raise
+            message = str(e).replace("input_ids", ids_name).replace("attention_mask", mask_name)
+            raise type(e)(message) from None
         if input_ids.shape[1] != self.maxlen:
-            raise ValueError(f"expected input_ids of shape (batch, maxlen={self.maxlen}) (pad every text to maxlen, "
+            raise ValueError(f"expected {ids_name} of shape (batch, maxlen={self.maxlen}) (pad every text to maxlen, "
                              f"else the decoder's start position leaks the length), got {tuple(input_ids.shape)}")
         if attention_mask is None:
             return None
         keep = attention_mask.long()
         if not bool((keep.cumprod(dim=1) == keep).all()) or not bool(keep[:, 0].all()):
-            raise ValueError("expected attention_mask right-padded with the first token real (rows of the form "
-                             "1…1 0…0), got a row that is not")
+            raise ValueError(f"expected {mask_name} right-padded with the first token real (rows of the form "
+                             f"1…1 0…0), got a row that is not")
         return None if bool(keep.all()) else keep
 
     def _check_z(self, z: object, batch: int | None) -> Tensor:
@@ -232,12 +239,26 @@ class UniVAE(nn.Module):
     # -- the public methods -------------------------------------------------------------------------------------
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None, z: Tensor | None = None,
-                generator: torch.Generator | None = None, sample: bool | None = None) -> UniVAEOutput:
+                generator: torch.Generator | None = None, sample: bool | None = None,
+                encoder_ids: Tensor | None = None, encoder_mask: Tensor | None = None) -> UniVAEOutput:
         """The text twice through the model: the decoder segment's logits, the encoder's z_μ, the latents used and
         the KL per row. ``z`` (batch, k·z_dim), when given, is injected instead of the encoder's latents (its blocks
         taken as they are: pass unit blocks for vMF); else z is drawn with ``generator`` when ``sample`` (default:
-        ``self.training``), z = z_μ otherwise. z_μ of layer j + 1 is computed with layer j's injected z."""
+        ``self.training``), z = z_μ otherwise. z_μ of layer j + 1 is computed with layer j's injected z.
+        ``encoder_ids``/``encoder_mask``: a different text for the encoder segment (default: ``input_ids`` and
+        ``attention_mask``; ``encoder_mask`` None then means no padding), e.g. to show that with ``z`` given the
+        encoder's tokens cannot change the logits."""
         keep = self._check_text(input_ids, attention_mask)
+        if encoder_ids is None:
+            if encoder_mask is not None:
+                raise ValueError("expected encoder_mask=None without encoder_ids (attention_mask masks both "
+                                 "segments), got a tensor")
+            encoder_ids, enc_keep = input_ids, keep
+        else:
+            enc_keep = self._check_text(encoder_ids, encoder_mask, "encoder_ids", "encoder_mask")
+            if encoder_ids.shape != input_ids.shape or encoder_ids.device != input_ids.device:
+                raise ValueError(f"expected encoder_ids of input_ids' shape {tuple(input_ids.shape)} on "
+                                 f"{input_ids.device}, got {tuple(encoder_ids.shape)} on {encoder_ids.device}")
         b, n = input_ids.shape
         given = self._check_z(z, b) if z is not None else None
         check_generator("generator", generator)
@@ -245,9 +266,13 @@ class UniVAE(nn.Module):
         dev = input_ids.device
         segments = torch.cat([torch.zeros(1, n, dtype=torch.long, device=dev),
                               torch.ones(1, n, dtype=torch.long, device=dev)], dim=1)
-        x = self._embed(torch.cat([input_ids, input_ids], 1), segments, torch.arange(2 * n, device=dev)[None])
-        masks = self._masks(segments, torch.cat([keep, keep], 1) if keep is not None else None)
-        x, mu, zs, kl = self._blocks(x, masks, given, draw, generator)
+        x = self._embed(torch.cat([encoder_ids, input_ids], 1), segments, torch.arange(2 * n, device=dev)[None])
+        if keep is None and enc_keep is None:
+            both = None
+        else:
+            ones = torch.ones_like(input_ids)
+            both = torch.cat([enc_keep if enc_keep is not None else ones, keep if keep is not None else ones], 1)
+        x, mu, zs, kl = self._blocks(x, self._masks(segments, both), given, draw, generator)
         assert mu is not None and zs is not None and kl is not None
         return UniVAEOutput(self._logits(x[:, n:]), mu, zs, kl)
 
