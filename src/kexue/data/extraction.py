@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
@@ -156,6 +157,16 @@ def _json(path: Path) -> Any:
         raise ValueError(f"{path}: expected a JSON document, got a file that is not JSON ({e})") from None
 
 
+@contextmanager
+def _record(where: str, what: str) -> Iterator[None]:
+    """Turn the error of a record without the expected fields into ``ValueError`` naming the file and record."""
+    try:
+        yield
+    except (KeyError, TypeError, IndexError, AttributeError) as e:
+        raise ValueError(f"{where}: expected {what}, got a record that does not fit ({type(e).__name__}: {e})") \
+            from None
+
+
 def _check_offset(where: str, context: str, text: str, start: int) -> tuple[int, int]:
     if context[start:start + len(text)] != text or start < 0:
         raise ValueError(f"{where}: expected {text!r} at character {start}, got "
@@ -192,8 +203,12 @@ def load_conll2003(split: ExtractionSplit = "train", root: str | Path | None = N
 
 def _phee_mentions(role: str, node: dict[str, Any], context: str, where: str) -> list[Argument]:
     out = []
-    for pieces, starts, entity in zip(node["text"], node["start"], node["entity_id"], strict=True):
-        spans = tuple(_check_offset(f"{where}, {role}", context, t, s) for t, s in zip(pieces, starts, strict=True))
+    texts, starts, ids = node["text"], node["start"], node["entity_id"]
+    if not len(texts) == len(starts) == len(ids) or any(len(t) != len(s) for t, s in zip(texts, starts)):
+        raise ValueError(f"{where}, {role}: expected as many starts and entity ids as texts, piece for piece, got "
+                         f"texts {texts}, starts {starts}, entity ids {ids}")
+    for pieces, starts_, entity in zip(texts, starts, ids):
+        spans = tuple(_check_offset(f"{where}, {role}", context, t, s) for t, s in zip(pieces, starts_))
         out.append(Argument(role, spans, tuple(pieces), entity, node.get("value")))
     return out
 
@@ -227,11 +242,12 @@ def load_phee(split: ExtractionSplit = "train", root: str | Path | None = None) 
     out = []
     for lineno, rec in _json_lines(path):
         where = f"{path}, line {lineno}"
-        annotations = rec["annotations"]
-        if len(annotations) != 1:
-            raise ValueError(f"{where}: expected one annotation set, got {len(annotations)}")
-        events = tuple(_phee_event(ev, rec["context"], where) for ev in annotations[0]["events"])
-        out.append(EventSentence(rec["id"], rec["context"], events))
+        with _record(where, "a PHEE record (id, context, annotations: [{events: [...]}])"):
+            annotations = rec["annotations"]
+            if len(annotations) != 1:
+                raise ValueError(f"{where}: expected one annotation set, got {len(annotations)}")
+            events = tuple(_phee_event(ev, rec["context"], where) for ev in annotations[0]["events"])
+            out.append(EventSentence(rec["id"], rec["context"], events))
     return out
 
 
@@ -245,13 +261,15 @@ def load_webnlg(split: WebNLGSplit = "train", variant: WebNLGVariant = "exact",
     path = _path(_base(root), "webnlg", _WEBNLG_FOLDERS[variant], f"{split}_triples.json")
     out = []
     for i, rec in enumerate(_json(path)):
-        text = rec["text"]
-        triples = tuple(Triple(*t) for t in rec["triple_list"])
-        for t in triples:
-            for name, value in (("subject", t.subject), ("object", t.object)):
-                if value not in text:
-                    raise ValueError(f"{path}, record {i}: expected the {name} {value!r} in the text, got {text!r}")
-        out.append(RelationSentence(text, triples))
+        with _record(f"{path}, record {i}", "a CasRel record (text, triple_list of [subject, predicate, object])"):
+            text = rec["text"]
+            triples = tuple(Triple(*t) for t in rec["triple_list"])
+            for t in triples:
+                for name, value in (("subject", t.subject), ("object", t.object)):
+                    if value not in text:
+                        raise ValueError(f"{path}, record {i}: expected the {name} {value!r} in the text, got "
+                                         f"{text!r}")
+            out.append(RelationSentence(text, triples))
     return out
 
 
@@ -261,27 +279,36 @@ def load_webnlg_relations(variant: WebNLGVariant = "exact", root: str | Path | N
     check_choice("variant", variant, WebNLGVariant)
     path = _path(_base(root), "webnlg", _WEBNLG_FOLDERS[variant], "rel2id.json")
     data = _json(path)
-    if isinstance(data, list) and len(data) == 1:
-        rel2id = data[0]
-    elif isinstance(data, list) and len(data) == 2:
-        id2rel, rel2id = data
-        if {r: int(k) for k, r in id2rel.items()} != rel2id:
-            raise ValueError(f"{path}: expected [id2rel, rel2id] that agree, got two maps that differ")
-    else:
-        raise ValueError(f"{path}: expected [rel2id] or [id2rel, rel2id], got {type(data).__name__} of "
-                         f"{len(data) if isinstance(data, list) else 1}")
-    return {str(r): int(i) for r, i in rel2id.items()}
+    with _record(str(path), "[rel2id] or [id2rel, rel2id]"):
+        if isinstance(data, list) and len(data) == 1:
+            rel2id = data[0]
+        elif isinstance(data, list) and len(data) == 2:
+            id2rel, rel2id = data
+            if {r: int(k) for k, r in id2rel.items()} != rel2id:
+                raise ValueError(f"{path}: expected [id2rel, rel2id] that agree, got two maps that differ")
+        else:
+            raise ValueError(f"{path}: expected [rel2id] or [id2rel, rel2id], got {type(data).__name__} of "
+                             f"{len(data) if isinstance(data, list) else 1}")
+        return {str(r): int(i) for r, i in rel2id.items()}
 
 
 def _squad_examples(path: Path, find: bool) -> list[QAExample]:
+    with _record(str(path), "SQuAD JSON (data: [{title, paragraphs: [{context, qas: [{id, question, answers}]}]}])"):
+        return _squad_records(path, _json(path)["data"], find)
+
+
+def _squad_records(path: Path, data: list[Any], find: bool) -> list[QAExample]:
     out = []
-    for article in _json(path)["data"]:
+    for article in data:
         for para in article["paragraphs"]:
             context = para["context"]
             for qa in para["qas"]:
                 answers = []
                 for a in qa["answers"]:
                     start = context.find(a["text"]) if find else a["answer_start"]
+                    if find and start < 0:
+                        raise ValueError(f"{path}, question {qa['id']}: expected the answer {a['text']!r} in its "
+                                         f"context, got a context without it")
                     _check_offset(f"{path}, question {qa['id']}", context, a["text"], start)
                     answers.append(Answer(a["text"], start))
                 out.append(QAExample(qa["id"], article["title"], context, qa["question"], tuple(answers)))
@@ -322,23 +349,32 @@ def load_duee(root: str | Path | None = None) -> list[EventSentence]:
     path = _path(_base(root), "duee", "duee_dev.json")
     out = []
     for lineno, rec in _json_lines(path):
-        where, text = f"{path}, line {lineno}", rec["text"]
-        events = []
-        for ev in rec["event_list"]:
-            trigger = Argument("trigger", (_check_offset(where, text, ev["trigger"], ev["trigger_start_index"]),),
-                               (ev["trigger"],))
-            args = tuple(Argument(a["role"], (_check_offset(where, text, a["argument"], a["argument_start_index"]),),
-                                  (a["argument"],)) for a in ev["arguments"])
-            events.append(Event(ev["event_type"], trigger, args))
-        out.append(EventSentence(rec["id"], text, tuple(events)))
+        with _record(f"{path}, line {lineno}", "a DuEE record (text, id, event_list)"):
+            out.append(_duee_record(rec, f"{path}, line {lineno}"))
     return out
+
+
+def _duee_record(rec: dict[str, Any], where: str) -> EventSentence:
+    text = rec["text"]
+    events = []
+    for ev in rec["event_list"]:
+        trigger = Argument("trigger", (_check_offset(where, text, ev["trigger"], ev["trigger_start_index"]),),
+                           (ev["trigger"],))
+        args = tuple(Argument(a["role"], (_check_offset(where, text, a["argument"], a["argument_start_index"]),),
+                              (a["argument"],)) for a in ev["arguments"])
+        events.append(Event(ev["event_type"], trigger, args))
+    return EventSentence(rec["id"], text, tuple(events))
 
 
 def load_duee_schema(root: str | Path | None = None) -> dict[str, tuple[str, ...]]:
     """DuEE's event schema (``duee/duee_event_schema.json``): event type -> its roles, 65 types and 217 (type, role)
     pairs, so the post's BIO tagging has 2 x 217 + 1 = 435 labels."""
     path = _path(_base(root), "duee", "duee_event_schema.json")
-    return {rec["event_type"]: tuple(r["role"] for r in rec["role_list"]) for _, rec in _json_lines(path)}
+    out = {}
+    for lineno, rec in _json_lines(path):
+        with _record(f"{path}, line {lineno}", "a DuEE schema record (event_type, role_list: [{role}])"):
+            out[rec["event_type"]] = tuple(r["role"] for r in rec["role_list"])
+    return out
 
 
 __all__ = ["Answer", "Argument", "Event", "EventSentence", "ExtractionSplit", "QAExample", "QASplit",
