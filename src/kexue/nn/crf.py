@@ -113,6 +113,14 @@ class CRF(nn.Module):
     are fixed zeros, not parameters). All start uniform in [-0.1, 0.1] as in pytorch-crf. ``lr_multiplier`` is read
     by :func:`crf_param_groups`. Works in float32 and float64 (``crf.double()``); the arithmetic runs in the
     promoted dtype of the emissions and the parameters. See the module docstring for the formulas and the masks.
+
+    The LIC2020 tagger (``P`` (event type, role) pairs, BIO tags, ``mask`` 0 at [CLS], [SEP] and padding)::
+
+        crf = CRF(2 * P + 1, lr_multiplier=100)
+        loss = crf(dense(hidden), target, mask)                       # NLL, mean over the batch
+        opt = torch.optim.AdamW(crf_param_groups(model, 2e-5))        # the CRF at 2e-3
+        best = crf.viterbi(dense(hidden), mask, allowed=bio_transition_mask(P))
+        best.tags                                                     # (batch, seq), -1 where mask is 0
     """
 
     def __init__(self, num_tags: int, lr_multiplier: float = 1.0, boundary: bool = True) -> None:
