@@ -79,6 +79,19 @@ def test_zero_leakage_with_z_fixed():
     assert not torch.equal(m(changed, MASK, z=z).logits[:, 1:], base.logits[:, 1:])
 
 
+def test_zero_leakage_in_training_mode_with_dropout():
+    # dropout draws the same masks for both texts (same shapes, same seed), and a dropped or kept zero stays zero
+    m = _model(config=_config(hidden_dropout=0.3, attention_dropout=0.3)).train()
+    z = m.prior_sample(3, _gen(1))
+    enc, enc_mask = _other_encoder_text()
+    torch.manual_seed(5)
+    base = m(IDS, MASK, z=z).logits
+    torch.manual_seed(5)
+    assert torch.equal(base, m(IDS, MASK, z=z, encoder_ids=enc, encoder_mask=enc_mask).logits)
+    torch.manual_seed(6)
+    assert not torch.equal(base, m(IDS, MASK, z=z).logits)  # dropout is on
+
+
 def test_leakage_test_fails_with_one_more_column_open(monkeypatch):
     # the UniLM mask lets the decoder see every encoder column: the same comparison must then differ
     m = _model()

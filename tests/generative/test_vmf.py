@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kexue.generative import VonMisesFisherSampler, vmf_mean_cosine
+from kexue.generative import MAX_KAPPA, VonMisesFisherSampler, vmf_mean_cosine
 
 F64 = torch.float64
 
@@ -43,6 +43,14 @@ def test_mean_cosine_limits():
     for d in (3, 16):  # A_d(κ) = 1 − (d − 1)/(2κ) + O(κ⁻²)
         assert vmf_mean_cosine(d, 1e6) == pytest.approx(1 - (d - 1) / 2e6, abs=1e-10)
     assert vmf_mean_cosine(16, 1e-4) == pytest.approx(1e-4 / 16, rel=1e-6)  # κ/d for small κ
+    assert vmf_mean_cosine(768, MAX_KAPPA) == pytest.approx(1 - 767 / 2e12, abs=1e-15)
+
+
+def test_largest_kappa_samples_next_to_mu():
+    mu = _unit(1000, 16, 11)
+    z = VonMisesFisherSampler(16, MAX_KAPPA)(mu, generator=_gen(12))
+    one_minus_w = 1 - (mu * z).sum(-1)
+    assert bool(torch.isfinite(z).all()) and float(one_minus_w.abs().max()) < 1e-9
 
 
 @pytest.mark.parametrize("d,kappa", [(2, 1.0), (3, 5.0), (16, 32.0), (64, 10.0), (16, 0.0), (8, 500.0)])

@@ -40,6 +40,7 @@ from .simsiam import (
     toy_dynamics,
 )
 from .univae import (
+    MAX_KAPPA,
     POSTERIORS,
     Posterior,
     UniVAE,
@@ -91,7 +92,7 @@ __all__ = ["PARAMETRIZATIONS", "SIGMAS", "ConvDenoiser", "MLPDenoiser", "PaperSc
            "mlp_encoder", "mlp_predictor", "simsiam_loss", "toy_dynamics",
            "LIKELIHOODS", "VAE", "ImportanceWeights", "Likelihood", "LogLikelihood", "Proposal", "vae_decoder",
            "vae_encoder",
-           "POSTERIORS", "Posterior", "UniVAE", "UniVAELoss", "UniVAEOutput", "VonMisesFisherSampler",
+           "MAX_KAPPA", "POSTERIORS", "Posterior", "UniVAE", "UniVAELoss", "UniVAEOutput", "VonMisesFisherSampler",
            "vmf_mean_cosine",
            "CRITIC_METHODS", "CRITIC_NORMS", "GAUSSIAN_MIXTURES", "CriticGradient", "CriticLoss", "CriticMethod",
            "CriticNorm", "GaussianMixture", "MixtureSample", "ModeCoverage", "WGANLosses", "critic_gradient",

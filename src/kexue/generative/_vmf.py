@@ -32,6 +32,14 @@ from .._validate import check_float, check_generator, check_int
 _RATIO_TOL = 1e-15
 #: The deepest continued fraction tried (κ up to about 10⁷ converges well before it).
 _MAX_DEPTH = 1 << 26
+#: The largest κ taken: beyond about 10¹⁵ Wood's x₀ = (1 − b)/(1 + b) rounds to 1 in float64 (and κ² overflows past
+#: 10¹⁵⁴); at 10¹² a sample's angle to μ is already about 10⁻⁶.
+MAX_KAPPA = 1e12
+
+
+def _check_kappa(kappa: object) -> float:
+    """κ as a float if it is a real number in [0, :data:`MAX_KAPPA`] (the one check of every entry that takes κ)."""
+    return check_float("kappa", kappa, 0.0, MAX_KAPPA)
 
 
 def _ratio(nu: float, x: float, depth: int) -> float:
@@ -60,7 +68,8 @@ def _mean_cosine(dim: int, kappa: float) -> float:
 
 def vmf_mean_cosine(dim: int, kappa: float) -> float:
     """A_d(κ) = I_{d/2}(κ)/I_{d/2−1}(κ), the mean cosine E[μᵀz] of a von Mises–Fisher sample z on S^{d−1} around μ
-    with concentration κ (kexue.fm/archives/8404). 0 at κ = 0 (uniform); about 1 − (d − 1)/(2κ) for κ ≫ d.
+    with concentration κ ∈ [0, 10¹²] (kexue.fm/archives/8404). 0 at κ = 0 (uniform); about 1 − (d − 1)/(2κ) for
+    κ ≫ d.
 
     Computed in float64 by the backward recurrence (a continued fraction) of the Bessel ratio, deepened until two
     depths agree to 1e−15 relative, so neither Bessel function is formed (they overflow for large κ); agrees with
@@ -70,7 +79,7 @@ def vmf_mean_cosine(dim: int, kappa: float) -> float:
     0.7899
     """
     check_int("dim", dim, 2)
-    return _mean_cosine(dim, check_float("kappa", kappa, 0.0))
+    return _mean_cosine(dim, _check_kappa(kappa))
 
 
 def _sample_cosine(dim: int, kappa: float, n: int, generator: torch.Generator | None,
@@ -112,7 +121,7 @@ class VonMisesFisherSampler(nn.Module):
     the same shape, ‖z‖ = 1, with z = w·μ + √(1 − w²)·ν, w ~ p(w) ∝ exp(κw)(1 − w²)^{(dim−3)/2} (Wood's algorithm)
     and ν uniform among the unit vectors orthogonal to μ. Gradients flow to ``mu``; E[μᵀz] = A_dim(κ)
     (:func:`vmf_mean_cosine`, the attribute :attr:`mean_cosine`). No parameters; the same draws for the same
-    ``generator`` state. κ = 0 samples the uniform distribution on the sphere.
+    ``generator`` state. κ = 0 samples the uniform distribution on the sphere; κ is at most :data:`MAX_KAPPA`.
 
     With a uniform prior on the sphere, KL(vMF(μ, κ) ‖ uniform) does not depend on μ, so a VAE with this posterior
     and fixed κ has a constant KL term and κ alone sets its information rate (UniVAE, kexue.fm/archives/8475).
@@ -121,7 +130,7 @@ class VonMisesFisherSampler(nn.Module):
     def __init__(self, dim: int, kappa: float) -> None:
         super().__init__()
         self.dim = check_int("dim", dim, 2)
-        self.kappa = check_float("kappa", kappa, 0.0)
+        self.kappa = _check_kappa(kappa)
         #: A_dim(κ), the mean cosine of a sample with its mean direction.
         self.mean_cosine = _mean_cosine(self.dim, self.kappa)
 
@@ -146,4 +155,4 @@ class VonMisesFisherSampler(nn.Module):
         return _sample_vmf(mu, self.kappa, generator)
 
 
-__all__ = ["VonMisesFisherSampler", "vmf_mean_cosine"]
+__all__ = ["MAX_KAPPA", "VonMisesFisherSampler", "vmf_mean_cosine"]

@@ -38,7 +38,7 @@ from ..models.decoding import beam_search, greedy_search
 from ..models.transformer import Transformer
 from ..nn.init import init_weight_
 from ..nn.masks import independent_mask, padding_mask, uniae_mask
-from ._vmf import VonMisesFisherSampler, _sample_vmf, vmf_mean_cosine
+from ._vmf import MAX_KAPPA, VonMisesFisherSampler, _check_kappa, _sample_vmf, vmf_mean_cosine
 
 Posterior = Literal["vmf", "gaussian"]
 POSTERIORS: tuple[Posterior, ...] = get_args(Posterior)
@@ -86,7 +86,7 @@ class UniVAE(nn.Module):
         check_int("num_latent_layers", num_latent_layers, 1, config.num_layers - 1)  # layer 1's [CLS] is constant
         check_choice("posterior", posterior, Posterior)
         check_int("z_dim", z_dim, 2 if posterior == "vmf" else 1)
-        check_float("kappa", kappa, 0.0)
+        _check_kappa(kappa)
         check_int("maxlen", maxlen, 2)
         if config.attention != "softmax" or config.residual_attention:
             raise ValueError(f"expected softmax attention without residual_attention (UniVAE sets an n×n mask per "
@@ -180,7 +180,8 @@ class UniVAE(nn.Module):
             raise ValueError(f"expected z of shape {want}, got {tuple(z.shape)}")
         if not bool(torch.isfinite(z).all()):
             raise ValueError("expected z to be finite, got nan or inf")
-        return z.to(self.transformer.embeddings.word.weight.dtype)
+        w = self.transformer.embeddings.word.weight
+        return z.to(w.device, w.dtype)
 
     def _embed(self, ids: Tensor, segments: Tensor, positions: Tensor) -> Tensor:
         return self.transformer.embeddings(ids, segments, positions + self._offset)
@@ -382,5 +383,5 @@ class _LatentStep:
         return log_probs
 
 
-__all__ = ["POSTERIORS", "Posterior", "UniVAE", "UniVAELoss", "UniVAEOutput", "VonMisesFisherSampler",
+__all__ = ["MAX_KAPPA", "POSTERIORS", "Posterior", "UniVAE", "UniVAELoss", "UniVAEOutput", "VonMisesFisherSampler",
            "vmf_mean_cosine"]
