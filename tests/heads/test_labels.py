@@ -9,7 +9,16 @@ import random
 import pytest
 import torch
 
-from kexue.heads import Argument, BIOScheme, SlotTriple, flatten_triples, lcs_length, merge_triples, soft_f1, soft_match
+from kexue.heads import (
+    ArgumentSpan,
+    BIOScheme,
+    SlotTriple,
+    flatten_triples,
+    lcs_length,
+    merge_triples,
+    soft_f1,
+    soft_match,
+)
 
 PAIRS = [("attack", "attacker"), ("attack", "target"), ("trade", "buyer")]
 
@@ -25,8 +34,8 @@ def test_label_ids_follow_the_post():
 
 def test_round_trip_keeps_repeated_arguments_and_several_of_one_role():
     scheme = BIOScheme(PAIRS)
-    args = [Argument("attack", "target", 1, 2), Argument("attack", "target", 3, 3),  # two targets, adjacent
-            Argument("attack", "attacker", 5, 6), Argument("attack", "attacker", 9, 10)]  # the same text twice
+    args = [ArgumentSpan("attack", "target", 1, 2), ArgumentSpan("attack", "target", 3, 3),  # two targets, adjacent
+            ArgumentSpan("attack", "attacker", 5, 6), ArgumentSpan("attack", "attacker", 9, 10)]  # the same text twice
     tags = scheme.encode(args, 12)
     assert scheme.decode(tags) == args
     assert scheme.decode(torch.tensor(tags), strict=True) == args
@@ -57,14 +66,14 @@ def test_strict_and_lenient_decoding_on_hand_cases():
     b_att, i_att, i_tgt = 1, 2, 4
     # an I of another pair after a B: the script appends it; strict closes the argument and drops it
     tags = [0, b_att, i_tgt, i_att, 0]
-    assert scheme.decode(tags) == [Argument("attack", "attacker", 1, 3)]
-    assert scheme.decode(tags, strict=True) == [Argument("attack", "attacker", 1, 1)]
+    assert scheme.decode(tags) == [ArgumentSpan("attack", "attacker", 1, 3)]
+    assert scheme.decode(tags, strict=True) == [ArgumentSpan("attack", "attacker", 1, 1)]
     # an I with nothing open starts nothing, in both
-    assert scheme.decode([i_att, i_att, 0, b_att]) == [Argument("attack", "attacker", 3, 3)]
-    assert scheme.decode([i_att, i_att, 0, b_att], strict=True) == [Argument("attack", "attacker", 3, 3)]
+    assert scheme.decode([i_att, i_att, 0, b_att]) == [ArgumentSpan("attack", "attacker", 3, 3)]
+    assert scheme.decode([i_att, i_att, 0, b_att], strict=True) == [ArgumentSpan("attack", "attacker", 3, 3)]
     # B after B opens a new argument
-    assert scheme.decode([b_att, b_att, i_att]) == [Argument("attack", "attacker", 0, 0),
-                                                    Argument("attack", "attacker", 1, 2)]
+    assert scheme.decode([b_att, b_att, i_att]) == [ArgumentSpan("attack", "attacker", 0, 0),
+                                                    ArgumentSpan("attack", "attacker", 1, 2)]
 
 
 def test_overlap_refused_or_skipped_and_transition_mask():

@@ -9,8 +9,8 @@ import torch.nn.functional as F
 
 from kexue.heads import (
     PointerTargets,
+    SpanTriple,
     SubjectObjectPointer,
-    Triple,
     decode_pointers,
     pointer_targets,
     powered_sigmoid,
@@ -153,7 +153,7 @@ def test_extract_equals_the_loop_over_subjects_and_objects():
         ref = []
         for _, s, e, _ in loop_spans(qs[r:r + 1], mask[r:r + 1], 0.3, 0.3):
             qo = powered_sigmoid(head.object_logits(u[r:r + 1], torch.tensor([[s, e]])), 4).detach()
-            ref += [Triple(s, e, c, os_, oe) for _, os_, oe, c in loop_spans(qo, mask[r:r + 1], 0.3, 0.3)]
+            ref += [SpanTriple(s, e, c, os_, oe) for _, os_, oe, c in loop_spans(qo, mask[r:r + 1], 0.3, 0.3)]
         assert sorted(got[r]) == sorted(ref)
         n_triples += len(ref)
     assert n_triples > 0  # the case exercises the object decoding
@@ -195,7 +195,7 @@ def test_training_step_runs_and_learns_the_subject_flags():
         head.loss(head(x, t.subject_ids), t, torch.ones(4, 6, dtype=torch.bool)).backward()
         opt.step()
     got = head.extract(x, torch.ones(4, 6, dtype=torch.bool))
-    assert all(Triple(2, 3, 1, 4, 5) in row for row in got)
+    assert all(SpanTriple(2, 3, 1, 4, 5) in row for row in got)
 
 
 def test_pre_norm_states_from_a_kexue_transformer_by_the_documented_hook():

@@ -21,7 +21,7 @@ characters is :mod:`kexue.models`' tokenizer's.
 
 from .global_pointer import GlobalPointer, decode_global_pointer, global_pointer_loss
 from .labels import (
-    Argument,
+    ArgumentSpan,
     BIOScheme,
     FlatTriple,
     MatchKind,
@@ -38,8 +38,8 @@ from .pointer import (
     PointerLogits,
     PointerTargets,
     Spans,
+    SpanTriple,
     SubjectObjectPointer,
-    Triple,
     decode_pointers,
     pointer_targets,
     powered_sigmoid,
@@ -47,7 +47,7 @@ from .pointer import (
 from .span import SpanLogits, SpanPointerHead, SpanPrediction, decode_span, span_loss
 
 __all__ = [
-    "Argument",
+    "ArgumentSpan",
     "BIOScheme",
     "FlatTriple",
     "GlobalPointer",
@@ -62,7 +62,7 @@ __all__ = [
     "SpanPrediction",
     "Spans",
     "SubjectObjectPointer",
-    "Triple",
+    "SpanTriple",
     "decode_global_pointer",
     "decode_pointers",
     "decode_span",

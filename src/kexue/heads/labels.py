@@ -22,7 +22,7 @@ Overlap = Literal["error", "skip"]
 MatchKind = Literal["subsequence", "substring"]
 
 
-class Argument(NamedTuple):
+class ArgumentSpan(NamedTuple):
     """An event argument: its (event_type, role) and its token span ``start``..``end`` (inclusive)."""
 
     event_type: str
@@ -125,7 +125,7 @@ class BIOScheme:
             tags[s + 1: t + 1] = [2 * ell + 2] * (t - s)
         return tags
 
-    def decode(self, tags: Sequence[int] | Tensor, strict: bool = False) -> list[Argument]:
+    def decode(self, tags: Sequence[int] | Tensor, strict: bool = False) -> list[ArgumentSpan]:
         """Arguments from tags (a sequence of label ids or a 1-D integer tensor), in order of their starts."""
         check_bool("strict", strict)
         if isinstance(tags, Tensor):
@@ -149,7 +149,7 @@ class BIOScheme:
                 spans[-1][2] = i
             else:
                 open_pair = -1
-        return [Argument(*self.pairs[ell], s, e) for ell, s, e in spans]
+        return [ArgumentSpan(*self.pairs[ell], s, e) for ell, s, e in spans]
 
 
 def flatten_triples(triples: Iterable[tuple[str, str, Mapping[str, str]]]) -> list[FlatTriple]:
@@ -255,5 +255,5 @@ def soft_f1(pred: Iterable[tuple[Hashable, str]], gold: Iterable[tuple[Hashable,
     return SoftF1(2 * x / (y + z) if y + z else 1.0, x / y if y else 1.0, x / z if z else 1.0)
 
 
-__all__ = ["Argument", "BIOScheme", "FlatTriple", "MatchKind", "Overlap", "SlotTriple", "SoftF1", "flatten_triples",
+__all__ = ["ArgumentSpan", "BIOScheme", "FlatTriple", "MatchKind", "Overlap", "SlotTriple", "SoftF1", "flatten_triples",
            "lcs_length", "merge_triples", "soft_f1", "soft_match"]

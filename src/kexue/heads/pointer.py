@@ -19,7 +19,7 @@ from ..nn import ConditionalLayerNorm
 from ._common import check_mask, check_states
 
 
-class Triple(NamedTuple):
+class SpanTriple(NamedTuple):
     """A (subject, predicate, object) triple in token indices; spans are inclusive."""
 
     subject_start: int
@@ -205,12 +205,12 @@ class SubjectObjectPointer(nn.Module):
 
     @torch.no_grad()
     def extract(self, hidden_states: Tensor, mask: Tensor, pre_norm: Tensor | None = None,
-                start_threshold: float = 0.4, end_threshold: float = 0.4) -> list[list[Triple]]:
+                start_threshold: float = 0.4, end_threshold: float = 0.4) -> list[list[SpanTriple]]:
         """Decode every row's triples (kexue.fm/archives/7321): subjects by :func:`decode_pointers` on the subject
         head (start > threshold, the nearest end >= it above threshold), then, with each subject in turn, objects
         by the same rule per predicate on the object head. ``mask``: (batch, seq), True on the tokens that may hold
         a span (leave out [CLS], [SEP] and padding, as the script zeroes them). Returns a list of
-        :class:`Triple` per row."""
+        :class:`SpanTriple` per row."""
         x = check_states("hidden_states", hidden_states, self.hidden)
         m = check_mask("mask", mask, tuple(x.shape[:2])).to(x.device)
         u = x if pre_norm is None else pre_norm
@@ -218,7 +218,7 @@ class SubjectObjectPointer(nn.Module):
             raise ValueError(f"expected pre_norm of hidden_states' shape {tuple(x.shape)}, got {tuple(u.shape)}")
         q = powered_sigmoid(self.subject_logits(x), self.subject_power)
         subs = decode_pointers(q, m, start_threshold, end_threshold)
-        out: list[list[Triple]] = [[] for _ in range(x.shape[0])]
+        out: list[list[SpanTriple]] = [[] for _ in range(x.shape[0])]
         if subs.batch.numel() == 0:
             return out
         ids = torch.stack([subs.start, subs.end], dim=1)
@@ -227,7 +227,7 @@ class SubjectObjectPointer(nn.Module):
         sb, ss, se = subs.batch.tolist(), subs.start.tolist(), subs.end.tolist()
         for i, os_, oe, p in zip(objs.batch.tolist(), objs.start.tolist(), objs.end.tolist(),
                                  objs.channel.tolist()):
-            out[sb[i]].append(Triple(ss[i], se[i], p, os_, oe))
+            out[sb[i]].append(SpanTriple(ss[i], se[i], p, os_, oe))
         return out
 
     def extra_repr(self) -> str:
@@ -269,7 +269,7 @@ def decode_pointers(probs: Tensor, mask: Tensor | None = None, start_threshold: 
     return Spans(bi, si, nearest[bi, si, ci], ci)
 
 
-def _check_sentence(i: int, triples: Sequence[Sequence[int]], seq_len: int, num_predicates: int) -> list[Triple]:
+def _check_sentence(i: int, triples: Sequence[Sequence[int]], seq_len: int, num_predicates: int) -> list[SpanTriple]:
     if len(triples) == 0:
         raise ValueError(f"expected at least one triple per sentence (the post skips sentences without), got none in "
                          f"sentence {i}")
@@ -284,7 +284,7 @@ def _check_sentence(i: int, triples: Sequence[Sequence[int]], seq_len: int, num_
                              f"sentence {i}")
         if not 0 <= p < num_predicates:
             raise ValueError(f"expected predicate in [0, {num_predicates}), got {p} in sentence {i}")
-        out.append(Triple(ss, se, p, os_, oe))
+        out.append(SpanTriple(ss, se, p, os_, oe))
     return out
 
 
@@ -298,7 +298,7 @@ def pointer_targets(triples: Sequence[Sequence[Sequence[int]]], seq_len: int, nu
 
     Args:
         triples: per sentence, a non-empty list of (subject_start, subject_end, predicate, object_start, object_end)
-            token indices (inclusive; :class:`Triple` or plain tuples).
+            token indices (inclusive; :class:`SpanTriple` or plain tuples).
         seq_len: the padded length.
         num_predicates: P.
         generator: the draws' ``torch.Generator`` (None: torch's global one).
@@ -332,5 +332,5 @@ def pointer_targets(triples: Sequence[Sequence[Sequence[int]]], seq_len: int, nu
     return PointerTargets(subject, ids, obj)
 
 
-__all__ = ["PointerLogits", "PointerTargets", "Spans", "SubjectObjectPointer", "Triple", "decode_pointers",
+__all__ = ["PointerLogits", "PointerTargets", "Spans", "SubjectObjectPointer", "SpanTriple", "decode_pointers",
            "pointer_targets", "powered_sigmoid"]
