@@ -14,7 +14,8 @@ from kexue.nn import activations, attention
 
 @pytest.mark.parametrize("module", ["kexue.nn", "kexue.nn.activations", "kexue.nn.attention", "kexue.nn.dropout",
                                     "kexue.nn.frozen_linear", "kexue.nn.init", "kexue.nn.linear_attention",
-                                    "kexue.nn.masks", "kexue.nn.padding"])
+                                    "kexue.nn.masks", "kexue.nn.padding", "kexue.nn.crf",
+                                    "kexue.nn.conditional_norm"])
 def test_every_exported_name_resolves(module):
     mod = importlib.import_module(module)
     assert mod.__all__ and all(hasattr(mod, name) for name in mod.__all__)
