@@ -46,7 +46,8 @@ POSTERIORS: tuple[Posterior, ...] = get_args(Posterior)
 
 class UniVAEOutput(NamedTuple):
     """:meth:`UniVAE.forward`'s result: ``logits`` of the decoder segment (batch, maxlen, vocab); ``z_mu``, the
-    encoder's posterior means concatenated over the latent layers (batch, k·z_dim; unit blocks for vMF); ``z``, the
+    encoder's posterior means concatenated over the latent layers, lowest first (batch, k·z_dim: the top layer's are
+    the last z_dim columns; unit blocks for vMF); ``z``, the
     latents injected (the same shape); ``kl`` per row (batch,), KL(q(z|x) ‖ prior), zeros for vMF (a constant)."""
 
     logits: Tensor
@@ -76,7 +77,8 @@ class UniVAE(nn.Module):
 
     Sampling: :meth:`forward` and :meth:`loss` draw z in training mode and take z = z_μ in eval mode (``sample``
     overrides); :meth:`encode` returns z_μ, injecting z_μ at each latent layer as the author's encoder does.
-    :meth:`from_transformer` starts from a loaded (e.g. pretrained) Transformer's weights.
+    :meth:`from_transformer` starts from a loaded (e.g. pretrained) Transformer's weights. ``sampler`` is the
+    :class:`VonMisesFisherSampler` of a vMF model (its ``mean_cosine`` = A_{z_dim}(κ)), None for a Gaussian one.
     """
 
     def __init__(self, config: TransformerConfig, num_latent_layers: int = 4, z_dim: int = 16, kappa: float = 32.0,
