@@ -1,5 +1,5 @@
 """The `hubness_sampling` reproduction's rule on stand-in measurements (every branch: both learned guards, the
-mechanism, each quality proxy, the diversity comparison at matched quality and its unmatched case), and the
+mechanism, each quality proxy, the diversity comparison at matched quality and beyond truncation's reach), and the
 interpolation that matches truncation to hub-filtered quality."""
 
 from __future__ import annotations
@@ -86,9 +86,13 @@ def test_diversity_decided_against_truncation_at_matched_distance():
     assert H.decide(GAPS, noisy, MEAN_IMAGE, NOISE)[2][-1][2] == "inconclusive"
 
 
-def test_inconclusive_when_hub_quality_is_beyond_the_truncation_grid():
+def test_hub_quality_beyond_the_truncation_grid_is_compared_with_truncations_closest_point():
+    # truncation's distance bottoms out at ψ = 0.5 (1.58, entropy 2.15, cost 0.09, margin 0.045)
     verdict, reason, comps = H.decide(GAPS, _seeds(hub_dist=1.50), MEAN_IMAGE, NOISE)
-    assert verdict == "inconclusive" and "not matched" in reason and comps[-1][2] == "inconclusive"
+    assert verdict == "holds" and "for 3 of 3 seeds truncation never reaches hub's distance" in reason
+    assert comps[-1][1].mean == pytest.approx(2.215 - 2.15)
+    verdict, _, comps = H.decide(GAPS, _seeds(hub_dist=1.50, hub_ent=2.0), MEAN_IMAGE, NOISE)
+    assert verdict == "does not hold" and comps[-1][2] == "does not hold"
 
 
 def test_matched_truncation_interpolates_along_the_falling_branch():
@@ -98,7 +102,9 @@ def test_matched_truncation_interpolates_along_the_falling_branch():
     assert H.matched_truncation(s, 1.70).psi == 1.0 and H.matched_truncation(s, 1.80).entropy == 2.24
     # 1.61 is reached between ψ = 0.7 (1.62) and 0.6 (1.60), not on the rising branch below ψ = 0.5 (ψ = 0.3 is 1.61)
     assert H.matched_truncation(s, 1.585).psi == pytest.approx(0.525)
-    assert math.isnan(H.matched_truncation(s, 1.57).entropy)
+    assert H.matched_truncation(s, 1.585).reached
+    beyond = H.matched_truncation(s, 1.57)
+    assert not beyond.reached and beyond.psi == 0.5 and beyond.entropy == pytest.approx(2.15)
 
 
 def test_threshold_ladder_choice():
