@@ -17,12 +17,13 @@ flattened 8×8 images (64 values) and a ``ConvDenoiser`` on (1, 8, 8) images. Ea
 
 All samplers draw x_T and every z from one seeded generator in the same order, so they do the same work; the largest
 difference between their samples is printed beside the samples' largest value (with random weights the denoisers
-predict no noise, so the chain amplifies x_T by up to 1/ᾱ_T ≈ 154 and the samples run to thousands; float32 rounding
-grows with them). Rounds interleave the forms; time is the median CPU time of a chain
-(wall time with a synchronised GPU on ``--device cuda``), throughput is samples per second of a full chain, and the
-ratio is the median over rounds of diffusers' time over ours (>= 1: ours no slower, issue 15's target). The
-overhead column is (chain − floor)/T: what a sampler adds per step on top of the denoiser. diffusers is a test
-extra: without it the script says how to install it and measures nothing.
+predict no noise, so the chain amplifies x_T by up to 1/ᾱ_T ≈ 154, the samples run to hundreds or thousands and
+float32 rounding grows with them). Rounds interleave the forms (each leads a round in turn); time is the median CPU
+time of a chain (wall time with a synchronised GPU on ``--device cuda``), throughput is samples per second of a full
+chain, and the ratio is the median over rounds of diffusers' time over ours (>= 1: ours no slower, issue 15's
+target). The overhead column is (chain − floor)/T: what a sampler adds per step on top of the denoiser (with the
+conv denoiser's milliseconds per call it is within the noise of a shared machine, and the ratio near 1). diffusers
+is a test extra: without it the script says how to install it and measures nothing.
 """
 
 from __future__ import annotations
@@ -125,10 +126,11 @@ def main() -> None:
         }
         times: dict[str, list[float]] = {k: [] for k in forms}
         samples: dict[str, torch.Tensor] = {}
-        for _ in range(args.rounds):
-            for name, fn in forms.items():
+        names = list(forms)
+        for r in range(args.rounds):
+            for name in names[r % len(names):] + names[:r % len(names)]:  # each form leads a round in turn
                 c0 = clock()
-                samples[name] = fn()
+                samples[name] = forms[name]()
                 times[name].append(clock() - c0)
         base = samples["diffusers loop"]
         diff = {name: (samples[name] - base).abs().max().item() for name in forms if name.startswith("kexue")}
