@@ -9,6 +9,7 @@ import sys
 import pytest
 import torch
 
+from kexue.generative import Schedule
 from kexue.reproduce import _ddpm_checks as C
 from kexue.reproduce import _ddpm_tasks as K
 from kexue.reproduce import ddpm as D
@@ -94,9 +95,9 @@ def test_the_parametrisations_and_the_derivation_check_out():
 
 def test_the_marginal_check_rejects_a_wrong_schedule():
     """The Monte Carlo check passes for the chain it simulates and fails when the closed form is another's."""
-    s = K.Schedule.rescaled(20)
+    s = Schedule.rescaled(20)
     assert all(r["mean_z"] <= C.MC_Z and r["var_z"] <= C.MC_Z for r in C.marginal(s, 4000, (5, 20)))
-    wrong = K.Schedule(s.alpha.clone())
+    wrong = Schedule(s.alpha.clone())
     wrong.alpha_bar = s.alpha_bar**0.8  # a closed form that is not the chain's
     wrong.beta_bar = torch.sqrt(1 - wrong.alpha_bar**2)
     rows = C.marginal(wrong, 4000, (5,))
