@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
+from torch.optim.optimizer import ParamsT
 
 from ..models import Transformer
 from ..models.transformer import Block
@@ -86,11 +87,12 @@ def batches(n: int, size: int, generator: torch.Generator | None) -> Iterator[li
         yield order[s:s + size]
 
 
-def fit(params: list[nn.Parameter], n: int, loss_fn: Callable[[list[int], torch.Generator], Tensor], *,
+def fit(params: ParamsT, n: int, loss_fn: Callable[[list[int], torch.Generator], Tensor], *,
         epochs: int, batch: int, lr: float, seed: int, modules: Sequence[nn.Module] = ()) -> list[float]:
-    """AdamW (weight decay 0.01) with a linear warm-up over the first 10 % of the steps and linear decay, over
-    ``epochs`` passes of ``n`` examples in shuffled batches (``torch.Generator`` seeded with ``seed``, also handed
-    to ``loss_fn`` for its own draws). Returns the loss of every step. ``modules`` are set to train mode."""
+    """AdamW (weight decay 0.01; ``params`` are parameters, or groups with their own ``lr``) with a linear warm-up
+    over the first 10 % of the steps and linear decay, over ``epochs`` passes of ``n`` examples in shuffled batches
+    (``torch.Generator`` seeded with ``seed``, also handed to ``loss_fn`` for its own draws). Returns the loss of
+    every step. ``modules`` are set to train mode."""
     g = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
     total = epochs * ((n + batch - 1) // batch)
