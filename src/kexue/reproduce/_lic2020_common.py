@@ -3,7 +3,8 @@
 The embeddings and the lower ``6 − n_top`` blocks stay frozen; their output is computed once per text set
 (:func:`bottom_states`) and shared by every seed and epoch, and only the top ``n_top`` blocks (deep copies) and a
 task head train (:class:`TopEncoder`). Training the top blocks costs about a third of full fine-tuning per token,
-and the frozen part is paid once instead of per seed and epoch. Used by ``lic2020_span_qa`` and ``lic2020_relation``.
+and the frozen part is paid once instead of per seed and epoch. Used by ``lic2020_span_qa``, ``lic2020_relation``
+and ``lic2020_ner_crf``.
 """
 
 from __future__ import annotations
