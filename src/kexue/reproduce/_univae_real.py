@@ -20,6 +20,8 @@ from ..data.datasets import STSSet
 from ..data.registry import MissingData
 from ..generative.univae import UniVAE
 from ._univae_mechanics import leakage_check
+from .result import Table
+from .rules import Estimate, estimate
 
 MAXLEN = 32
 LATENT_LAYERS, Z_DIM, KAPPA = 2, 16, 32.0
@@ -116,6 +118,7 @@ def run_real(train: list[str], test: list[str], steps: int, n_eval: int, n_pairs
     g = torch.Generator().manual_seed(seed)
     order = rng.sample(train, len(train))
     curve = []
+    t1 = time.process_time()
     for step in range(steps):
         batch = [order[(step * BATCH + k) % len(order)] for k in range(BATCH)]
         ids, mask = _encode(tok, batch)
@@ -124,6 +127,7 @@ def run_real(train: list[str], test: list[str], steps: int, n_eval: int, n_pairs
         loss.loss.backward()
         opt.step()
         curve.append((float(loss.ce.detach()), float(loss.accuracy)))
+    train_seconds = time.process_time() - t1
     after = _teacher_forced(model, ev_ids, ev_mask)
     model.eval()
     bos, eos = int(ev_ids[0, 0]), tok.token_to_id("[SEP]")
@@ -156,4 +160,40 @@ def run_real(train: list[str], test: list[str], steps: int, n_eval: int, n_pairs
             "before": before, "after": after, "exact": exact, "recon_overlap": recon_overlap, "swaps": swaps,
             "unswapped": unswapped, "curve": curve, "examples": shown,
             "decoded": [tok.decode(d) for d in decoded[:3]], "references": held[:3],
-            "seconds": time.process_time() - t0}
+            "train_seconds": train_seconds, "seconds": time.process_time() - t0}
+
+
+def _fmt(e: Estimate) -> str:
+    return f"{e.mean:.3f} ± {e.se:.2g}"
+
+
+def real_tables(real: dict[str, Any]) -> list[Table]:
+    """The report's tables of :func:`run_real`'s result."""
+    b, a = estimate(real["before"]), estimate(real["after"])
+    ov = estimate(real["recon_overlap"])
+    rows = [["teacher-forced token accuracy (z = z_μ)", _fmt(b), _fmt(a)],
+            ["greedy decode: exact", "", f"{sum(real['exact'])}/{len(real['exact'])}"],
+            ["greedy decode: share of its distinct tokens found in the input", "", _fmt(ov)]]
+    swap_rows = [["none (A's own latent)", _fmt(estimate(real["unswapped"]["A"])),
+                  _fmt(estimate(real["unswapped"]["B"]))]]
+    for layer, d in real["swaps"].items():
+        swap_rows.append([f"layer {layer} from B", _fmt(estimate(d["A"])), _fmt(estimate(d["B"]))])
+    return [Table(f"UniVAE from all-MiniLM-L6-v2 on {real['held_out']} held-out STS-B/SICK sentences (before/after "
+                  f"{real['steps']} steps on {real['train_sentences']:,} training sentences)",
+                  ["measure", "before", "after"], rows),
+            Table(f"MiniLM latent swaps ({len(real['unswapped']['A'])} pairs): share of the decode's distinct tokens "
+                  "found in A and in B", ["swapped", "in A", "in B"], swap_rows),
+            Table("MiniLM swap examples", ["A", "B", *(f"layer {k} from B" for k in real["swaps"])],
+                  real["examples"])]
+
+
+def real_numbers(real: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The results.json summary of :func:`run_real`'s result (None when the part did not run)."""
+    if real is None:
+        return None
+    return {"steps": real["steps"], "before": estimate(real["before"]).mean, "after": estimate(real["after"]).mean,
+            "exact": sum(real["exact"]), "recon_overlap": estimate(real["recon_overlap"]).mean,
+            "swaps": {str(k): {w: estimate(v).mean for w, v in d.items()} for k, d in real["swaps"].items()},
+            "unswapped": {w: estimate(v).mean for w, v in real["unswapped"].items()},
+            "final_ce": sum(c for c, _ in real["curve"][-20:]) / max(1, len(real["curve"][-20:])),
+            "seconds": real["seconds"], "decoded": real["decoded"], "references": real["references"]}

@@ -44,13 +44,15 @@ LATENT_INIT = 2.83
 
 @dataclass(frozen=True)
 class Setting:
-    """One mode's sizes: corpus sentences, optimizer steps of the judged run and of the others, swap pairs, beam
+    """One mode's sizes: corpus sentences, optimizer steps of the judged run and of the others, the steps of the
+    judged run at which reconstruction and swaps are also measured (the trajectory), swap pairs, beam
     size, κ of each synthetic run (the first is judged), and for the MiniLM part the fine-tuning steps (0: that part
     is not run), the held-out sentences and the swap pairs."""
 
     sentences: int
     steps: int
     other_steps: int
+    checkpoints: tuple[int, ...]
     pairs: int
     beam: int
     kappas: tuple[float, ...]
@@ -66,9 +68,11 @@ def _model(vocab: int, kappa: float) -> UniVAE:
     return UniVAE(config, num_latent_layers=LATENT_LAYERS, z_dim=Z_DIM, kappa=kappa, maxlen=MAXLEN)
 
 
-def train_synthetic(setting: Setting, kappa: float, steps: int, seed: int = 0) -> dict[str, Any]:
+def train_synthetic(setting: Setting, kappa: float, steps: int, seed: int = 0,
+                    checkpoints: Sequence[int] = ()) -> dict[str, Any]:
     """Train the spec's model for ``steps`` on ``setting.sentences`` sentences drawn from the training pool (the
-    held-out sentences never appear), Adam :data:`LR`, batch :data:`BATCH`."""
+    held-out sentences never appear), Adam :data:`LR`, batch :data:`BATCH`; after each step in ``checkpoints``,
+    :func:`checkpoint_eval` (its seconds are not counted as training)."""
     t0 = time.process_time()
     tok = lang.WordTokenizer(MAXLEN)
     train_pool, test_pool = lang.split(TEST_FRACTION, seed=0)
@@ -83,15 +87,22 @@ def train_synthetic(setting: Setting, kappa: float, steps: int, seed: int = 0) -
     g = torch.Generator().manual_seed(seed)
     curve = []
     model.train()
-    for _ in range(steps):
+    trajectory: dict[int, dict[str, Any]] = {}
+    eval_seconds = 0.0
+    for step in range(1, steps + 1):
         batch = data[torch.randint(0, len(data), (BATCH,), generator=g)]
         out = model.loss(batch, (batch != tok.pad_id).long(), generator=g)
         opt.zero_grad()
         out.loss.backward()
         opt.step()
         curve.append(float(out.ce.detach()))
+        if step in checkpoints:
+            t1 = time.process_time()
+            trajectory[step] = checkpoint_eval(model, tok, test_pool, setting.pairs)
+            model.train()
+            eval_seconds += time.process_time() - t1
     return {"model": model.eval(), "tok": tok, "steps": steps, "train": train_pool, "test": test_pool, "data": data,
-            "curve": curve, "seconds": time.process_time() - t0}
+            "curve": curve, "trajectory": trajectory, "seconds": time.process_time() - t0 - eval_seconds}
 
 
 @torch.no_grad()
@@ -112,6 +123,45 @@ def _pairs(test: Sequence[lang.Sentence], n: int, seed: int) -> list[tuple[int, 
         if test[a].topic != test[b].topic and test[a].pattern != test[b].pattern:
             out.append((a, b))
     return out
+
+
+@torch.no_grad()
+def swap_eval(model: UniVAE, tok: lang.WordTokenizer, test: Sequence[lang.Sentence], z: torch.Tensor, n_pairs: int,
+              seed: int = 0) -> tuple[list[SwapCounts], list[list[str]]]:
+    """For ``n_pairs`` held-out pairs (A, B) of different topic and pattern, and each latent layer: greedy decodes
+    of A's z_μ with that layer's block taken from B's, parsed into whose topic and whose pattern they have; and four
+    examples (A, B, one decode per swapped layer)."""
+    kw = {"bos_id": tok.cls_id, "eos_id": tok.sep_id, "pad_id": tok.pad_id}
+    pairs = _pairs(test, n_pairs, seed)
+    za, zb = z[[a for a, _ in pairs]], z[[b for _, b in pairs]]
+    swaps, examples = [], []
+    for j in range(LATENT_LAYERS):
+        zs = za.clone()
+        zs[:, j * Z_DIM:(j + 1) * Z_DIM] = zb[:, j * Z_DIM:(j + 1) * Z_DIM]
+        decoded = model.decode(zs, **kw)
+        c = {"topic_a": 0, "topic_b": 0, "pattern_a": 0, "pattern_b": 0}
+        for d, (a, b) in zip(decoded, pairs):
+            topic, pattern = lang.parse(tok.words(d))
+            c["topic_a"] += topic == test[a].topic
+            c["topic_b"] += topic == test[b].topic
+            c["pattern_a"] += pattern == test[a].pattern
+            c["pattern_b"] += pattern == test[b].pattern
+        swaps.append(SwapCounts(LAYERS - LATENT_LAYERS + j + 1, len(pairs), **c))
+        examples.append([" ".join(tok.words(d)) for d in decoded[:4]])
+    shown = [[test[a].text, test[b].text, *(examples[j][k] for j in range(LATENT_LAYERS))]
+             for k, (a, b) in enumerate(pairs[:4])]
+    return swaps, shown
+
+
+def checkpoint_eval(model: UniVAE, tok: lang.WordTokenizer, test: Sequence[lang.Sentence], n_pairs: int,
+                    ) -> dict[str, Any]:
+    """Mid-training: mean held-out teacher-forced accuracy and the swap counts (model left in eval mode)."""
+    model.eval()
+    ids = tok.encode(test)
+    with torch.no_grad():
+        z = model.encode(ids, (ids != tok.pad_id).long())
+    recon = _teacher_forced(model, ids, z, tok.pad_id)
+    return {"recon": sum(recon) / len(recon), "swaps": swap_eval(model, tok, test, z, n_pairs)[0]}
 
 
 @torch.no_grad()
@@ -137,24 +187,7 @@ def evaluate_synthetic(run: dict[str, Any], setting: Setting, seed: int = 0) -> 
     novel_pool = {s.words for s in run["train"]}
     novel = sum(tuple(tok.words(d)) not in novel_pool for (t, p), d in zip(parsed, prior)
                 if t is not None and p is not None)
-    pairs = _pairs(test, setting.pairs, seed)
-    za, zb = z[[a for a, _ in pairs]], z[[b for _, b in pairs]]
-    swaps, examples = [], []
-    for j in range(LATENT_LAYERS):
-        zs = za.clone()
-        zs[:, j * Z_DIM:(j + 1) * Z_DIM] = zb[:, j * Z_DIM:(j + 1) * Z_DIM]
-        outs = [lang.parse(tok.words(d)) for d in model.decode(zs, **kw)]
-        words = [" ".join(tok.words(d)) for d in model.decode(zs[:4], **kw)]
-        c = {"topic_a": 0, "topic_b": 0, "pattern_a": 0, "pattern_b": 0}
-        for (topic, pattern), (a, b) in zip(outs, pairs):
-            c["topic_a"] += topic == test[a].topic
-            c["topic_b"] += topic == test[b].topic
-            c["pattern_a"] += pattern == test[a].pattern
-            c["pattern_b"] += pattern == test[b].pattern
-        swaps.append(SwapCounts(LAYERS - LATENT_LAYERS + j + 1, len(pairs), **c))
-        examples.append(words)
-    shown = [[test[a].text, test[b].text, *(examples[j][k] for j in range(LATENT_LAYERS))]
-             for k, (a, b) in enumerate(pairs[:4])]
+    swaps, shown = swap_eval(model, tok, test, z, setting.pairs, seed)
     baseline = lang.majority_baseline(run["data"], ids, tok.pad_id)
     return {"recon": recon, "shuffled": shuffled, "baseline": baseline, "exact": exact, "n_test": len(test),
             "fluent": fluent, "novel": novel, "n_prior": len(prior), "swaps": swaps, "examples": shown}
