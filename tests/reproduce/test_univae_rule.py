@@ -9,8 +9,10 @@ import math
 import pytest
 import torch
 
+import kexue.generative.univae as univae_module
 from kexue.generative.univae import UniVAE
 from kexue.models.config import TransformerConfig
+from kexue.nn import unilm_mask
 from kexue.reproduce import _templated_language as T
 from kexue.reproduce import _univae_mechanics as M
 from kexue.reproduce import univae as U
@@ -154,15 +156,11 @@ def test_the_leakage_check_passes_on_univae_and_fails_when_the_decoder_sees_the_
     model = _tiny_univae()
     ids = torch.tensor([[1, 5, 6, 7, 2, 0], [1, 8, 9, 2, 0, 0], [1, 10, 11, 12, 13, 2]])
     leak = M.leakage_check(model, ids, pad_id=0)
-    assert leak["ok"] and leak["same_as_forward"] and leak["control_diff"] > 0
-
-    def see_everything(segments, keep):
-        full = torch.ones(1, 1, segments.shape[1], segments.shape[1], dtype=torch.bool)
-        return full, full
-
-    monkeypatch.setattr(model, "_masks", see_everything)
+    assert leak["ok"] and all(leak["identical"].values()) and leak["control_diff"] > 0
+    # the top layers with the UniLM mask: the decoder sees every encoder column, not only the replaced [CLS]
+    monkeypatch.setattr(univae_module, "uniae_mask", unilm_mask)
     leak = M.leakage_check(model, ids, pad_id=0)
-    assert not leak["ok"] and leak["max_diff"]["random tokens"] > 0
+    assert not leak["ok"] and not leak["identical"]["random tokens"] and leak["max_diff"]["random tokens"] > 0
 
 
 def test_quick_mode_leaves_reconstruction_unjudged():

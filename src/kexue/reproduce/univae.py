@@ -379,5 +379,6 @@ def run(quick: bool = True) -> Result:
 
 def _leak_text(leak: dict[str, Any]) -> str:
     diffs = ", ".join(f"{k}: {v:.1e}" for k, v in leak["max_diff"].items())
-    return (f"max |Δ logits| {diffs} over {leak['texts']} texts (composition = forward: {leak['same_as_forward']}; "
-            f"with z from the perturbed encoder: {leak['control_diff']:.2g})")
+    same = "bit-identical" if all(leak["identical"].values()) else "NOT bit-identical"
+    return (f"decoder logits {same}; max |Δ logits| {diffs} over {leak['texts']} texts (with z from the perturbed "
+            f"encoder: {leak['control_diff']:.2g})")
