@@ -12,7 +12,9 @@ latent is a von Mises–Fisher sample (post 8404, :class:`VonMisesFisherSampler`
   ``num_latent_layers`` layers the UniAE mask (the same plus column 0, the encoder's [CLS]), each and'ed with the
   padding mask.
 - At the input of each of the top k layers: h = x[:, 0]; z_μ = L2-normalise(Dense_{z_dim}(h)); z ~ vMF(z_μ, κ) (or
-  z = μ + σ⊙ε with a Gaussian posterior); x[:, 0] ← Dense_hidden(z). Every layer has its own two Dense layers.
+  z = μ + σ⊙ε with a Gaussian posterior); x[:, 0] ← Dense_hidden(z). Every layer has its own two Dense layers,
+  initialised as the Transformer's (``config.init``, std ``initializer_range``; the author's code: truncated
+  normal, std 0.02), biases 0.
   Since position 0 is replaced at the input of every layer in which the decoder can see it, the decoder reads the
   encoder only through the k latents: no other encoder information leaks (tested bit for bit).
 - Loss: token cross-entropy on the decoder segment, shifted by one (decoder position t predicts token t + 1;
@@ -120,7 +122,11 @@ class UniVAE(nn.Module):
 
     @torch.no_grad()
     def _init_latent_layers(self) -> None:
-        """The latent Dense layers as the Transformer's own Linear layers (``config.init``), biases 0."""
+        """The latent Dense layers as the Transformer's own Linear layers (``config.init`` with std
+        ``config.initializer_range``), biases 0: the author's code gives these Dense layers the model's initializer
+        (``kernel_initializer=self.initializer``, bert4keras' TruncatedNormal(stddev=0.02), the ``bert_tf`` scheme;
+        not Keras's glorot_uniform default). From scratch this makes Dense_hidden(z) ~50× smaller than the
+        LayerNorm'd state it replaces, and the decoder learns to read z slowly; a caller may re-draw them."""
         layers = [*self.z_in, *self.z_out, *(self.z_log_var or [])]
         for lin in layers:
             assert isinstance(lin, nn.Linear)
