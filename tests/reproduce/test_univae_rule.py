@@ -23,67 +23,107 @@ LM = [0.7, 0.75, 0.6, 0.8, 0.72, 0.7, 0.66, 0.71]  # teacher-forced accuracy wit
 
 
 def _swaps(lower=(190, 5, 20, 170), top=(10, 185, 195, 3), n=200):
-    """(topic_a, topic_b, pattern_a, pattern_b) counts of the lower (layer 3) and the top (layer 4) latent layer; the
-    defaults follow the post (lower: topic kept, pattern changed; top: pattern kept, topic changed)."""
+    """One seed's (topic_a, topic_b, pattern_a, pattern_b) counts of the lower (layer 3) and the top (layer 4) latent
+    layer; the defaults follow the post (lower: topic kept, pattern changed; top: pattern kept, topic changed)."""
     return [U.SwapCounts(3, n, *lower), U.SwapCounts(4, n, *top)]
 
 
-def test_holds_when_reconstruction_is_high_and_the_layers_split_as_the_post_says():
-    verdict, reason, comps = U.decide(True, RECON, LM, BASELINE, _swaps())
+POST_SPLIT = [_swaps(), _swaps((180, 10, 30, 160), (20, 170, 185, 5)), _swaps((195, 2, 10, 185), (5, 190, 198, 1))]
+REVERSE = [_swaps((5, 190, 195, 3), (190, 5, 10, 180)), _swaps((15, 180, 185, 8), (182, 10, 20, 170)),
+           _swaps((8, 186, 190, 4), (194, 2, 6, 190))]
+
+
+def _decide(recon=None, shuffled=None, swaps=POST_SPLIT, baseline=BASELINE, **kw):
+    """decide() over len(swaps) seeds: each seed's reconstruction is ``recon`` shifted by 0.01 per seed."""
+    seeds = len(swaps)
+    recon = recon or RECON
+    rec = [[r - 0.01 * k for r in recon] for k in range(seeds)]
+    sh = [list(shuffled or LM[:len(recon)]) for _ in range(seeds)]
+    return U.decide(True, rec, sh, [baseline] * seeds, swaps, **kw)
+
+
+def test_holds_when_reconstruction_is_high_and_the_layers_split_as_the_post_says_in_every_seed():
+    verdict, reason, comps = _decide()
     assert verdict == "holds", reason
     assert len(comps) == 5 and all(d == "holds" for _, _, d in comps)
+    assert all(e.n == 3 for _, e, _ in comps)  # every estimate is over the seeds
     assert "swap layer 4 (top): A's pattern kept > 1/2" in reason and "other way round" not in reason
 
 
 def test_not_measured_when_the_mechanics_fail():
-    verdict, reason, comps = U.decide(False, RECON, LM, BASELINE, _swaps())
+    verdict, reason, comps = U.decide(False, [RECON] * 3, [LM] * 3, [BASELINE] * 3, POST_SPLIT)
     assert verdict == "not measured" and "mechanics" in reason and comps == []
 
 
-def test_not_measured_when_reconstruction_does_not_beat_the_majority_baseline():
-    verdict, reason, _ = U.decide(True, [0.25, 0.3, 0.28, 0.26], LM[:4], BASELINE, _swaps())
+def test_not_measured_when_one_seed_does_not_beat_the_majority_baseline():
+    rec = [RECON, [0.25, 0.3, 0.28, 0.26, 0.27, 0.25, 0.3, 0.26], RECON]
+    verdict, reason, _ = U.decide(True, rec, [LM] * 3, [BASELINE] * 3, POST_SPLIT)
     assert verdict == "not measured" and "did not learn" in reason and "majority token" in reason
+    assert reason.startswith("seed 1: ")
 
 
 def test_not_measured_when_the_latent_carries_nothing():
-    verdict, reason, comps = U.decide(True, RECON, [r - 0.01 * (-1) ** i for i, r in enumerate(RECON)], BASELINE,
-                                      _swaps())
+    verdict, reason, comps = _decide(shuffled=[r - 0.01 * (-1) ** i for i, r in enumerate(RECON)])
     assert verdict == "not measured" and "carries no information" in reason and comps == []
 
 
 def test_does_not_hold_when_reconstruction_is_clearly_below_the_bar():
-    verdict, reason, comps = U.decide(True, [0.7, 0.75, 0.72, 0.71, 0.74], [0.5, 0.6, 0.55, 0.5, 0.6], BASELINE,
-                                      _swaps())
+    verdict, _, comps = _decide(recon=[0.7, 0.75, 0.72, 0.71, 0.74], shuffled=[0.5, 0.6, 0.55, 0.5, 0.6])
     assert verdict == "does not hold"
     assert comps[0][2] == "does not hold" and all(d == "holds" for _, _, d in comps[1:])
 
 
-def test_inconclusive_when_reconstruction_straddles_the_bar():
-    verdict, _, comps = U.decide(True, [0.8, 1.0, 0.85, 0.98, 0.9], LM[:5], BASELINE, _swaps())
+def test_inconclusive_when_reconstruction_straddles_the_bar_over_seeds():
+    rec = [[0.99] * 5, [0.8] * 5, [0.93] * 5]  # seed means 0.99, 0.80, 0.93: the interval holds 0.9
+    verdict, _, comps = U.decide(True, rec, [LM[:5]] * 3, [BASELINE] * 3, POST_SPLIT)
     assert verdict == "inconclusive" and comps[0][2] == "inconclusive"
 
 
-def test_does_not_hold_when_the_top_layer_keeps_the_topic():
-    verdict, reason, comps = U.decide(True, RECON, LM, BASELINE, _swaps(top=(180, 10, 190, 5)))
+def test_does_not_hold_when_the_top_layer_keeps_the_topic_in_every_seed():
+    swaps = [_swaps(top=(180, 10, 190, 5)), _swaps(top=(170, 15, 185, 5)), _swaps(top=(190, 3, 195, 2))]
+    verdict, _, comps = _decide(swaps=swaps)
     assert verdict == "does not hold"
     judged = {what: d for what, _, d in comps}
     assert judged["swap layer 4 (top): A's topic kept < 1/2"] == "does not hold"
 
 
-def test_inconclusive_when_a_rate_is_near_one_half():
-    verdict, _, comps = U.decide(True, RECON, LM, BASELINE, _swaps(lower=(104, 90, 20, 170)))
-    assert verdict == "inconclusive"
-    assert [d for _, _, d in comps].count("inconclusive") == 1
+def test_inconclusive_when_the_seeds_split_the_factors_differently():
+    # each run splits cleanly, but one the post's way and one the other way: the spread over seeds decides
+    verdict, reason, comps = _decide(swaps=[POST_SPLIT[0], REVERSE[0], POST_SPLIT[1]])
+    assert verdict == "inconclusive", reason
+    assert all(d == "inconclusive" for _, _, d in comps[1:])
+    assert "other way round" not in reason
 
 
 def test_the_reverse_split_is_named_in_the_reason():
-    verdict, reason, _ = U.decide(True, RECON, LM, BASELINE, _swaps(lower=(5, 190, 195, 3), top=(190, 5, 10, 180)))
+    verdict, reason, _ = _decide(swaps=REVERSE)
     assert verdict == "does not hold" and "other way round" in reason
 
 
-def test_rates_of_zero_and_one_are_decided():
-    verdict, _, comps = U.decide(True, RECON, LM, BASELINE, _swaps(lower=(200, 0, 0, 200), top=(0, 200, 200, 0)))
+def test_rates_of_zero_and_one_in_every_seed_are_decided():
+    verdict, _, comps = _decide(swaps=[_swaps(lower=(200, 0, 0, 200), top=(0, 200, 200, 0))] * 3)
     assert verdict == "holds" and all(e.se == 0 for _, e, _ in comps[1:])
+
+
+@pytest.mark.parametrize("target", [U.RECON_TARGET, None])
+def test_one_seed_is_inconclusive_however_clean_its_split(target):
+    perfect = [_swaps(lower=(200, 0, 0, 200), top=(0, 200, 200, 0))]
+    verdict, reason, comps = _decide(swaps=perfect, target=target)
+    assert verdict == "inconclusive" and reason.startswith(U.ONE_RUN)
+    assert all(d == "inconclusive" and e.n == 1 for _, e, d in comps)
+    assert "nan" not in reason
+    # and a single run the wrong way round does not make it "does not hold" either
+    assert _decide(swaps=REVERSE[:1], target=target)[0] == "inconclusive"
+
+
+def test_quick_mode_leaves_reconstruction_unjudged():
+    verdict, reason, comps = _decide(recon=[0.8, 0.82, 0.79, 0.85, 0.81], target=None)
+    assert verdict == "holds" and len(comps) == 4 and "reconstruction" not in reason
+
+
+def test_decide_wants_the_same_seeds_in_every_measurement():
+    with pytest.raises(ValueError, match="expected recon, shuffled, baseline and swaps for the same seeds"):
+        U.decide(True, [RECON] * 3, [LM] * 2, [BASELINE] * 3, POST_SPLIT)
 
 
 # -- the synthetic language ----------------------------------------------------------------------------------------
@@ -161,11 +201,6 @@ def test_the_leakage_check_passes_on_univae_and_fails_when_the_decoder_sees_the_
     monkeypatch.setattr(univae_module, "uniae_mask", unilm_mask)
     leak = M.leakage_check(model, ids, pad_id=0)
     assert not leak["ok"] and not leak["identical"]["random tokens"] and leak["max_diff"]["random tokens"] > 0
-
-
-def test_quick_mode_leaves_reconstruction_unjudged():
-    verdict, reason, comps = U.decide(True, [0.8, 0.82, 0.79, 0.85, 0.81], LM[:5], BASELINE, _swaps(), target=None)
-    assert verdict == "holds" and len(comps) == 4 and "reconstruction" not in reason
 
 
 def test_missing_sts_data_is_skipped_with_the_fetch_command(monkeypatch, tmp_path):

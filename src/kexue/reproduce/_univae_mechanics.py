@@ -117,3 +117,11 @@ def vmf_rate(dim: int, kappa: float) -> float:
     log_c = (dim / 2 - 1) * math.log(kappa) - dim / 2 * math.log(2 * math.pi) - log_i
     log_area = math.log(2) + dim / 2 * math.log(math.pi) - float(gammaln(dim / 2))
     return kappa * bessel_ratio(dim, kappa) + log_c + log_area
+
+
+def leak_text(leak: dict[str, Any]) -> str:
+    """One line of the report's mechanics table for a :func:`leakage_check` result."""
+    diffs = ", ".join(f"{k}: {v:.1e}" for k, v in leak["max_diff"].items())
+    same = "bit-identical" if all(leak["identical"].values()) else "NOT bit-identical"
+    return (f"decoder logits {same}; max |Δ logits| {diffs} over {leak['texts']} texts (with z from the perturbed "
+            f"encoder: {leak['control_diff']:.2g})")

@@ -14,6 +14,8 @@ import torch
 from ..generative.univae import UniVAE
 from ..models.config import TransformerConfig
 from . import _templated_language as lang
+from .common import pyplot
+from .rules import Estimate, proportion
 
 
 class SwapCounts(NamedTuple):
@@ -35,20 +37,22 @@ LAYERS, HIDDEN, HEADS, FFN, LATENT_LAYERS, Z_DIM = 4, 64, 4, 128, 2, 8
 MAXLEN = 11
 LR, BATCH, TEST_FRACTION = 2e-3, 64, 0.15
 #: The latent Dense layers' weights are drawn with std LATENT_INIT/√fan_in: Dense_hidden(z) then has coordinates of
-#: std ≈ 1 for a unit z, the scale of the LayerNorm'd state it replaces at position 0 (the model's own init, std
-#: 0.02, makes it ~50× smaller, and from scratch the decoder then learned to read z far more slowly: after 900 steps
-#: at κ = 16, held-out teacher-forced accuracy 0.745 with z_μ vs 0.731 with another sentence's, against 0.798 vs
-#: 0.765 with this init; measured while building this entry).
+#: std ≈ 1 for a unit z, the scale of the LayerNorm'd state it replaces at position 0. A departure from the library
+#: and from the author's code (bojone/univae gives these Dense layers bert4keras' TruncatedNormal(stddev=0.02), made
+#: for a pretrained model): that init makes it ~50× smaller, and from scratch the decoder then learned to read z far
+#: more slowly (after 900 steps at κ = 16, held-out teacher-forced accuracy 0.745 with z_μ vs 0.731 with another
+#: sentence's, against 0.798 vs 0.765 with this init; measured while building this entry).
 LATENT_INIT = 2.83
 
 
 @dataclass(frozen=True)
 class Setting:
-    """One mode's sizes: corpus sentences, optimizer steps of the judged run and of the others, the steps of the
-    judged run at which reconstruction and swaps are also measured (the trajectory), swap pairs, beam
-    size, κ of each synthetic run (the first is judged), and for the MiniLM part the fine-tuning steps (0: that part
-    is not run), the held-out sentences and the swap pairs."""
+    """One mode's sizes: training seeds of the judged model, corpus sentences, optimizer steps of the judged runs and
+    of the others (seed 0 only), the steps of the judged seed-0 run at which reconstruction and swaps are also
+    measured (the trajectory), swap pairs, beam size, κ of each synthetic model (the first is judged), and for the
+    MiniLM part the fine-tuning steps (0: that part is not run), the held-out sentences and the swap pairs."""
 
+    seeds: int
     sentences: int
     steps: int
     other_steps: int
@@ -191,3 +195,38 @@ def evaluate_synthetic(run: dict[str, Any], setting: Setting, seed: int = 0) -> 
     baseline = lang.majority_baseline(run["data"], ids, tok.pad_id)
     return {"recon": recon, "shuffled": shuffled, "baseline": baseline, "exact": exact, "n_test": len(test),
             "fluent": fluent, "novel": novel, "n_prior": len(prior), "swaps": swaps, "examples": shown}
+
+
+def _fmt(e: Estimate) -> str:
+    return f"{e.mean:.3f} ± {e.se:.2g}"
+
+
+def swap_rows(label: str, swaps: Sequence[SwapCounts]) -> list[list[Any]]:
+    """Table rows of one model's swap counts: each fraction of decodes ± its binomial s.e."""
+    rows = []
+    for i, s in enumerate(swaps):
+        top = " (top)" if i == len(swaps) - 1 else ""
+        counts = (s.topic_a, s.topic_b, s.pattern_a, s.pattern_b)
+        rows.append([label, f"{s.layer}{top}", s.n, *(_fmt(proportion(c, s.n)) for c in counts)])
+    return rows
+
+
+def swap_figure(syn: list[dict[str, Any]]) -> Any:
+    """One bar panel per trained model: what each swapped layer's decodes keep of A and take from B."""
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(syn), figsize=(4.6 * len(syn), 3.6), squeeze=False)
+    labels = ["A's topic", "B's topic", "A's pattern", "B's pattern"]
+    for ax, run in zip(axes[0], syn):
+        swaps = run["eval"]["swaps"]
+        width = 0.8 / len(swaps)
+        for i, s in enumerate(swaps):
+            vals = [proportion(c, s.n) for c in (s.topic_a, s.topic_b, s.pattern_a, s.pattern_b)]
+            ax.bar([k + i * width for k in range(4)], [v.mean for v in vals], width, yerr=[2 * v.se for v in vals],
+                   capsize=2, label=f"swap layer {s.layer}{' (top)' if i == len(swaps) - 1 else ''}")
+        ax.set_xticks([k + width * (len(swaps) - 1) / 2 for k in range(4)], labels, fontsize=8)
+        ax.set_ylim(0, 1)
+        ax.set_ylabel("fraction of decodes")
+        ax.set_title(f"A's latent with one layer from B (κ = {run['kappa']:g}, seed {run['seed']})", fontsize=9)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
