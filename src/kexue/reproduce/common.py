@@ -1,5 +1,5 @@
-"""Helpers shared by reproductions: matplotlib set-up, number formatting, the digits data set and its split, a
-Transformer's blocks typed as blocks."""
+"""Helpers shared by reproductions: matplotlib set-up, transformers without progress bars in logs, number
+formatting, the digits data set and its split, a Transformer's blocks typed as blocks."""
 
 from __future__ import annotations
 
@@ -17,6 +17,18 @@ def pyplot() -> Any:
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def transformers_quiet() -> Any:
+    """The ``transformers`` module, its progress bars ("Loading weights") off unless stderr is a terminal
+    (:func:`kexue.env.interactive`), so logs and the report's captured output stay free of bar redraws."""
+    import transformers
+
+    from ..env import interactive
+
+    if not interactive():
+        transformers.utils.logging.disable_progress_bar()
+    return transformers
 
 
 def fmt(x: float, digits: int = 4) -> str:

@@ -120,7 +120,9 @@ def _figure(plain: dict[str, Any], fast: dict[str, Any], fast_kernel: str, cos_d
 
 
 def run(quick: bool = True) -> Result:
-    import transformers
+    from .common import transformers_quiet
+
+    transformers = transformers_quiet()
 
     from ..data.datasets import STSSet, load_sts
     from ..embed import encode

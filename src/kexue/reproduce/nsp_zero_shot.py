@@ -116,7 +116,9 @@ def _mechanics(tok: Tokenizer) -> tuple[list[list[object]], dict[str, object], l
     try:
         import tempfile
 
-        import transformers
+        from .common import transformers_quiet
+
+        transformers = transformers_quiet()
 
         from ..models import save_pretrained
 
