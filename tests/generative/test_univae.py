@@ -195,14 +195,14 @@ def test_latent_dense_layers_start_as_the_transformers_own_init():
     torch.manual_seed(0)
     m = UniVAE(cfg, num_latent_layers=2, z_dim=32, kappa=8.0, posterior="gaussian", maxlen=MAXLEN)
     layers = [*m.z_in, *m.z_out, *m.z_log_var]
-    weights = torch.cat([lin.weight.flatten() for lin in layers])  # 6 × 2048 draws
+    weights = torch.cat([lin.weight.detach().flatten() for lin in layers])  # 6 × 2048 draws
     assert float(weights.abs().max()) <= 0.04  # cut at 2 std
     assert float(weights.std()) == pytest.approx(0.02 * 0.8796, rel=0.03)  # the uncorrected truncated normal's std
     assert all(not bool(lin.bias.any()) for lin in layers)
     torch.manual_seed(0)
     m = UniVAE(_config(hidden_size=64, num_heads=4, initializer_range=0.3), num_latent_layers=2, z_dim=32,
                maxlen=MAXLEN)
-    weights = torch.cat([lin.weight.flatten() for lin in (*m.z_in, *m.z_out)])
+    weights = torch.cat([lin.weight.detach().flatten() for lin in (*m.z_in, *m.z_out)])
     assert float(weights.std()) == pytest.approx(0.3, rel=0.03)  # bert_hf: normal(0, initializer_range)
 
 
