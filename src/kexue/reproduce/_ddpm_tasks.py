@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from ..generative.ddpm import ConvDenoiser, MLPDenoiser, Schedule, Sigma, ddpm_loss, ddpm_sample
 from ..generative.wgan import mixture_modes, mode_coverage, sample_mixture
 from ..stats.gaussian import frechet_distance
-from .common import digits_split
+from .common import class_entropy, digits_split
 
 Toy = Literal["moons", "ring"]
 
@@ -209,9 +209,7 @@ def digit_scores(clf: Classifier, images: Tensor, reference: Tensor) -> dict[str
     images = images.clamp(0, 1)
     fd = float(frechet_distance(clf.features(images).double(), clf.features(reference).double()))
     probs = clf(images).softmax(-1)
-    hist = torch.bincount(probs.argmax(1), minlength=10).double() / len(images)
-    entropy = float(-(hist[hist > 0] * hist[hist > 0].log()).sum())
-    return {"fd": fd, "confidence": float(probs.max(1).values.mean()), "entropy": entropy}
+    return {"fd": fd, "confidence": float(probs.max(1).values.mean()), "entropy": class_entropy(probs.argmax(1))}
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
-"""Helpers shared by reproductions: matplotlib set-up, transformers without progress bars in logs, number
-formatting, the digits data set and its split, a Transformer's blocks typed as blocks."""
+"""Helpers shared by reproductions: matplotlib set-up, transformers without progress bars in logs, the class
+entropy of predictions, number formatting, the digits data set and its split, a Transformer's blocks typed as blocks."""
 
 from __future__ import annotations
 
@@ -29,6 +29,16 @@ def transformers_quiet() -> Any:
     if not interactive():
         transformers.utils.logging.disable_progress_bar()
     return transformers
+
+
+def class_entropy(labels: Any, num_classes: int = 10) -> float:
+    """The entropy (nats) of the histogram of predicted ``labels`` (a tensor or array of class indices): a sample
+    set's diversity, log(num_classes) when the classes are equally represented (log 10 = 2.303 for digits)."""
+    import torch
+
+    hist = torch.bincount(torch.as_tensor(labels).flatten().long(), minlength=num_classes).double()
+    p = hist[hist > 0] / hist.sum()
+    return float(-(p * p.log()).sum())
 
 
 def fmt(x: float, digits: int = 4) -> str:

@@ -39,7 +39,7 @@ import torch
 
 from ..generative import VAE, hub_filtered_latents, standard_normal, truncation, vae_decoder, vae_encoder
 from ..stats.hubness import hub_values
-from .common import digits_split, pyplot
+from .common import class_entropy, digits_split, pyplot
 from .result import Post, Result, Table, Verdict
 from .rules import (
     Decision,
@@ -241,10 +241,8 @@ class _Scorer:
 
     def __call__(self, img: torch.Tensor) -> tuple[float, float, float]:
         p = self.clf.predict_proba(img.numpy())
-        hist = np.bincount(p.argmax(1), minlength=10) / len(p)
-        nz = hist[hist > 0]
         dist = torch.cdist(img.double(), self.real.double()).min(1).values
-        return float(p.max(1).mean()), float(dist.mean()), float(-(nz * np.log(nz)).sum())
+        return float(p.max(1).mean()), float(dist.mean()), class_entropy(p.argmax(1))
 
 
 def _decoder_part(seeds: int, epochs: int, n: int, t: int) -> tuple[list[SeedScores], dict[str, float], dict]:
