@@ -34,7 +34,7 @@ ROWS = [
         lambda: SpanPointerHead(4)(torch.zeros(2, 3, 4), torch.ones(2, 4, dtype=torch.bool)), ValueError,
         r"expected mask of shape \(2, 3\), got \(2, 4\)"),
     Bad("kexue.heads.SpanPointerHead.forward", "mask of 2s", lambda: SpanPointerHead(4)(torch.zeros(1, 3, 4),
-        torch.tensor([[1, 2, 0]])), ValueError, r"expected mask values 0 or 1, got 2"),
+        torch.tensor([[1, 2, 0]])), ValueError, r"expected mask values 1 \(real token\) and 0 \(padding\), got 2"),
     Bad("kexue.heads.SpanPointerHead.forward", "float mask", lambda: SpanPointerHead(4)(torch.zeros(1, 3, 4),
         torch.ones(1, 3)), TypeError, r"expected mask to be a bool or 0/1 integer tensor, got torch\.float32"),
     Bad("kexue.heads.span_loss", "target out of range", lambda: span_loss(Z, Z, torch.tensor([[0, 5], [1, 1]])),

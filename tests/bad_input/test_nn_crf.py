@@ -55,7 +55,7 @@ ROWS = [
     Bad("kexue.nn.CRF.forward", "mask of another shape", lambda: crf()(E, T, torch.ones(2, 5, dtype=torch.bool)),
         ValueError, r"expected mask of shape \(2, 4\) like emissions, got \(2, 5\)"),
     Bad("kexue.nn.CRF.forward", "mask holding 2", lambda: crf()(E, T, torch.full((2, 4), 2)), ValueError,
-        r"expected mask of 0s and 1s, got 2"),
+        r"expected mask values 1 \(kept\) and 0 \(skipped\), got 2"),
     Bad("kexue.nn.CRF.forward", "pytorch-crf's token_mean", lambda: crf()(E, T, reduction="token_mean"), ValueError,
         r"expected reduction to be one of \['mean', 'sum', 'none'\], got 'token_mean'"),
 
@@ -71,7 +71,7 @@ ROWS = [
     Bad("kexue.nn.CRF.viterbi", "NaN emissions", lambda: crf().viterbi(NAN), ValueError,
         r"expected finite emissions, got a NaN or an infinity"),
     Bad("kexue.nn.CRF.viterbi", "mask holding -1", lambda: crf().viterbi(E, -torch.ones(2, 4, dtype=torch.long)),
-        ValueError, r"expected mask of 0s and 1s, got -1"),
+        ValueError, r"expected mask values 1 \(kept\) and 0 \(skipped\), got -1"),
     Bad("kexue.nn.CRF.viterbi", "start tag 3 of 3", lambda: crf().viterbi(E, start_tags=[0, 3]), ValueError,
         r"expected start_tags\[1\] <= 2, got 3"),
     Bad("kexue.nn.CRF.viterbi", "end tags empty", lambda: crf().viterbi(E, end_tags=[]), ValueError,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..nn.masks import _odd_mask_values, _refuse_odd_mask
+
 
 def check_states(name: str, x: object, hidden: int) -> Tensor:
     """``x`` if it is a floating-point tensor of shape (batch, seq, hidden)."""
@@ -22,10 +24,8 @@ def check_mask(name: str, mask: object, shape: tuple[int, ...]) -> Tensor:
                         f"{getattr(mask, 'dtype', type(mask).__name__)}")
     if tuple(mask.shape) != shape:
         raise ValueError(f"expected {name} of shape {shape}, got {tuple(mask.shape)}")
-    if mask.dtype != torch.bool:
-        odd = (mask != 0) & (mask != 1)
-        if bool(odd.any()):
-            raise ValueError(f"expected {name} values 0 or 1, got {mask[odd][0].item()}")
+    if bool(_odd_mask_values(mask)):  # always False for a bool mask
+        _refuse_odd_mask(mask, name, "real token", "padding")
     return mask.bool()
 
 

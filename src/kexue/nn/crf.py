@@ -41,6 +41,8 @@ from torch import Tensor, nn
 
 from kexue._validate import check_bool, check_choice, check_float, check_int
 
+from .masks import _odd_mask_values, _refuse_odd_mask
+
 Reduction = Literal["mean", "sum", "none"]
 REDUCTIONS: tuple[Reduction, ...] = get_args(Reduction)
 
@@ -241,8 +243,8 @@ class CRF(nn.Module):
             raise ValueError(f"expected mask of shape {tuple(emissions.shape[:2])} like emissions, got "
                              f"{tuple(mask.shape)}")
         if mask.dtype != torch.bool:
-            if bool(((mask != 0) & (mask != 1)).any()):
-                raise ValueError(f"expected mask of 0s and 1s, got {int(mask[(mask != 0) & (mask != 1)][0])}")
+            if bool(_odd_mask_values(mask)):
+                _refuse_odd_mask(mask, "mask", "kept", "skipped")
             mask = mask != 0
         return mask.to(emissions.device)
 

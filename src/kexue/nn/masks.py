@@ -29,10 +29,12 @@ def _odd_mask_values(attention_mask: Tensor) -> Tensor:
     return ((attention_mask != 0) & (attention_mask != 1)).any()
 
 
-def _refuse_odd_mask(attention_mask: Tensor) -> None:
-    """Raise the error for a mask that :func:`_odd_mask_values` flagged, naming its first odd value."""
+def _refuse_odd_mask(attention_mask: Tensor, name: str = "attention_mask", one: str = "token",
+                     zero: str = "padding") -> None:
+    """Raise the error for a mask that :func:`_odd_mask_values` flagged, naming its first odd value (``name``, and
+    what 1 and 0 mean for it, in the message)."""
     odd = (attention_mask != 0) & (attention_mask != 1)
-    raise ValueError(f"expected attention_mask values 1 (token) and 0 (padding), got {attention_mask[odd][0].item()!r} "
+    raise ValueError(f"expected {name} values 1 ({one}) and 0 ({zero}), got {attention_mask[odd][0].item()!r} "
                      f"(an additive mask? pass the 1/0 mask)")
 
 
