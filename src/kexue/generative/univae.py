@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .._validate import check_bool, check_choice, check_float, check_generator, check_int
+from ..models._inputs import check_inputs
 from ..models.cache import KVCache
 from ..models.config import TransformerConfig
 from ..models.decoding import beam_search, greedy_search
@@ -160,7 +161,7 @@ class UniVAE(nn.Module):
         """Check the texts (as the Transformer checks its inputs, plus the fixed length and right padding with the
         first token real); the 1/0 mask as a long tensor, or None when there is no padding."""
         try:
-            self.transformer.attention_mask(input_ids, attention_mask, None)  # types, shapes, ids and 1/0 values
+            check_inputs(self.transformer.config, input_ids, attention_mask, None, None)  # types, shapes, ids, 1/0
         except (TypeError, ValueError) as e:  # the Transformer's messages name input_ids and attention_mask
             if ids_name == "input_ids":
                 raise
